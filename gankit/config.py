@@ -1,0 +1,401 @@
+"""Configuration as typed data.
+
+A run's configuration is built in layers — dataclass defaults, then the chosen model's own defaults, then the YAML
+file, then command-line flags and ``--set a.b=value`` overrides — and validated once, up front. Anything unknown or
+ill-typed is a one-line :class:`GankitError` naming the key. The resolved config is saved as ``config.yaml`` in every
+run folder, and a run can be rebuilt from it alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+from .errors import GankitError
+from .registry import closest
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "digits"
+    dir: str | None = None  # where the standard files are; None = the cache dir (downloaded on demand)
+    split: Literal["train", "test", "all", "val"] = "train"
+    image_size: int = 32  # images are resized to image_size x image_size (28 keeps MNIST native)
+    channels: int = 0  # 0 = the data set's own; 1 or 3 converts
+    download: bool = True  # fetch missing standard files from the official mirrors into cache_dir
+    cache_dir: str | None = None  # default: $GANKIT_CACHE or ~/.cache/gankit
+    limit: int = 0  # use only the first N images (0 = all); handy for quick tries
+    holdout: int = 0  # keep the last N images out of training (for evaluation on the same split)
+    # paired (image-to-image) data
+    direction: Literal["AtoB", "BtoA"] = "AtoB"
+    load_size: int = 0  # jitter: resize to load_size, random-crop back to image_size (0 = image_size * 286 / 256)
+    jitter: bool = True
+    flip: bool = True
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "dcgan"
+    z_dim: int = 100
+    noise: Literal["normal", "uniform"] = "normal"  # uniform is U[-1, 1]
+    num_classes: int = 0  # > 0 makes a conditional GAN
+    conditioning: Literal["concat", "projection"] = "concat"
+    # conv models: widths of the first D layer and last G layer; they double with depth up to max_channels
+    g_channels: int = 64
+    d_channels: int = 64
+    max_channels: int = 1024
+    # MLP models
+    g_hidden: tuple[int, ...] = (256, 512, 1024)
+    d_hidden: tuple[int, ...] = (1024, 512, 256)
+    g_batchnorm: bool = True
+    d_batchnorm: bool = True
+    g_activation: str = "relu"
+    d_activation: str = "leaky_relu"
+    g_dropout: float = 0.0
+    d_dropout: float = 0.0
+    init: Literal["dcgan", "default"] = "dcgan"
+    spectral_norm_d: bool = False
+    spectral_norm_g: bool = False
+    # image-to-image models
+    norm: Literal["batch", "instance", "none"] = "batch"
+    patch: int = 70  # PatchGAN receptive field: 1, 16, 70 or 286
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    name: str = "non_saturating"
+    gp_weight: float = 10.0  # WGAN-GP lambda
+    clip: float = 0.01  # WGAN weight clipping c
+    label_smoothing: float = 0.0  # one-sided: real targets become 1 - label_smoothing
+    instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed to 0 over training
+    l1_weight: float = 100.0  # pix2pix lambda
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "adam"
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    momentum: float = 0.0
+    alpha: float = 0.99  # rmsprop smoothing
+    rho: float = 0.9  # adadelta
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    lr_decay: Literal["none", "linear"] = "none"  # linear: constant for the first half, then linearly to 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 64
+    epochs: float = 0  # budget in passes over the data (0 = not set)
+    steps: int = 0  # budget in generator updates (0 = not set)
+    max_minutes: float = 0  # wall-clock budget (0 = not set); the first budget reached ends training
+    d_steps: int = 1  # discriminator updates per generator update (the 2014 paper's k; WGAN's n_critic)
+    log_every: int = 20  # steps between lines in metrics.jsonl
+    sample_every: int = 0  # steps between sample grids (0 = once per epoch)
+    checkpoint_every: int = 1000  # steps between kept checkpoints
+    keep_last: int = 3  # numbered checkpoints kept besides `final` and `best`
+    ema_half_life: float = 0  # in thousands of images; 0 = no EMA of G
+    eval_every: int = 0  # steps between FD evaluations (0 = off)
+    on_nan: Literal["stop", "rollback"] = "stop"
+    nan_lr_factor: float = 0.5
+    nan_max_rollbacks: int = 3
+    threads: int = 0  # 0 = the cores this process may use
+    device: str = "auto"  # auto, cpu, cuda, cuda:1, mps
+    channels_last: bool = True  # memory format for conv models
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any], where: str = "config") -> "Config":
+        return from_dict(Config, d, where)
+
+    def replace(self, **dotted: Any) -> "Config":
+        """A copy with dotted keys overridden: ``cfg.replace(**{"train.steps": 5})``."""
+        d = self.to_dict()
+        for key, value in dotted.items():
+            set_dotted(d, key, value)
+        return Config.from_dict(d)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# dict <-> dataclass, strict
+
+
+def to_dict(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    if origin is tuple:
+        return f"a list of {_type_name(get_args(tp)[0])}"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it converted (int -> float, list -> tuple)."""
+    origin = get_origin(tp)
+    bad = GankitError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise GankitError(f"{key}: expected {_type_name(tp)}, got {value!r}{closest(str(value), [str(a) for a in get_args(tp)])}")
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in get_args(tp):
+            return None
+        for arg in get_args(tp):
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except GankitError:
+                pass
+        raise bad
+    if origin is tuple:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        return tuple(_coerce(v, get_args(tp)[0], f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if tp is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise bad
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise GankitError(f"{key}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return from_dict(tp, value, key)
+    raise TypeError(f"unsupported config type {tp} for {key}")  # a bug in gankit, not user input
+
+
+def from_dict(cls: type, d: dict[str, Any], where: str = "config") -> Any:
+    """Build dataclass ``cls`` from ``d``; an unknown key or wrong type is a one-line error naming the key."""
+    if not isinstance(d, dict):
+        raise GankitError(f"{where}: expected a mapping, got {d!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    prefix = "" if where == "config" else where + "."
+    for key in d:
+        if key not in names:
+            raise GankitError(f"unknown config key '{prefix}{key}'{closest(str(key), names)}")
+    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in d.items()}
+    return cls(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# layering
+
+
+def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    """``set_dotted(d, "train.steps", 5)``; unknown sections are caught later by ``from_dict``."""
+    parts = key.split(".")
+    node = d
+    for p in parts[:-1]:
+        child = node.get(p)
+        if child is None:
+            child = node[p] = {}
+        if not isinstance(child, dict):
+            raise GankitError(f"--set {key}: '{p}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """``"optim.lr_g=1e-4"`` -> ``("optim.lr_g", 0.0001)``; values are read as YAML scalars or lists."""
+    if "=" not in item:
+        raise GankitError(f"--set {item!r}: expected key=value, e.g. --set train.epochs=5")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise GankitError(f"--set {item!r}: the key is empty")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    # YAML 1.1 reads "1e-4" as a string; numbers are what users mean.
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists():
+        raise GankitError(f"config file {p} does not exist")
+    if p.is_dir():
+        raise GankitError(f"config file {p} is a directory; pass a .yaml file")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise GankitError(f"config file {p}: not valid YAML{at}; check indentation and colons") from None
+    except UnicodeDecodeError:
+        raise GankitError(f"config file {p}: not a text file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise GankitError(f"config file {p}: expected a mapping of sections (data, model, loss, optim, train)")
+    return _floatify(data)
+
+
+def _floatify(d: Any) -> Any:
+    """PyYAML reads ``2e-4`` (no dot) as a string; turn such strings into floats."""
+    if isinstance(d, dict):
+        return {k: _floatify(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_floatify(v) for v in d]
+    if isinstance(d, str):
+        try:
+            if any(c in d for c in "eE") and any(c.isdigit() for c in d):
+                return float(d)
+        except ValueError:
+            pass
+    return d
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def resolve(
+    file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    base: dict[str, Any] | None = None,
+) -> Config:
+    """Defaults <- the model's own defaults <- ``base`` <- YAML ``file`` <- dotted ``overrides``; validated."""
+    layered: dict[str, Any] = dict(base or {})
+    if file is not None:
+        layered = deep_merge(layered, read_yaml(file))
+    for key, value in (overrides or {}).items():
+        set_dotted(layered, key, value)
+    model_name = (layered.get("model") or {}).get("name", ModelConfig.name) if isinstance(layered.get("model"), (dict, type(None))) else ModelConfig.name
+    from .models import model_defaults  # late import: models register themselves
+
+    layered = deep_merge({"model": model_defaults(str(model_name))}, layered)
+    cfg = Config.from_dict(layered)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Value checks that types cannot express; names are checked against the registries."""
+    from .data import DATASETS
+    from .losses import LOSSES
+    from .models import MODELS
+    from .optim import OPTIMIZERS
+
+    DATASETS.get(cfg.data.name)
+    MODELS.get(cfg.model.name)
+    LOSSES.get(cfg.loss.name)
+    OPTIMIZERS.get(cfg.optim.name)
+    positive = {
+        "train.batch_size": cfg.train.batch_size,
+        "train.d_steps": cfg.train.d_steps,
+        "train.log_every": cfg.train.log_every,
+        "train.checkpoint_every": cfg.train.checkpoint_every,
+        "model.z_dim": cfg.model.z_dim,
+        "model.g_channels": cfg.model.g_channels,
+        "model.d_channels": cfg.model.d_channels,
+        "data.image_size": cfg.data.image_size,
+        "optim.lr_g": cfg.optim.lr_g,
+        "optim.lr_d": cfg.optim.lr_d,
+    }
+    for key, v in positive.items():
+        if not v > 0:
+            raise GankitError(f"{key} must be > 0, got {v}")
+    non_negative = {
+        "train.epochs": cfg.train.epochs,
+        "train.steps": cfg.train.steps,
+        "train.max_minutes": cfg.train.max_minutes,
+        "train.sample_every": cfg.train.sample_every,
+        "train.keep_last": cfg.train.keep_last,
+        "train.ema_half_life": cfg.train.ema_half_life,
+        "train.eval_every": cfg.train.eval_every,
+        "train.threads": cfg.train.threads,
+        "model.num_classes": cfg.model.num_classes,
+        "model.g_dropout": cfg.model.g_dropout,
+        "model.d_dropout": cfg.model.d_dropout,
+        "optim.momentum": cfg.optim.momentum,
+        "optim.weight_decay": cfg.optim.weight_decay,
+        "loss.gp_weight": cfg.loss.gp_weight,
+        "loss.clip": cfg.loss.clip,
+        "loss.label_smoothing": cfg.loss.label_smoothing,
+        "loss.instance_noise": cfg.loss.instance_noise,
+        "loss.l1_weight": cfg.loss.l1_weight,
+        "data.limit": cfg.data.limit,
+        "data.holdout": cfg.data.holdout,
+    }
+    for key, v in non_negative.items():
+        if v < 0:
+            raise GankitError(f"{key} must be >= 0, got {v}")
+    for key, v in {"model.g_dropout": cfg.model.g_dropout, "model.d_dropout": cfg.model.d_dropout,
+                   "loss.label_smoothing": cfg.loss.label_smoothing, "optim.beta1": cfg.optim.beta1,
+                   "optim.beta2": cfg.optim.beta2}.items():
+        if not 0 <= v < 1:
+            raise GankitError(f"{key} must be in [0, 1), got {v}")
+    if cfg.data.channels not in (0, 1, 3):
+        raise GankitError(f"data.channels must be 0 (the data set's own), 1 or 3, got {cfg.data.channels}")
+    if not 0 < cfg.train.nan_lr_factor < 1:
+        raise GankitError(f"train.nan_lr_factor must be in (0, 1), got {cfg.train.nan_lr_factor}")
+    MODELS.meta(cfg.model.name).get("check", lambda c: None)(cfg)

@@ -1,0 +1,78 @@
+"""Pieces shared by every model: activations, the noise prior, label conditioning, weight init, spectral norm."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..registry import Registry
+
+ACTIVATIONS: Registry[type] = Registry("activation")
+ACTIVATIONS.add("relu", lambda: nn.ReLU(inplace=True))
+ACTIVATIONS.add("leaky_relu", lambda: nn.LeakyReLU(0.2, inplace=True))
+ACTIVATIONS.add("elu", lambda: nn.ELU(inplace=True))
+ACTIVATIONS.add("gelu", lambda: nn.GELU())
+ACTIVATIONS.add("tanh", lambda: nn.Tanh())
+ACTIVATIONS.add("sigmoid", lambda: nn.Sigmoid())
+ACTIVATIONS.add("silu", lambda: nn.SiLU(inplace=True))
+
+
+def activation(name: str) -> nn.Module:
+    return ACTIVATIONS.get(name)()
+
+
+def sample_noise(
+    n: int, z_dim: int, kind: str, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+) -> Tensor:
+    """The prior p(z): (n, z_dim) from N(0, I) or U[-1, 1]."""
+    if kind == "normal":
+        return torch.randn(n, z_dim, device=device, generator=generator)
+    if kind == "uniform":
+        return torch.rand(n, z_dim, device=device, generator=generator).mul_(2).sub_(1)
+    raise ValueError(f"unknown noise prior {kind!r}")
+
+
+def one_hot(y: Tensor, num_classes: int) -> Tensor:
+    return F.one_hot(y.long(), num_classes).to(torch.float32)
+
+
+def label_planes(y: Tensor, num_classes: int, h: int, w: int) -> Tensor:
+    """(B,) labels -> (B, K, H, W) constant one-hot planes, concatenated to a conv D's input."""
+    return one_hot(y, num_classes)[:, :, None, None].expand(-1, -1, h, w)
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """Radford et al. 2016: conv and linear weights N(0, 0.02), norm scales N(1, 0.02), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def add_spectral_norm(module: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al. 2018) on every conv and linear layer of ``module``."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for name, child in list(module.named_children()):
+        if isinstance(child, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            setattr(module, name, spectral_norm(child))
+        else:
+            add_spectral_norm(child)
+    return module
+
+
+class Projection(nn.Module):
+    """The projection discriminator's class term (Miyato & Koyama 2018): <embed(y), h>, h the final features."""
+
+    def __init__(self, num_classes: int, features: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(num_classes, features)
+
+    def forward(self, h: Tensor, y: Tensor) -> Tensor:  # h (B, F) -> (B,)
+        return (self.embed(y.long()) * h).sum(1)

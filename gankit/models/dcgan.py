@@ -1,0 +1,111 @@
+"""DCGAN (Radford et al. 2016) for 28x28 and any power of two from 16 to 128, conditional by an argument.
+
+G: z -> ConvTranspose 4x4 (or 7x7 for 28) -> [ConvTranspose(4, 2, 1), BN, ReLU] ... -> tanh.
+D: [Conv(4, 2, 1), BN, LeakyReLU(0.2)] ... down to 4x4 (7x7 for 28) -> Conv to one logit. No BN on D's first layer.
+Widths double with depth from ``channels`` at the image end, capped at ``max_channels``; for 64x64 with 64 channels
+G is exactly the reference 100 -> 512 -> 256 -> 128 -> 64 -> 3.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from ..errors import GankitError
+from .blocks import Projection, activation, label_planes, one_hot
+
+
+def plan(size: int) -> tuple[int, int]:
+    """(base spatial size, number of stride-2 layers) for an image size."""
+    if size == 28:
+        return 7, 2
+    if size in (16, 32, 64, 128, 256):
+        n = size.bit_length() - 1 - 2
+        return 4, n
+    raise GankitError(f"data.image_size={size}: DCGAN supports 28 and powers of two from 16 to 256")
+
+
+def widths(channels: int, n: int, max_channels: int) -> list[int]:
+    """Widths from the image end inwards: channels, 2*channels, ... (n of them), capped."""
+    return [min(channels * 2**i, max_channels) for i in range(n)]
+
+
+class DCGANGenerator(nn.Module):
+    def __init__(
+        self,
+        z_dim: int,
+        image_shape: tuple[int, int, int],
+        channels: int = 64,
+        max_channels: int = 1024,
+        batchnorm: bool = True,
+        act: str = "relu",
+        dropout: float = 0.0,
+        num_classes: int = 0,
+    ) -> None:
+        super().__init__()
+        c_img, size, _ = image_shape
+        self.z_dim, self.num_classes, self.image_shape = z_dim, num_classes, tuple(image_shape)
+        base, n = plan(size)
+        w = widths(channels, n, max_channels)[::-1]  # inner (widest) first
+        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim + num_classes, w[0], base, 1, 0, bias=not batchnorm)]
+        for i in range(n):
+            if batchnorm:
+                layers.append(nn.BatchNorm2d(w[i]))
+            layers.append(activation(act))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            last = i == n - 1
+            layers.append(nn.ConvTranspose2d(w[i], c_img if last else w[i + 1], 4, 2, 1, bias=last or not batchnorm))
+        layers.append(nn.Tanh())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """z (B, z_dim), y (B,) labels when conditional -> images (B, C, H, W) in [-1, 1]."""
+        if self.num_classes:
+            z = torch.cat([z, one_hot(y, self.num_classes)], 1)
+        return self.net(z[:, :, None, None])
+
+
+class DCGANDiscriminator(nn.Module):
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        channels: int = 64,
+        max_channels: int = 1024,
+        batchnorm: bool = True,
+        act: str = "leaky_relu",
+        dropout: float = 0.0,
+        num_classes: int = 0,
+        conditioning: str = "concat",
+    ) -> None:
+        super().__init__()
+        c_img, size, _ = image_shape
+        self.num_classes = num_classes
+        self.concat = num_classes > 0 and conditioning == "concat"
+        base, n = plan(size)
+        w = widths(channels, n, max_channels)
+        layers: list[nn.Module] = []
+        c_in = c_img + (num_classes if self.concat else 0)
+        for i in range(n):
+            norm = batchnorm and i > 0  # DCGAN: no BN on the layer that sees the images
+            layers.append(nn.Conv2d(c_in, w[i], 4, 2, 1, bias=not norm))
+            if norm:
+                layers.append(nn.BatchNorm2d(w[i]))
+            layers.append(activation(act))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            c_in = w[i]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Conv2d(c_in, 1, base, 1, 0)
+        self.projection = Projection(num_classes, c_in) if num_classes and not self.concat else None
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """x (B, C, H, W) in [-1, 1] -> logits (B,)."""
+        if self.concat:
+            x = torch.cat([x, label_planes(y, self.num_classes, x.shape[2], x.shape[3]).to(x)], 1)
+        h = self.features(x)  # (B, F, base, base)
+        logit = self.head(h).flatten(1).squeeze(1)
+        if self.projection is not None:
+            logit = logit + self.projection(h.sum((2, 3)), y)
+        return logit

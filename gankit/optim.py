@@ -1,0 +1,42 @@
+"""Optimizers by name, each built from an :class:`OptimConfig` and a learning rate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+
+from .config import OptimConfig
+from .registry import Registry
+
+Builder = Callable[[Iterable[torch.nn.Parameter], OptimConfig, float], torch.optim.Optimizer]
+OPTIMIZERS: Registry[Builder] = Registry("optimizer")
+
+
+@OPTIMIZERS.register("adam")
+def _adam(params, c: OptimConfig, lr: float) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=lr, betas=(c.beta1, c.beta2), eps=c.eps, weight_decay=c.weight_decay)
+
+
+@OPTIMIZERS.register("rmsprop")
+def _rmsprop(params, c: OptimConfig, lr: float) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(params, lr=lr, alpha=c.alpha, eps=c.eps, momentum=c.momentum, weight_decay=c.weight_decay)
+
+
+@OPTIMIZERS.register("sgd")
+def _sgd(params, c: OptimConfig, lr: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr, momentum=c.momentum, weight_decay=c.weight_decay)
+
+
+@OPTIMIZERS.register("adadelta")
+def _adadelta(params, c: OptimConfig, lr: float) -> torch.optim.Optimizer:
+    return torch.optim.Adadelta(params, lr=lr, rho=c.rho, eps=c.eps, weight_decay=c.weight_decay)
+
+
+@OPTIMIZERS.register("adagrad")
+def _adagrad(params, c: OptimConfig, lr: float) -> torch.optim.Optimizer:
+    return torch.optim.Adagrad(params, lr=lr, eps=c.eps, weight_decay=c.weight_decay)
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], c: OptimConfig, lr: float) -> torch.optim.Optimizer:
+    return OPTIMIZERS.get(c.name)(params, c, lr)
