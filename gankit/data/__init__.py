@@ -9,12 +9,7 @@ from .registry import DATASETS
 from .transforms import convert_channels, resize
 
 # Importing the reader modules registers them.
-from . import digits  # noqa: F401,E402
-
-try:  # readers for the standard sets and image folders
-    from . import idx, cifar, folder  # noqa: F401
-except ImportError:  # pragma: no cover - during bootstrap only
-    pass
+from . import cifar, digits, folder, idx  # noqa: F401,E402
 try:
     from . import paired  # noqa: F401
 except ImportError:  # pragma: no cover

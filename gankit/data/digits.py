@@ -19,6 +19,6 @@ def load_digits_data(cfg: DataConfig) -> ImageData:
     x = np.round(x * (255.0 / 16.0)).astype(np.uint8)[:, None]
     y = np.asarray(bunch.target, dtype=np.int64)
     # sklearn has no split; a fixed 80/20 cut by index keeps 'test' disjoint from 'train'.
-    n_train = int(round(len(x) * 0.8))
+    n_train = int(len(x) * 0.8)
     sl = {"train": slice(0, n_train), "test": slice(n_train, None), "val": slice(n_train, None), "all": slice(None)}[cfg.split]
     return ImageData(torch.from_numpy(x[sl]).contiguous(), torch.from_numpy(y[sl]), "digits", [str(i) for i in range(10)])

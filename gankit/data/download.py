@@ -1,0 +1,165 @@
+"""Checksummed downloads into the cache.
+
+A download streams to a temporary file next to its destination and is moved into place (``os.replace``, atomic on
+one file system) only after its SHA-256 matched, so an interrupted or corrupted transfer never leaves a file that a
+later run would trust. Transient failures (5xx, timeouts, dropped connections, truncated bodies) are retried with a
+short exponential backoff; a mirror that answers 4xx or serves different bytes is skipped for the next one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from tqdm import tqdm
+
+from ..errors import GankitError
+
+_CHUNK = 1 << 20
+_USER_AGENT = "gankit-downloader/1 (python urllib)"  # some hosts refuse the default Python-urllib agent
+
+
+def cache_dir(cfg_cache_dir: str | None) -> Path:
+    """Where downloads go: ``data.cache_dir`` if set, else ``$GANKIT_CACHE``, else ``~/.cache/gankit``."""
+    if cfg_cache_dir:
+        return Path(cfg_cache_dir).expanduser()
+    env = os.environ.get("GANKIT_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "gankit"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _Retryable(Exception):
+    """A failure worth trying the same URL again for; ``str()`` is the short reason."""
+
+
+class _SkipMirror(Exception):
+    """A failure that will not go away by retrying this URL (404, wrong bytes); try the next mirror."""
+
+
+def fetch(
+    url: str | list[str] | tuple[str, ...],
+    dest: Path | str,
+    sha256: str | None,
+    retries: int = 3,
+    timeout: float = 30,
+    progress: bool = True,
+    *,
+    backoff: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Path:
+    """Download ``url`` (or the first mirror that works, in order) to ``dest`` and return ``dest``.
+
+    ``sha256``: expected hex digest; when given, a file already at ``dest`` with that digest is kept as is (no
+    network), and a download with another digest is rejected. ``retries``: tries per mirror for transient failures,
+    waiting ``backoff * 2**k`` seconds between them (``sleep`` is injectable for tests). The progress bar goes to
+    stderr and only when it is a terminal. Every failure is a one-line :class:`GankitError` that names the URL and
+    the file and says how to place it by hand.
+    """
+    urls = [url] if isinstance(url, str) else list(url)
+    if not urls:
+        raise ValueError("fetch needs at least one URL")
+    dest = Path(dest)
+    expected = sha256.lower() if sha256 else None
+    if dest.is_file() and (expected is None or sha256_file(dest) == expected):
+        return dest
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise GankitError(
+            f"cannot create the download folder {dest.parent} ({e.strerror}); set data.cache_dir or $GANKIT_CACHE to "
+            f"a writable folder"
+        ) from e
+
+    by_hand = f"put {dest.name} in {dest.parent} by hand or check your network"
+    tries = max(1, retries)
+    failures: list[str] = []
+    for u in urls:
+        for attempt in range(1, tries + 1):
+            try:
+                _fetch_once(u, dest, expected, timeout, progress)
+                return dest
+            except _SkipMirror as e:
+                failures.append(f"{u} {e}")
+                break
+            except _Retryable as e:
+                if attempt == tries:
+                    failures.append(f"{u} {e} after {tries} {'try' if tries == 1 else 'tries'}")
+                    break
+                sleep(backoff * 2 ** (attempt - 1))
+    if len(urls) == 1:
+        raise GankitError(f"download of {failures[0]}; {by_hand}")
+    raise GankitError(f"download of {dest.name} failed from every mirror: {'; '.join(failures)}; {by_hand}")
+
+
+def _fetch_once(url: str, dest: Path, expected: str | None, timeout: float, progress: bool) -> None:
+    """One attempt: stream to a temp file in dest's folder, check length and hash, then move it into place."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            got = _stream(url, out, dest, timeout, progress)
+        if expected is not None and got != expected:
+            raise _SkipMirror(f"has the wrong checksum (expected sha256 {expected}, got {got})")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _stream(url: str, out: BinaryIO, dest: Path, timeout: float, progress: bool) -> str:
+    """Copy the body of ``url`` to ``out``; return its hex SHA-256. Raises _Retryable / _SkipMirror / GankitError."""
+    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
+    h = hashlib.sha256()
+    received = 0
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.strip().isdigit() else None
+            show = progress and sys.stderr.isatty()
+            with tqdm(total=total, desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+                      disable=not show, leave=False) as bar:
+                while chunk := response.read(_CHUNK):
+                    try:
+                        out.write(chunk)
+                    except OSError as e:  # disk full or similar: retrying or another mirror cannot help
+                        raise GankitError(
+                            f"cannot write {dest} ({e.strerror}); free some space or set data.cache_dir to another "
+                            f"folder"
+                        ) from e
+                    h.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+    except urllib.error.HTTPError as e:
+        # 5xx and 429 are the server's passing trouble; other 4xx mean this mirror does not have the file.
+        if e.code >= 500 or e.code in (408, 429):
+            raise _Retryable(f"failed (HTTP {e.code})") from e
+        raise _SkipMirror(f"failed (HTTP {e.code})") from e
+    except http.client.IncompleteRead as e:
+        raise _Retryable(f"failed (truncated body: {received + len(e.partial)} bytes received)") from e
+    except (TimeoutError, urllib.error.URLError, http.client.HTTPException, ConnectionError, OSError) as e:
+        reason = getattr(e, "reason", None) or e
+        if isinstance(reason, TimeoutError) or isinstance(e, TimeoutError):
+            reason = f"timed out after {timeout:g}s"
+        raise _Retryable(f"failed ({reason})") from e
+    # http.client returns b"" instead of raising when the server closes before Content-Length bytes arrived.
+    if total is not None and received != total:
+        raise _Retryable(f"failed (truncated body: {received} of {total} bytes)")
+    return h.hexdigest()

@@ -1,0 +1,384 @@
+"""Paired (image-to-image) data: folders of A/B pairs, the embedded ``sketch`` set, and the pix2pix jitter.
+
+Both readers return :class:`ImageData` with ``images`` = the input (condition) side and ``targets`` = what G must
+produce, uint8 (N, C, S, S) with S = ``data.image_size``, after ``data.direction`` is applied (BtoA swaps the sides).
+They resize while decoding (``own_resize``), so pairs of any size, even mixed, come out S x S.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import DataConfig
+from ..errors import GankitError
+from .base import ImageData
+from .registry import DATASETS
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
+SPLITS = ("train", "val", "test")
+MIN_SIDE = 8  # px; smaller images carry nothing to translate
+_LAYOUT_HINT = (
+    "expected train/ val/ test/ folders of side-by-side images (A left half, B right half), "
+    "or A/ and B/ folders whose file names match"
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# layout
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTS
+    )
+
+
+def _root(cfg_dir: str | Path | None) -> Path:
+    if cfg_dir is None:
+        raise GankitError(f"data set 'paired' needs data.dir (--data-dir DIR); {_LAYOUT_HINT}")
+    root = Path(cfg_dir).expanduser()
+    if not root.is_dir():
+        raise GankitError(f"data.dir {root} is not a folder; {_LAYOUT_HINT}")
+    return root
+
+
+def _layout(root: Path) -> tuple[str, dict[str, Path | tuple[Path, Path]], bool]:
+    """(kind, split -> source, has_splits). kind 'side_by_side': a source is a folder of A|B images; kind 'ab': a
+    source is an (A folder, B folder) pair. Without split folders, everything is 'train'."""
+
+    def ab_pair(a: Path, b: Path, where: str) -> tuple[Path, Path] | None:
+        if a.is_dir() != b.is_dir():
+            have, miss = (a, b) if a.is_dir() else (b, a)
+            raise GankitError(f"data.dir {root}: {have} exists but {miss} does not; {where} needs both A and B")
+        return (a, b) if a.is_dir() else None
+
+    if (root / "A").is_dir() or (root / "B").is_dir():  # A/, B/ (optionally A/train, B/train, ...)
+        ab_pair(root / "A", root / "B", "the folder")
+        splits = {s: p for s in SPLITS if (p := ab_pair(root / "A" / s, root / "B" / s, f"split '{s}'"))}
+        if splits:
+            return "ab", splits, True
+        return "ab", {"train": (root / "A", root / "B")}, False
+    splits_ab = {s: p for s in SPLITS if (root / s).is_dir() and (p := ab_pair(root / s / "A", root / s / "B", f"split '{s}'"))}
+    if splits_ab:  # train/A, train/B, ...
+        return "ab", splits_ab, True
+    split_dirs = {s: root / s for s in SPLITS if (root / s).is_dir()}
+    if split_dirs:  # the pix2pix layout: train/, val/, test/ of side-by-side images
+        return "side_by_side", split_dirs, True
+    if _images_in(root):
+        return "side_by_side", {"train": root}, False
+    raise GankitError(f"data.dir {root} holds no image pairs; {_LAYOUT_HINT}")
+
+
+def paired_splits(root: str | Path) -> list[str]:
+    """The splits that ``paired`` can load from ``root`` (after the val <-> test fallback); 'all' always works.
+
+    A folder without split sub-folders has only 'train'; use ``data.holdout`` to evaluate on part of it."""
+    _, splits, _ = _layout(_root(root))
+    out = [s for s in SPLITS if s in splits]
+    if "val" in splits or "test" in splits:
+        out = sorted(set(out) | {"val", "test"}, key=SPLITS.index)
+    return out
+
+
+def _sources(root: Path, split: str) -> tuple[str, list[Path | tuple[Path, Path]]]:
+    kind, splits, has_splits = _layout(root)
+    if split == "all":
+        return kind, [splits[s] for s in SPLITS if s in splits]
+    if split in splits:
+        return kind, [splits[split]]
+    other = {"val": "test", "test": "val"}.get(split)
+    if other in splits:  # one held-out folder serves as both val and test
+        return kind, [splits[other]]
+    if not has_splits:
+        raise GankitError(
+            f"data.dir {root} has no split folders, so it has only data.split=train; add val/ (or test/) folders, "
+            f"or evaluate on data.holdout images kept out of training"
+        )
+    raise GankitError(f"data.dir {root} has no '{split}' folder (found: {', '.join(splits)}); add {root / split}")
+
+
+def _pair_files(a_dir: Path, b_dir: Path) -> list[tuple[Path, Path]]:
+    """A and B files matched by stem (``A/cat.png`` <-> ``B/cat.jpg``), sorted by stem."""
+
+    def by_stem(folder: Path) -> dict[str, Path]:
+        out: dict[str, Path] = {}
+        for p in _images_in(folder):
+            if p.stem in out:
+                raise GankitError(f"{folder}: '{out[p.stem].name}' and '{p.name}' have the same name; keep one")
+            out[p.stem] = p
+        return out
+
+    a, b = by_stem(a_dir), by_stem(b_dir)
+    for have, other, hd, od in ((a, b, a_dir, b_dir), (b, a, b_dir, a_dir)):
+        missing = sorted(set(have) - set(other))
+        if missing:
+            shown = ", ".join(have[s].name for s in missing[:3]) + (", ..." if len(missing) > 3 else "")
+            raise GankitError(
+                f"{len(missing)} file(s) in {hd} have no match in {od} ({shown}); A and B files must have the same "
+                f"name (the extension may differ)"
+            )
+    return [(a[s], b[s]) for s in sorted(a)]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# decoding
+
+
+def _decode(path: Path):  # -> PIL.Image.Image
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            img = ImageOps.exif_transpose(im)  # a camera's rotation flag applies to A and B alike
+    except Exception as e:  # Pillow raises many types for a bad file; all mean "this file cannot be read"
+        raise GankitError(f"{path}: cannot decode as an image ({type(e).__name__}: {e}); replace or remove it") from None
+    return img
+
+
+def _gray(img) -> bool:  # noqa: ANN001 - a PIL image
+    return img.mode in ("1", "L", "LA", "La", "I", "F") or img.mode.startswith("I;16")
+
+
+def _to_mode(img, gray: bool):  # noqa: ANN001, ANN202
+    """A PIL image as 'L' or 'RGB'; 16-bit grayscale is scaled, not clipped, to 8 bits."""
+    from PIL import Image
+
+    if img.mode.startswith("I;16"):
+        img = Image.fromarray((np.asarray(img, dtype=np.uint16) >> 8).astype(np.uint8), "L")
+    return img.convert("L" if gray else "RGB")
+
+
+def _side(img, size: int, path: Path, what: str) -> np.ndarray:  # noqa: ANN001
+    """One side of a pair resized to size x size: (size, size) for 'L', (size, size, 3) for 'RGB', uint8."""
+    from PIL import Image
+
+    w, h = img.size
+    if w < MIN_SIDE or h < MIN_SIDE:
+        raise GankitError(f"{path}: {what} is {w}x{h} px; each side of a pair must be at least {MIN_SIDE}x{MIN_SIDE}")
+    if (w, h) != (size, size):
+        img = img.resize((size, size), Image.Resampling.BICUBIC)  # bicubic, as the pix2pix reference loader
+    return np.asarray(img, dtype=np.uint8)
+
+
+def _stack(sides: list[np.ndarray]) -> torch.Tensor:
+    """uint8 arrays (S, S) or (S, S, 3) -> (N, C, S, S); C = 1 only when every image is grayscale."""
+    if all(s.ndim == 2 for s in sides):
+        return torch.from_numpy(np.stack(sides)[:, None]).contiguous()
+    rgb = [np.repeat(s[:, :, None], 3, axis=2) if s.ndim == 2 else s for s in sides]  # as Pillow's L -> RGB
+    return torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).contiguous()
+
+
+def _want_gray(img, channels: int) -> bool:  # noqa: ANN001
+    return channels == 1 or (channels == 0 and _gray(img))
+
+
+def _read_side_by_side(files: list[Path], size: int, channels: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    a_sides, b_sides = [], []
+    for path in files:
+        img = _decode(path)
+        w, h = img.size
+        if w % 2:
+            raise GankitError(
+                f"{path}: width {w} is odd, so it cannot be split into two equal halves (A left, B right); "
+                f"crop it to an even width or put A and B in A/ and B/ folders"
+            )
+        img = _to_mode(img, _want_gray(img, channels))
+        a_sides.append(_side(img.crop((0, 0, w // 2, h)), size, path, "the left half (A)"))
+        b_sides.append(_side(img.crop((w // 2, 0, w, h)), size, path, "the right half (B)"))
+    return a_sides, b_sides
+
+
+def _read_ab(pairs: list[tuple[Path, Path]], size: int, channels: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    a_sides, b_sides = [], []
+    for pa, pb in pairs:
+        for path, out, what in ((pa, a_sides, "A"), (pb, b_sides, "B")):
+            img = _decode(path)
+            out.append(_side(_to_mode(img, _want_gray(img, channels)), size, path, f"image {what}"))
+    return a_sides, b_sides
+
+
+def _finish(a: torch.Tensor, b: torch.Tensor, name: str, cfg: DataConfig) -> ImageData:
+    if cfg.direction == "BtoA":
+        a, b = b, a
+    return ImageData(a, torch.full((a.shape[0],), -1, dtype=torch.int64), name, [], targets=b)
+
+
+@DATASETS.register("paired", paired=True, own_resize=True, channels=3)
+def load_paired(cfg: DataConfig) -> ImageData:
+    """Image pairs from ``cfg.dir``, in either layout (detected):
+
+    - side by side (the pix2pix layout): ``train/``, ``val/``, ``test/`` folders (or images directly in the folder)
+      of images holding A in the left half and B in the right half; the width must be even;
+    - two folders ``A/`` and ``B/`` whose file names match by stem, optionally with ``train/ val/ test/`` inside
+      each (``A/train``) or outside (``train/A``).
+
+    Splits: 'val' falls back to 'test' and back; without split folders everything is 'train'; 'all' joins them.
+    Each side is resized (bicubic) to ``cfg.image_size`` square. Channels per side: 1 if every image of that side is
+    grayscale, else 3; ``cfg.channels`` (1 or 3) forces both sides. Returns images = A, targets = B (swapped by
+    ``direction: BtoA``), uint8 (N, C, S, S); labels are -1.
+    """
+    root = _root(cfg.dir)
+    _, sources = _sources(root, cfg.split)
+    a_sides: list[np.ndarray] = []
+    b_sides: list[np.ndarray] = []
+    for src in sources:
+        if isinstance(src, Path):  # side by side
+            files: list[Path] | list[tuple[Path, Path]] = _images_in(src)
+            where = str(src)
+        else:
+            files = _pair_files(*src)
+            where = f"{src[0]} and {src[1]}"
+        if not files:
+            raise GankitError(f"{where}: no images ({', '.join(IMAGE_EXTS)}); put the '{cfg.split}' pairs there")
+        if cfg.limit:  # load_dataset keeps the first `limit` anyway; decoding the rest would be wasted
+            files = files[: max(cfg.limit - len(a_sides), 0)]
+        if isinstance(src, Path):
+            a, b = _read_side_by_side(files, cfg.image_size, cfg.channels)  # type: ignore[arg-type]
+        else:
+            a, b = _read_ab(files, cfg.image_size, cfg.channels)  # type: ignore[arg-type]
+        a_sides += a
+        b_sides += b
+    return _finish(_stack(a_sides), _stack(b_sides), "paired", cfg)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the embedded default: pencil sketch -> colour, from scikit-learn's two sample photos
+
+SKETCH_TRAIN, SKETCH_VAL = 600, 100
+# Validation crops come only from this vertical strip (fractions of the width) of each photo and training crops only
+# from outside it, so no validation pixel is ever trained on. 50-70% runs through the pagoda's eaves, the lake and a
+# tree in china.jpg and through the dahlia in flower.jpg: the right-most strip would be mostly plain background.
+SKETCH_VAL_STRIP = (0.5, 0.7)
+SKETCH_CROP = (64, 128)  # crop sides in photo pixels, drawn log-uniformly; all fit in the strip and beside it
+
+
+def sketch_of(rgb: np.ndarray) -> np.ndarray:
+    """A pencil sketch of colour images: uint8 (N, H, W, 3) -> uint8 (N, H, W), white paper with dark lines.
+
+    Colour-dodge of the grayscale image with its blurred negative (gray / (1 - blur(1 - gray))) leaves flat regions
+    white and edges dark, like graphite; squaring darkens the strokes. The blur's sigma is H / 32, so a crop looks
+    the same at every image size."""
+    from PIL import Image, ImageFilter
+
+    sigma = rgb.shape[1] / 32
+    out = np.empty(rgb.shape[:3], np.uint8)
+    for i, im in enumerate(rgb):  # per image: small arrays stay in cache, ~3x faster than whole-batch numpy
+        g = Image.fromarray(im).convert("L")  # ITU-R 601 luma
+        # Pillow's Gaussian (three box blurs) costs the same at any sigma; scipy's exact one is ~10x slower at 256 px.
+        blurred = np.asarray(g.point(lambda v: 255 - v).filter(ImageFilter.GaussianBlur(sigma)), np.float32)
+        denom = np.maximum(255.0 - blurred, 0.255)  # 255 * (1 - blur(1 - gray))
+        dodge = np.minimum(np.asarray(g, np.float32) / denom, 1.0)
+        out[i] = np.rint(dodge * dodge * 255.0)
+    return out
+
+
+def sketch_regions(width: int = 640) -> dict[str, list[tuple[int, int]]]:
+    """The x-ranges [x0, x1) of a photo of ``width`` px that the 'train' and 'val' crops lie in."""
+    x0, x1 = (int(round(width * f)) for f in SKETCH_VAL_STRIP)
+    return {"train": [(0, x0), (x1, width)], "val": [(x0, x1)]}
+
+
+def sketch_boxes(n: int, val: bool, seed: int, shapes: list[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
+    """n square crops (photo index, x, y, side) alternating over photos of ``shapes`` (H, W), each inside one region
+    of :func:`sketch_regions`; deterministic for a seed."""
+    rng = np.random.default_rng(seed)
+    lo, hi = SKETCH_CROP
+    boxes = []
+    for i in range(n):
+        k = i % len(shapes)
+        h, w = shapes[k]
+        regions = sketch_regions(w)["val" if val else "train"]
+        widths = np.array([x1 - x0 for x0, x1 in regions], np.float64)
+        x0, x1 = regions[int(rng.choice(len(regions), p=widths / widths.sum()))]
+        s = int(round(math.exp(rng.uniform(math.log(lo), math.log(min(hi, x1 - x0, h))))))
+        boxes.append((k, int(rng.integers(x0, x1 - s + 1)), int(rng.integers(0, h - s + 1)), s))
+    return boxes
+
+
+def _sketch_crops(photos: list[np.ndarray], boxes: list[tuple[int, int, int, int]], size: int) -> np.ndarray:
+    """Colour crops (n, size, size, 3) uint8, resized (bicubic) from the boxes of :func:`sketch_boxes`."""
+    from PIL import Image
+
+    pil = [Image.fromarray(p) for p in photos]
+    return np.stack([
+        np.asarray(pil[k].resize((size, size), Image.Resampling.BICUBIC, box=(x, y, x + s, y + s)), np.uint8)
+        for k, x, y, s in boxes
+    ])
+
+
+@DATASETS.register("sketch", paired=True, own_resize=True, channels=3, input_channels=1, embedded=True)
+def load_sketch(cfg: DataConfig) -> ImageData:
+    """The embedded pix2pix default: pencil sketch (1 channel) -> colour crop (3 channels), no network, no cache.
+
+    Square crops of 64-128 px at random positions (fixed seeds) from the two photos bundled with scikit-learn
+    (china.jpg and flower.jpg, 427x640), resized (bicubic) to ``cfg.image_size``: 100 for 'val' (= 'test') from the
+    vertical strip 50-70% across each photo, 600 for 'train' from the rest, so validation pixels were never trained
+    on (:func:`sketch_regions`); 'all' joins both. Input:
+    :func:`sketch_of` the crop, uint8 (N, 1, S, S); target: the crop, uint8 (N, 3, S, S). ``cfg.channels`` (1 or 3)
+    converts both sides; ``direction: BtoA`` swaps them (colour -> sketch).
+    """
+    from sklearn.datasets import load_sample_images
+
+    from .transforms import convert_channels
+
+    photos = [np.asarray(p) for p in load_sample_images().images]
+    shapes = [p.shape[:2] for p in photos]
+    boxes = []
+    if cfg.split in ("train", "all"):
+        boxes += sketch_boxes(SKETCH_TRAIN, False, 1, shapes)
+    if cfg.split in ("val", "test", "all"):
+        boxes += sketch_boxes(SKETCH_VAL, True, 2, shapes)
+    rgb = _sketch_crops(photos, boxes, cfg.image_size)
+    a = torch.from_numpy(sketch_of(rgb)[:, None]).contiguous()  # (N, 1, S, S)
+    b = torch.from_numpy(rgb).permute(0, 3, 1, 2).contiguous()  # (N, 3, S, S)
+    if cfg.channels:
+        a, b = convert_channels(a, cfg.channels), convert_channels(b, cfg.channels)
+    return _finish(a, b, "sketch", cfg)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# training jitter
+
+
+def default_load_size(image_size: int, load_size: int = 0) -> int:
+    """``data.load_size``, or when 0 the pix2pix ratio 286/256 of the image size (64 -> 72, 256 -> 286)."""
+    return load_size if load_size > 0 else int(round(image_size * 286 / 256))
+
+
+def augment_pairs(
+    a: torch.Tensor, b: torch.Tensor, load_size: int, flip: bool, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pix2pix training jitter, applied identically to each input and its target.
+
+    a: (B, C_a, H, W), b: (B, C_b, H, W), float (e.g. [-1, 1]). Both are resized (bilinear) to load_size x load_size,
+    cropped back to H x W at a random position per sample (the same for a and b), and, when ``flip``, mirrored left
+    to right per sample with probability 1/2. Returns new tensors of the input shapes, on the input device; the
+    result is a pure function of the inputs and the generator's state (draws happen on the generator's device).
+    """
+    if a.shape[0] != b.shape[0] or a.shape[-2:] != b.shape[-2:]:
+        raise ValueError(f"a {tuple(a.shape)} and b {tuple(b.shape)} must be aligned batches")
+    n, ca, h, w = a.shape
+    if load_size < max(h, w):
+        raise GankitError(f"data.load_size={load_size} must be >= the image size {max(h, w)}")
+    x = torch.cat([a, b.to(a.dtype)], 1)  # one resize and one gather for both sides keeps them aligned
+    if load_size != h or load_size != w:
+        x = F.interpolate(x, size=(load_size, load_size), mode="bilinear", align_corners=False)
+    gdev = generator.device
+    top = torch.randint(0, load_size - h + 1, (n,), generator=generator, device=gdev).to(x.device)
+    left = torch.randint(0, load_size - w + 1, (n,), generator=generator, device=gdev).to(x.device)
+    cols = torch.arange(w, device=x.device).expand(n, w)
+    if flip:
+        mirror = torch.rand(n, generator=generator, device=gdev).to(x.device) < 0.5
+        cols = torch.where(mirror[:, None], (w - 1) - cols, cols)  # a flip is reading the crop's columns backwards
+    rows = top[:, None] + torch.arange(h, device=x.device)  # (B, H)
+    cols = left[:, None] + cols  # (B, W)
+    bi = torch.arange(n, device=x.device)[:, None, None, None]
+    ci = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    out = x[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]  # (B, C_a + C_b, H, W)
+    return out[:, :ca].contiguous(), out[:, ca:].to(b.dtype).contiguous()
