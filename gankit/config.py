@@ -334,6 +334,11 @@ def resolve(
 
     layered = deep_merge({"model": model_defaults(str(model_name))}, layered)
     cfg = Config.from_dict(layered)
+    if not (cfg.train.steps or cfg.train.epochs or cfg.train.max_minutes):
+        from .data import DATASETS
+
+        # No budget given: the data set's own default (a few minutes on a laptop for the embedded ones).
+        cfg = cfg.replace(**{"train.epochs": DATASETS.meta(cfg.data.name).get("default_epochs", 20)})
     validate(cfg)
     return cfg
 

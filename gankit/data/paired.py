@@ -8,18 +8,22 @@ They resize while decoding (``own_resize``), so pairs of any size, even mixed, c
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageFilter, ImageOps
 
 from ..config import DataConfig
 from ..errors import GankitError
 from .base import ImageData
+from .folder import IMAGE_EXTENSIONS, _to_gray_or_rgb
 from .registry import DATASETS
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
+IMAGE_EXTS = tuple(sorted(IMAGE_EXTENSIONS))  # the 'folder' reader's list, so both readers see the same files
 SPLITS = ("train", "val", "test")
 MIN_SIDE = 8  # px; smaller images carry nothing to translate
 _LAYOUT_HINT = (
@@ -63,7 +67,9 @@ def _layout(root: Path) -> tuple[str, dict[str, Path | tuple[Path, Path]], bool]
         if splits:
             return "ab", splits, True
         return "ab", {"train": (root / "A", root / "B")}, False
-    splits_ab = {s: p for s in SPLITS if (root / s).is_dir() and (p := ab_pair(root / s / "A", root / s / "B", f"split '{s}'"))}
+    splits_ab = {
+        s: p for s in SPLITS if (root / s).is_dir() and (p := ab_pair(root / s / "A", root / s / "B", f"split '{s}'"))
+    }
     if splits_ab:  # train/A, train/B, ...
         return "ab", splits_ab, True
     split_dirs = {s: root / s for s in SPLITS if (root / s).is_dir()}
@@ -129,35 +135,24 @@ def _pair_files(a_dir: Path, b_dir: Path) -> list[tuple[Path, Path]]:
 # decoding
 
 
-def _decode(path: Path):  # -> PIL.Image.Image
-    from PIL import Image, ImageOps
-
+def _decode(path: Path, channels: int) -> Image.Image:
+    """One file as an 'L' or 'RGB' image: 'L' when ``channels`` is 1, or when it is 0 and the file is grayscale."""
     try:
         with Image.open(path) as im:
-            im.load()
-            img = ImageOps.exif_transpose(im)  # a camera's rotation flag applies to A and B alike
-    except Exception as e:  # Pillow raises many types for a bad file; all mean "this file cannot be read"
-        raise GankitError(f"{path}: cannot decode as an image ({type(e).__name__}: {e}); replace or remove it") from None
-    return img
+            im.load()  # decode fully now, so a truncated file fails here, with its name
+            im = ImageOps.exif_transpose(im)  # a camera's rotation flag applies to A and B alike
+            im, gray = _to_gray_or_rgb(im)  # the same mode policy as the 'folder' reader
+    except Exception as e:  # Pillow fails in many ways on a bad file (OSError, SyntaxError, ValueError, ...)
+        raise GankitError(f"{path}: cannot decode as an image ({type(e).__name__}: {e}); replace or remove it") from e
+    if channels == 1 and not gray:
+        return im.convert("L")
+    if channels == 3 and gray:
+        return im.convert("RGB")
+    return im
 
 
-def _gray(img) -> bool:  # noqa: ANN001 - a PIL image
-    return img.mode in ("1", "L", "LA", "La", "I", "F") or img.mode.startswith("I;16")
-
-
-def _to_mode(img, gray: bool):  # noqa: ANN001, ANN202
-    """A PIL image as 'L' or 'RGB'; 16-bit grayscale is scaled, not clipped, to 8 bits."""
-    from PIL import Image
-
-    if img.mode.startswith("I;16"):
-        img = Image.fromarray((np.asarray(img, dtype=np.uint16) >> 8).astype(np.uint8), "L")
-    return img.convert("L" if gray else "RGB")
-
-
-def _side(img, size: int, path: Path, what: str) -> np.ndarray:  # noqa: ANN001
+def _side(img: Image.Image, size: int, path: Path, what: str) -> np.ndarray:
     """One side of a pair resized to size x size: (size, size) for 'L', (size, size, 3) for 'RGB', uint8."""
-    from PIL import Image
-
     w, h = img.size
     if w < MIN_SIDE or h < MIN_SIDE:
         raise GankitError(f"{path}: {what} is {w}x{h} px; each side of a pair must be at least {MIN_SIDE}x{MIN_SIDE}")
@@ -174,33 +169,23 @@ def _stack(sides: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).contiguous()
 
 
-def _want_gray(img, channels: int) -> bool:  # noqa: ANN001
-    return channels == 1 or (channels == 0 and _gray(img))
+def _split_halves(path: Path, size: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """A side-by-side file -> (A = left half, B = right half), each resized to size x size."""
+    img = _decode(path, channels)
+    w, h = img.size
+    if w % 2:
+        raise GankitError(
+            f"{path}: width {w} is odd, so it cannot be split into two equal halves (A left, B right); "
+            f"crop it to an even width or put A and B in A/ and B/ folders"
+        )
+    a = _side(img.crop((0, 0, w // 2, h)), size, path, "the left half (A)")
+    b = _side(img.crop((w // 2, 0, w, h)), size, path, "the right half (B)")
+    return a, b
 
 
-def _read_side_by_side(files: list[Path], size: int, channels: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    a_sides, b_sides = [], []
-    for path in files:
-        img = _decode(path)
-        w, h = img.size
-        if w % 2:
-            raise GankitError(
-                f"{path}: width {w} is odd, so it cannot be split into two equal halves (A left, B right); "
-                f"crop it to an even width or put A and B in A/ and B/ folders"
-            )
-        img = _to_mode(img, _want_gray(img, channels))
-        a_sides.append(_side(img.crop((0, 0, w // 2, h)), size, path, "the left half (A)"))
-        b_sides.append(_side(img.crop((w // 2, 0, w, h)), size, path, "the right half (B)"))
-    return a_sides, b_sides
-
-
-def _read_ab(pairs: list[tuple[Path, Path]], size: int, channels: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    a_sides, b_sides = [], []
-    for pa, pb in pairs:
-        for path, out, what in ((pa, a_sides, "A"), (pb, b_sides, "B")):
-            img = _decode(path)
-            out.append(_side(_to_mode(img, _want_gray(img, channels)), size, path, f"image {what}"))
-    return a_sides, b_sides
+def _read_pair(pair: tuple[Path, Path], size: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    pa, pb = pair
+    return _side(_decode(pa, channels), size, pa, "image A"), _side(_decode(pb, channels), size, pb, "image B")
 
 
 def _finish(a: torch.Tensor, b: torch.Tensor, name: str, cfg: DataConfig) -> ImageData:
@@ -229,21 +214,22 @@ def load_paired(cfg: DataConfig) -> ImageData:
     b_sides: list[np.ndarray] = []
     for src in sources:
         if isinstance(src, Path):  # side by side
-            files: list[Path] | list[tuple[Path, Path]] = _images_in(src)
+            items: list[Path] | list[tuple[Path, Path]] = _images_in(src)
             where = str(src)
         else:
-            files = _pair_files(*src)
+            items = _pair_files(*src)
             where = f"{src[0]} and {src[1]}"
-        if not files:
+        if not items:
             raise GankitError(f"{where}: no images ({', '.join(IMAGE_EXTS)}); put the '{cfg.split}' pairs there")
         if cfg.limit:  # load_dataset keeps the first `limit` anyway; decoding the rest would be wasted
-            files = files[: max(cfg.limit - len(a_sides), 0)]
-        if isinstance(src, Path):
-            a, b = _read_side_by_side(files, cfg.image_size, cfg.channels)  # type: ignore[arg-type]
-        else:
-            a, b = _read_ab(files, cfg.image_size, cfg.channels)  # type: ignore[arg-type]
-        a_sides += a
-        b_sides += b
+            items = items[: max(cfg.limit - len(a_sides), 0)]
+        read = _split_halves if isinstance(src, Path) else _read_pair
+        # Pillow releases the GIL while decoding and resampling, so threads give a real speed-up on big folders.
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            decoded = pool.map(lambda item: read(item, cfg.image_size, cfg.channels), items)  # type: ignore[arg-type]
+            for a, b in decoded:
+                a_sides.append(a)
+                b_sides.append(b)
     return _finish(_stack(a_sides), _stack(b_sides), "paired", cfg)
 
 
@@ -264,14 +250,12 @@ def sketch_of(rgb: np.ndarray) -> np.ndarray:
     Colour-dodge of the grayscale image with its blurred negative (gray / (1 - blur(1 - gray))) leaves flat regions
     white and edges dark, like graphite; squaring darkens the strokes. The blur's sigma is H / 32, so a crop looks
     the same at every image size."""
-    from PIL import Image, ImageFilter
-
     sigma = rgb.shape[1] / 32
     out = np.empty(rgb.shape[:3], np.uint8)
     for i, im in enumerate(rgb):  # per image: small arrays stay in cache, ~3x faster than whole-batch numpy
         g = Image.fromarray(im).convert("L")  # ITU-R 601 luma
         # Pillow's Gaussian (three box blurs) costs the same at any sigma; scipy's exact one is ~10x slower at 256 px.
-        blurred = np.asarray(g.point(lambda v: 255 - v).filter(ImageFilter.GaussianBlur(sigma)), np.float32)
+        blurred = np.asarray(ImageOps.invert(g).filter(ImageFilter.GaussianBlur(sigma)), np.float32)
         denom = np.maximum(255.0 - blurred, 0.255)  # 255 * (1 - blur(1 - gray))
         dodge = np.minimum(np.asarray(g, np.float32) / denom, 1.0)
         out[i] = np.rint(dodge * dodge * 255.0)
@@ -284,9 +268,11 @@ def sketch_regions(width: int = 640) -> dict[str, list[tuple[int, int]]]:
     return {"train": [(0, x0), (x1, width)], "val": [(x0, x1)]}
 
 
-def sketch_boxes(n: int, val: bool, seed: int, shapes: list[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
-    """n square crops (photo index, x, y, side) alternating over photos of ``shapes`` (H, W), each inside one region
-    of :func:`sketch_regions`; deterministic for a seed."""
+def sketch_boxes(split: str, shapes: list[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
+    """The crops of ``split`` ('train' or 'val'): (photo index, x, y, side), alternating over photos of ``shapes``
+    (H, W), each inside one region of :func:`sketch_regions`; fixed by the split's own seed."""
+    val = split == "val"
+    n, seed = (SKETCH_VAL, 2) if val else (SKETCH_TRAIN, 1)
     rng = np.random.default_rng(seed)
     lo, hi = SKETCH_CROP
     boxes = []
@@ -303,8 +289,6 @@ def sketch_boxes(n: int, val: bool, seed: int, shapes: list[tuple[int, int]]) ->
 
 def _sketch_crops(photos: list[np.ndarray], boxes: list[tuple[int, int, int, int]], size: int) -> np.ndarray:
     """Colour crops (n, size, size, 3) uint8, resized (bicubic) from the boxes of :func:`sketch_boxes`."""
-    from PIL import Image
-
     pil = [Image.fromarray(p) for p in photos]
     return np.stack([
         np.asarray(pil[k].resize((size, size), Image.Resampling.BICUBIC, box=(x, y, x + s, y + s)), np.uint8)
@@ -319,9 +303,9 @@ def load_sketch(cfg: DataConfig) -> ImageData:
     Square crops of 64-128 px at random positions (fixed seeds) from the two photos bundled with scikit-learn
     (china.jpg and flower.jpg, 427x640), resized (bicubic) to ``cfg.image_size``: 100 for 'val' (= 'test') from the
     vertical strip 50-70% across each photo, 600 for 'train' from the rest, so validation pixels were never trained
-    on (:func:`sketch_regions`); 'all' joins both. Input:
-    :func:`sketch_of` the crop, uint8 (N, 1, S, S); target: the crop, uint8 (N, 3, S, S). ``cfg.channels`` (1 or 3)
-    converts both sides; ``direction: BtoA`` swaps them (colour -> sketch).
+    on (:func:`sketch_regions`); 'all' joins both. Input: :func:`sketch_of` the crop, uint8 (N, 1, S, S), one
+    channel because a sketch has no colour; target: the crop, uint8 (N, 3, S, S). ``cfg.channels`` (1 or 3) converts
+    both sides; ``direction: BtoA`` swaps them (colour -> sketch).
     """
     from sklearn.datasets import load_sample_images
 
@@ -331,9 +315,9 @@ def load_sketch(cfg: DataConfig) -> ImageData:
     shapes = [p.shape[:2] for p in photos]
     boxes = []
     if cfg.split in ("train", "all"):
-        boxes += sketch_boxes(SKETCH_TRAIN, False, 1, shapes)
+        boxes += sketch_boxes("train", shapes)
     if cfg.split in ("val", "test", "all"):
-        boxes += sketch_boxes(SKETCH_VAL, True, 2, shapes)
+        boxes += sketch_boxes("val", shapes)
     rgb = _sketch_crops(photos, boxes, cfg.image_size)
     a = torch.from_numpy(sketch_of(rgb)[:, None]).contiguous()  # (N, 1, S, S)
     b = torch.from_numpy(rgb).permute(0, 3, 1, 2).contiguous()  # (N, 3, S, S)

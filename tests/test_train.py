@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import gankit
+from gankit.cli import main
+from gankit.config import resolve
+
+
+def _train(tmp_path, name, tiny, **extra):
+    cfg = resolve(overrides={**tiny, **extra})
+    return gankit.train(cfg, out=str(tmp_path / name))
+
+
+def test_run_folder_has_every_file(tmp_path, tiny_overrides):
+    run = _train(tmp_path, "r", tiny_overrides, **{"train.steps": 10, "train.sample_every": 4, "train.checkpoint_every": 5})
+    d = run.dir
+    for f in ["config.yaml", "metrics.jsonl", "progress.gif", "losses.png", "summary.json", "checkpoints/latest"]:
+        assert (d / f).exists(), f
+    assert sorted(p.name for p in (d / "samples").glob("step-*.png"))[-1] == "step-0000010.png"
+    assert {p.name for p in (d / "checkpoints").iterdir()} >= {"final", "step-0000005", "step-0000010"}
+    rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 10 and np.isfinite(rows[-1]["loss/d"]) and rows[-1]["images_per_s"] > 0
+    assert Image.open(d / "progress.gif").n_frames >= 3
+    assert json.loads((d / "summary.json").read_text())["stopped_by"] == "steps"
+
+
+def _weights(run_dir):
+    return load_file(str(run_dir / "checkpoints" / "final" / "g.safetensors"))
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"loss.name": "wgan-gp", "train.d_steps": 3, "model.d_batchnorm": False},
+        {"model.name": "mlp", "model.g_hidden": [32], "model.d_hidden": [32], "model.g_dropout": 0.2, "train.ema_half_life": 0.1},
+        {"model.num_classes": 10, "loss.name": "hinge", "loss.label_smoothing": 0.1},
+    ],
+    ids=["dcgan", "wgan-gp-ncritic3", "mlp-dropout-ema", "conditional-hinge"],
+)
+def test_resume_is_bit_exact(tmp_path, tiny_overrides, extra):
+    straight = _train(tmp_path, "straight", tiny_overrides, **{"train.steps": 12, **extra})
+    half = _train(tmp_path, "half", tiny_overrides, **{"train.steps": 5, **extra})
+    cfg = resolve(overrides={**tiny_overrides, "train.steps": 12, **extra})
+    resumed = gankit.train(cfg, resume=str(half.dir))
+    assert resumed.step == 12
+    a, b = _weights(straight.dir), _weights(resumed.dir)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # The logged losses after the resume point are identical too.
+    rows = lambda d: [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines() if '"loss/d"' in x]  # noqa: E731
+    after = {r["step"]: r["loss/d"] for r in rows(straight.dir) if r["step"] > 5}
+    again = {r["step"]: r["loss/d"] for r in rows(resumed.dir) if r["step"] > 5}
+    assert after == again and after
+    # And the samples of both runs match.
+    assert torch.equal(gankit.load(straight.dir).sample(8, seed=3), gankit.load(resumed.dir).sample(8, seed=3))
+
+
+def test_sample_api_and_cli(tmp_path, tiny_overrides):
+    run = _train(tmp_path, "r", tiny_overrides, **{"train.steps": 3})
+    g = gankit.load(str(run.dir))
+    x = g.sample(16, seed=0)
+    assert x.shape == (16, 1, 16, 16) and x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1
+    assert torch.equal(x, g.sample(16, seed=0)) and not torch.equal(x, g.sample(16, seed=1))
+    npy = tmp_path / "s.npy"
+    assert main(["sample", str(run.dir), "--n", "20", "--out", str(npy)]) == 0
+    arr = np.load(npy, allow_pickle=False)
+    assert arr.shape == (20, 16, 16, 1) and arr.dtype == np.uint8
+    assert main(["sample", str(run.dir), "--n", "20", "--out", str(tmp_path / "again.npy")]) == 0
+    assert np.array_equal(arr, np.load(tmp_path / "again.npy"))
+    png = tmp_path / "grid.png"
+    assert main(["sample", str(run.dir), "--n", "9", "--out", str(png)]) == 0
+    assert Image.open(png).size[0] > 16 * 3
+    lerp = tmp_path / "lerp.png"
+    assert main(["interpolate", str(run.dir), "--steps", "5", "--rows", "2", "--out", str(lerp), "--slerp"]) == 0
+    assert lerp.exists()
+
+
+def test_conditional_class_sampling(tmp_path, tiny_overrides):
+    run = _train(tmp_path, "c", tiny_overrides, **{"train.steps": 2, "model.num_classes": 10})
+    assert list((run.dir / "samples").glob("classes-*.png"))
+    out = tmp_path / "three.npy"
+    assert main(["sample", str(run.dir), "--n", "4", "--class", "3", "--out", str(out)]) == 0
+    assert main(["sample", str(run.dir), "--n", "4", "--class", "12", "--out", str(out)]) == 2
+
+
+def test_nan_stops_with_exit_3_and_keeps_checkpoint(tmp_path, tiny_overrides, capsys):
+    # A learning rate this large overflows within a few steps.
+    args = ["train", "--steps", "50", "--out", str(tmp_path / "nan"), "--set", "optim.lr_g=1e30", "--set", "optim.lr_d=1e30",
+            "--set", "optim.name=sgd", "--no-progress"]
+    for k, v in tiny_overrides.items():
+        args += ["--set", f"{k}={json.dumps(v) if not isinstance(v, bool) else str(v).lower()}"]
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert "diverged at step" in err and "Traceback" not in err
+    ck = tmp_path / "nan" / "checkpoints" / "step-0000000"
+    assert (ck / "state.json").exists()
+
+
+def test_nan_rollback_lowers_lr(tmp_path, tiny_overrides):
+    cfg = resolve(overrides={**tiny_overrides, "train.steps": 6, "optim.name": "sgd", "optim.lr_g": 1e30, "optim.lr_d": 1e30,
+                             "train.on_nan": "rollback", "train.nan_max_rollbacks": 2})
+    with pytest.raises(gankit.GankitError, match="diverged"):
+        gankit.train(cfg, out=str(tmp_path / "rb"))
+    events = [json.loads(x) for x in (tmp_path / "rb" / "metrics.jsonl").read_text().splitlines() if "rollback" in x]
+    assert [e["lr_scale"] for e in events] == [0.5, 0.25]
