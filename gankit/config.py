@@ -329,18 +329,40 @@ def resolve(
         layered = deep_merge(layered, read_yaml(file))
     for key, value in (overrides or {}).items():
         set_dotted(layered, key, value)
-    model_name = (layered.get("model") or {}).get("name", ModelConfig.name) if isinstance(layered.get("model"), (dict, type(None))) else ModelConfig.name
+    from .data import DATASETS
     from .models import model_defaults  # late import: models register themselves
 
-    layered = deep_merge({"model": model_defaults(str(model_name))}, layered)
+    def section(name: str) -> dict[str, Any]:
+        sec = layered.get(name)
+        return sec if isinstance(sec, dict) else {}
+
+    model_name = str(section("model").get("name", ModelConfig.name))
+    data_name = str(section("data").get("name", DataConfig.name))
+    if "name" not in section("data") and model_name in MODELS_REGISTRY():
+        # An image-to-image model with no data named trains on its own embedded default.
+        data_name = str(MODELS_REGISTRY().meta(model_name).get("default_data", data_name))
+        set_dotted(layered, "data.name", data_name)
+    # Beneath the user's layers: the data set's suggested model settings, then the model's own defaults.
+    under: dict[str, Any] = {}
+    if data_name in DATASETS:
+        for key, value in DATASETS.meta(data_name).get("defaults", {}).items():
+            set_dotted(under, key, value)
+    if "name" not in section("model"):
+        model_name = str(under.get("model", {}).get("name", model_name))  # e.g. paired data -> pix2pix
+    under = deep_merge({"model": model_defaults(model_name)}, under)
+    layered = deep_merge(under, layered)
     cfg = Config.from_dict(layered)
     if not (cfg.train.steps or cfg.train.epochs or cfg.train.max_minutes):
-        from .data import DATASETS
-
         # No budget given: the data set's own default (a few minutes on a laptop for the embedded ones).
         cfg = cfg.replace(**{"train.epochs": DATASETS.meta(cfg.data.name).get("default_epochs", 20)})
     validate(cfg)
     return cfg
+
+
+def MODELS_REGISTRY():  # noqa: N802 - late import: models register themselves on import
+    from .models import MODELS
+
+    return MODELS
 
 
 def validate(cfg: Config) -> None:

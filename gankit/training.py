@@ -178,20 +178,17 @@ def train(
     device = pick_device(cfg.train.device)
     seed_everything(cfg.seed)
 
+    writer = RunWriter(run_dir)
     if data is None:
         data = load_dataset(cfg.data)
-    if cfg.data.holdout:
-        if cfg.data.holdout >= len(data):
-            raise GankitError(f"data.holdout={cfg.data.holdout} leaves no training images (the split has {len(data)})")
-        data = data.subset(slice(0, len(data) - cfg.data.holdout))
     kind = MODELS.meta(cfg.model.name).get("kind", "gan")
-    recipe = RECIPES.get(kind)(cfg, data, device)
+    data, val = split_validation(cfg, data, kind, writer.say)
+    recipe = RECIPES.get(kind)(cfg, data, device, val)
     batcher = Batcher(data, cfg.train.batch_size, cfg.seed, device)
     budget = total_steps(cfg, batcher.batches_per_epoch)
     if budget is None and not cfg.train.max_minutes:
         raise GankitError("no training budget: set train.steps, train.epochs or train.max_minutes (--steps/--epochs/--max-minutes)")
 
-    writer = RunWriter(run_dir)
     step, lr_scale, rollbacks = 0, 1.0, 0
     ckpt_dir = run_dir / "checkpoints"
     if resume is not None:
@@ -226,6 +223,9 @@ def train(
     def pictures() -> None:
         for name, (imgs, nrow) in recipe.preview().items():
             writer.sample_grid(imgs, f"{name}-{step:07d}.png", nrow)
+        scores = recipe.evaluate() if hasattr(recipe, "evaluate") else {}
+        if scores:
+            writer.log({"step": step, "epoch": round(batcher.progress, 4), **{k: round(v, 6) for k, v in scores.items()}})
 
     def set_lr() -> None:
         # Stateless schedule (a function of the step), so resume needs no scheduler state.
@@ -324,6 +324,28 @@ def train(
     finally:
         bar.close()
         writer.close()
+
+
+def split_validation(cfg: Config, data: ImageData, kind: str, say: Any = print) -> tuple[ImageData, ImageData | None]:
+    """(training data, validation data or None). ``data.holdout`` keeps the split's last N images out of training;
+    image-to-image runs without it validate on the data set's 'val' split, or hold out 10% when there is none."""
+    if cfg.data.holdout:
+        if cfg.data.holdout >= len(data):
+            raise GankitError(f"data.holdout={cfg.data.holdout} leaves no training images (the split has {len(data)})")
+        cut = len(data) - cfg.data.holdout
+        return data.subset(slice(0, cut)), data.subset(slice(cut, None))
+    if kind != "pix2pix" or cfg.data.split != "train":
+        return data, None
+    from dataclasses import replace
+
+    try:
+        return data, load_dataset(replace(cfg.data, split="val"))
+    except GankitError:
+        n = max(1, min(100, len(data) // 10))
+        if n >= len(data):
+            raise GankitError(f"data '{cfg.data.name}' has {len(data)} pair(s): too few to train and validate") from None
+        say(f"note: data '{cfg.data.name}' has no val split; validating on its last {n} pairs (set data.holdout to choose)")
+        return data.subset(slice(0, len(data) - n)), data.subset(slice(len(data) - n, None))
 
 
 def restore(recipe: Any, batcher: Batcher, ck: ckpt.Checkpoint) -> None:

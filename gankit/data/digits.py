@@ -10,7 +10,11 @@ from .base import ImageData
 from .registry import DATASETS
 
 
-@DATASETS.register("digits", channels=1, num_classes=10, embedded=True)
+# 8x8 digits carry little detail: a DCGAN of half the paper's width learns them as well, twice as fast.
+@DATASETS.register(
+    "digits", channels=1, num_classes=10, embedded=True, default_epochs=100,
+    defaults={"model.g_channels": 32, "model.d_channels": 32},
+)
 def load_digits_data(cfg: DataConfig) -> ImageData:
     from sklearn.datasets import load_digits
 

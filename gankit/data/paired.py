@@ -194,7 +194,10 @@ def _finish(a: torch.Tensor, b: torch.Tensor, name: str, cfg: DataConfig) -> Ima
     return ImageData(a, torch.full((a.shape[0],), -1, dtype=torch.int64), name, [], targets=b)
 
 
-@DATASETS.register("paired", paired=True, own_resize=True, channels=3)
+@DATASETS.register(
+    "paired", paired=True, own_resize=True, channels=3, default_epochs=100,
+    defaults={"model.name": "pix2pix", "data.image_size": 128, "train.batch_size": 4},
+)
 def load_paired(cfg: DataConfig) -> ImageData:
     """Image pairs from ``cfg.dir``, in either layout (detected):
 
@@ -296,7 +299,10 @@ def _sketch_crops(photos: list[np.ndarray], boxes: list[tuple[int, int, int, int
     ])
 
 
-@DATASETS.register("sketch", paired=True, own_resize=True, channels=3, input_channels=1, embedded=True)
+@DATASETS.register(
+    "sketch", paired=True, own_resize=True, channels=3, input_channels=1, embedded=True, default_epochs=60,
+    defaults={"data.image_size": 64, "train.batch_size": 8, "model.g_channels": 32, "model.d_channels": 32},
+)
 def load_sketch(cfg: DataConfig) -> ImageData:
     """The embedded pix2pix default: pencil sketch (1 channel) -> colour crop (3 channels), no network, no cache.
 

@@ -48,7 +48,7 @@ class EMA:
 
 @RECIPES.register("gan")
 class GANRecipe:
-    def __init__(self, cfg: Config, data: ImageData, device: torch.device) -> None:
+    def __init__(self, cfg: Config, data: ImageData, device: torch.device, val: ImageData | None = None) -> None:
         m = cfg.model
         if m.num_classes:
             if data.num_classes == 0 or bool((data.labels < 0).any()):

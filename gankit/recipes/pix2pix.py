@@ -1,0 +1,117 @@
+"""pix2pix (Isola et al. 2017): U-Net G, PatchGAN D on (input, output) pairs, GAN loss + lambda * L1."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from ..config import Config
+from ..data.base import Batcher, ImageData, to_float
+from ..data.paired import augment_pairs, default_load_size
+from ..errors import GankitError
+from ..losses import LOSSES
+from ..metrics.image import image_metrics
+from ..models import build_models
+from ..optim import build_optimizer
+from . import RECIPES
+from .gan import set_requires_grad
+
+SHEET_ROWS = 8  # validation pairs on each epoch's input | output | target sheet
+
+
+def as_rgb(x: Tensor, channels: int) -> Tensor:
+    return x.expand(-1, channels, -1, -1) if x.shape[1] == 1 and channels == 3 else x
+
+
+@RECIPES.register("pix2pix")
+class Pix2PixRecipe:
+    def __init__(self, cfg: Config, data: ImageData, device: torch.device, val: ImageData | None = None) -> None:
+        if data.targets is None:
+            raise GankitError(f"model {cfg.model.name} needs paired data; '{data.name}' has no targets")
+        loss = LOSSES.get(cfg.loss.name)
+        if loss.gradient_penalty or loss.weight_clip:
+            raise GankitError(f"loss.name={cfg.loss.name} is not supported by pix2pix; use non_saturating, lsgan or hinge")
+        self.cfg, self.device, self.loss = cfg, device, loss
+        self.in_channels = data.images.shape[1]
+        self.image_shape = tuple(data.targets.shape[1:])
+        self.g, self.d = build_models(cfg.model, self.image_shape, self.in_channels)
+        self.g.to(device)
+        self.d.to(device)
+        self.opt_g = build_optimizer(self.g.parameters(), cfg.optim, cfg.optim.lr_g)
+        self.opt_d = build_optimizer(self.d.parameters(), cfg.optim, cfg.optim.lr_d)
+        self.load_size = default_load_size(cfg.data.image_size, cfg.data.load_size)
+        self.val = val
+        src = val if val is not None and len(val) else data
+        self.sheet_a = to_float(src.images[:SHEET_ROWS]).to(device)
+        self.sheet_b = to_float(src.targets[:SHEET_ROWS]).to(device)
+
+    @property
+    def modules(self) -> dict[str, nn.Module]:
+        return {"g": self.g, "d": self.d}
+
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"g": self.opt_g, "d": self.opt_d}
+
+    @property
+    def sampler(self) -> nn.Module:
+        return self.g
+
+    def images_per_step(self) -> int:
+        return self.cfg.train.batch_size
+
+    def step(self, batcher: Batcher, t: float) -> dict[str, Tensor]:
+        cfg, g, d = self.cfg, self.g, self.d
+        a8, _, b8 = batcher.next()
+        a, b = to_float(a8), to_float(b8)
+        if cfg.data.jitter or cfg.data.flip:
+            # Seeded by (seed, batch position): deterministic and resumable without saving generator state.
+            gen = torch.Generator(device=a.device).manual_seed(cfg.seed * 1_000_003 + batcher.epoch * 100_003 + batcher.pos)
+            load = self.load_size if cfg.data.jitter else cfg.data.image_size
+            a, b = augment_pairs(a, b, load, cfg.data.flip, gen)
+        g.train()
+        d.train()
+        fake = g(a)  # (B, C_B, H, W)
+        set_requires_grad(d, True)
+        d_real = d(torch.cat([a, b], 1))
+        d_fake = d(torch.cat([a, fake.detach()], 1))
+        # Halved, as in the paper, so D learns more slowly than G.
+        loss_d = 0.5 * self.loss.d(d_real, d_fake, cfg.loss.label_smoothing)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        set_requires_grad(d, False)
+        loss_gan = self.loss.g(d(torch.cat([a, fake], 1)))
+        l1 = (fake - b).abs().mean()
+        loss_g = loss_gan + cfg.loss.l1_weight * l1
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        return {"loss/d": loss_d.detach(), "loss/g": loss_g.detach(), "loss/g_gan": loss_gan.detach(), "l1": l1.detach()}
+
+    @torch.no_grad()
+    def translate(self, a: Tensor, batch: int = 32) -> Tensor:
+        """Inputs (N, C_A, H, W) in [-1, 1] -> outputs (N, C_B, H, W), G in eval mode (deterministic)."""
+        was = self.g.training
+        self.g.eval()
+        out = torch.cat([self.g(a[i : i + batch].to(self.device)).cpu() for i in range(0, a.shape[0], batch)])
+        self.g.train(was)
+        return out
+
+    @torch.no_grad()
+    def preview(self) -> dict[str, tuple[Tensor, int]]:
+        """One row per validation pair: input | output | target."""
+        out = self.translate(self.sheet_a).to(self.device)
+        c = self.image_shape[0]
+        rows = torch.stack([as_rgb(self.sheet_a, c), out, as_rgb(self.sheet_b, c)], 1)  # (R, 3, C, H, W)
+        return {"step": (rows.flatten(0, 1), 3)}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """L1, PSNR and SSIM of G's outputs against the validation targets."""
+        if self.val is None or len(self.val) == 0:
+            return {}
+        out = self.translate(to_float(self.val.images))
+        res = image_metrics(out, to_float(self.val.targets))
+        return {f"eval/{k}": float(v) for k, v in res.items()}
