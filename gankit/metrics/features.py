@@ -1,0 +1,409 @@
+"""Feature extractors: uint8 images (N, C, H, W) -> features (N, F) and class probabilities (N, K) or None.
+
+Two are registered in :data:`FEATURES`:
+
+- ``classifier``: a small CNN that gankit trains on the data set's labelled training split with a fixed recipe and seed,
+  cached on disk under a key that hashes the data and the recipe. Its 128-d penultimate activations are the features and
+  its softmax gives the class probabilities (for IS and class coverage). Works offline, on a CPU, in seconds, and means
+  something on digits, where Inception features do not.
+- ``inception``: the TorchScript Inception-v3 that stylegan2-ada and clean-fid use for FID (2048-d pool features and
+  1008-way softmax), from an explicit path or the cache.
+
+Every extractor has an ``identity`` string that pins what produced the features (the classifier's cache key, the
+Inception file's SHA256), written to the results JSON so numbers are only compared when they are comparable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data.base import ImageData, to_float
+from ..data.download import cache_dir as data_cache_dir
+from ..data.download import fetch, sha256_file
+from ..data.transforms import convert_channels, resize
+from ..errors import GankitError
+from ..registry import Registry
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """gankit's cache folder: ``cache_dir`` if given, else $GANKIT_CACHE, else ~/.cache/gankit (as downloads use)."""
+    return data_cache_dir(None if cache_dir is None else str(cache_dir))
+
+
+def _say(progress: bool, msg: str) -> None:
+    if progress:
+        print(msg, file=sys.stderr, flush=True)
+
+
+class FeatureExtractor(ABC):
+    """uint8 images -> (features (N, F) float32, class probabilities (N, K) float64 or None)."""
+
+    name: str  # the registry name
+    identity: str  # pins the weights that made the features
+    dim: int  # F
+    num_classes: int  # K (0 when the extractor gives no probabilities)
+    batch_size: int = 256  # images per forward pass unless the caller says otherwise
+
+    @abstractmethod
+    def extract(self, images: torch.Tensor, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """images: uint8 (N, C, H, W) in [0, 255], any size. Returns features (N, F), probabilities (N, K) or None."""
+
+    def __call__(self, images: torch.Tensor, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Features (N, F) float32 and probabilities (N, K) float64 (or None) of uint8 images (N, C, H, W)."""
+        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
+            got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+            raise GankitError(f"feature extraction needs uint8 images (N, C, H, W), got {got}")
+        with torch.inference_mode():
+            return self.extract(images.cpu(), batch_size or self.batch_size)
+
+    def info(self) -> dict[str, Any]:
+        """JSON-ready description for results files."""
+        return {"name": self.name, "identity": self.identity, "dim": self.dim, "num_classes": self.num_classes}
+
+
+# A builder takes the labelled training data (None when the extractor needs none) and where to find or keep weights.
+Builder = Callable[..., FeatureExtractor]
+FEATURES: Registry[Builder] = Registry("feature extractor")
+
+
+def build_extractor(
+    name: str,
+    train: ImageData | None = None,
+    inception_path: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> FeatureExtractor:
+    """The extractor registered as ``name``; ``train`` is needed by ``classifier``, ``inception_path`` by ``inception``
+    when the file is not in the cache."""
+    return FEATURES.get(name)(train=train, inception_path=inception_path, cache_dir=cache_dir, progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# classifier
+
+
+@dataclass(frozen=True)
+class ClassifierRecipe:
+    """Everything that decides the classifier's weights besides the data; hashed into the cache key.
+
+    Bump ``version`` whenever the network or the training loop changes in a way these fields do not capture.
+    """
+
+    version: str = "1"
+    size: int = 32  # images are resized to size x size, so one network fits every data set
+    width: int = 32  # channels of the first conv; doubled by each of the next two
+    feature_dim: int = 128  # the penultimate layer whose activations are the features
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 1e-3
+    holdout: float = 0.1  # share of the labelled images kept out of training to measure accuracy
+    max_images: int = 20_000  # a fixed random subset of larger sets, to bound the training time
+    seed: int = 0
+
+
+class DomainClassifier(nn.Module):
+    """Three stride-2 convolutions (size -> size/8), a ``feature_dim`` ReLU layer (the features), a linear head.
+
+    Input (B, in_channels, size, size) float in [-1, 1]; ``forward`` returns logits (B, K), ``features`` (B, F).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, size: int = 32, width: int = 32, feature_dim: int = 128) -> None:
+        super().__init__()
+        if size % 8:
+            raise ValueError(f"classifier input size must be a multiple of 8, got {size}")
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(4 * width * (size // 8) ** 2, feature_dim),
+            nn.ReLU(),
+        )
+        self.head = nn.Linear(feature_dim, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def _prepare(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> uint8 (N, channels, size, size): gray <-> RGB, then antialiased resize (as the data
+    pipeline resizes, so real and generated images reach the network the same way)."""
+    c = images.shape[1]
+    if c not in (1, 3) and c != channels:
+        raise GankitError(f"the classifier takes 1- or 3-channel images, got {c} channels")
+    return resize(convert_channels(images, channels), size)
+
+
+def classifier_key(data: ImageData, recipe: ClassifierRecipe) -> str:
+    """16 hex digits of SHA256 over the recipe, the image shape and the bytes of images and labels."""
+    h = hashlib.sha256()
+    h.update(json.dumps(asdict(recipe), sort_keys=True).encode())
+    h.update(str(tuple(data.images.shape)).encode())
+    h.update(data.images.contiguous().numpy().tobytes())
+    h.update(data.labels.to(torch.int64).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class ClassifierFeatures(FeatureExtractor):
+    """The trained domain classifier as a feature extractor; build with :meth:`from_data`."""
+
+    name = "classifier"
+
+    def __init__(self, net: DomainClassifier, meta: dict[str, Any]) -> None:
+        self.net = net.eval()
+        self.meta = meta
+        self.recipe = ClassifierRecipe(**meta["recipe"])
+        self.in_channels = int(meta["in_channels"])
+        self.identity = f"classifier-{meta['key']}"
+        self.dim = self.recipe.feature_dim
+        self.num_classes = int(meta["num_classes"])
+        self.accuracy = float(meta["accuracy"])
+
+    @classmethod
+    def from_data(
+        cls,
+        train: ImageData,
+        recipe: ClassifierRecipe = ClassifierRecipe(),
+        cache_dir: str | Path | None = None,
+        progress: bool = True,
+    ) -> "ClassifierFeatures":
+        """Load the classifier for (``train``, ``recipe``) from the cache, or train it and store it there under
+        ``<cache>/classifiers/<key>/`` as ``model.safetensors`` + ``classifier.json``."""
+        from safetensors.torch import load_file, save_file
+
+        key = classifier_key(train, recipe)
+        folder = cache_root(cache_dir) / "classifiers" / key
+        if (folder / "classifier.json").is_file() and (folder / "model.safetensors").is_file():
+            meta = json.loads((folder / "classifier.json").read_text())
+            net = DomainClassifier(meta["in_channels"], meta["num_classes"], recipe.size, recipe.width, recipe.feature_dim)
+            net.load_state_dict(load_file(str(folder / "model.safetensors")))
+            _say(progress, f"classifier features: loaded {folder} (held-out accuracy {meta['accuracy']:.4f})")
+            return cls(net, meta)
+
+        net, meta = train_classifier(train, recipe, progress)
+        meta["key"] = key
+        # Write into a fresh folder and rename it into place, so a crash or a concurrent run never leaves half a cache.
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=folder.parent))
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp / "model.safetensors"))
+        (tmp / "classifier.json").write_text(json.dumps(meta, indent=2) + "\n")
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process stored the same key first; its files are equivalent
+            for f in tmp.iterdir():
+                f.unlink()
+            tmp.rmdir()
+        _say(progress, f"classifier features: trained in {meta['seconds']:.1f}s, held-out accuracy {meta['accuracy']:.4f}; cached in {folder}")
+        return cls(net, meta)
+
+    def logits_and_features(self, images: torch.Tensor, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images (N, C, H, W) -> logits (N, K), features (N, F)."""
+        feats, logits = [], []
+        for i in range(0, images.shape[0], batch_size):
+            x = to_float(_prepare(images[i : i + batch_size], self.in_channels, self.recipe.size))
+            f = self.net.features(x)
+            feats.append(f)
+            logits.append(self.net.head(f))
+        if not feats:
+            return torch.zeros(0, self.dim), torch.zeros(0, self.num_classes)
+        return torch.cat(logits), torch.cat(feats)
+
+    def extract(self, images: torch.Tensor, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+        logits, feats = self.logits_and_features(images, batch_size)
+        probs = torch.softmax(logits.double(), dim=1)
+        return feats.numpy().astype(np.float32), probs.numpy()
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "accuracy": self.accuracy, "recipe": asdict(self.recipe)}
+
+
+def train_classifier(
+    data: ImageData, recipe: ClassifierRecipe = ClassifierRecipe(), progress: bool = True
+) -> tuple[DomainClassifier, dict[str, Any]]:
+    """Train the domain classifier on labelled ``data`` with ``recipe``; returns the network (eval mode) and its
+    metadata (held-out accuracy, sizes, recipe). Deterministic for a given thread count; the caller's global RNG state
+    is left untouched."""
+    labels = data.labels.to(torch.int64)
+    if len(data) < 10 or bool((labels < 0).any()):
+        raise GankitError(
+            f"classifier features need a labelled training split of at least 10 images; '{data.name}' has "
+            f"{int((labels >= 0).sum())} labelled of {len(data)} (use --features inception)"
+        )
+    num_classes = max(data.num_classes, int(labels.max()) + 1)
+    in_channels = 1 if data.images.shape[1] == 1 else 3
+    start = time.perf_counter()
+    g = torch.Generator().manual_seed(recipe.seed)
+    order = torch.randperm(len(data), generator=g)[: recipe.max_images]
+    n_hold = max(1, int(round(len(order) * recipe.holdout)))
+    hold_idx, train_idx = order[:n_hold], order[n_hold:]
+    images = _prepare(data.images[order], in_channels, recipe.size)  # uint8 (n, C, size, size)
+    x_hold, y_hold = images[:n_hold], labels[hold_idx]
+    x_train, y_train = images[n_hold:], labels[train_idx]
+
+    with torch.random.fork_rng(devices=[]):  # weights from the recipe's seed, without disturbing the caller's RNG
+        torch.manual_seed(recipe.seed)
+        net = DomainClassifier(in_channels, num_classes, recipe.size, recipe.width, recipe.feature_dim)
+    opt = torch.optim.Adam(net.parameters(), lr=recipe.lr)
+    net.train()
+    with torch.enable_grad():
+        for epoch in range(recipe.epochs):
+            perm = torch.randperm(len(x_train), generator=g)
+            total, count = 0.0, 0
+            for i in range(0, len(perm), recipe.batch_size):
+                idx = perm[i : i + recipe.batch_size]
+                loss = F.cross_entropy(net(to_float(x_train[idx])), y_train[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+                count += len(idx)
+            _say(progress, f"classifier: epoch {epoch + 1}/{recipe.epochs} loss {total / max(count, 1):.4f}")
+    net.eval()
+    with torch.inference_mode():
+        pred = torch.cat([net(to_float(x_hold[i : i + 512])).argmax(1) for i in range(0, n_hold, 512)])
+    accuracy = float((pred == y_hold).double().mean())
+    meta = {
+        "recipe": asdict(recipe),
+        "in_channels": in_channels,
+        "num_classes": num_classes,
+        "class_names": list(data.class_names),
+        "accuracy": accuracy,
+        "n_train": int(len(x_train)),
+        "n_holdout": int(n_hold),
+        "data_name": data.name,
+        "data_shape": list(data.images.shape),
+        "seconds": time.perf_counter() - start,
+    }
+    return net, meta
+
+
+@FEATURES.register("classifier", needs_train=True)
+def _build_classifier(
+    train: ImageData | None = None,
+    inception_path: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> FeatureExtractor:
+    if train is None:
+        raise GankitError("classifier features need the data set's labelled training split")
+    return ClassifierFeatures.from_data(train, cache_dir=cache_dir, progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# inception
+
+INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
+INCEPTION_FILE = "inception-2015-12-05.pt"
+# NVIDIA publishes no checksum for this file and none could be found documented elsewhere; the SHA256 of the file
+# actually used is computed on load and recorded in the extractor's identity instead.
+INCEPTION_SHA256: str | None = None
+
+
+def resolve_inception(
+    path: str | Path | None = None, cache_dir: str | Path | None = None, download: bool = True, progress: bool = True
+) -> Path:
+    """The Inception TorchScript file: ``path`` if given, else ``<cache>/weights/inception-2015-12-05.pt``, downloaded
+    there first (when ``download`` and online) if missing."""
+    if path is not None:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise GankitError(f"--inception {p}: no such file (it is {INCEPTION_URL})")
+        return p
+    cached = cache_root(cache_dir) / "weights" / INCEPTION_FILE
+    if cached.is_file():
+        return cached
+    hint = f"pass --inception PATH to a copy of {INCEPTION_URL}"
+    if not download:
+        raise GankitError(f"the Inception weights are not in {cached}; {hint}")
+    try:
+        fetch(INCEPTION_URL, cached, sha256=INCEPTION_SHA256, progress=progress)
+    except GankitError as e:
+        raise GankitError(f"could not download the Inception weights ({e}); {hint}") from None
+    if not cached.is_file():
+        raise GankitError(f"the Inception weights are not in {cached}; {hint}")
+    return cached
+
+
+class InceptionFeatures(FeatureExtractor):
+    """stylegan2-ada's TorchScript Inception-v3: 2048-d pool3 features and 1008-way probabilities.
+
+    The network takes float NCHW RGB in [0, 255] at any size and resizes to 299x299 itself (emulating TensorFlow's
+    bilinear resize), so images are passed as they are, gray expanded to 3 channels. Features come from
+    ``model(x, return_features=True)``; probabilities are those of ``model(x, no_output_bias=True)``, which is what
+    stylegan2-ada's IS uses, taken from the same pass as softmax(features · output.weightᵀ) when the network exposes
+    its ``output`` layer.
+    """
+
+    name = "inception"
+    batch_size = 32  # 299x299 activations: a CPU-friendly amount of memory
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.sha256 = sha256_file(self.path)  # recorded in the identity, so results name the exact file
+        if INCEPTION_SHA256 is not None and self.sha256 != INCEPTION_SHA256:
+            raise GankitError(f"{self.path}: SHA256 {self.sha256} is not that of {INCEPTION_FILE}; download it again from {INCEPTION_URL}")
+        try:
+            with warnings.catch_warnings():  # TorchScript is deprecated, but it is the format this file ships in
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.model = torch.jit.load(str(self.path), map_location="cpu").eval()
+        except (RuntimeError, ValueError) as e:
+            raise GankitError(f"{self.path}: not a TorchScript file ({str(e).splitlines()[0]}); it should be {INCEPTION_URL}") from None
+        weight = getattr(getattr(self.model, "output", None), "weight", None)
+        self._head = weight.detach().double() if isinstance(weight, torch.Tensor) else None  # (K, F)
+        self.identity = f"inception-{self.sha256[:16]}"
+        self.dim = 2048 if self._head is None else int(self._head.shape[1])
+        self.num_classes = 1008 if self._head is None else int(self._head.shape[0])
+
+    def extract(self, images: torch.Tensor, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+        c = images.shape[1]
+        if c not in (1, 3):
+            raise GankitError(f"Inception features take 1- or 3-channel images, got {c} channels")
+        feats, probs = [], []
+        for i in range(0, images.shape[0], batch_size):
+            x = images[i : i + batch_size].expand(-1, 3, -1, -1).to(torch.float32)  # [0, 255], as the network expects
+            f = self.model(x, return_features=True)
+            feats.append(f.float())
+            if self._head is not None:
+                probs.append(torch.softmax(f.double() @ self._head.T, dim=1))
+            else:
+                probs.append(self.model(x, no_output_bias=True).double())
+        if not feats:
+            return np.zeros((0, self.dim), np.float32), np.zeros((0, self.num_classes))
+        return torch.cat(feats).numpy(), torch.cat(probs).numpy()
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "sha256": self.sha256, "url": INCEPTION_URL}
+
+
+@FEATURES.register("inception", needs_train=False)
+def _build_inception(
+    train: ImageData | None = None,
+    inception_path: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> FeatureExtractor:
+    path = resolve_inception(inception_path, cache_dir, progress=progress)
+    _say(progress, f"inception features: {path}")
+    return InceptionFeatures(path)
