@@ -79,3 +79,41 @@ def load(run_dir: str | Path, which: str = "latest") -> TrainedGenerator:
     g.eval()
     del cfg  # the checkpoint's own config is authoritative for the weights it holds
     return TrainedGenerator(g, saved_cfg, shape, list(meta.get("class_names", [])), ck.step, run_dir)  # type: ignore[arg-type]
+
+
+@dataclass
+class Translator:
+    """G of an image-to-image run: input images (A) -> outputs (B)."""
+
+    g: nn.Module
+    config: Config
+    in_channels: int
+    image_shape: tuple[int, int, int]
+    step: int
+    run_dir: Path
+
+    @torch.no_grad()
+    def translate(self, a: torch.Tensor, batch: int = 16) -> torch.Tensor:
+        """(N, C_A, S, S) float in [-1, 1] -> (N, C_B, S, S) in [-1, 1]; G in eval mode, so outputs are deterministic."""
+        if a.shape[1] != self.in_channels:
+            from .data.transforms import convert_channels
+
+            a = convert_channels(((a + 1) * 127.5).round().clamp(0, 255).to(torch.uint8), self.in_channels).float() / 127.5 - 1
+        out = [self.g(a[i : i + batch]).cpu() for i in range(0, a.shape[0], batch)]
+        return torch.cat(out) if out else torch.zeros((0, *self.image_shape))
+
+
+def load_translator(run_dir: str | Path, which: str = "latest") -> Translator:
+    run_dir = Path(run_dir)
+    load_run_config(run_dir)
+    ck = ckpt.load_named(run_dir, which)
+    cfg = Config.from_dict(ck.state["config"])
+    if MODELS.meta(cfg.model.name).get("kind") != "pix2pix":
+        raise GankitError(f"run {run_dir} trains '{cfg.model.name}', not an image-to-image model: use `gankit sample`")
+    meta = ck.state.get("meta", {})
+    shape = tuple(meta["image_shape"])
+    in_ch = int(meta["input_channels"])
+    g, _ = build_models(cfg.model, shape, in_ch)  # type: ignore[arg-type]
+    ckpt.load_module(g, ck.tensors["g"], "generator", ck)
+    g.eval()
+    return Translator(g, cfg, in_ch, shape, ck.step, run_dir)  # type: ignore[arg-type]

@@ -199,7 +199,9 @@ def train(
         rollbacks = int(ck.state.get("rollbacks", 0))
         writer.say(f"resuming {run_dir} from {ck.path.name} (step {step}, epoch {batcher.progress:.2f})")
     writer.open()
-    meta = {"image_shape": list(data.shape), "num_images": len(data), "class_names": data.class_names,
+    shape = data.shape if data.targets is None else tuple(int(v) for v in data.targets.shape[1:])
+    meta = {"image_shape": list(shape), "input_channels": int(data.images.shape[1]),
+            "num_images": len(data), "class_names": data.class_names,
             "recipe": kind, "device": str(device), "threads": torch.get_num_threads()}
     writer.write_config(cfg, meta)
 
@@ -330,10 +332,9 @@ def split_validation(cfg: Config, data: ImageData, kind: str, say: Any = print) 
     """(training data, validation data or None). ``data.holdout`` keeps the split's last N images out of training;
     image-to-image runs without it validate on the data set's 'val' split, or hold out 10% when there is none."""
     if cfg.data.holdout:
-        if cfg.data.holdout >= len(data):
-            raise GankitError(f"data.holdout={cfg.data.holdout} leaves no training images (the split has {len(data)})")
-        cut = len(data) - cfg.data.holdout
-        return data.subset(slice(0, cut)), data.subset(slice(cut, None))
+        from .evaluation import holdout_split
+
+        return holdout_split(data, cfg.data.holdout)
     if kind != "pix2pix" or cfg.data.split != "train":
         return data, None
     from dataclasses import replace

@@ -407,3 +407,30 @@ def _build_inception(
     path = resolve_inception(inception_path, cache_dir, progress=progress)
     _say(progress, f"inception features: {path}")
     return InceptionFeatures(path)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# pixels
+
+
+class PixelFeatures(FeatureExtractor):
+    """Images resized to size x size, flattened, in [0, 1]: a weights-free feature space for data without labels
+    (paired image-to-image data), where neither a domain classifier nor Inception is at hand."""
+
+    name = "pixels"
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size
+        self.identity = f"pixels-{size}"
+        self.dim = 0  # set on first use: size * size * channels
+        self.num_classes = 0
+
+    def extract(self, images: torch.Tensor, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+        x = resize(images, self.size).to(torch.float32).div_(255.0).flatten(1)
+        self.dim = int(x.shape[1])
+        return x.numpy(), None
+
+
+@FEATURES.register("pixels", needs_train=False)
+def _pixels(train: ImageData | None = None, **_: Any) -> FeatureExtractor:
+    return PixelFeatures()

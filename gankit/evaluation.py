@@ -1,0 +1,139 @@
+"""Score a trained run (or any .npy of samples) against real data: the library side of `gankit eval`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import Config, DataConfig
+from .data import load_dataset
+from .data.base import ImageData, to_float, to_uint8
+from .errors import GankitError
+from .models import MODELS
+
+
+def holdout_split(data: ImageData, n: int) -> tuple[ImageData, ImageData]:
+    """(training part, held-out part) of ``data``: the held-out ``n`` images are a fixed random choice (seed 0), not
+    the tail, because standard splits are often ordered (MNIST's test set puts one writer population first)."""
+    if not 0 < n < len(data):
+        raise GankitError(f"data.holdout={n} must leave images on both sides (the split has {len(data)})")
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+    keep, held = perm[: len(data) - n].sort().values, perm[len(data) - n :].sort().values
+    return data.subset(keep), data.subset(held)
+
+
+def reference_data(cfg: Config, split: str | None = None) -> tuple[ImageData, ImageData]:
+    """(training images, comparison images) for a run's config. With ``data.holdout`` the run's own held-out images
+    are the comparison set; otherwise the data set's ``split`` (default 'test')."""
+    run_split = load_dataset(cfg.data)
+    if cfg.data.holdout and split is None:
+        return holdout_split(run_split, cfg.data.holdout)
+    if cfg.data.holdout:
+        run_split = holdout_split(run_split, cfg.data.holdout)[0]
+    other = split or "test"
+    if other == cfg.data.split:
+        raise GankitError(
+            f"the run trained on split '{other}', so comparing with it measures memorisation; pass --split with another "
+            f"split, or train with data.holdout to keep images aside"
+        )
+    return run_split, load_dataset(replace(cfg.data, split=other))
+
+
+def load_samples_npy(path: str | Path) -> torch.Tensor:
+    """A .npy of uint8 (N, H, W, C) images -> uint8 (N, C, H, W); never unpickles."""
+    p = Path(path)
+    if not p.is_file():
+        raise GankitError(f"--samples {p} does not exist")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise GankitError(f"--samples {p} is not a plain .npy array ({str(e).splitlines()[0][:80]})") from None
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] not in (1, 3) or arr.shape[1] != arr.shape[2]:
+        raise GankitError(
+            f"--samples {p} must be uint8 (N, H, W, C) square images with C 1 or 3, got {arr.dtype} {arr.shape}"
+        )
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).contiguous()
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    n: int = 10000,
+    features: str = "classifier",
+    split: str | None = None,
+    data_dir: str | None = None,
+    inception_path: str | None = None,
+    parzen: bool = True,
+    checkpoint: str = "latest",
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Metrics of a run's samples (GAN) or translations (pix2pix); also writes memorisation.png for GANs."""
+    from .metrics import build_extractor, evaluate, evaluate_paired
+    from .sampling import load, load_translator
+    from .training import load_run_config
+
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    if data_dir is not None:
+        cfg = cfg.replace(**{"data.dir": data_dir})
+    if MODELS.meta(cfg.model.name).get("kind") == "pix2pix":
+        tr = load_translator(run_dir, checkpoint)
+        val = load_dataset(replace(cfg.data, split=split or "val")) if split or not cfg.data.holdout else holdout_split(load_dataset(cfg.data), cfg.data.holdout)[1]
+        out = to_uint8(tr.translate(to_float(val.images)))
+        ext = build_extractor(features if features != "classifier" else "pixels", None, inception_path, None, progress)
+        res = evaluate_paired(out, val.targets, ext)
+        res.update(run=str(run_dir), step=tr.step, split=split or "val", features=ext.name)
+        return res
+    gen = load(run_dir, checkpoint)
+    train, test = reference_data(cfg, split)
+    labels = gen.labels(n) if gen.num_classes else None
+    z = gen.noise(n, seed)
+    samples = to_uint8(gen.generate(z, labels))
+    res = evaluate(samples, test, train, features=features, inception_path=inception_path, sample_labels=labels,
+                   parzen=parzen, seed=seed, progress=progress, sheet_path=run_dir / "memorisation.png")
+    res.update(run=str(run_dir), step=gen.step, split=split or ("holdout" if cfg.data.holdout else "test"))
+    return res
+
+
+def evaluate_npy(
+    path: str | Path,
+    data: str,
+    data_dir: str | None = None,
+    split: str = "test",
+    features: str = "classifier",
+    inception_path: str | None = None,
+    parzen: bool = True,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Metrics of any uint8 (N, H, W, C) .npy of samples against data set ``data``: compare with other tools' output."""
+    from .metrics import evaluate
+
+    samples = load_samples_npy(path)
+    c, h, _ = samples.shape[1:]
+    base = DataConfig(name=data, dir=data_dir, image_size=int(h), channels=int(c))
+    from .data import DATASETS
+
+    DATASETS.get(data)
+    train = load_dataset(replace(base, split="train"))
+    test = load_dataset(replace(base, split=split))
+    res = evaluate(samples, test, train, features=features, inception_path=inception_path, parzen=parzen, seed=seed,
+                   progress=progress)
+    res.update(samples=str(path), data=data, split=split)
+    return res
+
+
+def write_json(results: dict[str, Any], path: str | Path) -> Path:
+    from .runlog import atomic_write_bytes
+
+    p = Path(path)
+    if p.is_dir():
+        raise GankitError(f"--out {p} is a folder; give a .json file name")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(p, json.dumps(results, indent=2, default=float).encode())
+    return p

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import gankit
+from gankit.cli import main
+from gankit.config import resolve
+from gankit.evaluation import holdout_split
+from gankit.data import load_dataset
+from gankit.config import DataConfig
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    tiny = {"data.image_size": 16, "model.g_channels": 8, "model.d_channels": 8, "model.z_dim": 8,
+            "train.batch_size": 32, "train.progress": False, "train.steps": 3, "train.threads": 1}
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    gankit.train(resolve(overrides=tiny), out=str(out))
+    return out
+
+
+def test_eval_run_writes_every_metric(digits_run, tmp_path, capsys):
+    out = tmp_path / "m.json"
+    assert main(["eval", str(digits_run), "--n", "300", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    for key in ["fd", "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "parzen_mean",
+                "classes_hit", "label_kl_uniform", "nn_pixel_samples", "features_id", "n_samples"]:
+        assert key in res, key
+    assert res["n_samples"] == 300 and res["fd"] > 0
+    assert (digits_run / "memorisation.png").exists()
+    assert "FD" in capsys.readouterr().out
+
+
+def test_eval_npy_samples_against_a_dataset(tmp_path):
+    rng = np.random.default_rng(0)
+    npy = tmp_path / "other_tool.npy"
+    np.save(npy, rng.integers(0, 256, (200, 16, 16, 1), dtype=np.uint8))
+    out = tmp_path / "r.json"
+    assert main(["eval", "--samples", str(npy), "--data", "digits", "--no-parzen", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["n_samples"] == 200
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [(np.zeros((3, 4, 4, 2), np.uint8), "must be uint8 (N, H, W, C)"), (np.zeros((3, 8, 8, 1), np.float32), "must be uint8")],
+)
+def test_eval_npy_bad_arrays(tmp_path, capsys, content, needle):
+    npy = tmp_path / "bad.npy"
+    np.save(npy, content)
+    assert main(["eval", "--samples", str(npy), "--data", "digits"]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_holdout_is_a_fixed_random_disjoint_choice():
+    data = load_dataset(DataConfig(name="digits", image_size=8))
+    a, b = holdout_split(data, 100)
+    a2, b2 = holdout_split(data, 100)
+    assert len(a) + len(b) == len(data) and len(b) == 100
+    assert (b.images == b2.images).all()
+    # Not simply the tail of the split.
+    assert not (b.images == data.images[-100:]).all()
+
+
+def test_pix2pix_train_translate_eval(tmp_path):
+    run = tmp_path / "p2p"
+    cfg = resolve(overrides={"model.name": "pix2pix", "data.image_size": 32, "data.limit": 40, "model.g_channels": 8,
+                             "model.d_channels": 8, "model.patch": 16, "train.batch_size": 4, "train.steps": 2,
+                             "train.progress": False, "train.threads": 1})
+    assert cfg.data.name == "sketch"
+    gankit.train(cfg, out=str(run))
+    sheets = sorted((run / "samples").glob("step-*.png"))
+    assert sheets and Image.open(sheets[-1]).size[0] > 3 * 32
+    assert any('"eval/psnr"' in line for line in (run / "metrics.jsonl").read_text().splitlines())
+    inp = tmp_path / "in"
+    inp.mkdir()
+    Image.new("RGB", (70, 50), (200, 10, 10)).save(inp / "x.jpg")
+    Image.new("L", (40, 40), 128).save(inp / "y.png")
+    (inp / "notes.txt").write_text("ignored")
+    assert main(["translate", str(run), str(inp), "--out", str(tmp_path / "out")]) == 0
+    outs = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert outs == ["x.png", "y.png"] and Image.open(tmp_path / "out" / "x.png").size == (32, 32)
+    assert main(["eval", str(run), "--out", str(tmp_path / "pm.json")]) == 0
+    res = json.loads((tmp_path / "pm.json").read_text())
+    assert {"l1", "psnr", "ssim", "fd"} <= res.keys()
+    # A GAN command on an image-to-image run says what to use instead.
+    assert main(["sample", str(run), "--out", str(tmp_path / "s.png")]) == 2
