@@ -5,7 +5,7 @@ Sigmoid + BCELoss, the default memory format, two optimizers stepped by hand. Bo
 batch sizes and thread count, so the ratio isolates gankit's habits (in-memory batches, channels_last, logits
 losses, frozen D during G's update, one G forward per step).
 
-    python benchmarks/train_speed.py [--seconds 20] [--threads N] [--device cpu|cuda]
+    python benchmarks/train_speed.py [--seconds 15] [--rounds 5] [--threads N] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -67,69 +67,83 @@ class PlainD(nn.Module):
         return self.main(x).view(-1, 1).squeeze(1)
 
 
-def plain_loop(size: int, nc: int, batch: int, images: torch.Tensor, seconds: float, device: str) -> float:
-    """images/s of the plain loop (the PyTorch DCGAN example's structure)."""
+def plain_step_fn(size: int, nc: int, batch: int, images: torch.Tensor, device: str):
+    """One training step of the plain loop (the PyTorch DCGAN example's structure); returns images done."""
     ds = torch.utils.data.TensorDataset(images.float().div(127.5).sub(1), torch.zeros(len(images)))
     loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, drop_last=True)
     netG, netD = PlainG(100, 64, nc, size).to(device), PlainD(64, nc, size).to(device)
     criterion = nn.BCELoss()
     optD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
     optG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    n, t0, warm = 0, None, 3
-    while True:
-        for i, (data, _) in enumerate(loader):
-            real = data.to(device)
-            b = real.size(0)
-            netD.zero_grad()
-            label = torch.full((b,), 1.0, device=device)
-            errD_real = criterion(netD(real), label)
-            errD_real.backward()
-            noise = torch.randn(b, 100, 1, 1, device=device)
-            fake = netG(noise)
-            label.fill_(0.0)
-            errD_fake = criterion(netD(fake.detach()), label)
-            errD_fake.backward()
-            optD.step()
-            netG.zero_grad()
-            label.fill_(1.0)
-            errG = criterion(netD(fake), label)
-            errG.backward()
-            optG.step()
-            _ = errD_real.item() + errD_fake.item() + errG.item()  # the reports print these every step
-            warm -= 1
-            if warm == 0:
-                t0 = time.perf_counter()
-            elif warm < 0:
-                n += b
-                if time.perf_counter() - t0 >= seconds:
-                    return n / (time.perf_counter() - t0)
+    it = iter(loader)
+
+    def step() -> int:
+        nonlocal it
+        try:
+            data, _ = next(it)
+        except StopIteration:
+            it = iter(loader)
+            data, _ = next(it)
+        real = data.to(device)
+        b = real.size(0)
+        netD.zero_grad()
+        label = torch.full((b,), 1.0, device=device)
+        errD_real = criterion(netD(real), label)
+        errD_real.backward()
+        noise = torch.randn(b, 100, 1, 1, device=device)
+        fake = netG(noise)
+        label.fill_(0.0)
+        errD_fake = criterion(netD(fake.detach()), label)
+        errD_fake.backward()
+        optD.step()
+        netG.zero_grad()
+        label.fill_(1.0)
+        errG = criterion(netD(fake), label)
+        errG.backward()
+        optG.step()
+        _ = errD_real.item() + errD_fake.item() + errG.item()  # the reports print these every step
+        return b
+
+    return step
 
 
-def gankit_loop(size: int, nc: int, batch: int, images: torch.Tensor, seconds: float, device: str,
-                channels_last: bool) -> float:
+def gankit_step_fn(size: int, nc: int, batch: int, images: torch.Tensor, device: str, channels_last: bool):
     cfg = resolve(overrides={"data.image_size": size, "train.batch_size": batch, "train.channels_last": channels_last,
                              "model.g_channels": 64, "model.d_channels": 64, "train.steps": 1})
     data = ImageData(images, torch.zeros(len(images), dtype=torch.long), "bench")
     recipe = GANRecipe(cfg, data, torch.device(device))
     batcher = Batcher(data, batch, 0, device)
-    n, t0, warm = 0, None, 3
-    while True:
+
+    def step() -> int:
         out = recipe.step(batcher, 0.0)
         if device == "cuda":
             torch.cuda.synchronize()
-        warm -= 1
-        if warm == 0:
-            t0 = time.perf_counter()
-        elif warm < 0:
-            n += batch
-            if time.perf_counter() - t0 >= seconds:
-                float(out["loss/d"])
-                return n / (time.perf_counter() - t0)
+        float(out["loss/d"])  # gankit syncs only at log steps; count one sync per step to be conservative
+        return batch
+
+    return step
+
+
+def measure(steps: dict, seconds: float, rounds: int) -> dict[str, float]:
+    """Round-robin: each variant runs for seconds/rounds per round, so load from other processes hits all alike;
+    the median of the rounds is reported."""
+    for fn in steps.values():  # warm-up (allocator, oneDNN primitive caches)
+        for _ in range(3):
+            fn()
+    rates: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(rounds):
+        for name, fn in steps.items():
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds / rounds:
+                n += fn()
+            rates[name].append(n / (time.perf_counter() - t0))
+    return {k: sorted(v)[len(v) // 2] for k, v in rates.items()}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=15.0, help="timed seconds per measurement")
+    ap.add_argument("--seconds", type=float, default=15.0, help="timed seconds per variant and size")
+    ap.add_argument("--rounds", type=int, default=5, help="round-robin rounds (median reported)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", help="also write the results here")
@@ -140,9 +154,12 @@ def main() -> int:
     rows = []
     for size, nc, batch in [(28, 1, 256), (64, 3, 64)]:
         images = torch.randint(0, 256, (2048, nc, size, size), dtype=torch.uint8)
-        plain = plain_loop(size, nc, batch, images, args.seconds, args.device)
-        ours = gankit_loop(size, nc, batch, images, args.seconds, args.device, channels_last=True)
-        ours_cf = gankit_loop(size, nc, batch, images, args.seconds, args.device, channels_last=False)
+        r = measure({
+            "plain": plain_step_fn(size, nc, batch, images, args.device),
+            "gankit": gankit_step_fn(size, nc, batch, images, args.device, channels_last=True),
+            "gankit_contiguous": gankit_step_fn(size, nc, batch, images, args.device, channels_last=False),
+        }, args.seconds, args.rounds)
+        plain, ours, ours_cf = r["plain"], r["gankit"], r["gankit_contiguous"]
         rows.append({"size": size, "batch": batch, "plain": plain, "gankit": ours, "gankit_contiguous": ours_cf,
                      "ratio": ours / plain, "ratio_contiguous": ours_cf / plain})
         print(f"DCGAN {size}x{size}x{nc} B={batch}: plain {plain:7.1f} img/s | gankit {ours:7.1f} img/s "

@@ -18,6 +18,7 @@ from ..optim import build_optimizer
 from . import RECIPES
 
 PREVIEW = 64  # images in the fixed-noise grid
+EVAL_N = 2000  # samples and real images for the training-time FD
 
 
 def is_conv(m: nn.Module) -> bool:
@@ -58,7 +59,8 @@ class GANRecipe:
                     f"model.num_classes={m.num_classes} but data '{data.name}' has {data.num_classes} classes; "
                     f"set model.num_classes={data.num_classes}"
                 )
-        self.cfg, self.device = cfg, device
+        self.cfg, self.device, self.data = cfg, device, data
+        self._fd_ref = None
         self.image_shape = data.shape
         self.g, self.d = build_models(m, self.image_shape)
         self.g.to(device)
@@ -151,6 +153,37 @@ class GANRecipe:
         out["d/real"] = d_real.detach().mean()
         out["d/fake"] = d_fake.detach().mean()
         return out
+
+    # -- evaluation during training --------------------------------------------------------------------------------
+    best_metric = ("eval/fd", "min")  # what the `best` checkpoint keeps
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """FD in the domain classifier's feature space between EVAL_N samples and EVAL_N training images (fixed
+        noise and a fixed subset, so successive values compare). Off unless train.eval_every > 0."""
+        if not self.cfg.train.eval_every:
+            return {}
+        from ..data.base import to_uint8
+        from ..metrics import FDReference, build_extractor
+
+        if self._fd_ref is None:
+            n = min(EVAL_N, len(self.data))
+            pick = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(0))[:n]
+            ext = build_extractor("classifier" if self.data.num_classes else "pixels", self.data, progress=False)
+            self._fd_ref = FDReference(ext, self.data.images[pick])
+            gen = torch.Generator().manual_seed(self.cfg.seed + 777)
+            self._eval_z = sample_noise(n, self.cfg.model.z_dim, self.cfg.model.noise, "cpu", gen)
+            k = max(self.cfg.model.num_classes, 1)
+            self._eval_y = torch.arange(n) % k if self.cfg.model.num_classes else None
+        s = self.sampler
+        was = s.training
+        s.eval()
+        out = []
+        for i in range(0, len(self._eval_z), 500):
+            y = None if self._eval_y is None else self._eval_y[i : i + 500].to(self.device)
+            out.append(to_uint8(s(self._eval_z[i : i + 500].to(self.device), y)).cpu())
+        s.train(was)
+        return {"eval/fd": self._fd_ref(torch.cat(out))}
 
     def images_per_step(self) -> int:
         return self.cfg.train.batch_size * self.cfg.train.d_steps

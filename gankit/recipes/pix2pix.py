@@ -107,6 +107,8 @@ class Pix2PixRecipe:
         rows = torch.stack([as_rgb(self.sheet_a, c), out, as_rgb(self.sheet_b, c)], 1)  # (R, 3, C, H, W)
         return {"step": (rows.flatten(0, 1), 3)}
 
+    best_metric = ("eval/l1", "min")
+
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """L1, PSNR and SSIM of G's outputs against the validation targets."""
