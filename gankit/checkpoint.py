@@ -7,11 +7,14 @@ A checkpoint is a folder ``checkpoints/<name>/``:
                                                     gankit version, and every file's size and SHA256
 It is written into a temp folder beside the others, every file and the folder fsynced, then renamed into place;
 ``checkpoints/latest`` (a one-line text file) moves only after a complete save. Loading verifies every hash and
-falls back to the previous good checkpoint when the newest is damaged.
+falls back to the previous good checkpoint when the newest is damaged. Re-saving an existing name moves the old copy
+to ``.old-<name>-<pid>`` first; a kill between the two renames leaves that copy, which stands in for ``<name>`` until
+the next save's :func:`tidy` puts it back.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -24,13 +27,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
-from .errors import GankitError
+from .errors import DivergedError, GankitError
 from .runlog import atomic_write_bytes
 
 FORMAT = 1  # bump when the layout changes; loaders refuse formats they do not know
 STEP_RE = re.compile(r"^step-(\d+)$")
+OLD_RE = re.compile(r"^\.old-(.+)-(\d+)$")  # the previous copy of a checkpoint while save() replaces it
+FILE_RE = re.compile(r"^[A-Za-z0-9_.-]+\.safetensors$")  # what state.json may list: plain names inside the folder
 
 
 def _version() -> str:
@@ -45,6 +51,15 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write and fsync one file. Python's own write (not safetensors' Rust writer) so that a full disk surfaces as
+    an OSError with errno ENOSPC."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _fsync_dir(path: Path) -> None:
@@ -140,22 +155,39 @@ def save(
     move_latest: bool = True,
 ) -> Path:
     """Write checkpoint ``ckpt_dir/name`` atomically. ``tensors`` maps file stems ('g', 'd', 'optim', ...) to
-    tensor dicts; ``state`` is JSON. Returns the final folder."""
+    tensor dicts; ``state`` is JSON. Returns the final folder.
+
+    A failed write (disk full, permissions) removes the partial folder and raises GankitError naming the file; the
+    existing checkpoints and ``latest`` are untouched."""
+    for stem, tdict in tensors.items():
+        for key, t in tdict.items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                # A checkpoint is what a rollback or a resume trusts; never store a diverged model as one.
+                raise DivergedError(f"not saving checkpoint {name}: {stem} tensor '{key}' holds NaN or Inf; the "
+                                    f"earlier checkpoints in {ckpt_dir} are untouched")
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     tmp = ckpt_dir / f".tmp-{name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    files: dict[str, dict[str, Any]] = {}
-    for stem, tdict in tensors.items():
-        path = tmp / f"{stem}.safetensors"
-        save_file(tdict, str(path), metadata={"format": "pt"})
-        with open(path, "rb+") as f:
-            os.fsync(f.fileno())
-        files[path.name] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
-    full = {"format": FORMAT, "gankit_version": _version(), **state, "files": files}
-    atomic_write_bytes(tmp / "state.json", json.dumps(full).encode())
-    _fsync_dir(tmp)
+    path = tmp
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        files: dict[str, dict[str, Any]] = {}
+        for stem, tdict in tensors.items():
+            path = tmp / f"{stem}.safetensors"
+            data = safetensors_bytes(tdict, metadata={"format": "pt"})
+            _write_file(path, data)
+            files[path.name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        full = {"format": FORMAT, "gankit_version": _version(), **state, "files": files}
+        path = tmp / "state.json"
+        atomic_write_bytes(path, json.dumps(full).encode())
+        _fsync_dir(tmp)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shown = ckpt_dir / name / path.name if path != tmp else ckpt_dir / name  # the name the user will look for
+        disk = " (disk full: free some space or point --out at another disk)" if e.errno == errno.ENOSPC else ""
+        kept = f"; the earlier checkpoint {prev} is intact" if (prev := latest_name(ckpt_dir)) else ""
+        raise GankitError(f"cannot write checkpoint file {shown}: {e.strerror or e}{disk}{kept}") from None
     final = ckpt_dir / name
     if final.exists():
         # Move the old one aside first, so a kill between the two renames still leaves one complete copy.
@@ -174,14 +206,43 @@ def save(
     return final
 
 
+def latest_name(ckpt_dir: Path) -> str | None:
+    """The checkpoint name ``checkpoints/latest`` holds, if it is a plain name."""
+    try:
+        name = (ckpt_dir / "latest").read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return name if name and "/" not in name and name not in (".", "..") else None
+
+
+def tidy(ckpt_dir: Path) -> None:
+    """Clean up after a killed save: put back a checkpoint that was moved aside (a kill between save()'s two
+    renames), drop leftover copies and temp folders/files of other processes."""
+    me = f"-{os.getpid()}"
+    for p in sorted(ckpt_dir.glob(".old-*")):
+        m = OLD_RE.match(p.name)
+        if m is None or m[2] == str(os.getpid()):
+            continue
+        if (ckpt_dir / m[1]).exists():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            os.replace(p, ckpt_dir / m[1])
+    for p in ckpt_dir.glob(".tmp-*"):
+        if not p.name.endswith(me):
+            shutil.rmtree(p, ignore_errors=True)
+    for p in ckpt_dir.glob(".latest.tmp-*"):
+        if not p.name.endswith(me):
+            p.unlink(missing_ok=True)
+
+
 def prune(ckpt_dir: Path, keep_last: int, protect: set[str] = frozenset()) -> None:
-    """Keep the newest ``keep_last`` step-N checkpoints (and whatever ``protect`` names); drop stale temp folders."""
+    """Keep the newest ``keep_last`` step-N checkpoints, the one ``latest`` names and whatever ``protect`` names;
+    clean up what killed saves left behind."""
+    tidy(ckpt_dir)
+    protect = {*protect, latest_name(ckpt_dir)}  # after a resume from an older checkpoint, `latest` is not the newest N
     steps = sorted((p for p in ckpt_dir.iterdir() if STEP_RE.match(p.name)), key=lambda p: int(STEP_RE.match(p.name)[1]))
     for p in steps[: max(0, len(steps) - keep_last)]:
         if p.name not in protect:
-            shutil.rmtree(p, ignore_errors=True)
-    for p in ckpt_dir.glob(".tmp-*"):
-        if not p.name.endswith(f"-{os.getpid()}"):
             shutil.rmtree(p, ignore_errors=True)
 
 
@@ -202,15 +263,21 @@ def verify(folder: Path) -> dict[str, Any]:
         raise GankitError(f"checkpoint {folder}/state.json is not a gankit checkpoint state")
     if state.get("format") != FORMAT:
         raise GankitError(
-            f"checkpoint {folder} has format {state.get('format')} (gankit {state.get('gankit_version')}); "
-            f"this gankit {_version()} reads format {FORMAT}"
+            f"checkpoint {folder} has format {state.get('format')!r} (written by gankit {state.get('gankit_version')}); "
+            f"this gankit {_version()} reads format {FORMAT}: use the gankit version that wrote it"
         )
-    for fname, meta in state["files"].items():
+    files = state["files"]
+    if not isinstance(files, dict) or not isinstance(state.get("step"), int) or not isinstance(state.get("config"), dict):
+        raise GankitError(f"checkpoint {folder}/state.json is damaged (bad 'files', 'step' or 'config')")
+    for fname, meta in files.items():
+        # Only plain file names inside the folder: a crafted state.json must not point the loader elsewhere.
+        if not FILE_RE.match(fname) or not isinstance(meta, dict):
+            raise GankitError(f"checkpoint {folder}/state.json lists {fname!r}; it is damaged or not from gankit")
         p = folder / fname
         if not p.is_file():
             raise GankitError(f"checkpoint {folder} is missing {fname}")
-        if p.stat().st_size != meta["size"] or sha256_file(p) != meta["sha256"]:
-            raise GankitError(f"checkpoint {folder}: {fname} is damaged (SHA256 mismatch)")
+        if p.stat().st_size != meta.get("size") or sha256_file(p) != meta.get("sha256"):
+            raise GankitError(f"checkpoint {folder}: {fname} is damaged (size or SHA256 differs from state.json)")
     return state
 
 
@@ -225,45 +292,46 @@ def read(folder: Path) -> Checkpoint:
     return Checkpoint(folder, state, tensors)
 
 
-def candidates(ckpt_dir: Path) -> list[Path]:
-    """Checkpoints newest first: the one `latest` names, then step-N by N descending, then `final`."""
+def folders(ckpt_dir: Path) -> dict[str, Path]:
+    """Checkpoint name -> folder. A ``.old-<name>-<pid>`` copy stands in for a missing ``<name>``: a kill between
+    save()'s two renames leaves the previous complete copy there."""
     if not ckpt_dir.is_dir():
-        return []
-    order: list[Path] = []
-    latest = ckpt_dir / "latest"
-    if latest.is_file():
-        name = latest.read_text().strip()
-        if name and "/" not in name and (ckpt_dir / name).is_dir():
-            order.append(ckpt_dir / name)
-    steps = sorted((p for p in ckpt_dir.iterdir() if STEP_RE.match(p.name) and p.is_dir()),
-                   key=lambda p: -int(STEP_RE.match(p.name)[1]))
-    for p in [*steps, ckpt_dir / "final"]:
-        if p.is_dir() and p not in order:
-            order.append(p)
-    # `latest` may be older than `final`/a numbered one only after a manual edit; prefer the highest step.
+        return {}
+    found = {p.name: p for p in ckpt_dir.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    for p in sorted(ckpt_dir.glob(".old-*")):
+        m = OLD_RE.match(p.name)
+        if m is not None and p.is_dir() and m[1] not in found:
+            found[m[1]] = p
+    return found
+
+
+def candidates(ckpt_dir: Path) -> list[Path]:
+    """Checkpoints to try, newest first: the one `latest` names (it moves only after a complete save), then step-N
+    by N descending, then `final`."""
+    found = folders(ckpt_dir)
+    name = latest_name(ckpt_dir)
+    order = [found[name]] if name in found else []
+    steps = sorted((n for n in found if STEP_RE.match(n)), key=lambda n: -int(STEP_RE.match(n)[1]))
+    for n in [*steps, "final"]:
+        if n in found and found[n] not in order:
+            order.append(found[n])
     return order
 
 
 def load_latest(ckpt_dir: Path, say=print) -> Checkpoint:
-    """The newest checkpoint that verifies; damaged ones are reported and skipped."""
+    """The newest checkpoint that verifies; damaged ones are reported (``say``) and skipped."""
     cands = candidates(ckpt_dir)
     if not cands:
-        raise GankitError(f"{ckpt_dir.parent} has no checkpoints; it is not a gankit run folder (or it never saved)")
-    best: Checkpoint | None = None
+        raise GankitError(f"{ckpt_dir.parent} has no checkpoints (it was stopped before its first save); delete it "
+                          f"and train again")
     errors = []
     for folder in cands:
         try:
-            ck = read(folder)
+            return read(folder)
         except GankitError as e:
             errors.append(str(e))
             say(f"warning: {e}; trying the previous checkpoint")
-            continue
-        if best is None or ck.step > best.step:
-            best = ck
-        break
-    if best is None:
-        raise GankitError(f"no readable checkpoint in {ckpt_dir}: {errors[0]}")
-    return best
+    raise GankitError(f"no readable checkpoint in {ckpt_dir} ({len(errors)} tried); the newest: {errors[0]}")
 
 
 def load_named(run_dir: Path, which: str) -> Checkpoint:
@@ -271,21 +339,32 @@ def load_named(run_dir: Path, which: str) -> Checkpoint:
     ckpt_dir = run_dir / "checkpoints"
     if which == "latest":
         return load_latest(ckpt_dir, say=lambda m: None)
-    folder = ckpt_dir / which
-    if not folder.is_dir():
-        raise GankitError(f"{run_dir} has no checkpoint '{which}'; available: {', '.join(p.name for p in candidates(ckpt_dir)) or 'none'}")
-    return read(folder)
+    found = folders(ckpt_dir)
+    if which not in found:
+        raise GankitError(f"{run_dir} has no checkpoint '{which}'; available: {', '.join(sorted(found)) or 'none'}")
+    return read(found[which])
 
 
-def load_module(module: torch.nn.Module, tensors: dict[str, torch.Tensor], what: str, ck: Checkpoint) -> None:
-    """Load weights, turning a shape/key mismatch into an error that names both models."""
+def load_module(
+    module: torch.nn.Module,
+    tensors: dict[str, torch.Tensor],
+    what: str,
+    ck: Checkpoint,
+    built: dict[str, Any] | None = None,
+) -> None:
+    """Load weights, turning a shape/key mismatch into an error that names both models. ``built``: the model section
+    of the config the module was built from, so the message can say which settings differ."""
     try:
         module.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
         saved = ck.state.get("config", {}).get("model", {})
-        first = str(e).strip().splitlines()
-        detail = first[1].strip() if len(first) > 1 else first[0]
+        lines = str(e).strip().splitlines()
+        detail = (lines[1] if len(lines) > 1 else lines[0]).strip()[:160]
+        diff = [f"{k} {saved[k]!r} vs {built[k]!r}" for k in built or {} if k in saved and saved[k] != built[k]]
+        if diff:
+            detail = f"model.{', model.'.join(diff)} (checkpoint vs this config)"
+        ours = f"this config builds '{built.get('name')}' (z_dim {built.get('z_dim')})" if built else "the one built here"
         raise GankitError(
-            f"checkpoint {ck.path} holds a different {what} (model '{saved.get('name')}', z_dim {saved.get('z_dim')}, "
-            f"gankit {ck.state.get('gankit_version')}) than the one being built: {detail[:160]}"
+            f"checkpoint {ck.path} holds a different {what}: saved by gankit {ck.state.get('gankit_version')} for model "
+            f"'{saved.get('name')}' (z_dim {saved.get('z_dim')}), {ours}: {detail}"
         ) from None

@@ -9,7 +9,7 @@ import argparse
 import errno
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .errors import GankitError
 
@@ -67,11 +67,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _out_path(path: str, exts: tuple[str, ...]) -> Path:
+    """The checked --out file; its folder is created by :func:`_make_parent` once there is something to write."""
     p = Path(path)
-    if p.suffix.lower() not in exts:
-        raise GankitError(f"--out {p}: use a file ending in {' or '.join(exts)}")
     if p.is_dir():
         raise GankitError(f"--out {p} is a folder; give a file name such as {p / ('out' + exts[0])}")
+    if p.suffix.lower() not in exts:
+        raise GankitError(f"--out {p}: use a file ending in {' or '.join(exts)}")
+    return p
+
+
+def _make_parent(p: Path) -> Path:
+    if p.parent.exists() and not p.parent.is_dir():
+        raise GankitError(f"--out {p}: {p.parent} is a file, not a folder")
     p.parent.mkdir(parents=True, exist_ok=True)
     return p
 
@@ -89,6 +96,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     out = _out_path(args.out, (".png", ".npy"))
     gen = load(args.run, args.checkpoint)
     x = gen.sample(args.n, seed=args.seed, class_id=args.class_id)
+    _make_parent(out)
     if out.suffix.lower() == ".npy":
         import io
 
@@ -119,7 +127,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     labels = None
     if gen.num_classes:
         labels = (torch.arange(args.rows) % gen.num_classes).repeat_interleave(args.steps)
-    save_grid(gen.generate(zs, labels), out, nrow=args.steps)
+    save_grid(gen.generate(zs, labels), _make_parent(out), nrow=args.steps)
     print(f"wrote {args.rows} interpolations of {args.steps} steps ({'slerp' if args.slerp else 'lerp'}) to {out}")
     return 0
 
@@ -140,11 +148,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with gankit's error contract: one line, exit code 2 (via GankitError), no usage dump."""
+
+    def error(self, message: str) -> "NoReturn":  # type: ignore[override]
+        raise GankitError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .data import DATASETS
     from .models import MODELS
 
-    p = argparse.ArgumentParser(prog="gankit", description="Train, sample and evaluate GANs.")
+    p = _Parser(prog="gankit", description="Train, sample and evaluate GANs.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = sub.add_parser("train", help="train a model (defaults: DCGAN on the embedded digits data set)")
@@ -198,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(msg: object) -> str:
+    # The contract is one line per error; a message that embeds another library's text may hold newlines.
+    return " ".join(str(msg).split())
+
+
 def main(argv: list[str] | None = None) -> int:
     from .training import Interrupted
 
@@ -206,10 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         return int(args.func(args) or 0)
     except GankitError as e:
-        print(f"gankit: error: {e}", file=sys.stderr)
+        print(f"gankit: error: {_one_line(e)}", file=sys.stderr)
         return e.exit_code
     except Interrupted as e:
-        print(f"gankit: {e}", file=sys.stderr)
+        print(f"gankit: {_one_line(e)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("gankit: interrupted", file=sys.stderr)
@@ -218,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         # Disk full, permission denied, read-only file system: the user's environment, not a gankit bug.
         what = f"{e.filename}: " if e.filename else ""
         hint = " (disk full: free space or choose another --out)" if e.errno == errno.ENOSPC else ""
-        print(f"gankit: error: {what}{e.strerror or e}{hint}", file=sys.stderr)
+        print(f"gankit: error: {_one_line(f'{what}{e.strerror or e}{hint}')}", file=sys.stderr)
         return 2
 
 

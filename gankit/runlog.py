@@ -10,6 +10,8 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +30,27 @@ def process_rank() -> int:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temp file beside ``path``, fsync, then rename over it: a kill leaves the old or the new file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        # A failed write() carries no file name (or the temp file's); name the file the user knows.
+        raise OSError(e.errno, e.strerror, str(path)) from e
+
+
+@contextmanager
+def names_file(path: Path) -> Iterator[None]:
+    """Give an OSError raised while writing ``path`` that file's name (a failed write() has none)."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename or e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from e
 
 
 class RunWriter:
@@ -70,8 +88,27 @@ class RunWriter:
         if not self.active or self._metrics is None:
             return
         row = {"time": round(time.time(), 3), **row}
-        self._metrics.write(json.dumps(row) + "\n")
-        self._metrics.flush()
+        with names_file(self.root / "metrics.jsonl"):
+            self._metrics.write(json.dumps(row) + "\n")
+            self._metrics.flush()
+
+    def trim_metrics(self, last_step: int) -> None:
+        """Keep the metrics.jsonl rows up to ``last_step`` (a resume redoes the steps after it) and drop lines a kill
+        cut short. Call before :meth:`open`."""
+        path = self.root / "metrics.jsonl"
+        if not self.active or not path.is_file():
+            return
+        lines = path.read_bytes().splitlines()
+        keep = []
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if not (isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] > last_step):
+                keep.append(line)
+        if len(keep) != len(lines):
+            atomic_write_bytes(path, b"".join(line + b"\n" for line in keep))
 
     def summary(self, data: dict[str, Any]) -> None:
         if self.active:
@@ -82,17 +119,20 @@ class RunWriter:
         if not self.active:
             return None
         path = self.root / "samples" / name
-        viz.save_grid(images, path, nrow)
+        with names_file(path):
+            viz.save_grid(images, path, nrow)
         return path
 
     def refresh_plots(self) -> None:
         """losses.png and progress.gif from what the run has written so far."""
         if not self.active:
             return
-        viz.plot_losses(self.root / "metrics.jsonl", self.root / "losses.png", title=self.root.name)
+        with names_file(self.root / "losses.png"):
+            viz.plot_losses(self.root / "metrics.jsonl", self.root / "losses.png", title=self.root.name)
         frames = sorted((self.root / "samples").glob("step-*.png"))
         if frames:
-            viz.save_gif(frames[-200:], self.root / "progress.gif")
+            with names_file(self.root / "progress.gif"):
+                viz.save_gif(frames[-200:], self.root / "progress.gif")
 
     # -- messages ---------------------------------------------------------------------------------------------------
     def say(self, msg: str) -> None:

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
-from .config import Config, read_yaml
+from .config import Config, read_yaml, to_dict
 from .data import Batcher, load_dataset
 from .data.base import ImageData
 from .errors import DivergedError, GankitError
@@ -190,6 +190,9 @@ def train(
         raise GankitError("no training budget: set train.steps, train.epochs or train.max_minutes (--steps/--epochs/--max-minutes)")
 
     step, lr_scale, rollbacks = 0, 1.0, 0
+    # The `best` checkpoint follows the recipe's chosen score, e.g. ("eval/fd", "min"); its value survives resumes.
+    best_key, best_mode = getattr(recipe, "best_metric", (None, "min"))
+    best_value: float | None = None
     ckpt_dir = run_dir / "checkpoints"
     if resume is not None:
         ck = ckpt.load_latest(ckpt_dir, say=writer.say)
@@ -197,6 +200,10 @@ def train(
         step = ck.step
         lr_scale = float(ck.state.get("lr_scale", 1.0))
         rollbacks = int(ck.state.get("rollbacks", 0))
+        best_value = ck.state.get("best_value")
+        # Rows logged after this checkpoint describe steps that are about to be redone (exactly); drop them, and
+        # any line a kill cut short, so the log reads as one run.
+        writer.trim_metrics(step)
         writer.say(f"resuming {run_dir} from {ck.path.name} (step {step}, epoch {batcher.progress:.2f})")
     writer.open()
     shape = data.shape if data.targets is None else tuple(int(v) for v in data.targets.shape[1:])
@@ -217,17 +224,24 @@ def train(
         state = {
             "config": cfg.to_dict(), "meta": meta, "step": step, "epoch": batcher.progress,
             "data": batcher.state_dict(), "rng": ckpt.rng_state(), "optim": optim_plain,
-            "lr_scale": lr_scale, "rollbacks": rollbacks,
+            "lr_scale": lr_scale, "rollbacks": rollbacks, "best_value": best_value,
         }
         ckpt.save(ckpt_dir, name, tensors, state, move_latest=move_latest)
         ckpt.prune(ckpt_dir, cfg.train.keep_last, protect={"final", "best"})
 
     def pictures() -> None:
+        nonlocal best_value
         for name, (imgs, nrow) in recipe.preview().items():
             writer.sample_grid(imgs, f"{name}-{step:07d}.png", nrow)
         scores = recipe.evaluate() if hasattr(recipe, "evaluate") else {}
         if scores:
             writer.log({"step": step, "epoch": round(batcher.progress, 4), **{k: round(v, 6) for k, v in scores.items()}})
+        v = scores.get(best_key) if best_key else None
+        if v is not None and math.isfinite(v) and (
+            best_value is None or (v < best_value if best_mode == "min" else v > best_value)
+        ):
+            best_value = v
+            save("best", move_latest=False)
 
     def set_lr() -> None:
         # Stateless schedule (a function of the step), so resume needs no scheduler state.
@@ -266,23 +280,26 @@ def train(
                 set_lr()
                 out_t = recipe.step(batcher, step / budget if budget else min(1.0, (time.monotonic() - start) / max(1.0, cfg.train.max_minutes * 60)))
                 step += 1
-                bad = None
+                bad: list[str] = []
                 if check_every_step or step % cfg.train.log_every == 0:
                     bad = [k for k, v in out_t.items() if not bool(torch.isfinite(v))]
+                if not bad and step % cfg.train.checkpoint_every == 0:
+                    bad = nonfinite_weights(recipe)  # checkpoints are what rollbacks and resumes trust
                 if bad:
+                    what = f"{bad[0]} = {float(out_t[bad[0]])}" if bad[0] in out_t else f"{bad[0]} hold NaN or Inf"
                     if cfg.train.on_nan == "rollback" and rollbacks < cfg.train.nan_max_rollbacks:
                         ck = ckpt.load_latest(ckpt_dir, say=writer.say)
                         restore(recipe, batcher, ck)
                         rollbacks += 1
                         lr_scale *= cfg.train.nan_lr_factor
-                        writer.say(f"warning: {bad[0]} is {float(out_t[bad[0]])} at step {step}; rolled back to step "
-                                   f"{ck.step}, learning rates x{lr_scale:g} (rollback {rollbacks} of {cfg.train.nan_max_rollbacks})")
+                        writer.say(f"warning: {what} at step {step}; rolled back to step {ck.step}, learning rates "
+                                   f"x{lr_scale:g} (rollback {rollbacks} of {cfg.train.nan_max_rollbacks})")
                         step = ck.step
                         writer.log({"step": step, "event": "rollback", "lr_scale": lr_scale})
                         continue
                     raise DivergedError(
-                        f"training diverged at step {step}: {bad[0]} = {float(out_t[bad[0]])}; the last good checkpoint "
-                        f"in {ckpt_dir} is untouched (try a lower learning rate or --set train.on_nan=rollback)"
+                        f"training diverged at step {step}: {what}; the last good checkpoint in {ckpt_dir} is "
+                        f"untouched (try a lower learning rate or --set train.on_nan=rollback)"
                     )
                 if step % cfg.train.log_every == 0 or step == 1:
                     now = time.monotonic()
@@ -349,20 +366,32 @@ def split_validation(cfg: Config, data: ImageData, kind: str, say: Any = print) 
         return data.subset(slice(0, len(data) - n)), data.subset(slice(len(data) - n, None))
 
 
+def nonfinite_weights(recipe: Any) -> list[str]:
+    """'weights/<module>' for every module with a NaN or Inf parameter or buffer."""
+    return [f"weights/{name}" for name, m in recipe.modules.items()
+            if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in m.state_dict().values())]
+
+
 def restore(recipe: Any, batcher: Batcher, ck: ckpt.Checkpoint) -> None:
     """Put models, optimizers, data position and RNGs back exactly as they were at the checkpoint."""
+    cfg = getattr(recipe, "cfg", None)
+    built = to_dict(cfg.model) if cfg is not None else None  # lists, as in the saved JSON
     for name, module in recipe.modules.items():
         if name not in ck.tensors:
             raise GankitError(f"checkpoint {ck.path} has no '{name}' weights; it was saved by a different recipe/config")
-        ckpt.load_module(module, ck.tensors[name], name, ck)
-    for name, opt in recipe.optimizers.items():
-        sd = ckpt.unflatten_optimizer(ck.tensors.get(f"optim_{name}", {}), ck.state["optim"][name])
-        try:
-            opt.load_state_dict(sd)
-        except (ValueError, KeyError) as e:
-            raise GankitError(f"checkpoint {ck.path}: optimizer '{name}' does not match this config ({e})") from None
-    batcher.load_state_dict(ck.state["data"])
-    ckpt.set_rng_state(ck.state["rng"])
+        ckpt.load_module(module, ck.tensors[name], name, ck, built)
+    try:
+        for name, opt in recipe.optimizers.items():
+            sd = ckpt.unflatten_optimizer(ck.tensors.get(f"optim_{name}", {}), ck.state["optim"][name])
+            try:
+                opt.load_state_dict(sd)
+            except (ValueError, KeyError) as e:
+                raise GankitError(f"checkpoint {ck.path}: optimizer '{name}' does not match this config ({e})") from None
+        batcher.load_state_dict(ck.state["data"])
+        ckpt.set_rng_state(ck.state["rng"])
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+        # state.json is not hashed (it holds the hashes); a damaged or hand-edited one ends up here.
+        raise GankitError(f"checkpoint {ck.path}/state.json is damaged or incomplete ({type(e).__name__}: {e})") from None
 
 
 def load_run_config(run_dir: Path) -> Config:

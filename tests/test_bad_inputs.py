@@ -1,0 +1,405 @@
+"""The bad-input corpus, generated here into tmp folders (no binary files in the repository): every case goes through
+the command line and must end with exit code 2, one stderr line ``gankit: error: ...`` naming the thing, no traceback,
+and nothing the user already had overwritten or half-written."""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import io
+import json
+import pickle
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import HealthCheck, event, given, settings, strategies as st
+from PIL import Image
+
+from gankit import checkpoint
+from gankit.cli import main
+from gankit.config import Config, resolve
+from gankit.data.cifar import parse_batch, safe_unpickle
+from gankit.data.idx import read_idx
+from gankit.errors import GankitError
+
+SMALL = ["--set", "data.image_size=16", "--set", "model.g_channels=8", "--set", "model.d_channels=8",
+         "--set", "model.z_dim=8", "--set", "train.threads=1", "--no-progress"]
+TINY = [*SMALL, "--set", "train.batch_size=4"]
+
+
+def one_error(capsys: pytest.CaptureFixture[str], argv: list[str], *needles: str, alone: bool = True) -> str:
+    """Run the CLI; assert exit code 2 and a one-line error as the last stderr line (the only line when ``alone``;
+    a resume first says which checkpoint it resumes from) containing every needle."""
+    rc = main(argv)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert rc == 2, err
+    assert lines and lines[-1].startswith("gankit: error: ") and "Traceback" not in err, err
+    assert len(lines) == 1 or not alone, err
+    for n in needles:
+        assert n in lines[-1], (n, lines[-1])
+    return lines[-1]
+
+
+def png_bytes(size: int = 20, color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def image_folder(root: Path, n: int = 6) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (root / f"ok{i}.png").write_bytes(png_bytes(color=(i * 40, 10, 10)))
+    return root
+
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    return bytes([0, 0, 8, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.astype(">u1").tobytes()
+
+
+def mnist_dir(root: Path, images: bytes | None = None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "train-images-idx3-ubyte").write_bytes(images or idx_bytes(np.zeros((8, 28, 28))))
+    (root / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(8)))
+    return root
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# data
+
+
+def case_corrupt_image(tmp: Path) -> tuple[list[str], str]:
+    d = image_folder(tmp / "imgs")
+    (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    return ["--data", "folder", "--data-dir", str(d)], "broken.png"
+
+
+def case_truncated_image(tmp: Path) -> tuple[list[str], str]:
+    d = image_folder(tmp / "imgs")
+    data = png_bytes(64)
+    (d / "cut.png").write_bytes(data[: len(data) // 2])
+    return ["--data", "folder", "--data-dir", str(d)], "cut.png"
+
+
+def case_truncated_jpeg(tmp: Path) -> tuple[list[str], str]:
+    d = image_folder(tmp / "imgs")
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
+    (d / "cut.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    return ["--data", "folder", "--data-dir", str(d)], "cut.jpg"
+
+
+def case_text_with_image_extension(tmp: Path) -> tuple[list[str], str]:
+    d = image_folder(tmp / "imgs")
+    (d / "notes.jpg").write_text("these are my notes, not a photo\n")
+    return ["--data", "folder", "--data-dir", str(d)], "notes.jpg"
+
+
+def case_empty_folder(tmp: Path) -> tuple[list[str], str]:
+    (tmp / "empty").mkdir()
+    return ["--data", "folder", "--data-dir", str(tmp / "empty")], "no images in"
+
+
+def case_missing_data_dir(tmp: Path) -> tuple[list[str], str]:
+    return ["--data", "folder", "--data-dir", str(tmp / "nowhere")], "nowhere"
+
+
+def case_missing_mnist_dir(tmp: Path) -> tuple[list[str], str]:
+    return ["--data", "mnist", "--data-dir", str(tmp / "nowhere")], "nowhere"
+
+
+def case_mnist_missing_files(tmp: Path) -> tuple[list[str], str]:
+    (tmp / "m").mkdir()
+    return ["--data", "mnist", "--data-dir", str(tmp / "m")], "train-images-idx3-ubyte.gz"
+
+
+def case_idx_wrong_magic(tmp: Path) -> tuple[list[str], str]:
+    d = mnist_dir(tmp / "m", images=b"\x12\x34" + idx_bytes(np.zeros((8, 28, 28)))[2:])
+    return ["--data", "mnist", "--data-dir", str(d)], "train-images-idx3-ubyte: bad IDX magic number"
+
+
+def case_idx_truncated(tmp: Path) -> tuple[list[str], str]:
+    d = mnist_dir(tmp / "m", images=idx_bytes(np.zeros((8, 28, 28)))[:-100])
+    return ["--data", "mnist", "--data-dir", str(d)], "train-images-idx3-ubyte: IDX body has"
+
+
+def case_idx_truncated_gzip(tmp: Path) -> tuple[list[str], str]:
+    d = mnist_dir(tmp / "m")
+    (d / "train-images-idx3-ubyte").unlink()
+    (d / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros((8, 28, 28))))[:-20])
+    return ["--data", "mnist", "--data-dir", str(d)], "train-images-idx3-ubyte.gz"
+
+
+def case_cifar_wrong_shape(tmp: Path) -> tuple[list[str], str]:
+    d = tmp / "c"
+    d.mkdir()
+    batch = {b"data": np.zeros((4, 1024), np.uint8), b"labels": [0, 1, 2, 3]}
+    (d / "test_batch").write_bytes(pickle.dumps(batch, protocol=3))
+    return ["--data", "cifar10", "--split", "test", "--data-dir", str(d)], "test_batch: expected b'data' as uint8 (N, 3072)"
+
+
+def case_pairs_unmatched(tmp: Path) -> tuple[list[str], str]:
+    for side, names in (("A", ["cat", "dog", "owl"]), ("B", ["cat", "dog", "emu"])):
+        (tmp / "p" / side).mkdir(parents=True)
+        for n in names:
+            (tmp / "p" / side / f"{n}.png").write_bytes(png_bytes(32))
+    return ["--data", "paired", "--data-dir", str(tmp / "p"), "--set", "data.image_size=32"], "owl.png"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# configs
+
+
+def _yaml(tmp: Path, text: str) -> str:
+    (tmp / "c.yaml").write_text(text)
+    return str(tmp / "c.yaml")
+
+
+def yaml_case(text: str, needle: str) -> Callable[[Path], tuple[list[str], str]]:
+    return lambda tmp: ([_yaml(tmp, text)], needle)
+
+
+CONFIGS = {
+    "typo-section": yaml_case("trian:\n  steps: 3\n", "unknown config key 'trian' (did you mean 'train'"),
+    "typo-key": yaml_case("train:\n  batchsize: 8\n", "unknown config key 'train.batchsize' (did you mean 'batch_size'"),
+    "wrong-type": yaml_case("train:\n  batch_size: lots\n", "train.batch_size: expected int, got 'lots'"),
+    "zero-batch": yaml_case("train:\n  batch_size: 0\n", "train.batch_size must be > 0, got 0"),
+    "negative-batch": yaml_case("train:\n  batch_size: -4\n", "train.batch_size must be > 0, got -4"),
+    "negative-lr": yaml_case("optim:\n  lr_g: -2e-4\n", "optim.lr_g must be > 0"),
+    "unknown-model": yaml_case("model:\n  name: dcgna\n", "unknown model 'dcgna' (did you mean 'dcgan'"),
+    "unknown-loss": yaml_case("loss:\n  name: hinje\n", "unknown loss 'hinje' (did you mean 'hinge'"),
+    "not-yaml": yaml_case("model:\n  z_dim: [1\n", "not valid YAML"),
+    "python-tag": yaml_case("model: !!python/object/apply:os.system ['touch pwned']\n", "not valid YAML"),
+    "missing-config": lambda tmp: ([str(tmp / "nope.yaml")], "nope.yaml does not exist"),
+    "unknown-model-flag": lambda tmp: (["--model", "dcgna"], "invalid choice: 'dcgna'"),
+    "bad-set": lambda tmp: (["--set", "train.steps"], "expected key=value"),
+}
+
+DATA = {f.__name__.removeprefix("case_"): f for f in [
+    case_corrupt_image, case_truncated_image, case_truncated_jpeg, case_text_with_image_extension, case_empty_folder,
+    case_missing_data_dir, case_missing_mnist_dir, case_mnist_missing_files, case_idx_wrong_magic, case_idx_truncated,
+    case_idx_truncated_gzip, case_cifar_wrong_shape, case_pairs_unmatched,
+]}
+
+
+@pytest.mark.parametrize("case", [*DATA, *CONFIGS])
+def test_bad_training_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str) -> None:
+    args, needle = {**DATA, **CONFIGS}[case](tmp_path)
+    out = tmp_path / "run"
+    small = TINY if case in DATA else SMALL  # the config cases bring their own batch size
+    one_error(capsys, ["train", "--out", str(out), "--steps", "2", *small, *args], needle)
+    assert not out.exists()  # nothing half-created
+    assert not (tmp_path / "pwned").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# run folders and outputs
+
+
+@pytest.fixture(scope="module")
+def a_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("bad") / "run"
+    assert main(["train", "--out", str(run), "--steps", "2", "--set", "data.limit=16", *TINY]) == 0
+    return run
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_resume_on_a_folder_that_is_not_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.png").write_bytes(png_bytes())
+    one_error(capsys, ["train", "--resume", str(tmp_path / "photos")], "photos is not a gankit run folder")
+    one_error(capsys, ["train", "--resume", str(tmp_path / "missing")], "missing does not exist")
+    assert [p.name for p in (tmp_path / "photos").iterdir()] == ["a.png"]
+
+
+def test_out_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "results.txt"
+    f.write_text("keep me")
+    one_error(capsys, ["train", "--out", str(f), "--steps", "2", *TINY], "results.txt is a file")
+    assert f.read_text() == "keep me"
+    one_error(capsys, ["train", "--out", str(f / "run"), "--steps", "2", *TINY], "results.txt")
+    assert f.read_text() == "keep me"
+
+
+def test_out_is_an_existing_run(a_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = snapshot(a_run)
+    one_error(capsys, ["train", "--out", str(a_run), "--steps", "2", *TINY], "already exists",
+              f"--resume {a_run}", "nothing was overwritten")
+    assert snapshot(a_run) == before
+
+
+def test_out_is_a_non_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("\\begin{document}")
+    one_error(capsys, ["train", "--out", str(tmp_path / "mine"), "--steps", "2", *TINY], "choose another --out")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["thesis.tex"]
+
+
+def test_sample_on_a_non_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notrun").mkdir()
+    one_error(capsys, ["sample", str(tmp_path / "notrun"), "--out", str(tmp_path / "o" / "g.png")], "not a gankit run")
+    assert not (tmp_path / "o").exists()
+    one_error(capsys, ["sample", str(tmp_path / "gone"), "--out", str(tmp_path / "g.png")], "gone does not exist")
+
+
+def test_sample_bad_outputs(a_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    one_error(capsys, ["sample", str(a_run), "--out", str(tmp_path / "g.jpg")], "g.jpg", ".png or .npy")
+    one_error(capsys, ["sample", str(a_run), "--out", str(tmp_path)], "is a folder")
+    one_error(capsys, ["sample", str(a_run), "--n", "0", "--out", str(tmp_path / "g.png")], "--n must be > 0")
+    one_error(capsys, ["sample", str(a_run), "--checkpoint", "step-9", "--out", str(tmp_path / "g.png")],
+              "no checkpoint 'step-9'", "final")
+
+
+def test_disk_full_while_checkpointing(a_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(a_run, run)
+    ckdir = run / "checkpoints"
+    latest_before = checkpoint.latest_name(ckdir)
+    kept = snapshot(ckdir / latest_before)
+
+    def full_disk(path: Path, data: bytes) -> None:
+        with open(path, "wb") as f:
+            f.write(data[:100])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "_write_file", full_disk)
+    line = one_error(capsys, ["train", "--resume", str(run), "--steps", "4", "--set", "train.checkpoint_every=1"],
+                     "cannot write checkpoint file", "step-0000003", "g.safetensors", "No space left on device",
+                     "disk full", f"the earlier checkpoint {latest_before} is intact", alone=False)
+    assert str(ckdir) in line
+    monkeypatch.undo()
+    assert checkpoint.latest_name(ckdir) == latest_before and snapshot(ckdir / latest_before) == kept
+    assert not [p for p in ckdir.iterdir() if p.name.startswith(".")]
+    assert checkpoint.load_latest(ckdir).step == 2
+    assert main(["train", "--resume", str(run), "--steps", "3", "--no-progress"]) == 0  # and it resumes once space is back
+
+
+def test_disk_full_in_the_metrics_log(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from gankit.runlog import RunWriter
+
+    def full(self: RunWriter, row: dict) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.root / "metrics.jsonl"))
+
+    monkeypatch.setattr(RunWriter, "log", full)
+    one_error(capsys, ["train", "--out", str(tmp_path / "r"), "--steps", "2", "--set", "data.limit=16", *TINY],
+              "metrics.jsonl", "No space left on device (disk full")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# fuzzing: whatever the input, a result or a GankitError, never anything else
+
+SECTIONS = ["seed", "data", "model", "loss", "optim", "train", "trian", "modle"]
+KEYS = ["name", "batch_size", "lr_g", "z_dim", "steps", "epochs", "image_size", "split", "g_hidden", "channels",
+        "max_minutes", "noise", "d_steps", "keep_last", "batchsize", "on_nan", "nan_lr_factor", "device"]
+SCALARS = st.one_of(
+    st.integers(-10**20, 10**20), st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.none(),
+    st.sampled_from(["dcgan", "mlp", "pix2pix", "hinge", "wgan-gp", "2e-4", "1e999", "-.inf", ".nan", "train",
+                     "0x10", "1_000", "~", "yes", "2001-12-14", "", "[", "{a: 1}", "&x", "*x", "!!binary aGk="]),
+    st.text(max_size=12),
+)
+VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                       st.dictionaries(st.sampled_from(KEYS), inner, max_size=3)),
+                      max_leaves=6)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    doc=st.dictionaries(st.sampled_from(SECTIONS), st.one_of(SCALARS, st.dictionaries(st.sampled_from(KEYS), VALUES,
+                                                                                       max_size=4)), max_size=4),
+    raw=st.one_of(st.none(), st.text(max_size=40)),
+    unquote=st.booleans(),
+)
+def test_fuzzed_yaml_gives_a_config_or_one_line_error(tmp_path: Path, doc: dict, raw: str | None, unquote: bool) -> None:
+    """YAML text (well-formed from random sections, with quotes dropped so strings turn into YAML's own scalars, or
+    random text) -> resolve() returns a Config or raises GankitError with a one-line message."""
+    text = raw if raw is not None else yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+    if unquote:
+        text = text.replace("'", "").replace('"', "")
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        cfg = resolve(file=path)
+    except GankitError as e:
+        assert "\n" not in str(e)
+        event("GankitError")
+    else:
+        assert isinstance(cfg, Config)
+        event("Config")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    head=st.one_of(st.binary(max_size=4), st.sampled_from([b"\x00\x00\x08\x03", b"\x00\x00\x08\x01", b"\x00\x00\x0d\x02",
+                                                           b"\x00\x00\x08\xff", b"\x1f\x8b"])),
+    dims=st.lists(st.integers(0, 2**32 - 1) | st.integers(0, 30), max_size=4),
+    body=st.binary(max_size=300),
+)
+def test_fuzzed_idx_gives_an_array_or_gankit_error(tmp_path: Path, head: bytes, dims: list[int], body: bytes) -> None:
+    path = tmp_path / "f-idx3-ubyte"
+    path.write_bytes(head + struct.pack(f">{len(dims)}I", *dims) + body)
+    try:
+        arr = read_idx(path)
+    except GankitError as e:
+        assert "\n" not in str(e) and "f-idx3-ubyte" in str(e)
+    else:
+        assert isinstance(arr, np.ndarray) and arr.ndim == path.read_bytes()[3]
+
+
+_DTYPES = [np.uint8, np.int64, np.float32, np.int8]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    raw=st.binary(max_size=200),
+    rows=st.integers(0, 4),
+    cols=st.sampled_from([3072, 1024, 0, 1]),
+    dtype=st.sampled_from(_DTYPES),
+    labels=st.one_of(st.lists(st.integers(-2**70, 2**70), max_size=5), st.lists(st.integers(-1, 11), max_size=5),
+                     st.text(max_size=3), st.none(), st.floats()),
+    key_type=st.sampled_from([bytes, str]),
+    use_raw=st.booleans(),
+)
+def test_fuzzed_cifar_batches_give_arrays_or_gankit_error(raw: bytes, rows: int, cols: int, dtype: type,
+                                                          labels: object, key_type: type, use_raw: bool) -> None:
+    if use_raw:
+        data = raw
+    else:
+        k = (lambda s: s.encode()) if key_type is bytes else (lambda s: s)
+        data = pickle.dumps({k("data"): np.zeros((rows, cols), dtype), k("labels"): labels}, protocol=2)
+    try:
+        images, y = parse_batch(safe_unpickle(data, "batch"), "batch")
+    except GankitError as e:
+        # (pickle's own messages can hold a newline, which the reader passes on; the CLI prints errors on one line)
+        assert str(e).startswith("batch")
+    else:
+        assert images.dtype == np.uint8 and images.shape[1:] == (3, 32, 32) and y.shape == (images.shape[0],)
+        assert y.dtype == np.int64 and (len(y) == 0 or (y.min() >= 0 and y.max() <= 9))
+
+
+def test_corpus_helpers_make_what_they_claim(tmp_path: Path) -> None:
+    """Sanity: the good parts of the corpus are good, so each error above is about the bad part."""
+    d = image_folder(tmp_path / "imgs")
+    assert main(["train", "--data", "folder", "--data-dir", str(d), "--out", str(tmp_path / "r"), "--steps", "1",
+                 *TINY]) == 0
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["step"] == 1
+    assert read_idx(mnist_dir(tmp_path / "m") / "train-images-idx3-ubyte").shape == (8, 28, 28)
+
+
+@pytest.mark.xfail(strict=True, reason="gankit/config.py validate() accepts NaN/Inf floats and seeds torch cannot take; "
+                                       "they crash later with a traceback (remove this mark once validate() checks them)")
+@pytest.mark.parametrize("args", [["--epochs", "nan"], ["--epochs", "inf"], ["--seed", str(2**70)]],
+                         ids=["epochs-nan", "epochs-inf", "seed-2**70"])
+def test_non_finite_or_huge_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
+    one_error(capsys, ["train", "--out", str(tmp_path / "r"), *TINY, "--set", "data.limit=16", *args], args[0][2:])
