@@ -9,6 +9,7 @@ run folder, and a run can be rebuilt from it alone.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -203,6 +204,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
+        if not math.isfinite(value):
+            raise GankitError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if isinstance(value, str):
@@ -421,6 +424,10 @@ def validate(cfg: Config) -> None:
                    "optim.beta2": cfg.optim.beta2}.items():
         if not 0 <= v < 1:
             raise GankitError(f"{key} must be in [0, 1), got {v}")
+    if not 0 <= cfg.seed < 2**63:
+        raise GankitError(f"seed must be in [0, 2**63), got {cfg.seed}")
+    if cfg.train.threads > 1024:
+        raise GankitError(f"train.threads={cfg.train.threads} is not a thread count; use 0 (the cores this process may use) or a small number")
     if cfg.data.channels not in (0, 1, 3):
         raise GankitError(f"data.channels must be 0 (the data set's own), 1 or 3, got {cfg.data.channels}")
     if not 0 < cfg.train.nan_lr_factor < 1:

@@ -230,9 +230,13 @@ def train(
         ckpt.prune(ckpt_dir, cfg.train.keep_last, protect={"final", "best"})
 
     def pictures() -> None:
-        nonlocal best_value
         for name, (imgs, nrow) in recipe.preview().items():
             writer.sample_grid(imgs, f"{name}-{step:07d}.png", nrow)
+        if not cfg.train.eval_every:  # without an interval, recipes with cheap scores (pix2pix) score at each grid
+            evaluation()
+
+    def evaluation() -> None:
+        nonlocal best_value
         scores = recipe.evaluate() if hasattr(recipe, "evaluate") else {}
         if scores:
             writer.log({"step": step, "epoch": round(batcher.progress, 4), **{k: round(v, 6) for k, v in scores.items()}})
@@ -319,6 +323,8 @@ def train(
                 bar.update(1)
                 if step % sample_every == 0:
                     pictures()
+                if cfg.train.eval_every and step % cfg.train.eval_every == 0:
+                    evaluation()
                 if step % cfg.train.checkpoint_every == 0:
                     save(f"step-{step:07d}")
                     writer.refresh_plots()

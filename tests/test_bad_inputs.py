@@ -397,8 +397,6 @@ def test_corpus_helpers_make_what_they_claim(tmp_path: Path) -> None:
     assert read_idx(mnist_dir(tmp_path / "m") / "train-images-idx3-ubyte").shape == (8, 28, 28)
 
 
-@pytest.mark.xfail(strict=True, reason="gankit/config.py validate() accepts NaN/Inf floats and seeds torch cannot take; "
-                                       "they crash later with a traceback (remove this mark once validate() checks them)")
 @pytest.mark.parametrize("args", [["--epochs", "nan"], ["--epochs", "inf"], ["--seed", str(2**70)]],
                          ids=["epochs-nan", "epochs-inf", "seed-2**70"])
 def test_non_finite_or_huge_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]) -> None:

@@ -76,7 +76,7 @@ def safe_unpickle(data: bytes, where: str | Path) -> Any:
         return _NumpyOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Exception as e:  # a damaged pickle can fail in many ways; all of them mean the same to the user
         raise GankitError(
-            f"{where} is not a safe CIFAR-10 python batch ({type(e).__name__}: {e}); delete it and get the "
+            f"{where} is not a safe CIFAR-10 python batch ({type(e).__name__}: {' '.join(str(e).split())[:120]}); delete it and get the "
             f"official {ARCHIVE} again"
         ) from e
 

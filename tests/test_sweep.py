@@ -1,0 +1,121 @@
+"""`gankit sweep` runs a grid once and resumes it; `gankit compare` reports the runs side by side."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gankit.cli import main
+from gankit.cli_sweep import parse_grid, run_name
+from gankit.errors import GankitError
+
+
+def _sets(overrides: dict) -> list[str]:
+    args = []
+    for k, v in overrides.items():
+        args += ["--set", f"{k}={str(v).lower() if isinstance(v, bool) else v}"]
+    return args
+
+
+def test_sweep_runs_skips_resumes_and_compares(tmp_path, tiny_overrides, capsys):
+    out = tmp_path / "sweep"
+    tiny = {k: v for k, v in tiny_overrides.items() if k != "model.z_dim"}  # the grid sets it
+    argv = ["sweep", "--grid", "model.z_dim=4,8", "--grid", "loss.name=hinge", "--out", str(out), "--steps", "2",
+            *_sets(tiny)]
+    assert main(argv) == 0
+    names = ["model.z_dim=4,loss.name=hinge", "model.z_dim=8,loss.name=hinge"]
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert [r["name"] for r in sweep["runs"]] == names
+    assert [r["overrides"] for r in sweep["runs"]] == [{"model.z_dim": 4, "loss.name": "hinge"},
+                                                       {"model.z_dim": 8, "loss.name": "hinge"}]
+    assert all(r["status"] == "done" and r["step"] == 2 for r in sweep["runs"])
+    mtimes = {n: (out / n / "summary.json").stat().st_mtime_ns for n in names}
+    capsys.readouterr()
+
+    # Again: both finished runs are skipped, untouched.
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("finished, skipped") == 2
+    assert {n: (out / n / "summary.json").stat().st_mtime_ns for n in names} == mtimes
+
+    # A run that stopped before its summary is resumed from its checkpoint, not restarted.
+    (out / names[1] / "summary.json").unlink()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "finished, skipped" in err and "resuming" in err
+    assert (out / names[1] / "summary.json").exists()
+
+    report = tmp_path / "report"
+    assert main(["compare", str(out), "--out", str(report)]) == 0
+    assert "summary.md" in capsys.readouterr().out
+    for f in ["losses.png", "samples.png", "summary.md"]:
+        assert (report / f).stat().st_size > 0, f
+    md = (report / "summary.md").read_text()
+    for n in names:
+        assert f"| {n} | model.z_dim=" in md
+    assert "model.z_dim" in md.splitlines()[2] and "loss.name" not in md.splitlines()[2]  # only z_dim differs
+
+
+def test_sweep_refuses_a_changed_config(tmp_path, tiny_overrides, capsys):
+    out = tmp_path / "s"
+    base = ["sweep", "--grid", "model.g_channels=4", "--out", str(out), "--steps", "1",
+            *_sets({k: v for k, v in tiny_overrides.items() if k != "model.g_channels"})]
+    assert main(base) == 0
+    (out / "model.g_channels=4" / "summary.json").unlink()  # pretend it was interrupted
+    capsys.readouterr()
+    assert main([*base, "--set", "optim.lr_g=0.001"]) == 2
+    err = capsys.readouterr().err
+    assert "optim.lr_g" in err and "another --out" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [("optim.name", "expected KEY=V1,V2"), ("=1,2", "the key is empty"), ("model.z_dim=1,,2", "a value is empty"),
+     ("model.z_dim=", "a value is empty"), ("model.z_dim=4,4", "repeated")],
+)
+def test_bad_grid_spec_is_a_one_line_error(spec, match):
+    with pytest.raises(GankitError, match=match):
+        parse_grid([spec])
+
+
+def test_grid_values_are_typed_and_lists_survive():
+    grid = parse_grid(["optim.lr_g=1e-4,2e-4", "model.g_hidden=[64,64],[128]", "model.g_batchnorm=true,false"])
+    assert grid == {"optim.lr_g": [1e-4, 2e-4], "model.g_hidden": [[64, 64], [128]], "model.g_batchnorm": [True, False]}
+    assert run_name({"model.g_hidden": [64, 64], "data.dir": "a b/c"}) == "model.g_hidden=64-64,data.dir=a_b_c"
+
+
+def test_unknown_grid_key_fails_before_training(tmp_path, capsys):
+    assert main(["sweep", "--grid", "optim.nme=adam,sgd", "--out", str(tmp_path / "x"), "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "optim.nme" in err and "did you mean 'name'" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_compare_rejects_a_folder_without_runs(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["compare", str(tmp_path / "empty"), "--out", str(tmp_path / "r")]) == 2
+    assert "config.yaml" in capsys.readouterr().err
+
+
+def test_sweep_over_config_files(tmp_path, tiny_overrides, capsys):
+    import yaml
+
+    from gankit.config import set_dotted
+
+    files = []
+    for name, optim in [("fast", {"name": "adam", "lr_g": 1e-3}), ("slow", {"name": "sgd", "lr_g": 1e-2})]:
+        d: dict = {"optim": optim}
+        for k, v in tiny_overrides.items():
+            set_dotted(d, k, v)
+        files.append(tmp_path / f"{name}.yaml")
+        files[-1].write_text("# a test config\n" + yaml.safe_dump(d))
+    out = tmp_path / "by-file"
+    assert main(["sweep", *map(str, files), "--out", str(out), "--steps", "1"]) == 0
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert [(r["name"], r["config"]) for r in sweep["runs"]] == [("fast", str(files[0])), ("slow", str(files[1]))]
+    assert main(["compare", str(out), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "summary.md").read_text()
+    assert "optim.name=adam" in md and "optim.name=sgd" in md
+    assert main(["sweep", str(files[0]), "--out", str(tmp_path / "one")]) == 2
+    assert "two or more configs" in capsys.readouterr().err
