@@ -62,7 +62,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     run = train(cfg, out=args.out, resume=args.resume)
     print(f"done: {run.step} steps ({run.epoch:.2f} epochs, stopped by {run.stopped_by}). Results in {run.dir}/")
     print(f"  samples: {run.dir}/samples/   progress: {run.dir}/progress.gif   losses: {run.dir}/losses.png")
-    print(f"  more samples: gankit sample {run.dir} --n 64 --out grid.png")
+    from .models import MODELS
+
+    if MODELS.meta(cfg.model.name).get("kind") == "pix2pix":
+        print(f"  translate: gankit translate {run.dir} IMAGE_OR_FOLDER --out DIR   scores: gankit eval {run.dir}")
+    else:
+        print(f"  more samples: gankit sample {run.dir} --n 64 --out grid.png   scores: gankit eval {run.dir}")
     return 0
 
 

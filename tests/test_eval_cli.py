@@ -88,3 +88,16 @@ def test_pix2pix_train_translate_eval(tmp_path):
     assert {"l1", "psnr", "ssim", "fd"} <= res.keys()
     # A GAN command on an image-to-image run says what to use instead.
     assert main(["sample", str(run), "--out", str(tmp_path / "s.png")]) == 2
+
+
+def test_eval_every_logs_fd_and_keeps_best(tmp_path):
+    cfg = resolve(overrides={"data.image_size": 16, "data.limit": 300, "model.g_channels": 8, "model.d_channels": 8,
+                             "model.z_dim": 8, "train.batch_size": 32, "train.progress": False, "train.steps": 4,
+                             "train.eval_every": 2, "train.threads": 1})
+    run = gankit.train(cfg, out=str(tmp_path / "e"))
+    rows = [json.loads(x) for x in (run.dir / "metrics.jsonl").read_text().splitlines()]
+    fds = [r for r in rows if "eval/fd" in r]
+    assert [r["step"] for r in fds] == [2, 4] and all(r["eval/fd"] > 0 for r in fds)
+    best = json.loads((run.dir / "checkpoints" / "best" / "state.json").read_text())
+    assert best["best_value"] == pytest.approx(min(r["eval/fd"] for r in fds), rel=1e-6)
+    assert gankit.load(str(run.dir), "best").sample(2).shape == (2, 1, 16, 16)
