@@ -101,18 +101,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=str(ROOT / "configs" / "cdcgan-digits.yaml"))
     p.add_argument("--out", help="run folder to create (default runs/bench-cond-digits-<time>)")
     p.add_argument("--per-class", type=int, default=100, help="samples drawn per class (default 100)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: the cores this process may use)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: the config's train.threads)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
     # The config's own budget is replaced by the wall-clock one: the question is what a few minutes buy.
-    cfg = resolve(file=args.config, overrides={"train.max_minutes": args.minutes, "train.steps": 0, "train.epochs": 0,
-                                               "train.threads": args.threads, "seed": args.seed})
+    overrides = {"train.max_minutes": args.minutes, "train.steps": 0, "train.epochs": 0, "seed": args.seed}
+    if args.threads is not None:
+        overrides["train.threads"] = args.threads
+    cfg = resolve(file=args.config, overrides=overrides)
     if cfg.model.num_classes == 0:
         print(f"{args.config}: model.num_classes is 0; this benchmark needs a conditional model", file=sys.stderr)
         return 2
     out = Path(args.out or f"runs/bench-cond-digits-{datetime.now():%Y%m%d-%H%M%S}")
-    torch.set_num_threads(args.threads or usable_cores())
+    torch.set_num_threads(cfg.train.threads or usable_cores())  # the classifier too
 
     t0 = time.monotonic()
     run = train(cfg, out=out)
@@ -136,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
 
     names = g.class_names or [str(k) for k in per_class]
     print()
+    cpu = platform.processor() or platform.machine()
     print(f"Conditional DCGAN on digits ({args.config}), {run.step} steps / {run.epoch:.1f} epochs in "
-          f"{train_s / 60:.1f} min on {torch.get_num_threads()} CPU thread(s) ({platform.processor() or platform.machine()}).")
+          f"{train_s / 60:.1f} min on {torch.get_num_threads()} CPU thread(s) ({cpu}).")
     print(f"Classifier (DigitCNN, digits train split at {cfg.data.image_size}px): test accuracy {test_acc:.1%} "
           f"(trained in {clf_s:.0f} s).")
     print()
