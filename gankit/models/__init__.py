@@ -12,7 +12,6 @@ from typing import Any
 import torch.nn as nn
 
 from ..config import Config, ModelConfig
-from ..errors import GankitError
 from ..registry import Registry
 from .blocks import add_spectral_norm, dcgan_init, sample_noise
 from .dcgan import DCGANDiscriminator, DCGANGenerator, plan

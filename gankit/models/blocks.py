@@ -12,6 +12,7 @@ from ..registry import Registry
 ACTIVATIONS: Registry[type] = Registry("activation")
 ACTIVATIONS.add("relu", lambda: nn.ReLU(inplace=True))
 ACTIVATIONS.add("leaky_relu", lambda: nn.LeakyReLU(0.2, inplace=True))
+ACTIVATIONS.add("leaky_relu_0.3", lambda: nn.LeakyReLU(0.3, inplace=True))  # Keras' default slope
 ACTIVATIONS.add("elu", lambda: nn.ELU(inplace=True))
 ACTIVATIONS.add("gelu", lambda: nn.GELU())
 ACTIVATIONS.add("tanh", lambda: nn.Tanh())
@@ -36,6 +37,11 @@ def sample_noise(
 
 def one_hot(y: Tensor, num_classes: int) -> Tensor:
     return F.one_hot(y.long(), num_classes).to(torch.float32)
+
+
+def with_label(z: Tensor, y: Tensor | None, num_classes: int) -> Tensor:
+    """G's input: z (B, z_dim), joined by the one-hot label (B, K) when the model is conditional."""
+    return torch.cat([z, one_hot(y, num_classes).to(z)], 1) if num_classes else z
 
 
 def label_planes(y: Tensor, num_classes: int, h: int, w: int) -> Tensor:
@@ -76,3 +82,31 @@ class Projection(nn.Module):
 
     def forward(self, h: Tensor, y: Tensor) -> Tensor:  # h (B, F) -> (B,)
         return (self.embed(y.long()) * h).sum(1)
+
+
+class LabelConditioning(nn.Module):
+    """How a discriminator sees the class (``num_classes`` > 0), shared by every D: "concat" joins one-hot labels to
+    D's input (constant label planes for images, a vector for flat inputs); "projection" adds <embed(y), h> to the
+    logit, h being D's final features (B, F)."""
+
+    def __init__(self, num_classes: int, conditioning: str) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.concat = num_classes > 0 and conditioning == "concat"
+        self.extra_inputs = num_classes if self.concat else 0  # channels (or units) D's first layer must accept
+        self.projection: Projection | None = None
+
+    def set_features(self, features: int) -> None:
+        """Called once D's feature width is known; creates the projection embedding when conditioning needs it."""
+        if self.num_classes and not self.concat:
+            self.projection = Projection(self.num_classes, features)
+
+    def join(self, x: Tensor, y: Tensor | None) -> Tensor:
+        if not self.concat:
+            return x
+        if x.ndim == 4:
+            return torch.cat([x, label_planes(y, self.num_classes, x.shape[2], x.shape[3]).to(x)], 1)
+        return torch.cat([x, one_hot(y, self.num_classes).to(x)], 1)
+
+    def logit(self, logit: Tensor, h: Tensor, y: Tensor | None) -> Tensor:
+        return logit if self.projection is None else logit + self.projection(h, y)

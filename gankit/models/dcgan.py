@@ -8,12 +8,11 @@ G is exactly the reference 100 -> 512 -> 256 -> 128 -> 64 -> 3.
 
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 from torch import Tensor
 
 from ..errors import GankitError
-from .blocks import Projection, activation, label_planes, one_hot
+from .blocks import LabelConditioning, activation, with_label
 
 
 def plan(size: int) -> tuple[int, int]:
@@ -62,8 +61,7 @@ class DCGANGenerator(nn.Module):
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         """z (B, z_dim), y (B,) labels when conditional -> images (B, C, H, W) in [-1, 1]."""
-        if self.num_classes:
-            z = torch.cat([z, one_hot(y, self.num_classes)], 1)
+        z = with_label(z, y, self.num_classes)
         return self.net(z[:, :, None, None])
 
 
@@ -81,12 +79,11 @@ class DCGANDiscriminator(nn.Module):
     ) -> None:
         super().__init__()
         c_img, size, _ = image_shape
-        self.num_classes = num_classes
-        self.concat = num_classes > 0 and conditioning == "concat"
+        self.cond = LabelConditioning(num_classes, conditioning)
         base, n = plan(size)
         w = widths(channels, n, max_channels)
         layers: list[nn.Module] = []
-        c_in = c_img + (num_classes if self.concat else 0)
+        c_in = c_img + self.cond.extra_inputs
         for i in range(n):
             norm = batchnorm and i > 0  # DCGAN: no BN on the layer that sees the images
             layers.append(nn.Conv2d(c_in, w[i], 4, 2, 1, bias=not norm))
@@ -98,14 +95,9 @@ class DCGANDiscriminator(nn.Module):
             c_in = w[i]
         self.features = nn.Sequential(*layers)
         self.head = nn.Conv2d(c_in, 1, base, 1, 0)
-        self.projection = Projection(num_classes, c_in) if num_classes and not self.concat else None
+        self.cond.set_features(c_in)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """x (B, C, H, W) in [-1, 1] -> logits (B,)."""
-        if self.concat:
-            x = torch.cat([x, label_planes(y, self.num_classes, x.shape[2], x.shape[3]).to(x)], 1)
-        h = self.features(x)  # (B, F, base, base)
-        logit = self.head(h).flatten(1).squeeze(1)
-        if self.projection is not None:
-            logit = logit + self.projection(h.sum((2, 3)), y)
-        return logit
+        h = self.features(self.cond.join(x, y))  # (B, F, base, base)
+        return self.cond.logit(self.head(h).flatten(1).squeeze(1), h.sum((2, 3)), y)

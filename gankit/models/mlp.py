@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 
 import torch
+
 import torch.nn as nn
 from torch import Tensor
 
-from .blocks import Projection, activation, one_hot
+from .blocks import LabelConditioning, activation, with_label
 
 
 def _stack(sizes: list[int], batchnorm: bool, act: str, dropout: float) -> nn.Sequential:
@@ -43,8 +44,7 @@ class MLPGenerator(nn.Module):
         self.out = nn.Linear(sizes[-1], math.prod(image_shape))
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        if self.num_classes:
-            z = torch.cat([z, one_hot(y, self.num_classes)], 1)
+        z = with_label(z, y, self.num_classes)
         return torch.tanh(self.out(self.body(z))).view(z.shape[0], *self.image_shape)
 
 
@@ -62,19 +62,12 @@ class MLPDiscriminator(nn.Module):
         conditioning: str = "concat",
     ) -> None:
         super().__init__()
-        self.num_classes = num_classes
-        self.concat = num_classes > 0 and conditioning == "concat"
-        sizes = [math.prod(image_shape) + (num_classes if self.concat else 0), *hidden]
+        self.cond = LabelConditioning(num_classes, conditioning)
+        sizes = [math.prod(image_shape) + self.cond.extra_inputs, *hidden]
         self.body = _stack(sizes, batchnorm, act, dropout)
         self.out = nn.Linear(sizes[-1], 1)
-        self.projection = Projection(num_classes, sizes[-1]) if num_classes and not self.concat else None
+        self.cond.set_features(sizes[-1])
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        h = x.flatten(1)
-        if self.concat:
-            h = torch.cat([h, one_hot(y, self.num_classes)], 1)
-        h = self.body(h)
-        logit = self.out(h).squeeze(1)
-        if self.projection is not None:
-            logit = logit + self.projection(h, y)
-        return logit
+        h = self.body(self.cond.join(x.flatten(1), y))
+        return self.cond.logit(self.out(h).squeeze(1), h, y)

@@ -23,18 +23,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-import torch
 import torch.nn as nn
 from torch import Tensor
 
 from ..config import Config, ModelConfig
 from ..errors import GankitError
 from . import MODELS
-from .blocks import ACTIVATIONS, Projection, activation, label_planes, one_hot
+from .blocks import LabelConditioning, activation, with_label
 from .mlp import MLPGenerator
 
 # Keras' LeakyReLU() defaults to slope 0.3 (PyTorch's habit is 0.2); the TensorFlow tutorial relies on that default.
-ACTIVATIONS.add("leaky_relu_0.3", lambda: nn.LeakyReLU(0.3, inplace=True))
 
 MAXOUT_PIECES = 5  # the 2014 paper's MNIST discriminator: maxout units of 5 pieces
 
@@ -117,8 +115,7 @@ class DenseConvGenerator(nn.Module):
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         """z (B, z_dim), y (B,) labels when conditional -> images (B, C, H, W) in [-1, 1]."""
-        if self.num_classes:
-            z = torch.cat([z, one_hot(y, self.num_classes)], 1)
+        z = with_label(z, y, self.num_classes)
         h = self.dense(z).view(z.shape[0], self.dense_channels, self.base, self.base)  # (B, C0, b, b)
         return self.body(h)
 
@@ -143,10 +140,9 @@ class ConvDenseDiscriminator(nn.Module):
     ) -> None:
         super().__init__()
         c_img, size, _ = image_shape
-        self.num_classes = num_classes
-        self.concat = num_classes > 0 and conditioning == "concat"
+        self.cond = LabelConditioning(num_classes, conditioning)
         body: list[nn.Module] = []
-        c_in = c_img + (num_classes if self.concat else 0)
+        c_in = c_img + self.cond.extra_inputs
         for i, (c_out, s) in enumerate(layers):
             norm = batchnorm and i > 0  # DCGAN: no BN on the layer that sees the images
             body.append(same_conv(c_in, c_out, kernel, s, bias=not norm))
@@ -160,17 +156,12 @@ class ConvDenseDiscriminator(nn.Module):
         self.features = nn.Sequential(*body)
         flat = c_in * size * size
         self.head = nn.Linear(flat, 1)
-        self.projection = Projection(num_classes, flat) if num_classes and not self.concat else None
+        self.cond.set_features(flat)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """x (B, C, H, W) in [-1, 1] -> logits (B,)."""
-        if self.concat:
-            x = torch.cat([x, label_planes(y, self.num_classes, x.shape[2], x.shape[3]).to(x)], 1)
-        h = self.features(x).flatten(1)  # (B, F)
-        logit = self.head(h).squeeze(1)
-        if self.projection is not None:
-            logit = logit + self.projection(h, y)
-        return logit
+        h = self.features(self.cond.join(x, y)).flatten(1)  # (B, F)
+        return self.cond.logit(self.head(h).squeeze(1), h, y)
 
 
 class Maxout(nn.Module):
@@ -198,9 +189,8 @@ class MaxoutDiscriminator(nn.Module):
         pieces: int = MAXOUT_PIECES,
     ) -> None:
         super().__init__()
-        self.num_classes = num_classes
-        self.concat = num_classes > 0 and conditioning == "concat"
-        sizes = [math.prod(image_shape) + (num_classes if self.concat else 0), *hidden]
+        self.cond = LabelConditioning(num_classes, conditioning)
+        sizes = [math.prod(image_shape) + self.cond.extra_inputs, *hidden]
         body: list[nn.Module] = []
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
             body.append(Maxout(n_in, n_out, pieces))
@@ -208,17 +198,11 @@ class MaxoutDiscriminator(nn.Module):
                 body.append(nn.Dropout(dropout))
         self.body = nn.Sequential(*body)
         self.out = nn.Linear(sizes[-1], 1)
-        self.projection = Projection(num_classes, sizes[-1]) if num_classes and not self.concat else None
+        self.cond.set_features(sizes[-1])
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        h = x.flatten(1)
-        if self.concat:
-            h = torch.cat([h, one_hot(y, self.num_classes)], 1)
-        h = self.body(h)
-        logit = self.out(h).squeeze(1)
-        if self.projection is not None:
-            logit = logit + self.projection(h, y)
-        return logit
+        h = self.body(self.cond.join(x.flatten(1), y))
+        return self.cond.logit(self.out(h).squeeze(1), h, y)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
