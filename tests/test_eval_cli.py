@@ -101,3 +101,23 @@ def test_eval_every_logs_fd_and_keeps_best(tmp_path):
     best = json.loads((run.dir / "checkpoints" / "best" / "state.json").read_text())
     assert best["best_value"] == pytest.approx(min(r["eval/fd"] for r in fds), rel=1e-6)
     assert gankit.load(str(run.dir), "best").sample(2).shape == (2, 1, 16, 16)
+
+
+@pytest.mark.slow
+def test_new_user_side_by_side_pairs_of_another_size(tmp_path):
+    """512x256 side-by-side pairs in a plain folder train and translate with only --data paired --data-dir."""
+    rng = np.random.default_rng(0)
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    for i in range(12):
+        img = np.zeros((256, 512, 3), np.uint8)
+        img[:, :256] = rng.integers(0, 256, 3)  # A: a flat colour
+        img[:, 256:] = 255 - img[:, :256]  # B: its negative
+        Image.fromarray(img).save(pairs / f"{i:02d}.jpg")
+    run = tmp_path / "run"
+    assert main(["train", "--data", "paired", "--data-dir", str(pairs), "--steps", "1", "--out", str(run),
+                 "--no-progress"]) == 0
+    cfg = json.loads((run / "run.json").read_text())
+    assert cfg["image_shape"] == [3, 128, 128]
+    assert main(["translate", str(run), str(pairs), "--out", str(tmp_path / "out")]) == 0
+    assert len(list((tmp_path / "out").glob("*.png"))) == 12

@@ -244,15 +244,18 @@ SKETCH_TRAIN, SKETCH_VAL = 600, 100
 # from outside it, so no validation pixel is ever trained on. 50-70% runs through the pagoda's eaves, the lake and a
 # tree in china.jpg and through the dahlia in flower.jpg: the right-most strip would be mostly plain background.
 SKETCH_VAL_STRIP = (0.5, 0.7)
-SKETCH_CROP = (64, 128)  # crop sides in photo pixels, drawn log-uniformly; all fit in the strip and beside it
+SKETCH_CROP = (64, 128)
+SHADE = 0.6  # the darkest tone of the sketch's shading wash (1 = no shading, line art only)  # crop sides in photo pixels, drawn log-uniformly; all fit in the strip and beside it
 
 
 def sketch_of(rgb: np.ndarray) -> np.ndarray:
-    """A pencil sketch of colour images: uint8 (N, H, W, 3) -> uint8 (N, H, W), white paper with dark lines.
+    """A shaded pencil sketch of colour images: uint8 (N, H, W, 3) -> uint8 (N, H, W), light paper with dark lines.
 
     Colour-dodge of the grayscale image with its blurred negative (gray / (1 - blur(1 - gray))) leaves flat regions
-    white and edges dark, like graphite; squaring darkens the strokes. The blur's sigma is H / 32, so a crop looks
-    the same at every image size."""
+    white and edges dark, like graphite; squaring darkens the strokes. A light tone wash (the blurred luma, mapped to
+    [SHADE, 1]) is multiplied in, as an artist shades a tonal sketch: without it a flat dark background and a flat
+    bright sky are the same blank paper, and no model could tell which colour to paint. The blur's sigma is H / 32,
+    so a crop looks the same at every image size."""
     sigma = rgb.shape[1] / 32
     out = np.empty(rgb.shape[:3], np.uint8)
     for i, im in enumerate(rgb):  # per image: small arrays stay in cache, ~3x faster than whole-batch numpy
@@ -261,7 +264,8 @@ def sketch_of(rgb: np.ndarray) -> np.ndarray:
         blurred = np.asarray(ImageOps.invert(g).filter(ImageFilter.GaussianBlur(sigma)), np.float32)
         denom = np.maximum(255.0 - blurred, 0.255)  # 255 * (1 - blur(1 - gray))
         dodge = np.minimum(np.asarray(g, np.float32) / denom, 1.0)
-        out[i] = np.rint(dodge * dodge * 255.0)
+        wash = SHADE + (1.0 - SHADE) * (255.0 - blurred) / 255.0  # blurred luma: tone without detail
+        out[i] = np.rint(dodge * dodge * wash * 255.0)
     return out
 
 
