@@ -7,7 +7,7 @@ import json
 import pytest
 
 from gankit.cli import main
-from gankit.cli_sweep import parse_grid, run_name
+from gankit.sweep import parse_grid, run_name
 from gankit.errors import GankitError
 
 

@@ -1,0 +1,211 @@
+"""Runs side by side: overlaid loss curves, the last sample grid of each run, and a table of every metric."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import GankitError
+from .sweep import NOT_IDENTITY, flatten, fmt_value
+
+
+@dataclass
+class RunInfo:
+    """What compare reads from one run folder."""
+
+    dir: Path
+    config: dict[str, Any]  # flattened dotted keys
+    rows: list[dict[str, Any]]  # metrics.jsonl
+    summary: dict[str, Any]  # summary.json, {} while unfinished
+    metrics: dict[str, float]  # numbers of metrics.json (gankit eval), flattened
+    sample: Path | None  # the last samples/step-*.png
+    label: str = ""
+    differs: dict[str, Any] = field(default_factory=dict)
+
+
+def _numbers(d: Any, prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(_numbers(v, f"{prefix}{k}."))
+    elif isinstance(d, (int, float)) and not isinstance(d, bool) and math.isfinite(d):
+        out[prefix[:-1]] = float(d)
+    return out
+
+
+def read_run(run_dir: Path) -> RunInfo:
+    from .config import read_yaml
+    from .viz import read_jsonl
+
+    summary: dict[str, Any] = {}
+    metrics: dict[str, float] = {}
+    for name, target in (("summary.json", "summary"), ("metrics.json", "metrics")):
+        f = run_dir / name
+        if f.is_file():
+            try:
+                data = json.loads(f.read_text())
+            except json.JSONDecodeError:
+                continue  # a file cut by a kill: compare without it
+            if target == "summary":
+                summary = data if isinstance(data, dict) else {}
+            else:
+                metrics = _numbers(data)
+    samples = sorted((run_dir / "samples").glob("step-*.png"))
+    return RunInfo(run_dir, flatten(read_yaml(run_dir / "config.yaml")), read_jsonl(run_dir / "metrics.jsonl"),
+                   summary, metrics, samples[-1] if samples else None)
+
+
+def collect_runs(paths: list[str], say: Any = print) -> list[RunInfo]:
+    """Run folders from run folders, sweep folders (their sweep.json) or folders of runs, in the order given."""
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if not p.is_dir():
+            raise GankitError(
+                f"{p} is not a folder; pass run folders (with config.yaml) or sweep folders (with sweep.json)"
+            )
+        if (p / "config.yaml").is_file():
+            found.append(p)
+        elif (p / "sweep.json").is_file():
+            try:
+                runs = json.loads((p / "sweep.json").read_text())["runs"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise GankitError(f"{p / 'sweep.json'} is damaged; pass the run folders themselves") from None
+            for r in runs:
+                d = p / r["dir"]
+                if (d / "config.yaml").is_file():
+                    found.append(d)
+                else:
+                    say(f"note: {d} has not started yet; left out")
+        else:
+            subs = sorted(d for d in p.iterdir() if (d / "config.yaml").is_file())
+            if not subs:
+                raise GankitError(
+                    f"{p} has no config.yaml or sweep.json (and no run folders in it); pass a `gankit train --out` folder"
+                )
+            found.extend(subs)
+    unique = list(dict.fromkeys(d.resolve() for d in found))
+    if not unique:
+        raise GankitError("nothing to compare: no run has started yet")
+    return [read_run(d) for d in unique]
+
+
+def label_runs(runs: list[RunInfo]) -> list[str]:
+    """Config keys whose values differ between the runs (watching options left out)."""
+    keys = sorted({k for r in runs for k in r.config})
+    differing = [k for k in keys if k not in NOT_IDENTITY
+                 and len({json.dumps(r.config.get(k), sort_keys=True) for r in runs}) > 1]
+    for r in runs:
+        r.differs = {k: r.config.get(k) for k in differing}
+        r.label = ", ".join(f"{k}={fmt_value(v)}" for k, v in r.differs.items()) or r.dir.name
+    labels = [r.label for r in runs]
+    for r in runs:
+        if labels.count(r.label) > 1:  # same config in different folders: the folder tells them apart
+            r.label = f"{r.dir.name}: {r.label}" if r.differs else r.dir.name
+    return differing
+
+
+def _last(rows: list[dict[str, Any]], key: str) -> Any:
+    for r in reversed(rows):
+        if key in r:
+            return r[key]
+    return None
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v).replace("|", "\\|")
+
+
+def write_losses(runs: list[RunInfo], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, key, title in ((axes[0], "loss/d", "discriminator loss"), (axes[1], "loss/g", "generator loss")):
+        for r in runs:
+            pts = [(row["step"], row[key]) for row in r.rows if key in row and "step" in row]
+            if pts:
+                s, v = zip(*pts)
+                ax.plot(s, v, label=r.label, linewidth=1)
+        ax.set_title(title)
+        ax.set_xlabel("generator step")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.tight_layout()
+    if handles:
+        # Below both panels, one run a line: labels can be long, and bbox_inches="tight" grows the figure to fit.
+        fig.legend(handles, [textwrap.shorten(x, 160) for x in labels], loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=1 if max(map(len, labels)) > 50 else min(3, len(labels)), fontsize=8, frameon=False)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def write_samples(runs: list[RunInfo], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    cols = min(4, len(runs))
+    rows = math.ceil(len(runs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 4.0 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, r in zip(axes.flat, runs):
+        if r.sample is not None:
+            with Image.open(r.sample) as im:
+                ax.imshow(im.convert("RGB"))
+            step = r.sample.stem.split("-")[-1].lstrip("0") or "0"
+            title = f"{r.label}\n(step {step})"
+        else:
+            ax.text(0.5, 0.5, "no samples yet", ha="center", va="center")
+            title = r.label
+        ax.set_title("\n".join(textwrap.wrap(title, 40, replace_whitespace=False)), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def write_summary(runs: list[RunInfo], differing: list[str], path: Path) -> None:
+    eval_keys = sorted({k for r in runs for row in r.rows for k in row if k.startswith("eval/")})
+    metric_keys = sorted({k for r in runs for k in r.metrics})
+    head = ["run", "differing config", "steps", "epochs", "seconds", "last D loss", "last G loss",
+            *eval_keys, *metric_keys]
+    lines = ["# Comparison", "",
+             f"{len(runs)} run(s); differing config keys: {', '.join(differing) or 'none'}.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in runs:
+        last_row = next((row for row in reversed(r.rows) if "step" in row), {})
+        cells = [r.dir.name, ", ".join(f"{k}={fmt_value(v)}" for k, v in r.differs.items()),
+                 r.summary.get("step", last_row.get("step")), r.summary.get("epoch", last_row.get("epoch")),
+                 r.summary.get("seconds"), _last(r.rows, "loss/d"), _last(r.rows, "loss/g"),
+                 *[_last(r.rows, k) for k in eval_keys], *[r.metrics.get(k) for k in metric_keys]]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    lines += ["", "`eval/*` columns are the last values in metrics.jsonl; the others after the losses come from each "
+              "run's metrics.json (`gankit eval`). Unfinished runs have no seconds.", ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def compare(paths: list[str], out: Path, say: Any = print) -> dict[str, Path]:
+    """Write losses.png, samples.png and summary.md for the runs in ``paths`` into ``out``; returns the files."""
+    runs = collect_runs(paths, say)
+    differing = label_runs(runs)
+    if out.exists() and not out.is_dir():
+        raise GankitError(f"--out {out} is a file; give a folder for the report")
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"losses": out / "losses.png", "samples": out / "samples.png", "summary": out / "summary.md"}
+    write_losses(runs, files["losses"])
+    write_samples(runs, files["samples"])
+    write_summary(runs, differing, files["summary"])
+    return files

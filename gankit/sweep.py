@@ -1,0 +1,209 @@
+"""Sweeps: a grid of runs, one after another, resumable.
+
+A sweep folder holds one run folder per grid point, named by its overrides (``optim.name=adam,model.z_dim=10``), and
+``sweep.json``: the config(s), the grid and every run's overrides and status. Several config files are one more axis
+of the grid (their file names name the runs): report 001's optimizer comparison is five configs with their own
+learning rates. Re-running the same sweep skips finished runs (``summary.json`` present) and resumes an interrupted
+one from its last checkpoint, so a sweep survives Ctrl-C and reboots.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from .errors import DivergedError, GankitError
+
+# Keys that change how a run is watched, not what it computes: runs that differ only here are the same run.
+NOT_IDENTITY = {"train.progress", "train.threads", "train.device", "train.log_every", "train.sample_every",
+                "train.checkpoint_every", "train.keep_last", "data.dir", "data.cache_dir", "data.download"}
+BUDGET = {"train.steps", "train.epochs", "train.max_minutes"}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# grid
+
+
+def split_values(raw: str) -> list[str]:
+    """``"adam,sgd"`` -> ``["adam", "sgd"]``; commas inside brackets stay (``"[64,64],[128]"`` -> two lists)."""
+    out, depth, cur = [], 0, ""
+    for ch in raw:
+        if ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return out
+
+
+def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
+    """``["optim.name=adam,sgd", "model.z_dim=10,100"]`` -> ``{"optim.name": ["adam", "sgd"], "model.z_dim": [10, 100]}``
+
+    (values read as ``--set`` reads them: YAML scalars or lists); a malformed spec is a one-line GankitError."""
+    from .config import parse_set
+
+    grid: dict[str, list[Any]] = {}
+    for spec in specs:
+        if "=" not in spec:
+            raise GankitError(f"--grid {spec!r}: expected KEY=V1,V2,..., e.g. --grid optim.name=adam,sgd")
+        key, raw = (s.strip() for s in spec.split("=", 1))
+        if not key:
+            raise GankitError(f"--grid {spec!r}: the key is empty; e.g. --grid model.z_dim=10,100")
+        if key in grid:
+            raise GankitError(f"--grid {key} is given twice; put all its values in one --grid {key}=V1,V2")
+        parts = [p.strip() for p in split_values(raw)]
+        if not raw.strip() or any(p == "" for p in parts):
+            raise GankitError(f"--grid {spec!r}: a value is empty; write the values comma-separated, e.g. {key}=1,2")
+        values = [parse_set(f"{key}={p}")[1] for p in parts]
+        if len({json.dumps(v, sort_keys=True) for v in values}) < len(values):
+            raise GankitError(f"--grid {spec!r}: a value is repeated; list each value once")
+        grid[key] = values
+    return grid
+
+
+def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """The product of the grid, first key slowest: [{key: value, ...}, ...]."""
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def fmt_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "-".join(fmt_value(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def run_name(point: dict[str, Any]) -> str:
+    """A safe folder name for a grid point: ``optim.name=adam,model.z_dim=10`` (odd characters become '_')."""
+    text = ",".join(f"{k}={fmt_value(v)}" for k, v in point.items())
+    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)[:200] or "run"
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _config_change(saved: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """The first key (outside budgets and watching options) whose value differs, as 'key: old -> new'."""
+    a, b = flatten(saved), flatten(new)
+    for key in sorted(set(a) | set(b)):
+        if key in NOT_IDENTITY or key in BUDGET:
+            continue
+        if a.get(key) != b.get(key):
+            return f"{key}: {a.get(key)!r} -> {b.get(key)!r}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# sweep
+
+
+def _write_json(path: Path, data: Any) -> None:
+    from .runlog import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def run_sweep(
+    configs: list[str] | str | None,
+    grid: dict[str, list[Any]],
+    out: Path,
+    base: dict[str, Any] | None = None,
+    say: Any = print,
+) -> dict[str, Any]:
+    """Train every (config file, grid point) pair with ``base`` overrides into ``out/<name>``, one after another.
+
+    ``configs``: one YAML file (or None for the defaults), or several - e.g. report 001's five optimizer configs, each
+    with its own learning rates - whose stems then name the runs. Finished runs are skipped, interrupted ones
+    resumed, diverged ones recorded and skipped on later calls. Every run's config is resolved before anything
+    trains, so a bad value fails at once. Returns the sweep.json data."""
+    from .config import resolve
+    from .training import is_run_dir, load_run_config, train
+
+    files: list[str | None] = [configs] if configs is None or isinstance(configs, (str, Path)) else list(configs)
+    files = files or [None]
+    if not grid and len(files) < 2:
+        raise GankitError("sweep needs a --grid KEY=V1,V2 (e.g. --grid optim.name=adam,sgd) or two or more configs")
+    base = dict(base or {})
+    overlap = sorted(set(base) & set(grid))
+    if overlap:
+        raise GankitError(f"{overlap[0]} is both a --grid key and a --set/flag override; give it in one place")
+    if out.exists() and not out.is_dir():
+        raise GankitError(f"--out {out} is a file; choose a folder path")
+    pairs = [(f, p) for f in files for p in grid_points(grid)]
+    names = [",".join(x for x in (Path(f).stem if len(files) > 1 and f else "", run_name(p) if p else "") if x)
+             for f, p in pairs]
+    if len(set(names)) < len(names):  # the same config twice, or two points alike once made safe
+        names = [f"{i:03d}-{n}" for i, n in enumerate(names)]
+    cfgs = [resolve(file=f, overrides={**base, **p}) for f, p in pairs]
+
+    out.mkdir(parents=True, exist_ok=True)
+    sweep_file = out / "sweep.json"
+    previous: dict[str, dict[str, Any]] = {}
+    if sweep_file.exists():
+        try:
+            previous = {r["name"]: r for r in json.loads(sweep_file.read_text()).get("runs", [])}
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            raise GankitError(f"{sweep_file} is damaged; remove it (the run folders are kept) and run again") from None
+    state = {
+        "configs": [str(f) if f else None for f in files],
+        "overrides": base,
+        "grid": grid,
+        "runs": [{"name": n, "dir": n, "config": str(f) if f else None, "overrides": p,
+                  "status": previous.get(n, {}).get("status", "pending")} for n, (f, p) in zip(names, pairs)],
+    }
+    _write_json(sweep_file, state)
+
+    for i, (entry, cfg) in enumerate(zip(state["runs"], cfgs)):
+        run_dir = out / entry["name"]
+        tag = f"[{i + 1}/{len(pairs)}] {entry['name']}"
+        if (run_dir / "summary.json").is_file():
+            say(f"{tag}: finished, skipped")
+            entry["status"] = "done"
+            continue
+        if entry["status"] == "diverged":
+            say(f"{tag}: diverged earlier, skipped (delete {run_dir} to try again)")
+            continue
+        resume = is_run_dir(run_dir)
+        if resume:
+            change = _config_change(load_run_config(run_dir).to_dict(), cfg.to_dict())
+            if change:
+                raise GankitError(f"{run_dir} was trained with another config ({change}); use another --out")
+            say(f"{tag}: resuming")
+        else:
+            say(f"{tag}: training")
+        entry["status"] = "running"
+        _write_json(sweep_file, state)
+        try:
+            run = train(cfg, resume=run_dir) if resume else train(cfg, out=run_dir)
+        except DivergedError as e:
+            entry["status"] = "diverged"
+            entry["error"] = str(e)
+            say(f"{tag}: {e}")
+            _write_json(sweep_file, state)
+            continue
+        except BaseException:
+            entry["status"] = "interrupted"
+            _write_json(sweep_file, state)
+            raise
+        entry.update(status="done", step=run.step, epoch=round(run.epoch, 4), stopped_by=run.stopped_by)
+        _write_json(sweep_file, state)
+    return state
