@@ -91,7 +91,7 @@ def _params(m: nn.Module) -> int:
 
 
 def test_tf_tutorial_dcgan_matches_report_004():
-    cfg = resolve(file=CONFIGS / "reports" / "004-dcgan-tf-mnist.yaml")
+    cfg = resolve(file=CONFIGS / "reports" / "004-dcgan-mnist.yaml")
     g, d = build_models(cfg.model, (1, 28, 28))
     assert _layers(g) == [("Linear", 100, 7 * 7 * 256), ("ConvTranspose2d", 256, 128, 5, 1),
                           ("ConvTranspose2d", 128, 64, 5, 2), ("ConvTranspose2d", 64, 1, 5, 2)]
