@@ -13,6 +13,9 @@ def train(config: "Config | dict | str | None" = None, out: str | None = None, r
     ``overrides``: dotted keys (``**{"train.steps": 100}``). Returns a :class:`gankit.training.Run`."""
     from .training import train as _train
 
+    from .config import budget_overrides
+
+    overrides = budget_overrides(overrides)  # as on the command line: a budget given here replaces the file's
     if isinstance(config, Config):
         cfg = config.replace(**overrides) if overrides else config
     elif isinstance(config, dict):

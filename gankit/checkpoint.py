@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
+from .data.download import sha256_file
 from .errors import DivergedError, GankitError
 from .runlog import atomic_write_bytes
 
@@ -43,14 +44,6 @@ def _version() -> str:
     from . import __version__
 
     return __version__
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_file(path: Path, data: bytes) -> None:

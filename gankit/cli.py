@@ -22,14 +22,9 @@ FLAG_KEYS = {
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from .config import parse_set
+    from .config import budget_overrides, parse_set
 
     out: dict[str, Any] = {}
-    given_budget = [k for k in BUDGET_FLAGS if getattr(args, k, None) is not None]
-    if given_budget:
-        # A budget given on the command line replaces the file's budget instead of racing it.
-        for k, key in BUDGET_FLAGS.items():
-            out[key] = 0
     for attr, key in FLAG_KEYS.items():
         v = getattr(args, attr, None)
         if v is not None:
@@ -39,7 +34,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     for item in args.set or []:
         k, v = parse_set(item)
         out[k] = v
-    return out
+    return budget_overrides(out)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -209,11 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list data sets, models, losses, optimizers and shipped configs")
     ls.set_defaults(func=cmd_list)
 
-    for extra in ("cli_eval", "cli_pix2pix", "cli_sweep"):
-        try:
-            mod = __import__(f"gankit.{extra}", fromlist=["register"])
-        except ImportError:
-            continue
+    from . import cli_eval, cli_pix2pix, cli_sweep
+
+    for mod in (cli_eval, cli_pix2pix, cli_sweep):  # subcommands that live in their own modules
         mod.register(sub)
     return p
 
@@ -239,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gankit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `gankit list | head`: the reader left, nothing is wrong
+        return 0
     except OSError as e:
         # Disk full, permission denied, read-only file system: the user's environment, not a gankit bug.
         what = f"{e.filename}: " if e.filename else ""

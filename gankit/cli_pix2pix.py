@@ -11,7 +11,7 @@ from PIL import Image
 
 from .errors import GankitError
 
-EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+from .data.folder import IMAGE_EXTENSIONS as EXTS
 
 
 def _inputs(path: Path) -> list[Path]:
@@ -26,17 +26,11 @@ def _inputs(path: Path) -> list[Path]:
 
 
 def _read(path: Path, channels: int, size: int) -> torch.Tensor:
-    """One image as uint8 (C, S, S): converted to the model's input channels and resized to its size."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("RGBA", "LA", "P"):
-                im = im.convert("RGBA")
-                bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-                im = Image.alpha_composite(bg, im)
-            im = im.convert("L" if channels == 1 else "RGB").resize((size, size), Image.BICUBIC)
-    except (OSError, SyntaxError, ValueError) as e:
-        raise GankitError(f"{path} is not a readable image ({e}); remove it or fix it") from None
+    """One image as uint8 (C, S, S), decoded exactly as the paired reader decodes training pairs (EXIF rotation,
+    transparency on white, 16-bit scaling), converted to the model's input channels and resized to its size."""
+    from .data.paired import _decode
+
+    im = _decode(path, channels).resize((size, size), Image.BICUBIC)
     arr = np.asarray(im, dtype=np.uint8)
     arr = arr[:, :, None] if arr.ndim == 2 else arr
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)

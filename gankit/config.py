@@ -281,6 +281,17 @@ def parse_set(item: str) -> tuple[str, Any]:
     return key, value
 
 
+BUDGET_KEYS = ("train.steps", "train.epochs", "train.max_minutes")
+
+
+def budget_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """A budget given as an override replaces the file's budget instead of racing it: the budget keys it does not
+    name are set to 0."""
+    if not any(k in overrides for k in BUDGET_KEYS):
+        return dict(overrides)
+    return {**{k: 0 for k in BUDGET_KEYS}, **overrides}
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
@@ -341,9 +352,9 @@ def resolve(
 
     model_name = str(section("model").get("name", ModelConfig.name))
     data_name = str(section("data").get("name", DataConfig.name))
-    if "name" not in section("data") and model_name in MODELS_REGISTRY():
+    if "name" not in section("data") and model_name in _models():
         # An image-to-image model with no data named trains on its own embedded default.
-        data_name = str(MODELS_REGISTRY().meta(model_name).get("default_data", data_name))
+        data_name = str(_models().meta(model_name).get("default_data", data_name))
         set_dotted(layered, "data.name", data_name)
     # Beneath the user's layers: the data set's suggested model settings, then the model's own defaults.
     under: dict[str, Any] = {}
@@ -362,7 +373,7 @@ def resolve(
     return cfg
 
 
-def MODELS_REGISTRY():  # noqa: N802 - late import: models register themselves on import
+def _models():  # late import: the models package imports this module and registers itself on import
     from .models import MODELS
 
     return MODELS
@@ -424,8 +435,24 @@ def validate(cfg: Config) -> None:
                    "optim.beta2": cfg.optim.beta2}.items():
         if not 0 <= v < 1:
             raise GankitError(f"{key} must be in [0, 1), got {v}")
-    if not 0 <= cfg.seed < 2**63:
-        raise GankitError(f"seed must be in [0, 2**63), got {cfg.seed}")
+    if not 0 <= cfg.seed < 2**32:  # derived seeds (seed * 1_000_003 + epoch) must still fit torch's 64 bits
+        raise GankitError(f"seed must be in [0, 2**32), got {cfg.seed}")
+    if not cfg.optim.eps > 0:
+        raise GankitError(f"optim.eps must be > 0, got {cfg.optim.eps}")
+    if cfg.model.max_channels < 1:
+        raise GankitError(f"model.max_channels must be >= 1, got {cfg.model.max_channels}")
+    if not 0 <= cfg.optim.alpha < 1 or not 0 <= cfg.optim.rho <= 1:
+        raise GankitError(f"optim.alpha must be in [0, 1) and optim.rho in [0, 1], got {cfg.optim.alpha} and {cfg.optim.rho}")
+    if cfg.train.nan_max_rollbacks < 0:
+        raise GankitError(f"train.nan_max_rollbacks must be >= 0, got {cfg.train.nan_max_rollbacks}")
+    loss = LOSSES.get(cfg.loss.name)
+    if cfg.loss.label_smoothing and not loss.smoothing:
+        raise GankitError(f"loss.label_smoothing has no meaning for loss '{cfg.loss.name}' (no target label); set it to 0")
+    if loss.gradient_penalty and cfg.model.d_batchnorm:
+        raise GankitError(
+            f"loss '{cfg.loss.name}' penalises each sample's gradient, which BatchNorm in D mixes across the batch; "
+            f"add --set model.d_batchnorm=false"
+        )
     if cfg.train.threads > 1024:
         raise GankitError(f"train.threads={cfg.train.threads} is not a thread count; use 0 (the cores this process may use) or a small number")
     if cfg.data.channels not in (0, 1, 3):

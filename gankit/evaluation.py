@@ -27,6 +27,38 @@ def holdout_split(data: ImageData, n: int) -> tuple[ImageData, ImageData]:
     return data.subset(keep), data.subset(held)
 
 
+def split_validation(cfg: Config, data: ImageData, kind: str, say: Any = print) -> tuple[ImageData, ImageData | None]:
+    """(training data, validation data or None) of a run, the same in training and in `gankit eval`.
+
+    ``data.holdout=N`` keeps a fixed random N images of the split out of training. Image-to-image runs without it
+    validate on the data set's 'val' split, or, when it has none, on a fixed random 10% (at most 100) of the pairs."""
+    if cfg.data.holdout:
+        return holdout_split(data, cfg.data.holdout)
+    if kind != "pix2pix" or cfg.data.split != "train":
+        return data, None
+    try:
+        return data, load_dataset(replace(cfg.data, split="val", limit=0))
+    except GankitError:
+        n = max(1, min(100, len(data) // 10))
+        if n >= len(data):
+            raise GankitError(f"data '{cfg.data.name}' has {len(data)} pair(s): too few to train and validate") from None
+        say(f"note: data '{cfg.data.name}' has no val split; validating on a fixed random {n} of its pairs "
+            f"(set data.holdout to choose how many)")
+        return holdout_split(data, n)
+
+
+# Splits that name the same files for every reader but `paired` (whose val/ and test/ folders may differ).
+SAME_FILES = {frozenset({"val", "test"})}
+
+
+def _overlap(a: str, b: str, data_name: str) -> bool:
+    from .data import DATASETS
+
+    if a == b or "all" in (a, b):
+        return True
+    return frozenset({a, b}) in SAME_FILES and not DATASETS.meta(data_name).get("distinct_val", False)
+
+
 def reference_data(cfg: Config, split: str | None = None) -> tuple[ImageData, ImageData]:
     """(training images, comparison images) for a run's config. With ``data.holdout`` the run's own held-out images
     are the comparison set; otherwise the data set's ``split`` (default 'test')."""
@@ -36,12 +68,12 @@ def reference_data(cfg: Config, split: str | None = None) -> tuple[ImageData, Im
     if cfg.data.holdout:
         run_split = holdout_split(run_split, cfg.data.holdout)[0]
     other = split or "test"
-    if other == cfg.data.split:
+    if _overlap(other, cfg.data.split, cfg.data.name):
         raise GankitError(
-            f"the run trained on split '{other}', so comparing with it measures memorisation; pass --split with another "
-            f"split, or train with data.holdout to keep images aside"
+            f"the run trained on split '{cfg.data.split}', which holds the '{other}' images, so comparing with them "
+            f"measures memorisation; pass --split with a disjoint split, or train with data.holdout=N to keep images aside"
         )
-    return run_split, load_dataset(replace(cfg.data, split=other))
+    return run_split, load_dataset(replace(cfg.data, split=other, limit=0))
 
 
 def load_samples_npy(path: str | Path) -> torch.Tensor:
@@ -83,7 +115,10 @@ def evaluate_run(
         cfg = cfg.replace(**{"data.dir": data_dir})
     if MODELS.meta(cfg.model.name).get("kind") == "pix2pix":
         tr = load_translator(run_dir, checkpoint)
-        val = load_dataset(replace(cfg.data, split=split or "val")) if split or not cfg.data.holdout else holdout_split(load_dataset(cfg.data), cfg.data.holdout)[1]
+        if split:
+            val = load_dataset(replace(cfg.data, split=split, limit=0))
+        else:  # exactly the pairs training validated on
+            val = split_validation(cfg, load_dataset(cfg.data), "pix2pix", say=lambda m: None)[1]
         out = to_uint8(tr.translate(to_float(val.images)))
         ext = build_extractor(features if features != "classifier" else "pixels", None, inception_path, None, progress)
         res = evaluate_paired(out, val.targets, ext)

@@ -23,6 +23,8 @@ class GANLoss:
     g: Callable[[Tensor], Tensor]  # g(fake) -> scalar
     gradient_penalty: bool = False  # add loss.gp_weight * gradient_penalty(...) to D's loss
     weight_clip: bool = False  # clip D's weights to [-loss.clip, loss.clip] after each D step
+    floor_zero: bool = True  # D's loss is >= 0 (so "D loss near 0" means D wins); False for Wasserstein critics
+    smoothing: bool = True  # label smoothing has a meaning (a target to move); not for hinge or Wasserstein
     doc: str = ""
 
 
@@ -71,9 +73,11 @@ def wasserstein_g(fake: Tensor) -> Tensor:
 LOSSES.add("minimax", GANLoss(_bce_d, minimax_g, doc="2014 minimax: G minimises log(1 - D(G(z)))"))
 LOSSES.add("non_saturating", GANLoss(_bce_d, non_saturating_g, doc="BCE; G maximises log D(G(z))"))
 LOSSES.add("lsgan", GANLoss(lsgan_d, lsgan_g, doc="least squares, targets 1 (real) and 0 (fake)"))
-LOSSES.add("hinge", GANLoss(hinge_d, wasserstein_g, doc="hinge D, -D(G(z)) for G"))
-LOSSES.add("wgan", GANLoss(wasserstein_d, wasserstein_g, weight_clip=True, doc="WGAN with weight clipping"))
-LOSSES.add("wgan-gp", GANLoss(wasserstein_d, wasserstein_g, gradient_penalty=True, doc="WGAN with gradient penalty"))
+LOSSES.add("hinge", GANLoss(hinge_d, wasserstein_g, smoothing=False, doc="hinge D, -D(G(z)) for G"))
+LOSSES.add("wgan", GANLoss(wasserstein_d, wasserstein_g, weight_clip=True, floor_zero=False, smoothing=False,
+                           doc="WGAN with weight clipping"))
+LOSSES.add("wgan-gp", GANLoss(wasserstein_d, wasserstein_g, gradient_penalty=True, floor_zero=False, smoothing=False,
+                              doc="WGAN with gradient penalty"))
 
 
 def gradient_penalty(

@@ -123,13 +123,13 @@ class RunWriter:
             viz.save_grid(images, path, nrow)
         return path
 
-    def refresh_plots(self) -> None:
-        """losses.png and progress.gif from what the run has written so far."""
+    def refresh_plots(self, gif: bool = True) -> None:
+        """losses.png (and progress.gif, which re-encodes every grid, so only at the end) from what is written."""
         if not self.active:
             return
         with names_file(self.root / "losses.png"):
             viz.plot_losses(self.root / "metrics.jsonl", self.root / "losses.png", title=self.root.name)
-        frames = sorted((self.root / "samples").glob("step-*.png"))
+        frames = sorted((self.root / "samples").glob("step-*.png")) if gif else []
         if frames:
             with names_file(self.root / "progress.gif"):
                 viz.save_gif(frames[-200:], self.root / "progress.gif")

@@ -34,7 +34,7 @@ class TrainedGenerator:
         gen = torch.Generator().manual_seed(seed)
         return sample_noise(n, self.config.model.z_dim, self.config.model.noise, "cpu", gen)
 
-    def labels(self, n: int, class_id: int | None = None, seed: int = 0) -> torch.Tensor | None:
+    def labels(self, n: int, class_id: int | None = None) -> torch.Tensor | None:
         """Requested class for every sample, or classes in turn (0, 1, ..., K-1, 0, ...) for a conditional G."""
         if not self.num_classes:
             if class_id is not None:
@@ -57,14 +57,14 @@ class TrainedGenerator:
         return torch.cat(out) if out else torch.zeros((0, *self.image_shape))
 
     def sample(self, n: int, seed: int = 0, class_id: int | None = None) -> torch.Tensor:
-        """n images (N, C, H, W) in [-1, 1]; the same seed gives the same images for any n' >= n prefix."""
-        return self.generate(self.noise(n, seed), self.labels(n, class_id, seed))
+        """n images (N, C, H, W) in [-1, 1]; the same (n, seed) gives the same images."""
+        return self.generate(self.noise(n, seed), self.labels(n, class_id))
 
 
 def load(run_dir: str | Path, which: str = "latest") -> TrainedGenerator:
     """Rebuild G from ``run_dir`` (the EMA copy when the run kept one)."""
     run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
+    load_run_config(run_dir)  # a clear error when run_dir is not a run
     ck = ckpt.load_named(run_dir, which)
     saved_cfg = Config.from_dict(ck.state["config"])
     meta = ck.state.get("meta", {})
@@ -77,7 +77,6 @@ def load(run_dir: str | Path, which: str = "latest") -> TrainedGenerator:
     name = "ema" if "ema" in ck.tensors else "g"
     ckpt.load_module(g, ck.tensors[name], "generator", ck)
     g.eval()
-    del cfg  # the checkpoint's own config is authoritative for the weights it holds
     return TrainedGenerator(g, saved_cfg, shape, list(meta.get("class_names", [])), ck.step, run_dir)  # type: ignore[arg-type]
 
 

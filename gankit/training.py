@@ -20,9 +20,11 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
-from .config import Config, read_yaml, to_dict
+from .config import Config, read_yaml, to_dict, validate
 from .data import Batcher, load_dataset
 from .data.base import ImageData
+from .evaluation import split_validation
+from .losses import LOSSES
 from .errors import DivergedError, GankitError
 from .models import MODELS
 from .recipes import RECIPES
@@ -132,14 +134,16 @@ class StopFlag:
 class Monitor:
     """Warns once when D wins outright: D loss near 0 for a long window while G's loss keeps growing."""
 
-    def __init__(self, window: int = 10) -> None:
+    def __init__(self, window: int = 10, enabled: bool = True) -> None:
+        # Only for losses bounded below by 0 (BCE, LSGAN, hinge): a Wasserstein critic's loss is negative by design.
+        self.enabled = enabled
         self.window = window
         self.d: list[float] = []
         self.g: list[float] = []
         self.collapsed_at: int | None = None
 
     def update(self, step: int, row: dict[str, float]) -> str | None:
-        if "loss/d" not in row or "loss/g" not in row:
+        if not self.enabled or "loss/d" not in row or "loss/g" not in row:
             return None
         self.d.append(row["loss/d"])
         self.g.append(row["loss/g"])
@@ -174,6 +178,7 @@ def train(
             hint = f"continue it with --resume {run_dir}" if is_run_dir(run_dir) else "choose another --out"
             raise GankitError(f"--out {run_dir} already exists and is not empty; {hint} (nothing was overwritten)")
 
+    validate(cfg)  # Python callers may build a Config by hand; the CLI validated it already
     torch.set_num_threads(cfg.train.threads or usable_cores())
     device = pick_device(cfg.train.device)
     seed_everything(cfg.seed)
@@ -247,9 +252,14 @@ def train(
             best_value = v
             save("best", move_latest=False)
 
-    def set_lr() -> None:
-        # Stateless schedule (a function of the step), so resume needs no scheduler state.
-        t = step / budget if budget else 0.0
+    def progress() -> float:
+        """Fraction of the budget done, in [0, 1]: steps when there is a step budget, else wall-clock time."""
+        if budget:
+            return step / budget
+        return min(1.0, (time.monotonic() - start) / max(1.0, cfg.train.max_minutes * 60))
+
+    def set_lr(t: float) -> None:
+        # Stateless schedule (a function of progress), so resume needs no scheduler state.
         decay = 1.0 if cfg.optim.lr_decay == "none" or t < 0.5 else max(0.0, 2.0 * (1.0 - t))
         for k, opt in recipe.optimizers.items():
             base = cfg.optim.lr_g if k == "g" else cfg.optim.lr_d
@@ -260,7 +270,7 @@ def train(
         save("step-0000000")  # a good state to roll back to and a sign that this folder is a run
         pictures()
 
-    monitor = Monitor()
+    monitor = Monitor(enabled=LOSSES.get(cfg.loss.name).floor_zero)
     start = time.monotonic()
     deadline = start + cfg.train.max_minutes * 60 if cfg.train.max_minutes else None
     sample_every = cfg.train.sample_every or max(1, batcher.batches_per_epoch // cfg.train.d_steps)
@@ -281,8 +291,9 @@ def train(
                     break
                 if stop.signum is not None:
                     break
-                set_lr()
-                out_t = recipe.step(batcher, step / budget if budget else min(1.0, (time.monotonic() - start) / max(1.0, cfg.train.max_minutes * 60)))
+                t = progress()
+                set_lr(t)
+                out_t = recipe.step(batcher, t)
                 step += 1
                 bad: list[str] = []
                 if check_every_step or step % cfg.train.log_every == 0:
@@ -299,6 +310,7 @@ def train(
                         writer.say(f"warning: {what} at step {step}; rolled back to step {ck.step}, learning rates "
                                    f"x{lr_scale:g} (rollback {rollbacks} of {cfg.train.nan_max_rollbacks})")
                         step = ck.step
+                        writer.trim_metrics(step)  # the abandoned steps' rows would plot twice
                         writer.log({"step": step, "event": "rollback", "lr_scale": lr_scale})
                         continue
                     raise DivergedError(
@@ -327,7 +339,7 @@ def train(
                     evaluation()
                 if step % cfg.train.checkpoint_every == 0:
                     save(f"step-{step:07d}")
-                    writer.refresh_plots()
+                    writer.refresh_plots(gif=False)
             if stop.signum is not None:
                 bar.close()
                 save(f"step-{step:07d}")
@@ -335,7 +347,8 @@ def train(
                 writer.refresh_plots()
                 raise Interrupted(stop.signum, run_dir, step)
         bar.close()
-        save(f"step-{step:07d}", move_latest=False)
+        if step % cfg.train.checkpoint_every:  # else it was saved a moment ago
+            save(f"step-{step:07d}", move_latest=False)
         save("final")
         if step % sample_every:
             pictures()
@@ -349,27 +362,6 @@ def train(
     finally:
         bar.close()
         writer.close()
-
-
-def split_validation(cfg: Config, data: ImageData, kind: str, say: Any = print) -> tuple[ImageData, ImageData | None]:
-    """(training data, validation data or None). ``data.holdout`` keeps the split's last N images out of training;
-    image-to-image runs without it validate on the data set's 'val' split, or hold out 10% when there is none."""
-    if cfg.data.holdout:
-        from .evaluation import holdout_split
-
-        return holdout_split(data, cfg.data.holdout)
-    if kind != "pix2pix" or cfg.data.split != "train":
-        return data, None
-    from dataclasses import replace
-
-    try:
-        return data, load_dataset(replace(cfg.data, split="val"))
-    except GankitError:
-        n = max(1, min(100, len(data) // 10))
-        if n >= len(data):
-            raise GankitError(f"data '{cfg.data.name}' has {len(data)} pair(s): too few to train and validate") from None
-        say(f"note: data '{cfg.data.name}' has no val split; validating on its last {n} pairs (set data.holdout to choose)")
-        return data.subset(slice(0, len(data) - n)), data.subset(slice(len(data) - n, None))
 
 
 def nonfinite_weights(recipe: Any) -> list[str]:

@@ -41,6 +41,12 @@ def test_file_then_overrides(tmp_path):
         ({"modle.z_dim": 3}, "unknown config key 'modle'"),
         ({"train.d_steps": 1.5}, "train.d_steps: expected int"),
         ({"data.image_size": 40}, "data.image_size=40"),
+        ({"loss.name": "hinge", "loss.label_smoothing": 0.1}, "loss.label_smoothing has no meaning"),
+        ({"loss.name": "wgan-gp"}, "model.d_batchnorm=false"),
+        ({"optim.eps": -1.0}, "optim.eps must be > 0"),
+        ({"model.max_channels": 0}, "model.max_channels must be >= 1"),
+        ({"seed": 2**40}, "seed must be in [0, 2**32)"),
+        ({"model.name": "pix2pix", "train.d_steps": 2}, "train.d_steps=2"),
     ],
 )
 def test_bad_values_name_the_key(overrides, needle):
@@ -86,3 +92,10 @@ def test_fuzzed_configs_give_config_or_user_error(d):
         resolve(base=d)
     except GankitError as e:
         assert "\n" not in str(e)
+
+
+def test_api_budget_replaces_the_file_budget(tmp_path):
+    from gankit.config import budget_overrides
+
+    assert budget_overrides({"train.epochs": 3}) == {"train.steps": 0, "train.epochs": 3, "train.max_minutes": 0}
+    assert budget_overrides({"model.z_dim": 3}) == {"model.z_dim": 3}

@@ -121,3 +121,21 @@ def test_new_user_side_by_side_pairs_of_another_size(tmp_path):
     assert cfg["image_shape"] == [3, 128, 128]
     assert main(["translate", str(run), str(pairs), "--out", str(tmp_path / "out")]) == 0
     assert len(list((tmp_path / "out").glob("*.png"))) == 12
+
+
+@pytest.mark.parametrize("run_split, other", [("all", "test"), ("val", "test"), ("test", None)])
+def test_eval_refuses_to_compare_with_images_the_run_trained_on(run_split, other):
+    from gankit.evaluation import reference_data
+
+    cfg = resolve(overrides={"data.split": run_split, "data.image_size": 16})
+    with pytest.raises(gankit.GankitError, match="memorisation"):
+        reference_data(cfg, other)
+
+
+def test_collapse_monitor_ignores_wasserstein_losses():
+    from gankit.training import Monitor
+
+    rows = [{"loss/d": -5.0, "loss/g": float(i)} for i in range(12)]
+    wgan, bce = Monitor(window=10, enabled=False), Monitor(window=10)
+    assert not any(wgan.update(i, r) for i, r in enumerate(rows))
+    assert any(bce.update(i, {"loss/d": 1e-5, "loss/g": float(i)}) for i in range(12))

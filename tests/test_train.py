@@ -41,9 +41,9 @@ def _weights(run_dir):
         {},
         {"loss.name": "wgan-gp", "train.d_steps": 3, "model.d_batchnorm": False},
         {"model.name": "mlp", "model.g_hidden": [32], "model.d_hidden": [32], "model.g_dropout": 0.2, "train.ema_half_life": 0.1},
-        {"model.num_classes": 10, "loss.name": "hinge", "loss.label_smoothing": 0.1},
+        {"model.num_classes": 10, "loss.name": "lsgan", "loss.label_smoothing": 0.1},
     ],
-    ids=["dcgan", "wgan-gp-ncritic3", "mlp-dropout-ema", "conditional-hinge"],
+    ids=["dcgan", "wgan-gp-ncritic3", "mlp-dropout-ema", "conditional-lsgan-smoothing"],
 )
 def test_resume_is_bit_exact(tmp_path, tiny_overrides, extra):
     straight = _train(tmp_path, "straight", tiny_overrides, **{"train.steps": 12, **extra})

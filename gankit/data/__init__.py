@@ -9,11 +9,7 @@ from .registry import DATASETS
 from .transforms import convert_channels, resize
 
 # Importing the reader modules registers them.
-from . import cifar, digits, folder, idx  # noqa: F401,E402
-try:
-    from . import paired  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
+from . import cifar, digits, folder, idx, paired  # noqa: F401,E402
 
 __all__ = ["DATASETS", "Batcher", "ImageData", "load_dataset", "to_float", "to_uint8"]
 

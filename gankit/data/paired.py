@@ -195,7 +195,7 @@ def _finish(a: torch.Tensor, b: torch.Tensor, name: str, cfg: DataConfig) -> Ima
 
 
 @DATASETS.register(
-    "paired", paired=True, own_resize=True, channels=3, default_epochs=100,
+    "paired", paired=True, own_resize=True, channels=3, default_epochs=100, distinct_val=True,
     defaults={"model.name": "pix2pix", "data.image_size": 128, "train.batch_size": 4},
 )
 def load_paired(cfg: DataConfig) -> ImageData:

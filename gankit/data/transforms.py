@@ -19,13 +19,6 @@ def resize(images: torch.Tensor, size: int | tuple[int, int], chunk: int = 4096)
     return torch.cat(out) if out else images.new_zeros((0, images.shape[1], *hw))
 
 
-def center_crop_square(images: torch.Tensor) -> torch.Tensor:
-    h, w = images.shape[-2:]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    return images[..., top : top + s, left : left + s]
-
-
 def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
     """1 <-> 3 channels; RGB to gray uses ITU-R 601 luma, as Pillow does."""
     c = images.shape[1]

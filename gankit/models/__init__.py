@@ -67,11 +67,4 @@ def build_models(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int
     return g, d
 
 
-try:  # image-to-image models register themselves
-    from . import pix2pix  # noqa: F401,E402
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from . import variants  # noqa: F401,E402
-except ImportError:  # pragma: no cover
-    pass
+from . import pix2pix, variants  # noqa: F401,E402  (importing registers them)

@@ -235,6 +235,8 @@ def _check_pix2pix(cfg: Config) -> None:
     from ..data import DATASETS  # late import: the data package is independent of the models
 
     size = cfg.data.image_size
+    if cfg.train.d_steps != 1:
+        raise GankitError(f"train.d_steps={cfg.train.d_steps}: pix2pix updates D and G once per batch; set it to 1")
     unet_depth(size)
     patch_specs(cfg.model.patch)
     if patch_output_size(size, cfg.model.patch) < 1:

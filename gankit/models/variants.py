@@ -29,6 +29,7 @@ from torch import Tensor
 from ..config import Config, ModelConfig
 from ..errors import GankitError
 from . import MODELS
+from .dcgan import widths
 from .blocks import LabelConditioning, activation, with_label
 from .mlp import MLPGenerator
 
@@ -45,11 +46,6 @@ def same_transpose(c_in: int, c_out: int, kernel: int, stride: int, bias: bool) 
 def same_conv(c_in: int, c_out: int, kernel: int, stride: int, bias: bool) -> nn.Conv2d:
     """A convolution with TensorFlow's ``padding='same'`` output size: (H, W) -> (ceil(H/stride), ceil(W/stride))."""
     return nn.Conv2d(c_in, c_out, kernel, stride, (kernel - 1) // 2, bias=bias)
-
-
-def doubling(channels: int, n: int, max_channels: int) -> list[int]:
-    """[channels, 2*channels, ...] (n of them), capped at max_channels."""
-    return [min(channels * 2**i, max_channels) for i in range(n)]
 
 
 class DenseConvGenerator(nn.Module):
@@ -231,8 +227,8 @@ def _size_check(name: str, multiple: int) -> Callable[[Config], None]:
 )
 def _dcgan_tf(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> tuple[nn.Module, nn.Module]:
     """Report 004 (TensorFlow DCGAN tutorial): G Dense 7*7*256 -> ConvT5 128 s1 -> 64 s2 -> C s2; D Conv5 64, 128 s2."""
-    g_w = doubling(c.g_channels, 3, c.max_channels)[::-1]  # 256, 128, 64
-    d_w = doubling(c.d_channels, 2, c.max_channels)  # 64, 128
+    g_w = widths(c.g_channels, 3, c.max_channels)[::-1]  # 256, 128, 64
+    d_w = widths(c.d_channels, 2, c.max_channels)  # 64, 128
     g = DenseConvGenerator(c.z_dim, shape, g_w[0], [(g_w[1], 1), (g_w[2], 2), (shape[0], 2)], 5, "transpose",
                            c.g_batchnorm, c.g_activation, c.g_dropout, True, c.num_classes)
     d = ConvDenseDiscriminator(shape, [(w, 2) for w in d_w], 5, c.d_batchnorm, c.d_activation, c.d_dropout,
@@ -250,8 +246,8 @@ def _dcgan_tf(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 
 def _dcgan_3conv(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> tuple[nn.Module, nn.Module]:
     """Report 002 (TensorFlow DCGAN): G Dense 7*7*256 -> ConvT5 128 s2 -> 64 s2 -> dropout -> C s1;
     D Conv5 64/128/256 s2 -> Dense."""
-    g_w = doubling(c.g_channels, 3, c.max_channels)[::-1]  # 256, 128, 64
-    d_w = doubling(c.d_channels, 3, c.max_channels)  # 64, 128, 256
+    g_w = widths(c.g_channels, 3, c.max_channels)[::-1]  # 256, 128, 64
+    d_w = widths(c.d_channels, 3, c.max_channels)  # 64, 128, 256
     g = DenseConvGenerator(c.z_dim, shape, g_w[0], [(g_w[1], 2), (g_w[2], 2), (shape[0], 1)], 5, "transpose",
                            c.g_batchnorm, c.g_activation, c.g_dropout, False, c.num_classes)
     d = ConvDenseDiscriminator(shape, [(w, 2) for w in d_w], 5, c.d_batchnorm, c.d_activation, c.d_dropout,
@@ -268,8 +264,8 @@ def _dcgan_3conv(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int
 )
 def _dcgan_upsample(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> tuple[nn.Module, nn.Module]:
     """Report 002 (Keras DCGAN): G Dense -> [up x2, Conv3, Conv3] x 2 (the last conv makes the image); D mirrors it."""
-    g_w = doubling(c.g_channels, 3, c.max_channels)[::-1]  # 256, 128, 64
-    d_w = doubling(c.d_channels, 2, c.max_channels)  # 64, 128
+    g_w = widths(c.g_channels, 3, c.max_channels)[::-1]  # 256, 128, 64
+    d_w = widths(c.d_channels, 2, c.max_channels)  # 64, 128
     g = DenseConvGenerator(c.z_dim, shape, g_w[0], [(g_w[1], 2), (g_w[1], 1), (g_w[2], 2), (shape[0], 1)], 3,
                            "nearest", c.g_batchnorm, c.g_activation, c.g_dropout, True, c.num_classes)
     d = ConvDenseDiscriminator(shape, [(d_w[0], 1), (d_w[0], 2), (d_w[1], 1), (d_w[1], 2)], 3, c.d_batchnorm,

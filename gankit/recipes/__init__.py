@@ -14,9 +14,4 @@ from ..registry import Registry
 
 RECIPES: Registry[type] = Registry("training recipe")
 
-from . import gan  # noqa: E402,F401  (registers "gan")
-
-try:
-    from . import pix2pix  # noqa: F401
-except ImportError:  # pragma: no cover - until image-to-image lands
-    pass
+from . import gan, pix2pix  # noqa: E402,F401  (importing registers them)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 import torch.nn as nn
@@ -201,6 +200,3 @@ class GANRecipe:
         s.train(was)
         return pics
 
-
-def default_nrow(n: int) -> int:
-    return max(1, int(math.ceil(math.sqrt(n))))

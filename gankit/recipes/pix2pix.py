@@ -7,11 +7,11 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..config import Config
-from ..data.base import Batcher, ImageData, to_float
+from ..data.base import Batcher, ImageData, to_float, to_uint8
 from ..data.paired import augment_pairs, default_load_size
 from ..errors import GankitError
 from ..losses import LOSSES
-from ..metrics.image import image_metrics
+from ..metrics.evaluate import evaluate_paired
 from ..models import build_models
 from ..optim import build_optimizer
 from . import RECIPES
@@ -114,6 +114,6 @@ class Pix2PixRecipe:
         """L1, PSNR and SSIM of G's outputs against the validation targets."""
         if self.val is None or len(self.val) == 0:
             return {}
-        out = self.translate(to_float(self.val.images))
-        res = image_metrics(out, to_float(self.val.targets))
-        return {f"eval/{k}": float(v) for k, v in res.items()}
+        out = to_uint8(self.translate(to_float(self.val.images)))
+        res = evaluate_paired(out, self.val.targets)  # as `gankit eval` scores it: uint8 outputs, in chunks
+        return {f"eval/{k}": float(res[k]) for k in ("l1", "psnr", "ssim")}
