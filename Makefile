@@ -15,7 +15,7 @@ $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/gankit train --out runs/default
+	$(BIN)/gankit train
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
