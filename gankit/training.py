@@ -27,7 +27,7 @@ from .evaluation import split_validation
 from .losses import LOSSES
 from .errors import DivergedError, GankitError
 from .models import MODELS
-from .recipes import RECIPES
+from .recipes import RECIPES, Recipe
 from .runlog import RunWriter
 
 
@@ -188,7 +188,7 @@ def train(
         data = load_dataset(cfg.data)
     kind = MODELS.meta(cfg.model.name).get("kind", "gan")
     data, val = split_validation(cfg, data, kind, writer.say)
-    recipe = RECIPES.get(kind)(cfg, data, device, val)
+    recipe: Recipe = RECIPES.get(kind)(cfg, data, device, val)
     batcher = Batcher(data, cfg.train.batch_size, cfg.seed, device)
     budget = total_steps(cfg, batcher.batches_per_epoch)
     if budget is None and not cfg.train.max_minutes:
@@ -196,7 +196,7 @@ def train(
 
     step, lr_scale, rollbacks = 0, 1.0, 0
     # The `best` checkpoint follows the recipe's chosen score, e.g. ("eval/fd", "min"); its value survives resumes.
-    best_key, best_mode = getattr(recipe, "best_metric", (None, "min"))
+    best_key, best_mode = recipe.best_metric
     best_value: float | None = None
     ckpt_dir = run_dir / "checkpoints"
     if resume is not None:
@@ -242,7 +242,7 @@ def train(
 
     def evaluation() -> None:
         nonlocal best_value
-        scores = recipe.evaluate() if hasattr(recipe, "evaluate") else {}
+        scores = recipe.evaluate()
         if scores:
             writer.log({"step": step, "epoch": round(batcher.progress, 4), **{k: round(v, 6) for k, v in scores.items()}})
         v = scores.get(best_key) if best_key else None
