@@ -18,6 +18,7 @@ from . import RECIPES
 
 PREVIEW = 64  # images in the fixed-noise grid
 EVAL_N = 2000  # samples and real images for the training-time FD
+EVAL_MIN_HELD = 500  # held-out images needed to use them (not training images) as the FD reference
 
 
 def is_conv(m: nn.Module) -> bool:
@@ -58,7 +59,7 @@ class GANRecipe:
                     f"model.num_classes={m.num_classes} but data '{data.name}' has {data.num_classes} classes; "
                     f"set model.num_classes={data.num_classes}"
                 )
-        self.cfg, self.device, self.data = cfg, device, data
+        self.cfg, self.device, self.data, self.val = cfg, device, data, val
         self._fd_ref = None
         self.image_shape = data.shape
         self.g, self.d = build_models(m, self.image_shape)
@@ -158,18 +159,20 @@ class GANRecipe:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """FD in the domain classifier's feature space between EVAL_N samples and EVAL_N training images (fixed
-        noise and a fixed subset, so successive values compare). Off unless train.eval_every > 0."""
+        """FD in the domain classifier's feature space between up to EVAL_N samples and as many real images: the
+        held-out ones (``data.holdout``) when there are enough, so `best` does not reward memorising, else training
+        images (fixed noise and a fixed subset, so successive values compare). Off unless train.eval_every > 0."""
         if not self.cfg.train.eval_every:
             return {}
         from ..data.base import to_uint8
         from ..metrics import FDReference, build_extractor
 
         if self._fd_ref is None:
-            n = min(EVAL_N, len(self.data))
-            pick = torch.randperm(len(self.data), generator=torch.Generator().manual_seed(0))[:n]
+            ref = self.val if self.val is not None and len(self.val) >= EVAL_MIN_HELD else self.data
+            n = min(EVAL_N, len(ref))
+            pick = torch.randperm(len(ref), generator=torch.Generator().manual_seed(0))[:n]
             ext = build_extractor("classifier" if self.data.num_classes else "pixels", self.data, progress=False)
-            self._fd_ref = FDReference(ext, self.data.images[pick])
+            self._fd_ref = FDReference(ext, ref.images[pick])
             gen = torch.Generator().manual_seed(self.cfg.seed + 777)
             self._eval_z = sample_noise(n, self.cfg.model.z_dim, self.cfg.model.noise, "cpu", gen)
             k = max(self.cfg.model.num_classes, 1)
