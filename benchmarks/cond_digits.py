@@ -27,10 +27,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import gankit
-from gankit.config import resolve
+from gankit.config.layering import resolve
 from gankit.data import load_dataset
 from gankit.data.base import ImageData, to_float
-from gankit.training import train, usable_cores
+from gankit.training.loop import train, usable_cores
 from gankit.viz import save_grid
 
 ROOT = Path(__file__).resolve().parent.parent

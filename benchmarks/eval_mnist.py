@@ -24,9 +24,10 @@ from scipy.ndimage import gaussian_filter
 
 import gankit
 from gankit.data.base import ImageData, to_uint8
-from gankit.evaluation import reference_data
+from gankit.data.splits import reference_data
 from gankit.metrics import build_extractor, evaluate, parzen_evaluate
-from gankit.training import load_run_config, usable_cores
+from gankit.training.loop import usable_cores
+from gankit.training.rundir import load_run_config
 
 KEYS = ["fd", "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "parzen_mean", "classes_hit",
         "label_kl_uniform", "nn_pixel_samples"]

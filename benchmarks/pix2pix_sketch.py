@@ -23,12 +23,12 @@ from pathlib import Path
 import torch
 
 import gankit
-from gankit.config import resolve
+from gankit.config.layering import resolve
 from gankit.data import load_dataset
 from gankit.data.base import to_float
 from gankit.metrics import image_metrics
-from gankit.sampling import load_translator
-from gankit.training import usable_cores
+from gankit.tasks import Translator, load
+from gankit.training.loop import usable_cores
 from gankit.viz import save_grid
 
 
@@ -47,7 +47,7 @@ def main() -> int:
     extra = dict(parse_set(s) for s in args.set)
     cfg = resolve(overrides={"model.name": "pix2pix", "train.max_minutes": args.minutes, **extra})
     run = gankit.train(cfg, out=str(out))
-    tr = load_translator(out)
+    tr = load(out, want=Translator)
     val = load_dataset(replace(cfg.data, split="val"))
     train = load_dataset(cfg.data)
     a, b = to_float(val.images), to_float(val.targets)

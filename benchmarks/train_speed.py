@@ -20,10 +20,10 @@ from datetime import date
 import torch
 import torch.nn as nn
 
-from gankit.config import resolve
+from gankit.config.layering import resolve
 from gankit.data.base import Batcher, ImageData
-from gankit.recipes.gan import GANRecipe
-from gankit.training import usable_cores
+from gankit.tasks.gan import GANTask as GANRecipe
+from gankit.training.loop import usable_cores
 
 
 # ---- the plain baseline, as the reports write it ---------------------------------------------------------------------

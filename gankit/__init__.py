@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from .config import Config, resolve  # noqa: E402
-from .errors import GankitError  # noqa: E402
+from .config.schema import Config  # noqa: E402
+from .core.errors import GankitError  # noqa: E402
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .training.loop import Run
 
 
-def train(config: "Config | dict | str | None" = None, out: str | None = None, resume: str | None = None, **overrides):
+def resolve(file: Any = None, overrides: dict[str, Any] | None = None, base: dict[str, Any] | None = None) -> Config:
+    """The layered, validated config (see :func:`gankit.config.layering.resolve`)."""
+    from .config.layering import resolve as _resolve
+
+    return _resolve(file=file, overrides=overrides, base=base)
+
+
+def train(config: "Config | dict | str | None" = None, out: str | None = None, resume: str | None = None,
+          **overrides: Any) -> "Run":
     """Train a GAN. ``config``: a Config, a dict of sections, a YAML path, or None for the defaults;
-    ``overrides``: dotted keys (``**{"train.steps": 100}``). Returns a :class:`gankit.training.Run`."""
-    from .training import train as _train
-
-    from .config import budget_overrides
+    ``overrides``: dotted keys (``**{"train.steps": 100}``). Returns a :class:`gankit.training.loop.Run`."""
+    from .config.schema import budget_overrides
+    from .training.loop import train as _train
 
     overrides = budget_overrides(overrides)  # as on the command line: a budget given here replaces the file's
     if isinstance(config, Config):
@@ -25,9 +37,10 @@ def train(config: "Config | dict | str | None" = None, out: str | None = None, r
     return _train(cfg, out=out, resume=resume)
 
 
-def load(run_dir: str, checkpoint: str = "latest"):
-    """A trained generator from a run folder: ``load("runs/m1").sample(16, seed=0)`` -> (N, C, H, W) in [-1, 1]."""
-    from .sampling import load as _load
+def load(run_dir: str, checkpoint: str = "latest") -> Any:
+    """A trained run for inference: ``gankit.load("runs/m1").sample(16, seed=0)`` -> (N, C, H, W) in [-1, 1] for
+    GANs; a Translator (``.translate(images)``) for image-to-image runs."""
+    from .tasks import load as _load
 
     return _load(run_dir, checkpoint)
 

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import GankitError
+from .config.schema import read_yaml
+from .core.errors import GankitError
+from .core.io import read_jsonl
 from .sweep import NOT_IDENTITY, flatten, fmt_value
 
 
@@ -38,8 +40,6 @@ def _numbers(d: Any, prefix: str = "") -> dict[str, float]:
 
 
 def read_run(run_dir: Path) -> RunInfo:
-    from .config import read_yaml
-    from .viz import read_jsonl
 
     summary: dict[str, Any] = {}
     metrics: dict[str, float] = {}

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .registry import Registry
+from .core.registry import Registry
 
 
 @dataclass(frozen=True)

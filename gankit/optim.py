@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from .config import OptimConfig
-from .registry import Registry
+from .config.schema import OptimConfig
+from .core.registry import Registry
 
 Builder = Callable[[Iterable[torch.nn.Parameter], OptimConfig, float], torch.optim.Optimizer]
 OPTIMIZERS: Registry[Builder] = Registry("optimizer")

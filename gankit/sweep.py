@@ -15,12 +15,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .errors import DivergedError, GankitError
+from .config.schema import BUDGET_KEYS, parse_set
+from .core.errors import DivergedError, GankitError
+from .core.io import write_json
 
 # Keys that change how a run is watched, not what it computes: runs that differ only here are the same run.
 NOT_IDENTITY = {"train.progress", "train.threads", "train.device", "train.log_every", "train.sample_every",
                 "train.checkpoint_every", "train.keep_last", "data.dir", "data.cache_dir", "data.download"}
-BUDGET = {"train.steps", "train.epochs", "train.max_minutes"}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -48,7 +49,6 @@ def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
     """``["optim.name=adam,sgd", "model.z_dim=10,100"]`` -> ``{"optim.name": ["adam", "sgd"], "model.z_dim": [10, 100]}``
 
     (values read as ``--set`` reads them: YAML scalars or lists); a malformed spec is a one-line GankitError."""
-    from .config import parse_set
 
     grid: dict[str, list[Any]] = {}
     for spec in specs:
@@ -105,7 +105,7 @@ def _config_change(saved: dict[str, Any], new: dict[str, Any]) -> str | None:
     """The first key (outside budgets and watching options) whose value differs, as 'key: old -> new'."""
     a, b = flatten(saved), flatten(new)
     for key in sorted(set(a) | set(b)):
-        if key in NOT_IDENTITY or key in BUDGET:
+        if key in NOT_IDENTITY or key in BUDGET_KEYS:
             continue
         if a.get(key) != b.get(key):
             return f"{key}: {a.get(key)!r} -> {b.get(key)!r}"
@@ -114,12 +114,6 @@ def _config_change(saved: dict[str, Any], new: dict[str, Any]) -> str | None:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # sweep
-
-
-def _write_json(path: Path, data: Any) -> None:
-    from .runlog import atomic_write_bytes
-
-    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 def run_sweep(
@@ -135,8 +129,9 @@ def run_sweep(
     with its own learning rates - whose stems then name the runs. Finished runs are skipped, interrupted ones
     resumed, diverged ones recorded and skipped on later calls. Every run's config is resolved before anything
     trains, so a bad value fails at once. Returns the sweep.json data."""
-    from .config import resolve
-    from .training import is_run_dir, load_run_config, train
+    from .config.layering import resolve
+    from .training.loop import train
+    from .training.rundir import is_run_dir, load_run_config
 
     files: list[str | None] = [configs] if configs is None or isinstance(configs, (str, Path)) else list(configs)
     files = files or [None]
@@ -170,7 +165,7 @@ def run_sweep(
         "runs": [{"name": n, "dir": n, "config": str(f) if f else None, "overrides": p,
                   "status": previous.get(n, {}).get("status", "pending")} for n, (f, p) in zip(names, pairs)],
     }
-    _write_json(sweep_file, state)
+    write_json(sweep_file, state)
 
     for i, (entry, cfg) in enumerate(zip(state["runs"], cfgs)):
         run_dir = out / entry["name"]
@@ -191,19 +186,19 @@ def run_sweep(
         else:
             say(f"{tag}: training")
         entry["status"] = "running"
-        _write_json(sweep_file, state)
+        write_json(sweep_file, state)
         try:
             run = train(cfg, resume=run_dir) if resume else train(cfg, out=run_dir)
         except DivergedError as e:
             entry["status"] = "diverged"
             entry["error"] = str(e)
             say(f"{tag}: {e}")
-            _write_json(sweep_file, state)
+            write_json(sweep_file, state)
             continue
         except BaseException:
             entry["status"] = "interrupted"
-            _write_json(sweep_file, state)
+            write_json(sweep_file, state)
             raise
         entry.update(status="done", step=run.step, epoch=round(run.epoch, 4), stopped_by=run.stopped_by)
-        _write_json(sweep_file, state)
+        write_json(sweep_file, state)
     return state

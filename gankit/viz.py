@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import io
 import math
 from pathlib import Path
 
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .core.io import atomic_write_bytes, read_jsonl
 from .data.base import to_uint8
 
 
@@ -41,35 +42,34 @@ def upscale_for(h: int) -> int:
     return max(1, 64 // h) if h < 64 else 1
 
 
+def encode(img: Image.Image, fmt: str = "PNG", **kwargs: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def grid_png(images: torch.Tensor, nrow: int | None = None) -> bytes:
+    """A sample grid as PNG bytes, small images enlarged so it is readable when opened."""
+    return encode(to_pil(grid(images, nrow), upscale_for(images.shape[-2])))
+
+
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> None:
-    to_pil(grid(images, nrow), upscale_for(images.shape[-2])).save(path)
+    """Write a sample grid to ``path`` atomically (a kill never leaves a truncated picture)."""
+    atomic_write_bytes(path, grid_png(images, nrow))
 
 
-def save_gif(frames: list[Path], path: str | Path, ms_per_frame: int = 300) -> None:
-    """The sample grids in training order, as an animated GIF (the last frame held longer)."""
+def gif_bytes(frames: list[Path], ms_per_frame: int = 300) -> bytes | None:
+    """The sample grids in training order, as an animated GIF (the last frame held longer); None without frames."""
     imgs = [Image.open(f).convert("RGB") for f in frames]
     if not imgs:
-        return
+        return None
     size = imgs[-1].size
     imgs = [im.resize(size) if im.size != size else im for im in imgs]
     durations = [ms_per_frame] * (len(imgs) - 1) + [ms_per_frame * 5]
-    imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=durations, loop=0, optimize=False)
+    return encode(imgs[0], "GIF", save_all=True, append_images=imgs[1:], duration=durations, loop=0, optimize=False)
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    rows = []
-    p = Path(path)
-    if not p.exists():
-        return rows
-    for line in p.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a kill: skip it, the rest is good
-            continue
-    return rows
-
-
-def plot_losses(metrics_file: str | Path, path: str | Path, title: str = "") -> None:
+def losses_png(metrics_file: str | Path, title: str = "") -> bytes:
     """losses.png: D and G losses against step; a second panel for evaluation metrics (e.g. FD) when present."""
     import matplotlib
 
@@ -105,8 +105,10 @@ def plot_losses(metrics_file: str | Path, path: str | Path, title: str = "") -> 
         ax2.legend()
         ax2.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
+    return buf.getvalue()
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

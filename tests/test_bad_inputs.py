@@ -19,15 +19,16 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 from PIL import Image
 
-from gankit import checkpoint
+from gankit.training import checkpoint
 from gankit.cli import main
-from gankit.config import Config, resolve
+from gankit.config import Config
+from gankit.config.layering import resolve
 from gankit.data.cifar import parse_batch, safe_unpickle
 from gankit.data.idx import read_idx
-from gankit.errors import GankitError
+from gankit.core.errors import GankitError
 
 SMALL = ["--set", "data.image_size=16", "--set", "model.g_channels=8", "--set", "model.d_channels=8",
-         "--set", "model.z_dim=8", "--set", "train.threads=1", "--no-progress"]
+         "--set", "train.threads=1", "--no-progress"]
 TINY = [*SMALL, "--set", "train.batch_size=4"]
 
 
@@ -176,7 +177,7 @@ CONFIGS = {
     "not-yaml": yaml_case("model:\n  z_dim: [1\n", "not valid YAML"),
     "python-tag": yaml_case("model: !!python/object/apply:os.system ['touch pwned']\n", "not valid YAML"),
     "missing-config": lambda tmp: ([str(tmp / "nope.yaml")], "nope.yaml does not exist"),
-    "unknown-model-flag": lambda tmp: (["--model", "dcgna"], "invalid choice: 'dcgna'"),
+    "unknown-model-flag": lambda tmp: (["--model", "dcgna"], "unknown model 'dcgna' (did you mean 'dcgan'?)"),
     "bad-set": lambda tmp: (["--set", "train.steps"], "expected key=value"),
 }
 
@@ -287,7 +288,7 @@ def test_disk_full_while_checkpointing(a_run: Path, tmp_path: Path, capsys: pyte
 
 def test_disk_full_in_the_metrics_log(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from gankit.runlog import RunWriter
+    from gankit.training.rundir import RunDir as RunWriter
 
     def full(self: RunWriter, row: dict) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(self.root / "metrics.jsonl"))

@@ -3,8 +3,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from gankit.config import Config, parse_set, resolve
-from gankit.errors import GankitError
+from gankit.config import Config, parse_set
+from gankit.config.layering import resolve
+from gankit.core.errors import GankitError
 
 
 def test_defaults_resolve_with_a_budget():

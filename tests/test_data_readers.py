@@ -20,7 +20,7 @@ from gankit.config import DataConfig
 from gankit.data import Batcher, DATASETS, ImageData, load_dataset
 from gankit.data.cifar import safe_unpickle
 from gankit.data.idx import read_idx
-from gankit.errors import GankitError
+from gankit.core.errors import GankitError
 
 # ---------------------------------------------------------------------------------------------------------------------
 # IDX
@@ -96,11 +96,11 @@ def _mnist_dir(tmp_path: Path, n: int = 7, gz: bool = True, prefix: str = "t10k"
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_datasets_from_dir(tmp_path: Path, name: str, gz: bool) -> None:
     d = _mnist_dir(tmp_path, gz=gz)
-    data = DATASETS.get(name)(DataConfig(name=name, dir=str(d), split="val"))  # val = test
+    data = DATASETS.get(name).load(DataConfig(name=name, dir=str(d), split="val"))  # val = test
     assert data.images.shape == (7, 1, 28, 28) and data.images.dtype == torch.uint8
     assert data.labels.dtype == torch.int64 and data.labels.tolist() == [i % 10 for i in range(7)]
     assert data.num_classes == 10 and data.name == name
-    assert DATASETS.meta(name)["channels"] == 1
+    assert DATASETS.get(name).channels == 1
 
 
 def test_idx_all_split_concatenates_train_then_test(tmp_path: Path) -> None:
@@ -178,13 +178,13 @@ def write_cifar(folder: Path, n: int = 4, py2: bool = False) -> dict[str, dict[b
 @pytest.mark.parametrize("py2", [False, True])
 def test_cifar_round_trip(tmp_path: Path, py2: bool) -> None:
     batches = write_cifar(tmp_path / "cifar-10-batches-py", py2=py2)
-    data = DATASETS.get("cifar10")(DataConfig(name="cifar10", dir=str(tmp_path), split="train"))
+    data = DATASETS.get("cifar10").load(DataConfig(name="cifar10", dir=str(tmp_path), split="train"))
     assert data.images.shape == (20, 3, 32, 32) and data.images.dtype == torch.uint8
     first = batches["data_batch_1"]
     assert np.array_equal(data.images[:4].reshape(4, 3072).numpy(), first[b"data"])
     assert data.labels[:4].tolist() == first[b"labels"]
     assert data.class_names[0] == "airplane" and data.class_names[-1] == "truck"
-    test = DATASETS.get("cifar10")(DataConfig(name="cifar10", dir=str(tmp_path / "cifar-10-batches-py"), split="test"))
+    test = DATASETS.get("cifar10").load(DataConfig(name="cifar10", dir=str(tmp_path / "cifar-10-batches-py"), split="test"))
     assert test.labels.tolist() == batches["test_batch"][b"labels"]  # batches directly in data.dir work too
 
 

@@ -17,7 +17,7 @@ import pytest
 from gankit.config import DataConfig
 from gankit.data import idx, load_dataset
 from gankit.data.download import cache_dir, fetch
-from gankit.errors import GankitError
+from gankit.core.errors import GankitError
 
 
 class _Server:

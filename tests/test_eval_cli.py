@@ -8,8 +8,8 @@ from PIL import Image
 
 import gankit
 from gankit.cli import main
-from gankit.config import resolve
-from gankit.evaluation import holdout_split
+from gankit.config.layering import resolve
+from gankit.data.splits import holdout_split
 from gankit.data import load_dataset
 from gankit.config import DataConfig
 
@@ -125,7 +125,7 @@ def test_new_user_side_by_side_pairs_of_another_size(tmp_path):
 
 @pytest.mark.parametrize("run_split, other", [("all", "test"), ("val", "test"), ("test", None)])
 def test_eval_refuses_to_compare_with_images_the_run_trained_on(run_split, other):
-    from gankit.evaluation import reference_data
+    from gankit.data.splits import reference_data
 
     cfg = resolve(overrides={"data.split": run_split, "data.image_size": 16})
     with pytest.raises(gankit.GankitError, match="memorisation"):
@@ -133,7 +133,7 @@ def test_eval_refuses_to_compare_with_images_the_run_trained_on(run_split, other
 
 
 def test_collapse_monitor_ignores_wasserstein_losses():
-    from gankit.training import Monitor
+    from gankit.training.parts import Monitor
 
     rows = [{"loss/d": -5.0, "loss/g": float(i)} for i in range(12)]
     wgan, bce = Monitor(window=10, enabled=False), Monitor(window=10)

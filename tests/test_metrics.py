@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from gankit.data.base import ImageData
-from gankit.errors import GankitError
+from gankit.core.errors import GankitError
 from gankit.metrics import (
     FEATURES,
     FDReference,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gankit.config import ModelConfig
-from gankit.models import MODELS, build_models, sample_noise
+from gankit.nets import MODELS, build_models, sample_noise
 
 
 @pytest.mark.parametrize("size", [16, 28, 32, 64, 128])
@@ -67,7 +67,7 @@ def test_spectral_norm_flag():
 
 def test_every_registered_gan_model_builds():
     for name in MODELS.names():
-        if MODELS.meta(name).get("kind", "gan") != "gan":
+        if MODELS.get(name).task != "gan":
             continue
         c = ModelConfig(name=name, z_dim=8, g_channels=8, d_channels=8, g_hidden=(16,), d_hidden=(16,))
         g, d = build_models(c, (1, 28, 28))

@@ -11,7 +11,8 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from gankit.config import DataConfig, ModelConfig, resolve
+from gankit.config import DataConfig, ModelConfig
+from gankit.config.layering import resolve
 from gankit.data import load_dataset
 from gankit.data.paired import (
     SKETCH_TRAIN,
@@ -22,9 +23,9 @@ from gankit.data.paired import (
     sketch_boxes,
     sketch_regions,
 )
-from gankit.errors import GankitError
-from gankit.models import build_models, model_defaults
-from gankit.models.pix2pix import (
+from gankit.core.errors import GankitError
+from gankit.nets import build_models, model_defaults
+from gankit.nets.pix2pix import (
     PatchDiscriminator,
     UNetGenerator,
     layers_receptive_field,

@@ -24,9 +24,9 @@ import torch
 from safetensors.torch import load_file
 
 import gankit
-from gankit import checkpoint
+from gankit.training import checkpoint
 from gankit.cli import main
-from gankit.config import resolve
+from gankit.config.layering import resolve
 
 TINY = {
     "data.image_size": 16,
@@ -222,7 +222,7 @@ def forkserver() -> Iterator[multiprocessing.context.BaseContext]:
     """A multiprocessing context whose fork server has imported torch and gankit once, so each training process
     starts in a fraction of a second instead of the ~3 s a fresh interpreter needs for those imports."""
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["gankit.cli", "gankit.training", "gankit.sampling", "torch._dynamo", __name__])
+    ctx.set_forkserver_preload(["gankit.cli", "gankit.training.loop", "gankit.tasks", "torch._dynamo", __name__])
     yield ctx
     stop = getattr(multiprocessing.forkserver._forkserver, "_stop", None)  # the server this test started
     if stop is not None:
@@ -472,7 +472,7 @@ def test_kill_between_the_two_renames_is_recovered(tmp_path: Path, run_copy: Pat
     ckdir = run_copy / "checkpoints"
     os.replace(ckdir / "final", ckdir / ".old-final-99999")
     shutil.copytree(ckdir / "step-0000006", ckdir / ".tmp-final-99999")
-    (ckdir / ".latest.tmp-99999").write_text("step-0000006\n")
+    (ckdir / ".latest.99999.k1ll3d.part").write_text("step-0000006\n")
     assert checkpoint.candidates(ckdir)[0] == ckdir / ".old-final-99999"
     assert checkpoint.load_latest(ckdir).step == 6 and gankit.load(str(run_copy)).step == 6
     assert main(["train", "--resume", str(run_copy), "--steps", "8", "--no-progress"]) == 0
@@ -523,7 +523,7 @@ def test_nan_weights_are_never_saved(tmp_path: Path) -> None:
 def test_nan_weights_with_finite_losses(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                         monkeypatch: pytest.MonkeyPatch, on_nan: str) -> None:
     """A step whose loss is finite but which leaves NaN in the weights must not become a checkpoint."""
-    from gankit.recipes.gan import GANRecipe
+    from gankit.tasks.gan import GANTask as GANRecipe
 
     original, calls = GANRecipe.step, [0]
 

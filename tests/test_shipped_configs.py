@@ -11,11 +11,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from gankit.config import resolve
+from gankit.config.layering import resolve
 from gankit.data import DATASETS
 from gankit.data.base import ImageData
-from gankit.models import build_models
-from gankit.training import train
+from gankit.nets import build_models
+from gankit.training.loop import train
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SHIPPED = sorted(CONFIGS.rglob("*.yaml"))
@@ -39,7 +39,7 @@ SHRINK = {
 
 def stand_in(cfg) -> ImageData:
     """Random uint8 images of the config's (C, S, S) with labels 0..9: no files, no downloads."""
-    c = cfg.data.channels or DATASETS.meta(cfg.data.name).get("channels") or 3  # an image folder: colour photos
+    c = cfg.data.channels or DATASETS.get(cfg.data.name).channels or 3  # an image folder: colour photos
     s = cfg.data.image_size
     n = 16
     gen = torch.Generator().manual_seed(0)
@@ -136,8 +136,9 @@ def test_deep_dcgan_reaches_1024_channels():
 @pytest.mark.parametrize("name", ["dcgan-tf", "dcgan-3conv", "dcgan-upsample", "mlp-maxout"])
 @pytest.mark.parametrize("conditioning", ["concat", "projection"])
 def test_variants_condition_on_the_class(name: str, conditioning: str):
+    width = {"model.g_hidden": [32], "model.d_hidden": [16]} if name.startswith("mlp") else {"model.g_channels": 8, "model.d_channels": 8}
     cfg = resolve(overrides={"model.name": name, "data.name": "mnist", "data.image_size": 28, "model.num_classes": 10,
-                             "model.conditioning": conditioning, "model.g_channels": 8, "model.d_channels": 8})
+                             "model.conditioning": conditioning, **width})
     g, d = build_models(cfg.model, (1, 28, 28))
     y = torch.arange(4)
     x = g(torch.randn(4, cfg.model.z_dim), y)
@@ -148,7 +149,7 @@ def test_variants_condition_on_the_class(name: str, conditioning: str):
 
 
 def test_variant_rejects_a_size_it_cannot_make():
-    from gankit.errors import GankitError
+    from gankit.core.errors import GankitError
 
     with pytest.raises(GankitError, match="data.image_size=30"):
         resolve(overrides={"model.name": "dcgan-tf", "data.image_size": 30})

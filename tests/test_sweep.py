@@ -8,7 +8,7 @@ import pytest
 
 from gankit.cli import main
 from gankit.sweep import parse_grid, run_name
-from gankit.errors import GankitError
+from gankit.core.errors import GankitError
 
 
 def _sets(overrides: dict) -> list[str]:

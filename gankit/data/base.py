@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import GankitError
+from ..core.errors import GankitError
 
 
 @dataclass

@@ -12,10 +12,8 @@ when ``data.download`` is true and the batches are extracted by name.
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import tarfile
-import tempfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,11 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import DataConfig
-from ..errors import GankitError
+from ..config.schema import DataConfig
+from ..core.errors import GankitError
 from .base import ImageData
+from ..core.io import atomic_write_bytes
 from .download import cache_dir, fetch
-from .registry import DATASETS
+from .registry import dataset
 
 try:  # numpy >= 2
     from numpy._core.multiarray import _reconstruct
@@ -127,13 +126,7 @@ def _extract(archive: Path, out: Path) -> None:
     all_names = TRAIN_BATCHES + TEST_BATCHES
     written = set()
     for name, data in _tar_batches(archive, all_names):
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=out)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, out / name)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        atomic_write_bytes(out / name, data)
         written.add(name)
     missing = sorted(set(all_names) - written)
     if missing:
@@ -180,7 +173,7 @@ def _from_archive(archive: Path, names: tuple[str, ...]) -> list[tuple[str, byte
     return [(f"{archive}:{BATCH_DIR}/{n}", got[n]) for n in names]
 
 
-@DATASETS.register("cifar10", channels=3, num_classes=10)
+@dataset("cifar10", channels=3, num_classes=10)
 def load_cifar10(cfg: DataConfig) -> ImageData:
     """CIFAR-10: 50,000 train / 10,000 test colour images, (N, 3, 32, 32) uint8, labels 0-9 (airplane..truck).
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..config import DataConfig
+from ..config.schema import DataConfig
 from .base import ImageData
-from .registry import DATASETS
+from .registry import dataset
 
 
 # 8x8 digits carry little detail: a DCGAN of half the paper's width learns them as well, twice as fast.
-@DATASETS.register(
+@dataset(
     "digits", channels=1, num_classes=10, embedded=True, default_epochs=100,
     defaults={"model.g_channels": 32, "model.d_channels": 32},
 )

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -22,29 +20,11 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
-from ..errors import GankitError
+from ..core.errors import GankitError
+from ..core.io import atomic_writer, cache_dir, sha256_file  # noqa: F401  (cache_dir: readers find it here)
 
 _CHUNK = 1 << 20
 _USER_AGENT = "gankit-downloader/1 (python urllib)"  # some hosts refuse the default Python-urllib agent
-
-
-def cache_dir(cfg_cache_dir: str | None) -> Path:
-    """Where downloads go: ``data.cache_dir`` if set, else ``$GANKIT_CACHE``, else ``~/.cache/gankit``."""
-    if cfg_cache_dir:
-        return Path(cfg_cache_dir).expanduser()
-    env = os.environ.get("GANKIT_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "gankit"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _Retryable(Exception):
@@ -112,16 +92,10 @@ def fetch(
 
 def _fetch_once(url: str, dest: Path, expected: str | None, timeout: float, progress: bool) -> None:
     """One attempt: stream to a temp file in dest's folder, check length and hash, then move it into place."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            got = _stream(url, out, dest, timeout, progress)
+    with atomic_writer(dest) as out:
+        got = _stream(url, out, dest, timeout, progress)
         if expected is not None and got != expected:
             raise _SkipMirror(f"has the wrong checksum (expected sha256 {expected}, got {got})")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _stream(url: str, out: BinaryIO, dest: Path, timeout: float, progress: bool) -> str:

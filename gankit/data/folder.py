@@ -23,10 +23,10 @@ import torch
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from ..config import DataConfig
-from ..errors import GankitError
+from ..config.schema import DataConfig
+from ..core.errors import GankitError
 from .base import ImageData
-from .registry import DATASETS
+from .registry import dataset
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
@@ -139,7 +139,7 @@ def _decode(path: Path, size: int, channels: int) -> tuple[np.ndarray, bool]:
         raise GankitError(f"cannot decode image {path} ({type(e).__name__}: {e}); remove or replace the file") from e
 
 
-@DATASETS.register("folder", own_resize=True, channels=0, num_classes=0)  # 0: known only after reading the folder
+@dataset("folder", own_resize=True, channels=0, num_classes=0)  # 0: known only after reading the folder
 def load_folder(cfg: DataConfig) -> ImageData:
     """The images under ``cfg.dir`` as uint8 (N, C, S, S) with S = cfg.image_size.
 

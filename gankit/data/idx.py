@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import DataConfig
-from ..errors import GankitError
+from ..config.schema import DataConfig
+from ..core.errors import GankitError
 from .base import ImageData
 from .download import cache_dir, fetch
-from .registry import DATASETS
+from .registry import dataset
 
 # type code -> numpy dtype (all multi-byte types are big-endian in IDX)
 _IDX_DTYPES: dict[int, np.dtype] = {
@@ -225,19 +225,19 @@ def load_idx_dataset(name: str, cfg: DataConfig) -> ImageData:
     return ImageData(torch.from_numpy(images), torch.from_numpy(labels), name, list(source.class_names))
 
 
-@DATASETS.register("mnist", channels=1, num_classes=10)
+@dataset("mnist", channels=1, num_classes=10)
 def load_mnist(cfg: DataConfig) -> ImageData:
     """MNIST handwritten digits: 60,000 train / 10,000 test, (N, 1, 28, 28) uint8, labels 0-9."""
     return load_idx_dataset("mnist", cfg)
 
 
-@DATASETS.register("fashion-mnist", channels=1, num_classes=10)
+@dataset("fashion-mnist", channels=1, num_classes=10)
 def load_fashion_mnist(cfg: DataConfig) -> ImageData:
     """Fashion-MNIST (Zalando article images): 60,000 train / 10,000 test, (N, 1, 28, 28) uint8, 10 classes."""
     return load_idx_dataset("fashion-mnist", cfg)
 
 
-@DATASETS.register("kmnist", channels=1, num_classes=10)
+@dataset("kmnist", channels=1, num_classes=10)
 def load_kmnist(cfg: DataConfig) -> ImageData:
     """Kuzushiji-MNIST (cursive Japanese hiragana): 60,000 train / 10,000 test, (N, 1, 28, 28) uint8, 10 classes."""
     return load_idx_dataset("kmnist", cfg)

@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFilter, ImageOps
 
-from ..config import DataConfig
-from ..errors import GankitError
+from ..config.schema import DataConfig
+from ..core.errors import GankitError
 from .base import ImageData
 from .folder import IMAGE_EXTENSIONS, _to_gray_or_rgb
-from .registry import DATASETS
+from .registry import dataset
 
 IMAGE_EXTS = tuple(sorted(IMAGE_EXTENSIONS))  # the 'folder' reader's list, so both readers see the same files
 SPLITS = ("train", "val", "test")
@@ -194,7 +194,7 @@ def _finish(a: torch.Tensor, b: torch.Tensor, name: str, cfg: DataConfig) -> Ima
     return ImageData(a, torch.full((a.shape[0],), -1, dtype=torch.int64), name, [], targets=b)
 
 
-@DATASETS.register(
+@dataset(
     "paired", paired=True, own_resize=True, channels=3, default_epochs=100, distinct_val=True,
     defaults={"model.name": "pix2pix", "data.image_size": 128, "train.batch_size": 4},
 )
@@ -303,7 +303,7 @@ def _sketch_crops(photos: list[np.ndarray], boxes: list[tuple[int, int, int, int
     ])
 
 
-@DATASETS.register(
+@dataset(
     "sketch", paired=True, own_resize=True, channels=3, input_channels=1, embedded=True, default_epochs=60,
     defaults={"data.image_size": 64, "train.batch_size": 8, "model.g_channels": 32, "model.d_channels": 32},
 )
@@ -376,3 +376,12 @@ def augment_pairs(
     ci = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
     out = x[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]  # (B, C_a + C_b, H, W)
     return out[:, :ca].contiguous(), out[:, ca:].to(b.dtype).contiguous()
+
+
+def read_input_image(path: Path, channels: int, size: int) -> torch.Tensor:
+    """One image as uint8 (C, S, S), decoded exactly as training pairs are (EXIF rotation, transparency on white,
+    16-bit scaling), converted to ``channels`` and resized to ``size``: what `gankit translate` feeds a model."""
+    im = _decode(path, channels).resize((size, size), Image.BICUBIC)
+    arr = np.asarray(im, dtype=np.uint8)
+    arr = arr[:, :, None] if arr.ndim == 2 else arr
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)

@@ -18,7 +18,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..data.base import ImageData, to_float
-from ..errors import GankitError
+from ..core.errors import GankitError
 from .fd import fd as frechet_fd
 from .fd import feature_stats, frechet_distance
 from .features import ClassifierFeatures, FeatureExtractor, build_extractor

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import GankitError
+from ..core.errors import GankitError
 
 ArrayLike = np.ndarray | torch.Tensor
 

@@ -37,8 +37,8 @@ from ..data.base import ImageData, to_float
 from ..data.download import cache_dir as data_cache_dir
 from ..data.download import fetch, sha256_file
 from ..data.transforms import convert_channels, resize
-from ..errors import GankitError
-from ..registry import Registry
+from ..core.errors import GankitError
+from ..core.registry import Registry
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -299,7 +299,7 @@ def train_classifier(
     return net, meta
 
 
-@FEATURES.register("classifier", needs_train=True)
+@FEATURES.register("classifier")
 def _build_classifier(
     train: ImageData | None = None,
     inception_path: str | Path | None = None,
@@ -397,7 +397,7 @@ class InceptionFeatures(FeatureExtractor):
         return {**super().info(), "sha256": self.sha256, "url": INCEPTION_URL}
 
 
-@FEATURES.register("inception", needs_train=False)
+@FEATURES.register("inception")
 def _build_inception(
     train: ImageData | None = None,
     inception_path: str | Path | None = None,
@@ -431,6 +431,6 @@ class PixelFeatures(FeatureExtractor):
         return x.numpy(), None
 
 
-@FEATURES.register("pixels", needs_train=False)
+@FEATURES.register("pixels")
 def _pixels(train: ImageData | None = None, **_: Any) -> FeatureExtractor:
     return PixelFeatures()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import GankitError
+from ..core.errors import GankitError
 
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import xlogy
 
-from ..errors import GankitError
+from ..core.errors import GankitError
 from .fd import ArrayLike, as_float64
 
 

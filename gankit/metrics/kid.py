@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import GankitError
+from ..core.errors import GankitError
 from .fd import ArrayLike, as_float64
 
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..errors import GankitError
+from ..core.errors import GankitError
 from .fd import ArrayLike
 from .prdc import as_rows, squared_distances
 

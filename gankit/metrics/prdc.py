@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import GankitError
+from ..core.errors import GankitError
 from .fd import ArrayLike, as_float64
 
 # Elements of one block of the distance matrix (float64): 2**24 is 128 MiB.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch.nn as nn
 from torch import Tensor
 
-from ..errors import GankitError
+from ..core.errors import GankitError
 from .blocks import LabelConditioning, activation, with_label
 
 

@@ -1,20 +1,26 @@
-"""The unconditional/conditional GAN step for every loss in the registry: k D updates, then one G update."""
+"""The GAN family (unconditional and conditional, every loss in the registry): training (k D updates, then one G
+update), sampling from a trained run, and its scores."""
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..config import Config
-from ..data.base import Batcher, ImageData, to_float
-from ..errors import GankitError
+from ..config.schema import Config
+from ..core.errors import GankitError
+from ..data.base import Batcher, ImageData, to_float, to_uint8
+from ..data.splits import holdout_only, reference_data
 from ..losses import LOSSES, gradient_penalty
-from ..models import build_models, sample_noise
+from ..nets import build_models, sample_noise
 from ..optim import build_optimizer
-from . import RECIPES
+from ..training.checkpoint import Checkpoint, load_module
+from .base import TASKS, TaskSpec, TrainedRun
 
 PREVIEW = 64  # images in the fixed-noise grid
 EVAL_N = 2000  # samples and real images for the training-time FD
@@ -47,8 +53,22 @@ class EMA:
             be.copy_(b)
 
 
-@RECIPES.register("gan")
-class GANRecipe:
+@torch.no_grad()
+def generate(g: nn.Module, z: Tensor, labels: Tensor | None = None, batch: int = 500) -> Tensor:
+    """(N, z_dim) noise -> (N, C, H, W) float in [-1, 1] on the CPU, in batches so N can be large; G in eval mode for
+    the call (BatchNorm uses its running statistics), then back in the mode it was in."""
+    dev = next(g.parameters()).device
+    was = g.training
+    g.eval()
+    out = []
+    for i in range(0, z.shape[0], batch):
+        y = None if labels is None else labels[i : i + batch].to(dev)
+        out.append(g(z[i : i + batch].to(dev), y).float().cpu())
+    g.train(was)
+    return torch.cat(out)
+
+
+class GANTask:
     def __init__(self, cfg: Config, data: ImageData, device: torch.device, val: ImageData | None = None) -> None:
         m = cfg.model
         if m.num_classes:
@@ -158,14 +178,13 @@ class GANRecipe:
     best_metric = ("eval/fd", "min")  # what the `best` checkpoint keeps
 
     @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
+    def validate(self) -> dict[str, float]:
         """FD in the domain classifier's feature space between up to EVAL_N samples and as many real images: the
         held-out ones (``data.holdout``) when there are enough, so `best` does not reward memorising, else training
         images (fixed noise and a fixed subset, so successive values compare). Off unless train.eval_every > 0."""
         if not self.cfg.train.eval_every:
             return {}
-        from ..data.base import to_uint8
-        from ..metrics import FDReference, build_extractor
+        from ..metrics import FDReference, build_extractor  # the feature extractor is only needed with eval_every
 
         if self._fd_ref is None:
             ref = self.val if self.val is not None and len(self.val) >= EVAL_MIN_HELD else self.data
@@ -177,15 +196,7 @@ class GANRecipe:
             self._eval_z = sample_noise(n, self.cfg.model.z_dim, self.cfg.model.noise, "cpu", gen)
             k = max(self.cfg.model.num_classes, 1)
             self._eval_y = torch.arange(n) % k if self.cfg.model.num_classes else None
-        s = self.sampler
-        was = s.training
-        s.eval()
-        out = []
-        for i in range(0, len(self._eval_z), 500):
-            y = None if self._eval_y is None else self._eval_y[i : i + 500].to(self.device)
-            out.append(to_uint8(s(self._eval_z[i : i + 500].to(self.device), y)).cpu())
-        s.train(was)
-        return {"eval/fd": self._fd_ref(torch.cat(out))}
+        return {"eval/fd": self._fd_ref(to_uint8(generate(self.sampler, self._eval_z, self._eval_y)))}
 
     def images_per_step(self) -> int:
         return self.cfg.train.batch_size * self.cfg.train.d_steps
@@ -194,12 +205,96 @@ class GANRecipe:
     @torch.no_grad()
     def preview(self) -> dict[str, tuple[Tensor, int]]:
         """name -> (images in [-1, 1], images per row): the fixed-noise grid, and one row per class if conditional."""
-        s = self.sampler
-        was = s.training
-        s.eval()
-        pics = {"step": (s(self.preview_z, self.preview_labels), 8)}
+        pics = {"step": (generate(self.sampler, self.preview_z, self.preview_labels), 8)}
         if self.class_labels is not None:
-            pics["classes"] = (s(self.class_z, self.class_labels), 8)
-        s.train(was)
+            pics["classes"] = (generate(self.sampler, self.class_z, self.class_labels), 8)
         return pics
 
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# a trained run
+
+
+@dataclass
+class TrainedGenerator:
+    """G of a finished (or running) run, in eval mode, on the CPU unless moved."""
+
+    g: nn.Module
+    config: Config
+    image_shape: tuple[int, int, int]
+    class_names: list[str]
+    step: int
+    run_dir: Path
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.model.num_classes
+
+    def noise(self, n: int, seed: int = 0) -> Tensor:
+        gen = torch.Generator().manual_seed(seed)
+        return sample_noise(n, self.config.model.z_dim, self.config.model.noise, "cpu", gen)
+
+    def labels(self, n: int, class_id: int | None = None) -> Tensor | None:
+        """Requested class for every sample, or classes in turn (0, 1, ..., K-1, 0, ...) for a conditional G."""
+        if not self.num_classes:
+            if class_id is not None:
+                raise GankitError(f"--class {class_id}: run {self.run_dir} is not conditional (model.num_classes=0)")
+            return None
+        if class_id is not None:
+            if not 0 <= class_id < self.num_classes:
+                raise GankitError(f"--class {class_id}: run {self.run_dir} has classes 0..{self.num_classes - 1}")
+            return torch.full((n,), class_id, dtype=torch.long)
+        return torch.arange(n) % self.num_classes
+
+    def generate(self, z: Tensor, labels: Tensor | None = None, batch: int = 500) -> Tensor:
+        """(N, z_dim) noise -> (N, C, H, W) float in [-1, 1]; batched so N can be large."""
+        if z.shape[0] == 0:
+            return torch.zeros((0, *self.image_shape))
+        return generate(self.g, z, labels, batch)
+
+    def sample(self, n: int, seed: int = 0, class_id: int | None = None) -> Tensor:
+        """n images (N, C, H, W) in [-1, 1]; the same (n, seed) gives the same images."""
+        return self.generate(self.noise(n, seed), self.labels(n, class_id))
+
+
+def load_generator(ck: Checkpoint, run: TrainedRun) -> TrainedGenerator:
+    """G of a run (the EMA copy when the run kept one) from one of its checkpoints."""
+    shape = tuple(run.meta.get("image_shape", ()))
+    if len(shape) != 3:
+        raise GankitError(f"run {run.run_dir}: its checkpoint does not record the image shape; it was not written by gankit train")
+    g, _ = build_models(run.config.model, shape)  # type: ignore[arg-type]
+    load_module(g, ck.tensors["ema" if "ema" in ck.tensors else "g"], "generator", ck)
+    g.eval()
+    return TrainedGenerator(g, run.config, shape, list(run.meta.get("class_names", [])), run.step, run.run_dir)  # type: ignore[arg-type]
+
+
+def evaluate_generator(
+    gen: TrainedGenerator, cfg: Config, *, n: int, features: str, split: str | None, inception_path: str | None, parzen: bool,
+    seed: int, progress: bool, **_: Any,
+) -> dict[str, Any]:
+    """`gankit eval` of a GAN run: n samples against the run's held-out or test images; writes memorisation.png."""
+    from ..metrics import evaluate
+
+    train, test = reference_data(cfg, split)
+    labels = gen.labels(n) if gen.num_classes else None
+    samples = to_uint8(gen.generate(gen.noise(n, seed), labels))
+    res = evaluate(samples, test, train, features=features, inception_path=inception_path, sample_labels=labels,
+                   parzen=parzen, seed=seed, progress=progress, sheet_path=gen.run_dir / "memorisation.png")
+    res.update(run=str(gen.run_dir), step=gen.step, split=split or ("holdout" if cfg.data.holdout else "test"))
+    return res
+
+
+def _next_steps(run_dir: Path) -> list[str]:
+    return [f"more samples: gankit sample {run_dir} --n 64 --out grid.png   scores: gankit eval {run_dir}"]
+
+
+TASKS.add("gan", TaskSpec(
+    build=GANTask, split_validation=holdout_only, load=load_generator, evaluate=evaluate_generator,
+    use="gankit sample", next_steps=_next_steps,
+))

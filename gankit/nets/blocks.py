@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..registry import Registry
+from ..core.registry import Registry
 
 ACTIVATIONS: Registry[type] = Registry("activation")
 ACTIVATIONS.add("relu", lambda: nn.ReLU(inplace=True))

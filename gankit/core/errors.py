@@ -17,3 +17,14 @@ class DivergedError(GankitError):
     """Training produced NaN or Inf; the last good checkpoint is kept untouched."""
 
     exit_code = 3
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived during training; a checkpoint was written. ``exit_code`` is 130 or 143."""
+
+    def __init__(self, signum: int, run_dir: object, step: int) -> None:
+        import signal
+
+        self.exit_code = 128 + signum
+        name = signal.Signals(signum).name
+        super().__init__(f"{name} at step {step}: checkpoint saved; continue with `gankit train --resume {run_dir}`")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .errors import GankitError
+from ..core.errors import GankitError
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate_npy, evaluate_run, write_json
-    from .metrics import format_table
+    from ..eval import evaluate_npy, evaluate_run, write_json
+    from ..metrics import format_table
 
     if args.n <= 0:
         raise GankitError(f"--n must be > 0, got {args.n}")
@@ -39,12 +39,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from .metrics import FEATURES
-
     e = sub.add_parser("eval", help="FD, KID, IS, precision/recall, density/coverage, Parzen, class coverage, memorisation")
     e.add_argument("run", nargs="?", help="run folder")
     e.add_argument("--n", type=int, default=10000, help="samples to draw (default 10000)")
-    e.add_argument("--features", choices=FEATURES.names(), default="classifier",
+    e.add_argument("--features", choices=["classifier", "inception", "pixels"], default="classifier",
                    help="feature space (classifier: trained on the data set, offline; inception: the FID network)")
     e.add_argument("--inception", metavar="PATH", help="inception-2015-12-05.pt (TorchScript) for --features inception")
     e.add_argument("--split", choices=["train", "test", "val", "all"], help="real images to compare with (default test, or the run's holdout)")

@@ -18,8 +18,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
-from .errors import GankitError
-from .registry import closest
+from ..core.errors import GankitError
+from ..core.registry import closest
 
 
 @dataclass(frozen=True)
@@ -332,64 +332,8 @@ def dump_yaml(cfg: Config) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 
-def resolve(
-    file: str | Path | None = None,
-    overrides: dict[str, Any] | None = None,
-    base: dict[str, Any] | None = None,
-) -> Config:
-    """Defaults <- the model's own defaults <- ``base`` <- YAML ``file`` <- dotted ``overrides``; validated."""
-    layered: dict[str, Any] = dict(base or {})
-    if file is not None:
-        layered = deep_merge(layered, read_yaml(file))
-    for key, value in (overrides or {}).items():
-        set_dotted(layered, key, value)
-    from .data import DATASETS
-    from .models import model_defaults  # late import: models register themselves
-
-    def section(name: str) -> dict[str, Any]:
-        sec = layered.get(name)
-        return sec if isinstance(sec, dict) else {}
-
-    model_name = str(section("model").get("name", ModelConfig.name))
-    data_name = str(section("data").get("name", DataConfig.name))
-    if "name" not in section("data") and model_name in _models():
-        # An image-to-image model with no data named trains on its own embedded default.
-        data_name = str(_models().meta(model_name).get("default_data", data_name))
-        set_dotted(layered, "data.name", data_name)
-    # Beneath the user's layers: the data set's suggested model settings, then the model's own defaults.
-    under: dict[str, Any] = {}
-    if data_name in DATASETS:
-        for key, value in DATASETS.meta(data_name).get("defaults", {}).items():
-            set_dotted(under, key, value)
-    if "name" not in section("model"):
-        model_name = str(under.get("model", {}).get("name", model_name))  # e.g. paired data -> pix2pix
-    under = deep_merge({"model": model_defaults(model_name)}, under)
-    layered = deep_merge(under, layered)
-    cfg = Config.from_dict(layered)
-    if not (cfg.train.steps or cfg.train.epochs or cfg.train.max_minutes):
-        # No budget given: the data set's own default (a few minutes on a laptop for the embedded ones).
-        cfg = cfg.replace(**{"train.epochs": DATASETS.meta(cfg.data.name).get("default_epochs", 20)})
-    validate(cfg)
-    return cfg
-
-
-def _models():  # late import: the models package imports this module and registers itself on import
-    from .models import MODELS
-
-    return MODELS
-
-
-def validate(cfg: Config) -> None:
-    """Value checks that types cannot express; names are checked against the registries."""
-    from .data import DATASETS
-    from .losses import LOSSES
-    from .models import MODELS
-    from .optim import OPTIMIZERS
-
-    DATASETS.get(cfg.data.name)
-    MODELS.get(cfg.model.name)
-    LOSSES.get(cfg.loss.name)
-    OPTIMIZERS.get(cfg.optim.name)
+def check_values(cfg: Config) -> None:
+    """Value checks that types cannot express and that need no registry (names are checked in :mod:`.layering`)."""
     positive = {
         "train.batch_size": cfg.train.batch_size,
         "train.d_steps": cfg.train.d_steps,
@@ -445,18 +389,9 @@ def validate(cfg: Config) -> None:
         raise GankitError(f"optim.alpha must be in [0, 1) and optim.rho in [0, 1], got {cfg.optim.alpha} and {cfg.optim.rho}")
     if cfg.train.nan_max_rollbacks < 0:
         raise GankitError(f"train.nan_max_rollbacks must be >= 0, got {cfg.train.nan_max_rollbacks}")
-    loss = LOSSES.get(cfg.loss.name)
-    if cfg.loss.label_smoothing and not loss.smoothing:
-        raise GankitError(f"loss.label_smoothing has no meaning for loss '{cfg.loss.name}' (no target label); set it to 0")
-    if loss.gradient_penalty and cfg.model.d_batchnorm:
-        raise GankitError(
-            f"loss '{cfg.loss.name}' penalises each sample's gradient, which BatchNorm in D mixes across the batch; "
-            f"add --set model.d_batchnorm=false"
-        )
     if cfg.train.threads > 1024:
         raise GankitError(f"train.threads={cfg.train.threads} is not a thread count; use 0 (the cores this process may use) or a small number")
     if cfg.data.channels not in (0, 1, 3):
         raise GankitError(f"data.channels must be 0 (the data set's own), 1 or 3, got {cfg.data.channels}")
     if not 0 < cfg.train.nan_lr_factor < 1:
         raise GankitError(f"train.nan_lr_factor must be in (0, 1), got {cfg.train.nan_lr_factor}")
-    MODELS.meta(cfg.model.name).get("check", lambda c: None)(cfg)

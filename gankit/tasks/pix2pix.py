@@ -1,20 +1,29 @@
-"""pix2pix (Isola et al. 2017): U-Net G, PatchGAN D on (input, output) pairs, GAN loss + lambda * L1."""
+"""pix2pix (Isola et al. 2017): U-Net G, PatchGAN D on (input, output) pairs, GAN loss + lambda * L1; translating
+with a trained run, and its scores."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..config import Config
+from ..config.schema import Config
+from ..core.errors import GankitError
+from ..data import load_dataset
 from ..data.base import Batcher, ImageData, to_float, to_uint8
 from ..data.paired import augment_pairs, default_load_size
-from ..errors import GankitError
+from ..data.splits import holdout_or_val
+from ..data.transforms import convert_channels
 from ..losses import LOSSES
 from ..metrics.evaluate import evaluate_paired
-from ..models import build_models
+from ..nets import build_models
 from ..optim import build_optimizer
-from . import RECIPES
+from ..training.checkpoint import Checkpoint, load_module
+from .base import TASKS, TaskSpec, TrainedRun
 from .gan import set_requires_grad
 
 SHEET_ROWS = 8  # validation pairs on each epoch's input | output | target sheet
@@ -24,8 +33,19 @@ def as_rgb(x: Tensor, channels: int) -> Tensor:
     return x.expand(-1, channels, -1, -1) if x.shape[1] == 1 and channels == 3 else x
 
 
-@RECIPES.register("pix2pix")
-class Pix2PixRecipe:
+@torch.no_grad()
+def translate(g: nn.Module, a: Tensor, batch: int = 32) -> Tensor:
+    """Inputs (N, C_A, H, W) in [-1, 1] -> outputs (N, C_B, H, W) on the CPU; G in eval mode for the call, so the
+    outputs are deterministic, then back in the mode it was in."""
+    dev = next(g.parameters()).device
+    was = g.training
+    g.eval()
+    out = torch.cat([g(a[i : i + batch].to(dev)).cpu() for i in range(0, a.shape[0], batch)])
+    g.train(was)
+    return out
+
+
+class Pix2PixTask:
     def __init__(self, cfg: Config, data: ImageData, device: torch.device, val: ImageData | None = None) -> None:
         if data.targets is None:
             raise GankitError(f"model {cfg.model.name} needs paired data; '{data.name}' has no targets")
@@ -91,18 +111,9 @@ class Pix2PixRecipe:
         return {"loss/d": loss_d.detach(), "loss/g": loss_g.detach(), "loss/g_gan": loss_gan.detach(), "l1": l1.detach()}
 
     @torch.no_grad()
-    def translate(self, a: Tensor, batch: int = 32) -> Tensor:
-        """Inputs (N, C_A, H, W) in [-1, 1] -> outputs (N, C_B, H, W), G in eval mode (deterministic)."""
-        was = self.g.training
-        self.g.eval()
-        out = torch.cat([self.g(a[i : i + batch].to(self.device)).cpu() for i in range(0, a.shape[0], batch)])
-        self.g.train(was)
-        return out
-
-    @torch.no_grad()
     def preview(self) -> dict[str, tuple[Tensor, int]]:
         """One row per validation pair: input | output | target."""
-        out = self.translate(self.sheet_a).to(self.device)
+        out = translate(self.g, self.sheet_a).to(self.device)
         c = self.image_shape[0]
         rows = torch.stack([as_rgb(self.sheet_a, c), out, as_rgb(self.sheet_b, c)], 1)  # (R, 3, C, H, W)
         return {"step": (rows.flatten(0, 1), 3)}
@@ -110,10 +121,79 @@ class Pix2PixRecipe:
     best_metric = ("eval/l1", "min")
 
     @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
+    def validate(self) -> dict[str, float]:
         """L1, PSNR and SSIM of G's outputs against the validation targets."""
         if self.val is None or len(self.val) == 0:
             return {}
-        out = to_uint8(self.translate(to_float(self.val.images)))
+        out = to_uint8(translate(self.g, to_float(self.val.images)))
         res = evaluate_paired(out, self.val.targets)  # as `gankit eval` scores it: uint8 outputs, in chunks
         return {f"eval/{k}": float(res[k]) for k in ("l1", "psnr", "ssim")}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# a trained run
+
+
+@dataclass
+class Translator:
+    """G of an image-to-image run: input images (A) -> outputs (B)."""
+
+    g: nn.Module
+    config: Config
+    in_channels: int
+    image_shape: tuple[int, int, int]
+    step: int
+    run_dir: Path
+
+    def translate(self, a: Tensor, batch: int = 16) -> Tensor:
+        """(N, C_A, S, S) float in [-1, 1] -> (N, C_B, S, S) in [-1, 1]; G in eval mode, so outputs are deterministic."""
+        if a.shape[0] == 0:
+            return torch.zeros((0, *self.image_shape))
+        if a.shape[1] != self.in_channels:
+            a = to_float(convert_channels(to_uint8(a), self.in_channels))
+        return translate(self.g, a, batch)
+
+
+def load_translator(ck: Checkpoint, run: TrainedRun) -> Translator:
+    shape = tuple(run.meta["image_shape"])
+    in_ch = int(run.meta["input_channels"])
+    g, _ = build_models(run.config.model, shape, in_ch)  # type: ignore[arg-type]
+    load_module(g, ck.tensors["g"], "generator", ck)
+    g.eval()
+    return Translator(g, run.config, in_ch, shape, run.step, run.run_dir)  # type: ignore[arg-type]
+
+
+def evaluate_translator(
+    tr: Translator, cfg: Config, *, features: str, split: str | None, inception_path: str | None, progress: bool, **_: Any
+) -> dict[str, Any]:
+    """`gankit eval` of a pix2pix run: L1/PSNR/SSIM (and FD with image features) on the pairs training validated on,
+    or on ``split``."""
+    from dataclasses import replace
+
+    from ..metrics import build_extractor
+
+    if split:
+        val = load_dataset(replace(cfg.data, split=split, limit=0))
+    else:  # exactly the pairs training validated on
+        val = holdout_or_val(cfg, load_dataset(cfg.data), lambda m: None)[1]
+    out = to_uint8(tr.translate(to_float(val.images)))
+    ext = build_extractor(features if features != "classifier" else "pixels", None, inception_path, None, progress)
+    res = evaluate_paired(out, val.targets, ext)
+    res.update(run=str(tr.run_dir), step=tr.step, split=split or "val", features=ext.name)
+    return res
+
+
+def _next_steps(run_dir: Path) -> list[str]:
+    return [f"translate: gankit translate {run_dir} IMAGE_OR_FOLDER --out DIR   scores: gankit eval {run_dir}"]
+
+
+TASKS.add("pix2pix", TaskSpec(
+    build=Pix2PixTask, split_validation=holdout_or_val, load=load_translator, evaluate=evaluate_translator,
+    use="gankit translate", next_steps=_next_steps, validate_with_previews=True,
+))

@@ -26,9 +26,9 @@ from collections.abc import Callable, Sequence
 import torch.nn as nn
 from torch import Tensor
 
-from ..config import Config, ModelConfig
-from ..errors import GankitError
-from . import MODELS
+from ..config.schema import Config, ModelConfig
+from ..core.errors import GankitError
+from . import CONV_FIELDS, GAN_FIELDS, model
 from .dcgan import widths
 from .blocks import LabelConditioning, activation, with_label
 from .mlp import MLPGenerator
@@ -218,9 +218,10 @@ def _size_check(name: str, multiple: int) -> Callable[[Config], None]:
     return check
 
 
-@MODELS.register(
+@model(
     "dcgan-tf",
-    kind="gan",
+    task="gan",
+    fields=CONV_FIELDS,
     check=_size_check("dcgan-tf", 4),
     defaults={"g_activation": "leaky_relu_0.3", "d_activation": "leaky_relu_0.3", "g_batchnorm": True,
               "d_batchnorm": False, "d_dropout": 0.3, "g_channels": 64, "d_channels": 64},
@@ -236,9 +237,10 @@ def _dcgan_tf(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 
     return g, d
 
 
-@MODELS.register(
+@model(
     "dcgan-3conv",
-    kind="gan",
+    task="gan",
+    fields=CONV_FIELDS,
     check=_size_check("dcgan-3conv", 4),
     defaults={"g_activation": "leaky_relu", "d_activation": "leaky_relu", "g_batchnorm": True, "d_batchnorm": True,
               "g_dropout": 0.5, "d_dropout": 0.0, "g_channels": 64, "d_channels": 64},
@@ -255,9 +257,10 @@ def _dcgan_3conv(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int
     return g, d
 
 
-@MODELS.register(
+@model(
     "dcgan-upsample",
-    kind="gan",
+    task="gan",
+    fields=CONV_FIELDS,
     check=_size_check("dcgan-upsample", 4),
     defaults={"g_activation": "leaky_relu", "d_activation": "leaky_relu", "g_batchnorm": False, "d_batchnorm": False,
               "g_dropout": 0.25, "d_dropout": 0.25, "g_channels": 64, "d_channels": 64},
@@ -273,11 +276,13 @@ def _dcgan_upsample(c: ModelConfig, shape: tuple[int, int, int], cond_channels: 
     return g, d
 
 
-@MODELS.register(
+@model(
     "mlp-maxout",
-    kind="gan",
+    task="gan",
+    # Maxout D has no BatchNorm option: d_batchnorm is fixed off (so WGAN-GP needs no flag) and not the user's to set.
+    fields=GAN_FIELDS | {"g_hidden", "d_hidden", "g_batchnorm", "g_activation", "g_dropout", "d_dropout"},
     defaults={"g_hidden": [1200, 1200], "d_hidden": [240, 240], "g_batchnorm": False, "g_activation": "relu",
-              "d_dropout": 0.5, "init": "default"},
+              "d_dropout": 0.5, "init": "default", "d_batchnorm": False},
 )
 def _mlp_maxout(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> tuple[nn.Module, nn.Module]:
     """Report 003 (the 2014 paper's MNIST nets): G ReLU MLP 1200-1200 -> tanh; D maxout 240x5, 240x5 with dropout."""

@@ -2,7 +2,7 @@
 
 A checkpoint is a folder ``checkpoints/<name>/``:
   g.safetensors, d.safetensors, [ema.safetensors]   model weights and buffers
-  optim.safetensors                                 optimizer state tensors (non-tensor parts are in state.json)
+  optim_g.safetensors, optim_d.safetensors          optimizer state tensors (non-tensor parts are in state.json)
   state.json                                        config, step, epoch, data position, RNG states as plain ints,
                                                     gankit version, and every file's size and SHA256
 It is written into a temp folder beside the others, every file and the folder fsynced, then renamed into place;
@@ -23,25 +23,25 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from .data.download import sha256_file
-from .errors import DivergedError, GankitError
-from .runlog import atomic_write_bytes
+from ..core.errors import DivergedError, GankitError
+from ..core.io import atomic_write_bytes, fsync_dir, part_file_pid, pid_alive, sha256_file
 
 FORMAT = 1  # bump when the layout changes; loaders refuse formats they do not know
 STEP_RE = re.compile(r"^step-(\d+)$")
 OLD_RE = re.compile(r"^\.old-(.+)-(\d+)$")  # the previous copy of a checkpoint while save() replaces it
+TMP_RE = re.compile(r"^\.tmp-.+-(\d+)$")  # a checkpoint being written by process N
 FILE_RE = re.compile(r"^[A-Za-z0-9_.-]+\.safetensors$")  # what state.json may list: plain names inside the folder
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 
@@ -53,19 +53,6 @@ def _write_file(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -174,7 +161,7 @@ def save(
         full = {"format": FORMAT, "gankit_version": _version(), **state, "files": files}
         path = tmp / "state.json"
         atomic_write_bytes(path, json.dumps(full).encode())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         shown = ckpt_dir / name / path.name if path != tmp else ckpt_dir / name  # the name the user will look for
@@ -192,10 +179,10 @@ def save(
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
-    _fsync_dir(ckpt_dir)
+    fsync_dir(ckpt_dir)
     if move_latest:
         atomic_write_bytes(ckpt_dir / "latest", (name + "\n").encode())
-        _fsync_dir(ckpt_dir)
+        fsync_dir(ckpt_dir)
     return final
 
 
@@ -210,21 +197,25 @@ def latest_name(ckpt_dir: Path) -> str | None:
 
 def tidy(ckpt_dir: Path) -> None:
     """Clean up after a killed save: put back a checkpoint that was moved aside (a kill between save()'s two
-    renames), drop leftover copies and temp folders/files of other processes."""
-    me = f"-{os.getpid()}"
+    renames), drop leftover copies and temp folders/files of processes that are gone. Files of a live process
+    (this one, or another that holds them right now) are never touched."""
+    def gone(pid: int | None) -> bool:
+        return pid is not None and pid != os.getpid() and not pid_alive(pid)
+
     for p in sorted(ckpt_dir.glob(".old-*")):
         m = OLD_RE.match(p.name)
-        if m is None or m[2] == str(os.getpid()):
+        if m is None or not gone(int(m[2])):
             continue
         if (ckpt_dir / m[1]).exists():
             shutil.rmtree(p, ignore_errors=True)
         else:
             os.replace(p, ckpt_dir / m[1])
     for p in ckpt_dir.glob(".tmp-*"):
-        if not p.name.endswith(me):
+        m = TMP_RE.match(p.name)
+        if m is not None and gone(int(m[1])):
             shutil.rmtree(p, ignore_errors=True)
-    for p in ckpt_dir.glob(".latest.tmp-*"):
-        if not p.name.endswith(me):
+    for p in ckpt_dir.glob(".*.part"):
+        if gone(part_file_pid(p.name)):
             p.unlink(missing_ok=True)
 
 
@@ -361,3 +352,87 @@ def load_module(
             f"checkpoint {ck.path} holds a different {what}: saved by gankit {ck.state.get('gankit_version')} for model "
             f"'{saved.get('name')}' (z_dim {saved.get('z_dim')}), {ours}: {detail}"
         ) from None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# a training run's checkpoints
+
+
+class Checkpointable(Protocol):
+    """What a checkpoint holds of a task (gankit.tasks.Task satisfies it)."""
+
+    @property
+    def modules(self) -> dict[str, torch.nn.Module]: ...
+
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]: ...
+
+    def extra_state(self) -> dict[str, Any]: ...
+
+    def load_extra_state(self, state: dict[str, Any]) -> None: ...
+
+
+class Resumable(Protocol):
+    """The data position (gankit.data.Batcher satisfies it)."""
+
+    @property
+    def progress(self) -> float: ...
+
+    def state_dict(self) -> dict[str, int]: ...
+
+    def load_state_dict(self, state: dict[str, int]) -> None: ...
+
+
+class Checkpointer:
+    """Saves and restores everything a run needs to continue exactly: the task's modules, optimizers and extra
+    state, the data position, every RNG, and the loop's state. Writes nothing on ranks other than 0."""
+
+    def __init__(self, ckpt_dir: Path, task: Checkpointable, batcher: Resumable, config: dict[str, Any],
+                 meta: dict[str, Any], keep_last: int, active: bool = True) -> None:
+        self.dir, self.task, self.batcher = ckpt_dir, task, batcher
+        self.config, self.meta, self.keep_last, self.active = config, meta, keep_last, active
+
+    def save(self, name: str, loop_state: dict[str, Any], move_latest: bool = True) -> None:
+        if not self.active:
+            return
+        tensors = {k: module_tensors(m) for k, m in self.task.modules.items()}
+        optim_plain = {}
+        for k, opt in self.task.optimizers.items():
+            t, plain = flatten_optimizer(opt.state_dict())
+            tensors[f"optim_{k}"] = t
+            optim_plain[k] = plain
+        state = {
+            "config": self.config, "meta": self.meta, "step": loop_state["step"], "epoch": self.batcher.progress,
+            "data": self.batcher.state_dict(), "rng": rng_state(), "optim": optim_plain,
+            **{k: v for k, v in loop_state.items() if k != "step"},
+        }
+        extra = self.task.extra_state()
+        if extra:
+            state["task"] = extra
+        save(self.dir, name, tensors, state, move_latest=move_latest)
+        prune(self.dir, self.keep_last, protect={"final", "best"})
+
+    def latest(self, say: Any = print) -> Checkpoint:
+        return load_latest(self.dir, say=say)
+
+    def restore(self, ck: Checkpoint, built: dict[str, Any] | None = None) -> None:
+        """Put models, optimizers, task state, data position and RNGs back exactly as they were at ``ck``.
+        ``built``: the model section of the config the modules were built from (for mismatch messages)."""
+        for name, module in self.task.modules.items():
+            if name not in ck.tensors:
+                raise GankitError(f"checkpoint {ck.path} has no '{name}' weights; it was saved by a different model/config")
+            load_module(module, ck.tensors[name], name, ck, built)
+        try:
+            for name, opt in self.task.optimizers.items():
+                sd = unflatten_optimizer(ck.tensors.get(f"optim_{name}", {}), ck.state["optim"][name])
+                try:
+                    opt.load_state_dict(sd)
+                except (ValueError, KeyError) as e:
+                    raise GankitError(f"checkpoint {ck.path}: optimizer '{name}' does not match this config ({e}); "
+                                      f"a run resumes with the optimizer it was trained with") from None
+            self.task.load_extra_state(ck.state.get("task", {}))
+            self.batcher.load_state_dict(ck.state["data"])
+            set_rng_state(ck.state["rng"])
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as e:
+            # state.json is not hashed (it holds the hashes); a damaged or hand-edited one ends up here.
+            raise GankitError(f"checkpoint {ck.path}/state.json is damaged or incomplete ({type(e).__name__}: {e})") from None

@@ -22,9 +22,10 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..config import Config, ModelConfig
-from ..errors import GankitError
-from . import MODELS
+from ..config.schema import Config, ModelConfig
+from ..core.errors import GankitError
+from ..data.registry import DATASETS
+from . import model
 
 PATCHES = (1, 16, 70, 286)
 # PatchGAN patch size -> number of stride-2 conv layers (each followed by the stride-1 layer and the output conv).
@@ -232,8 +233,6 @@ class PatchDiscriminator(nn.Module):
 
 
 def _check_pix2pix(cfg: Config) -> None:
-    from ..data import DATASETS  # late import: the data package is independent of the models
-
     size = cfg.data.image_size
     if cfg.train.d_steps != 1:
         raise GankitError(f"train.d_steps={cfg.train.d_steps}: pix2pix updates D and G once per batch; set it to 1")
@@ -249,18 +248,20 @@ def _check_pix2pix(cfg: Config) -> None:
             f"data.load_size={cfg.data.load_size} is smaller than data.image_size={size}; the jitter resizes up to "
             f"load_size and crops back, so use load_size >= image_size (0 = image_size * 286 / 256)"
         )
-    if not DATASETS.meta(cfg.data.name).get("paired"):
-        paired = [n for n in DATASETS.names() if DATASETS.meta(n).get("paired")]
+    if not DATASETS.get(cfg.data.name).paired:
+        paired = [n for n, spec in DATASETS.items() if spec.paired]
         raise GankitError(
             f"model pix2pix translates image pairs, but data set '{cfg.data.name}' is not paired; "
             f"use one of: {', '.join(paired)}"
         )
 
 
-@MODELS.register(
+@model(
     "pix2pix",
     check=_check_pix2pix,
-    kind="pix2pix",
+    task="pix2pix",
+    fields=frozenset({"name", "init", "spectral_norm_d", "spectral_norm_g", "g_channels", "d_channels", "max_channels",
+                      "norm", "patch", "g_dropout"}),
     default_data="sketch",  # the embedded paired set, for `gankit train --model pix2pix` without a data argument
     defaults={"init": "dcgan", "g_dropout": 0.5, "max_channels": 512, "norm": "batch"},
 )

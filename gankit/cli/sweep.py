@@ -6,15 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from .compare import compare
-from .sweep import parse_grid, run_sweep
+from .common import add_data_flags, overrides
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .cli import _overrides
+    from ..sweep import parse_grid, run_sweep
 
     out = Path(args.out)
-    state = run_sweep(args.configs, parse_grid(args.grid or []), out, _overrides(args),
+    state = run_sweep(args.configs, parse_grid(args.grid or []), out, overrides(args),
                       say=lambda m: print(f"sweep: {m}", file=sys.stderr, flush=True))
     done = sum(r["status"] == "done" for r in state["runs"])
     print(f"sweep: {done} of {len(state['runs'])} runs finished in {out}/ (list: {out / 'sweep.json'})")
@@ -23,6 +22,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from ..compare import compare
+
     files = compare(args.runs, Path(args.out), say=lambda m: print(m, file=sys.stderr))
     print(f"wrote {files['losses']}, {files['samples']} and {files['summary']}")
     return 0
@@ -32,23 +33,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from .data import DATASETS
-
     s = sub.add_parser("sweep", help="train the product of config grids, one run after another (resumable)")
     s.add_argument("configs", nargs="*", metavar="CONFIG",
                    help="YAML config(s) the runs start from; several configs are one more grid axis (default: built-ins)")
     s.add_argument("--grid", action="append", metavar="KEY=V1,V2",
                    help="a config key and its values; repeat for a product, e.g. --grid optim.name=adam,sgd")
     s.add_argument("--out", required=True, help="sweep folder: one run folder per grid point, and sweep.json")
-    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key in every run")
-    s.add_argument("--steps", type=int, help="budget of each run in generator updates")
-    s.add_argument("--epochs", type=float, help="budget of each run in passes over the data")
-    s.add_argument("--max-minutes", type=float, help="wall-clock budget of each run")
-    s.add_argument("--data", choices=DATASETS.names(), help="data set of every run")
-    s.add_argument("--data-dir", help="folder with the data set's files")
-    s.add_argument("--threads", type=int, help="CPU threads (default: the cores this process may use)")
-    s.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")
-    s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_data_flags(s, " of every run")
     s.set_defaults(func=cmd_sweep)
 
     c = sub.add_parser("compare", help="loss curves, last sample grids and a metrics table of runs side by side")

@@ -1,0 +1,32 @@
+"""`gankit list`: what can be named in a config, and the configs that ship with gankit (package data)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def shipped_configs() -> list[Path]:
+    """The YAML configs inside the installed package (gankit/configs/), so they exist in a wheel install too."""
+    return sorted(Path(__file__).resolve().parent.parent.joinpath("configs").rglob("*.yaml"))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from ..data import DATASETS
+    from ..losses import LOSSES
+    from ..nets import MODELS
+    from ..optim import OPTIMIZERS
+
+    for title, reg in [("data sets", DATASETS), ("models", MODELS), ("losses", LOSSES), ("optimizers", OPTIMIZERS)]:
+        print(f"{title}: {', '.join(reg.names())}")
+    configs = shipped_configs()
+    if configs:
+        print("shipped configs:")
+        for c in configs:
+            print(f"  {c.relative_to(Path.cwd()) if c.is_relative_to(Path.cwd()) else c}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ls = sub.add_parser("list", help="list data sets, models, losses, optimizers and shipped configs")
+    ls.set_defaults(func=cmd_list)

@@ -1,0 +1,82 @@
+"""`gankit sample` and `gankit interpolate`: pictures and arrays from a trained GAN."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..core.errors import GankitError
+from .common import make_parent, out_file
+
+
+def _generator(args: argparse.Namespace):  # -> TrainedGenerator
+    from ..tasks import TrainedGenerator, load
+
+    return load(args.run, args.checkpoint, want=TrainedGenerator)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import io
+
+    import numpy as np
+
+    from ..core.io import atomic_write_bytes
+    from ..data.base import to_uint8
+    from ..viz import save_grid
+
+    if args.n <= 0:
+        raise GankitError(f"--n must be > 0, got {args.n}")
+    out = out_file(args.out, (".png", ".npy"))
+    gen = _generator(args)
+    x = gen.sample(args.n, seed=args.seed, class_id=args.class_id)
+    make_parent(out)
+    if out.suffix.lower() == ".npy":
+        arr = to_uint8(x).permute(0, 2, 3, 1).contiguous().numpy()  # (N, H, W, C) uint8
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        atomic_write_bytes(out, buf.getvalue())
+    else:
+        save_grid(x, out)
+    print(f"wrote {args.n} samples from {gen.run_dir} (step {gen.step}) to {out}")
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..viz import lerp, save_grid, slerp
+
+    if args.steps < 2:
+        raise GankitError(f"--steps must be >= 2, got {args.steps}")
+    out = out_file(args.out, (".png",))
+    gen = _generator(args)
+    z = gen.noise(2 * args.rows, args.seed)
+    t = torch.linspace(0, 1, args.steps)
+    path = slerp if args.slerp else lerp
+    zs = torch.cat([path(z[2 * r : 2 * r + 1], z[2 * r + 1 : 2 * r + 2], t) for r in range(args.rows)])
+    labels = None
+    if gen.num_classes:
+        labels = (torch.arange(args.rows) % gen.num_classes).repeat_interleave(args.steps)
+    save_grid(gen.generate(zs, labels), make_parent(out), nrow=args.steps)
+    print(f"wrote {args.rows} interpolations of {args.steps} steps ({'slerp' if args.slerp else 'lerp'}) to {out}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("sample", help="draw samples from a trained run: .png grid or .npy uint8 (N, H, W, C)")
+    s.add_argument("run")
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--out", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--class", dest="class_id", type=int, help="class to draw (conditional models)")
+    s.add_argument("--checkpoint", default="latest", help="latest, final, best or a checkpoint folder name")
+    s.set_defaults(func=cmd_sample)
+
+    i = sub.add_parser("interpolate", help="walk the latent space between random points")
+    i.add_argument("run")
+    i.add_argument("--steps", type=int, default=10)
+    i.add_argument("--rows", type=int, default=8)
+    i.add_argument("--out", required=True)
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--slerp", action="store_true", help="spherical instead of linear interpolation")
+    i.add_argument("--checkpoint", default="latest")
+    i.set_defaults(func=cmd_interpolate)

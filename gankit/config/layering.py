@@ -1,0 +1,102 @@
+"""Layering a run's config and checking its names against the registries.
+
+Defaults <- the data set's suggested settings <- the model's own defaults <- ``base`` <- the YAML file <- flags and
+``--set`` overrides. This one step serves ``gankit train``, ``--resume``, ``sweep`` and the Python API. It sits above
+the registries (it asks them for names, defaults and checks); :mod:`.schema` below them knows none of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import GankitError
+from ..core.registry import closest
+from ..data.registry import DATASETS
+from ..losses import LOSSES
+from ..nets import MODELS
+from ..optim import OPTIMIZERS
+from .schema import Config, DataConfig, ModelConfig, check_values, deep_merge, read_yaml, set_dotted
+
+
+def resolve(
+    file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    base: dict[str, Any] | None = None,
+) -> Config:
+    """Defaults <- data set <- model defaults <- ``base`` <- YAML ``file`` <- dotted ``overrides``; validated."""
+    layered: dict[str, Any] = dict(base or {})
+    if file is not None:
+        layered = deep_merge(layered, read_yaml(file))
+    for key, value in (overrides or {}).items():
+        set_dotted(layered, key, value)
+
+    def section(name: str) -> dict[str, Any]:
+        sec = layered.get(name)
+        return sec if isinstance(sec, dict) else {}
+
+    user_model_keys = set(section("model"))
+    model_name = str(section("model").get("name", ModelConfig.name))
+    data_name = str(section("data").get("name", DataConfig.name))
+    if "name" not in section("data") and model_name in MODELS and MODELS.get(model_name).default_data:
+        # An image-to-image model with no data named trains on its own embedded default.
+        data_name = str(MODELS.get(model_name).default_data)
+        set_dotted(layered, "data.name", data_name)
+    # Beneath the user's layers: the data set's suggested model settings, then the model's own defaults.
+    under: dict[str, Any] = {}
+    if data_name in DATASETS:
+        for key, value in DATASETS.get(data_name).defaults.items():
+            set_dotted(under, key, value)
+    if "name" not in section("model"):
+        model_name = str(under.get("model", {}).get("name", model_name))  # e.g. paired data -> pix2pix
+    under = deep_merge({"model": dict(MODELS.get(model_name).defaults) if model_name in MODELS else {}}, under)
+    layered = deep_merge(under, layered)
+    cfg = Config.from_dict(layered)
+    check_model_keys(cfg.model.name, user_model_keys)
+    if not (cfg.train.steps or cfg.train.epochs or cfg.train.max_minutes):
+        # No budget given: the data set's own default (a few minutes on a laptop for the embedded ones).
+        cfg = cfg.replace(**{"train.epochs": DATASETS.get(cfg.data.name).default_epochs})
+    validate(cfg)
+    return cfg
+
+
+def check_model_keys(model_name: str, keys: set[str]) -> None:
+    """A ``model.*`` key the chosen model does not read is an error, not silently ignored."""
+    spec = MODELS.get(model_name)
+    unused = sorted(keys - spec.fields)
+    if unused:
+        key = unused[0]
+        raise GankitError(
+            f"model.{key} is not a setting of model '{model_name}'{closest(key, sorted(spec.fields))}; "
+            f"its keys: {', '.join(sorted(spec.fields - {'name'}))}"
+        )
+
+
+def resume_config(saved: dict[str, Any], overrides: dict[str, Any]) -> Config:
+    """A run's saved config with command-line overrides (e.g. a longer budget) on top; validated."""
+    layered = deep_merge({}, saved)
+    for key, value in overrides.items():
+        set_dotted(layered, key, value)
+    cfg = Config.from_dict(layered)
+    check_model_keys(cfg.model.name, {k.split(".", 1)[1] for k in overrides if k.startswith("model.")})
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Every check of a whole config: values (schema), names (registries), and the model's own check."""
+    check_values(cfg)
+    DATASETS.get(cfg.data.name)
+    spec = MODELS.get(cfg.model.name)
+    LOSSES.get(cfg.loss.name)
+    OPTIMIZERS.get(cfg.optim.name)
+    loss = LOSSES.get(cfg.loss.name)
+    if cfg.loss.label_smoothing and not loss.smoothing:
+        raise GankitError(f"loss.label_smoothing has no meaning for loss '{cfg.loss.name}' (no target label); set it to 0")
+    if loss.gradient_penalty and cfg.model.d_batchnorm:
+        raise GankitError(
+            f"loss '{cfg.loss.name}' penalises each sample's gradient, which BatchNorm in D mixes across the batch; "
+            f"add --set model.d_batchnorm=false"
+        )
+    if spec.check is not None:
+        spec.check(cfg)

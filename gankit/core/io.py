@@ -1,0 +1,132 @@
+"""File writes that a kill or a full disk cannot half-do, content hashes, JSON-lines, and the cache folder.
+
+Every file gankit writes for a user (pictures, reports, JSON, checkpoints, downloads, caches) goes through
+:func:`atomic_writer`: a temp file in the destination's folder, fsynced, then renamed over the destination. A kill
+leaves either the old file or the new one, never a truncated one, and an OSError names the file the user knows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+_CHUNK = 1 << 20
+
+
+@contextmanager
+def names_file(path: Path) -> Iterator[None]:
+    """Give an OSError raised while writing ``path`` that file's name (a failed write() carries none)."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename or e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from e
+
+
+@contextmanager
+def atomic_writer(path: str | Path) -> Iterator[IO[bytes]]:
+    """``with atomic_writer(p) as f: f.write(...)``: ``p`` appears complete or not at all (the old file stays)."""
+    path = Path(path)
+    # The PID in the temp name lets a clean-up tell a live writer's file from one a killed process left.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary files
+        os.replace(tmp, path)
+    except OSError as e:
+        if type(e) is not OSError or e.filename == str(path):  # e.g. a download's URLError: not about this file
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from e
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (signal 0 checks without sending anything)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        return True
+    return True
+
+
+def part_file_pid(name: str) -> int | None:
+    """The writer's PID in a temp file name made by :func:`atomic_writer` (``.NAME.PID.RANDOM.part``), else None."""
+    if not (name.startswith(".") and name.endswith(".part")):
+        return None
+    parts = name[:-5].rsplit(".", 2)
+    return int(parts[-2]) if len(parts) == 3 and parts[-2].isdigit() else None
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_writer`)."""
+    with atomic_writer(path) as f:
+        f.write(data)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(data, indent=2, default=float) + "\n").encode())
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The object rows of a JSON-lines file; a line a kill cut short, or anything but an object, is skipped."""
+    p = Path(path)
+    if not p.is_file():
+        return []
+    rows = []
+    for line in p.read_bytes().splitlines():
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def cache_dir(configured: str | None = None) -> Path:
+    """Where downloads and derived caches go: ``configured`` if set, else ``$GANKIT_CACHE``, else ``~/.cache/gankit``."""
+    if configured:
+        return Path(configured).expanduser()
+    env = os.environ.get("GANKIT_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "gankit"

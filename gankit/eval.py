@@ -1,0 +1,90 @@
+"""`gankit eval` as a library: score a trained run (through its task) or any .npy of samples against real data."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config.schema import DataConfig
+from .core.errors import GankitError
+from .core.io import write_json as write_json_file
+from .data import DATASETS, load_dataset
+from .tasks import load, task_of
+from .training.rundir import load_run_config
+
+
+def load_samples_npy(path: str | Path) -> torch.Tensor:
+    """A .npy of uint8 (N, H, W, C) images -> uint8 (N, C, H, W); never unpickles."""
+    p = Path(path)
+    if not p.is_file():
+        raise GankitError(f"--samples {p} does not exist")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise GankitError(f"--samples {p} is not a plain .npy array ({str(e).splitlines()[0][:80]})") from None
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] not in (1, 3) or arr.shape[1] != arr.shape[2]:
+        raise GankitError(
+            f"--samples {p} must be uint8 (N, H, W, C) square images with C 1 or 3, got {arr.dtype} {arr.shape}"
+        )
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).contiguous()
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    n: int = 10000,
+    features: str = "classifier",
+    split: str | None = None,
+    data_dir: str | None = None,
+    inception_path: str | None = None,
+    parzen: bool = True,
+    checkpoint: str = "latest",
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Metrics of a run: the run's task scores its own inference (samples for GANs, translations for pix2pix)."""
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    if data_dir is not None:
+        cfg = cfg.replace(**{"data.dir": data_dir})
+    model = load(run_dir, checkpoint)
+    return task_of(cfg).evaluate(model, cfg, n=n, features=features, split=split, inception_path=inception_path,
+                                 parzen=parzen, seed=seed, progress=progress)
+
+
+def evaluate_npy(
+    path: str | Path,
+    data: str,
+    data_dir: str | None = None,
+    split: str = "test",
+    features: str = "classifier",
+    inception_path: str | None = None,
+    parzen: bool = True,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Metrics of any uint8 (N, H, W, C) .npy of samples against data set ``data``: compare with other tools' output."""
+    from .metrics import evaluate
+
+    samples = load_samples_npy(path)
+    c, h, _ = samples.shape[1:]
+    base = DataConfig(name=data, dir=data_dir, image_size=int(h), channels=int(c))
+    DATASETS.get(data)
+    train = load_dataset(replace(base, split="train"))
+    test = load_dataset(replace(base, split=split))
+    res = evaluate(samples, test, train, features=features, inception_path=inception_path, parzen=parzen, seed=seed,
+                   progress=progress)
+    res.update(samples=str(path), data=data, split=split)
+    return res
+
+
+def write_json(results: dict[str, Any], path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        raise GankitError(f"--out {p} is a folder; give a .json file name")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    write_json_file(p, results)
+    return p

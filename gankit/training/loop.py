@@ -1,0 +1,235 @@
+"""The training loop, top to bottom: set up, resume, then step, log, preview, validate and checkpoint until the
+budget is spent or a signal arrives.
+
+The loop owns time; what happens inside a step belongs to the task (gankit/tasks/), what is written goes through
+RunDir (rundir.py), checkpoints through Checkpointer (checkpoint.py), and the small decisions (budget, learning
+rate, finiteness, best score) through parts.py.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .. import viz
+from ..config.layering import validate
+from ..config.schema import Config, to_dict
+from ..core.errors import DivergedError, GankitError, Interrupted
+from ..data import Batcher, load_dataset
+from ..data.base import ImageData
+from ..losses import LOSSES
+from ..nets import MODELS
+from ..tasks import task_of
+from .checkpoint import Checkpointer
+from .parts import BestKeeper, Budget, Monitor, StopFlag, nonfinite, nonfinite_weights, set_lr
+from .rundir import RunDir, default_run_dir
+from .state import TrainState
+
+
+@dataclass
+class Run:
+    """What :func:`train` returns."""
+
+    dir: Path
+    step: int
+    epoch: float
+    stopped_by: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (affinity/cgroup-aware where the OS says), not the machine's total."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise GankitError(f"train.device={name!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise GankitError(f"train.device={name!r} but CUDA is not available here; use train.device=cpu")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None = None,
+          data: ImageData | None = None) -> Run:
+    """Train per ``cfg`` into run folder ``out`` (or continue the run in ``resume``). Returns a :class:`Run`.
+
+    Raises GankitError for bad input, DivergedError on NaN/Inf, Interrupted on SIGINT/SIGTERM (after saving).
+    """
+    run = RunDir(resume if resume is not None else out if out is not None else default_run_dir(cfg.model.name, cfg.data.name))
+    if resume is None:
+        run.check_new()
+    validate(cfg)  # Python callers may build a Config by hand; the CLI validated it already
+    torch.set_num_threads(cfg.train.threads or usable_cores())
+    device = pick_device(cfg.train.device)
+    seed_everything(cfg.seed)
+
+    # -- set up: data, task, checkpoints ------------------------------------------------------------------------------
+    spec = task_of(cfg)
+    data, val = spec.split_validation(cfg, data if data is not None else load_dataset(cfg.data), run.say)
+    task = spec.build(cfg, data, device, val)
+    batcher = Batcher(data, cfg.train.batch_size, cfg.seed, device)
+    budget = Budget(cfg, batcher.batches_per_epoch)
+    if budget.steps is None and not cfg.train.max_minutes:
+        raise GankitError("no training budget: set train.steps, train.epochs or train.max_minutes (--steps/--epochs/--max-minutes)")
+    shape = data.shape if data.targets is None else tuple(int(v) for v in data.targets.shape[1:])
+    meta = {"image_shape": list(shape), "input_channels": int(data.images.shape[1]), "num_images": len(data),
+            "class_names": data.class_names, "recipe": MODELS.get(cfg.model.name).task, "device": str(device),
+            "threads": torch.get_num_threads()}
+    ckpt = Checkpointer(run.checkpoints, task, batcher, cfg.to_dict(), meta, cfg.train.keep_last, run.active)
+    state = TrainState()
+    if resume is not None:
+        ck = ckpt.latest(say=run.say)
+        ckpt.restore(ck, to_dict(cfg.model))
+        state = TrainState.from_json(ck.step, ck.state)
+        # Rows logged after this checkpoint describe steps that are about to be redone (exactly); drop them, and
+        # any line a kill cut short, so the log reads as one run.
+        run.trim_metrics(state.step)
+        run.say(f"resuming {run.root} from {ck.path.name} (step {state.step}, epoch {batcher.progress:.2f})")
+    run.open()
+    run.write_config(cfg, meta)
+    best = BestKeeper(*task.best_metric, state.best_value)
+
+    def save(name: str, move_latest: bool = True) -> None:
+        state.best_value = best.value
+        ckpt.save(name, state.to_json(), move_latest)
+
+    def validate_now() -> None:
+        scores = task.validate()
+        if scores:
+            run.log({"step": state.step, "epoch": round(batcher.progress, 4), **{k: round(v, 6) for k, v in scores.items()}})
+        if best.update(scores):
+            save("best", move_latest=False)
+
+    def previews() -> None:
+        for name, (imgs, nrow) in task.preview().items():
+            run.write_sample(f"{name}-{state.step:07d}.png", viz.grid_png(imgs, nrow))
+        if spec.validate_with_previews and not cfg.train.eval_every:  # cheap scores go with every grid
+            validate_now()
+
+    def plots(gif: bool) -> None:
+        if not run.active:
+            return
+        run.write_file("losses.png", viz.losses_png(run.metrics_file, title=run.root.name))
+        frames = run.sample_frames()[-200:] if gif else []
+        if frames and (data_gif := viz.gif_bytes(frames)) is not None:
+            run.write_file("progress.gif", data_gif)
+
+    if state.step == 0:
+        save("step-0000000")  # a good state to roll back to and a sign that this folder is a run
+        previews()
+
+    # -- the loop -------------------------------------------------------------------------------------------------------
+    monitor = Monitor(enabled=LOSSES.get(cfg.loss.name).floor_zero)
+    budget.start_clock()
+    sample_every = cfg.train.sample_every or max(1, batcher.batches_per_epoch // cfg.train.d_steps)
+    check_every_step = device.type == "cpu"  # a finiteness check costs a host sync on accelerators
+    bar = tqdm(total=budget.steps, initial=state.step, unit="step", dynamic_ncols=True, leave=True,
+               disable=not (cfg.train.progress and run.active), desc=run.root.name[-28:])
+    last_log_t, last_log_step = time.monotonic(), state.step
+    row: dict[str, float] = {}
+    stopped_by = "steps"
+    try:
+        with StopFlag() as stop:
+            while True:
+                if (spent := budget.spent(state.step)) is not None:
+                    stopped_by = spent
+                    break
+                if stop.signum is not None:
+                    break
+                t = budget.progress(state.step)
+                set_lr(task.optimizers, cfg.optim, state.lr_scale, t)
+                out_t = task.step(batcher, t)
+                state.step += 1
+                step = state.step
+                bad = nonfinite(out_t) if check_every_step or step % cfg.train.log_every == 0 else []
+                if not bad and step % cfg.train.checkpoint_every == 0:
+                    bad = nonfinite_weights(task.modules)  # checkpoints are what rollbacks and resumes trust
+                if bad:
+                    what = f"{bad[0]} = {float(out_t[bad[0]])}" if bad[0] in out_t else f"{bad[0]} hold NaN or Inf"
+                    if cfg.train.on_nan == "rollback" and state.rollbacks < cfg.train.nan_max_rollbacks:
+                        ck = ckpt.latest(say=run.say)
+                        ckpt.restore(ck)
+                        state.rollbacks += 1
+                        state.lr_scale *= cfg.train.nan_lr_factor
+                        run.say(f"warning: {what} at step {step}; rolled back to step {ck.step}, learning rates "
+                                f"x{state.lr_scale:g} (rollback {state.rollbacks} of {cfg.train.nan_max_rollbacks})")
+                        state.step = ck.step
+                        run.trim_metrics(state.step)  # the abandoned steps' rows would plot twice
+                        run.log({"step": state.step, "event": "rollback", "lr_scale": state.lr_scale})
+                        continue
+                    raise DivergedError(
+                        f"training diverged at step {step}: {what}; the last good checkpoint in {run.checkpoints} is "
+                        f"untouched (try a lower learning rate or --set train.on_nan=rollback)"
+                    )
+                if step % cfg.train.log_every == 0 or step == 1:
+                    now = time.monotonic()
+                    ips = (step - last_log_step) * task.images_per_step() / max(now - last_log_t, 1e-9)
+                    last_log_t, last_log_step = now, step
+                    row = {k: round(float(v), 6) for k, v in out_t.items()}
+                    run.log({"step": step, "epoch": round(batcher.progress, 4), **row, "images_per_s": round(ips, 1)})
+                    if warn := monitor.update(step, row):
+                        run.say(warn)
+                        run.log({"step": step, "event": "d_collapse"})
+                    post = {k.split("/")[-1]: f"{v:.3f}" for k, v in row.items() if k.startswith("loss/")}
+                    post["img/s"] = f"{ips:.0f}"
+                    if (left := budget.minutes_left()) is not None:
+                        post["left"] = f"{left:.1f}m"
+                    bar.set_postfix(post, refresh=False)
+                bar.update(1)
+                if step % sample_every == 0:
+                    previews()
+                if cfg.train.eval_every and step % cfg.train.eval_every == 0:
+                    validate_now()
+                if step % cfg.train.checkpoint_every == 0:
+                    save(f"step-{step:07d}")
+                    plots(gif=False)
+            if stop.signum is not None:
+                bar.close()
+                save(f"step-{state.step:07d}")
+                previews()
+                plots(gif=True)
+                raise Interrupted(stop.signum, run.root, state.step)
+
+        # -- the end ----------------------------------------------------------------------------------------------------
+        bar.close()
+        if state.step % cfg.train.checkpoint_every:  # else it was saved a moment ago
+            save(f"step-{state.step:07d}", move_latest=False)
+        save("final")
+        if state.step % sample_every:
+            previews()
+        plots(gif=True)
+        summary = {"step": state.step, "epoch": round(batcher.progress, 4), "stopped_by": stopped_by,
+                   "seconds": round(time.monotonic() - budget.start, 1), "last": row, "rollbacks": state.rollbacks,
+                   "d_collapse_at_step": monitor.collapsed_at}
+        run.summary(summary)
+        return Run(run.root, state.step, batcher.progress, stopped_by, row)
+    finally:
+        bar.close()
+        run.close()
+
