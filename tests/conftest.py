@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 import torch
 
-# Tests never touch the user's cache or the network-backed defaults.
-os.environ.setdefault("GANKIT_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache", "test-cache"))
+# Tests never touch the user's cache, the repository or the network-backed defaults: one fresh cache folder per test
+# session (classifiers trained for metrics are shared by the tests of that session).
+_CACHE = tempfile.TemporaryDirectory(prefix="gankit-test-cache-")
+os.environ["GANKIT_CACHE"] = _CACHE.name
 torch.set_num_threads(1)  # many tiny ops: one thread is faster and keeps results identical across runs
 
 
