@@ -18,7 +18,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from .errors import GankitError
 from .registry import closest
-from .yamlio import dump_yaml as dump_plain_yaml, load_yaml_file, load_yaml_text
+from .yamlio import dump_yaml as dump_plain_yaml
+from .yamlio import load_yaml_file, load_yaml_text
 
 
 @dataclass(frozen=True)
