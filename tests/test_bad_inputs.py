@@ -8,6 +8,7 @@ import errno
 import gzip
 import io
 import json
+import os
 import pickle
 import struct
 from collections.abc import Callable
@@ -161,6 +162,11 @@ def _yaml(tmp: Path, text: str) -> str:
     return str(tmp / "c.yaml")
 
 
+def _fifo(path: Path) -> list[str]:
+    os.mkfifo(path)  # reading it would wait for a writer that never comes
+    return [str(path)]
+
+
 def yaml_case(text: str, needle: str) -> Callable[[Path], tuple[list[str], str]]:
     return lambda tmp: ([_yaml(tmp, text)], needle)
 
@@ -175,7 +181,16 @@ CONFIGS = {
     "unknown-model": yaml_case("model:\n  name: dcgna\n", "unknown model 'dcgna' (did you mean 'dcgan'"),
     "unknown-loss": yaml_case("loss:\n  name: hinje\n", "unknown loss 'hinje' (did you mean 'hinge'"),
     "not-yaml": yaml_case("model:\n  z_dim: [1\n", "not valid YAML"),
-    "python-tag": yaml_case("model: !!python/object/apply:os.system ['touch pwned']\n", "not valid YAML"),
+    "python-tag": yaml_case("model: !!python/object/apply:os.system ['touch pwned']\n",
+                            "line 1: tag '!!python/object/apply:os.system' is not allowed"),
+    "alias-bomb": yaml_case('a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+                            + "".join(f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")),
+                            "line 1: anchors (&a) are not allowed"),
+    "deep-nesting": yaml_case("model:\n  g_hidden: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than 32 levels"),
+    "duplicate-section": yaml_case("train:\n  steps: 2\nmodel:\n  z_dim: 8\ntrain:\n  epochs: 100\n",
+                                   "'train' is given twice (lines 1 and 5)"),
+    "config-is-a-device": lambda tmp: (["/dev/zero"], "/dev/zero is not a regular file"),
+    "config-is-a-fifo": lambda tmp: (_fifo(tmp / "c.yaml"), "c.yaml is not a regular file"),
     "missing-config": lambda tmp: ([str(tmp / "nope.yaml")], "nope.yaml does not exist"),
     "unknown-model-flag": lambda tmp: (["--model", "dcgna"], "unknown model 'dcgna' (did you mean 'dcgan'?)"),
     "bad-set": lambda tmp: (["--set", "train.steps"], "expected key=value"),

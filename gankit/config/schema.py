@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-import yaml
-
 from ..core.errors import GankitError
 from ..core.registry import closest
+from ..core.yamlio import dump_yaml as dump_plain_yaml
+from ..core.yamlio import load_yaml_file, load_yaml_text
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, bool):
             raise bad
         if isinstance(value, int):
-            return value
+            return int(value)  # a plain int, not the YAML reader's ScalarInt
         if isinstance(value, float) and value.is_integer():
             return int(value)
         raise bad
@@ -210,6 +210,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
+        # An unquoted number in YAML (`dir: 1e3`, `--set data.dir=1e3`) is taken as written: a folder named 1e3 is
+        # meant, never "1000.0". Only numbers read from YAML carry their text; other non-strings are refused.
+        text = getattr(value, "yaml_text", None)
+        if isinstance(text, str) and not isinstance(value, bool):
+            return text
         raise bad
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
@@ -269,15 +274,10 @@ def parse_set(item: str) -> tuple[str, Any]:
     if not key:
         raise GankitError(f"--set {item!r}: the key is empty")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    # YAML 1.1 reads "1e-4" as a string; numbers are what users mean.
-    if isinstance(value, str):
-        try:
-            value = float(value) if any(c in value for c in ".eE") else int(value)
-        except ValueError:
-            pass
+        # YAML 1.2-style numbers: 1e-4 is a float; an unquoted number keeps its text for string fields.
+        value = load_yaml_text(raw, f"--set {key}") if raw.strip() else ""
+    except GankitError:
+        value = raw  # not YAML (or refused, e.g. '*x'): the text as given, type-checked with the rest
     return key, value
 
 
@@ -293,43 +293,19 @@ def budget_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A config file's mapping of sections ({} for an empty file); see gankit.yamlio for what is refused."""
     p = Path(path)
-    if not p.exists():
-        raise GankitError(f"config file {p} does not exist")
-    if p.is_dir():
-        raise GankitError(f"config file {p} is a directory; pass a .yaml file")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise GankitError(f"config file {p}: not valid YAML{at}; check indentation and colons") from None
-    except UnicodeDecodeError:
-        raise GankitError(f"config file {p}: not a text file") from None
+    data = load_yaml_file(p, what="config file")
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise GankitError(f"config file {p}: expected a mapping of sections (data, model, loss, optim, train)")
-    return _floatify(data)
-
-
-def _floatify(d: Any) -> Any:
-    """PyYAML reads ``2e-4`` (no dot) as a string; turn such strings into floats."""
-    if isinstance(d, dict):
-        return {k: _floatify(v) for k, v in d.items()}
-    if isinstance(d, list):
-        return [_floatify(v) for v in d]
-    if isinstance(d, str):
-        try:
-            if any(c in d for c in "eE") and any(c.isdigit() for c in d):
-                return float(d)
-        except ValueError:
-            pass
-    return d
+    return data
 
 
 def dump_yaml(cfg: Config) -> str:
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    """The config as YAML that reads back to the same Config (strings that look like numbers are quoted)."""
+    return dump_plain_yaml(cfg.to_dict())
 
 
 def check_values(cfg: Config) -> None:
