@@ -15,17 +15,19 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_data_readers import idx_bytes, write_cifar, write_idx
 
 from gankit.config import DataConfig
-from gankit.data import Batcher, load_dataset, shard_indices
-from gankit.data import memmap
+from gankit.data import Batcher, load_dataset, memmap, shard_indices
 from gankit.data.cifar import safe_unpickle
 from gankit.data.idx import read_idx
-from gankit.data.safety import check_regular_file, load_npy_checked, read_npy_header_checked
+from gankit.data.safety import (
+    check_regular_file,
+    load_npy_checked,
+    read_npy_header_checked,
+)
 from gankit.errors import GankitError
 from gankit.evaluation import load_samples_npy
-
-from test_data_readers import idx_bytes, write_cifar, write_idx
 
 
 def _img(path: Path, rgb: bool, seed: int, size: tuple[int, int] = (11, 9)) -> None:
@@ -41,7 +43,7 @@ def _classes(root: Path, n: int = 4, rgb: bool = True) -> None:
             _img(root / cls / f"{cls[-1]}{i}.png", rgb, seed=10 * k + i)
 
 
-def _same(a, b) -> None:  # noqa: ANN001
+def _same(a, b) -> None:
     assert a.images.dtype == b.images.dtype == torch.uint8
     assert a.images.shape == b.images.shape and torch.equal(a.images, b.images)
     assert torch.equal(a.labels, b.labels) and a.class_names == b.class_names
@@ -106,7 +108,7 @@ def test_memmap_build_killed_midway_leaves_no_cache(tmp_path: Path, monkeypatch:
     real = folder_mod._decode
     calls = {"n": 0}
 
-    def dies_on_third(*a, **k):  # noqa: ANN002, ANN003
+    def dies_on_third(*a, **k):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt  # what Ctrl-C does in the middle of a build

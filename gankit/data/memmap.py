@@ -246,7 +246,9 @@ def build_in_ram(plan: CachePlan) -> ImageData:
     return ImageData(torch.from_numpy(images), torch.as_tensor(np.asarray(labels, np.int64)), plan.name, class_names)
 
 
-def fill_resized(images: torch.Tensor, channels: int, size: int, alloc: Alloc, desc: str, chunk: int = 2048) -> np.ndarray:
+def fill_resized(
+    images: torch.Tensor, channels: int, size: int, alloc: Alloc, desc: str, chunk: int = 2048
+) -> np.ndarray:
     """uint8 (N, C, H, W) -> alloc((N, C', size, size)), converted to ``channels`` (0 keeps C) and resized chunk by
     chunk exactly as :func:`load_dataset` does in RAM, with a progress bar; peak extra memory is one chunk."""
     n, c = int(images.shape[0]), int(images.shape[1])

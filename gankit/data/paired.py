@@ -221,7 +221,7 @@ def load_paired(cfg: DataConfig) -> ImageData:
     b_sides: list[np.ndarray] = []
     for src in sources:
         dirs = [src] if isinstance(src, Path) else list(src)
-        if not all([guard.enter_dir(d) for d in dirs]):  # a list, so every folder is marked as read
+        if not all([guard.enter_dir(d) for d in dirs]):  # noqa: C419 - a list, so every folder is marked as read
             continue  # said by guard.note() below
         if isinstance(src, Path):  # side by side
             items: list[Path] | list[tuple[Path, Path]] = [p for p in _images_in(src) if guard.claim_file(p)]

@@ -111,7 +111,9 @@ def _gib(n: int) -> str:
 def check_allocation(nbytes: int, where: str | Path, what: str = "the data") -> None:
     """GankitError when ``nbytes`` is beyond :data:`MAX_ARRAY_BYTES` or the memory available now."""
     if nbytes > MAX_ARRAY_BYTES:
-        raise GankitError(f"{where}: {what} would need {_gib(nbytes)}, beyond any sane size; the file is damaged or forged")
+        raise GankitError(
+            f"{where}: {what} would need {_gib(nbytes)}, beyond any sane size; the file is damaged or forged"
+        )
     avail = available_memory()
     if avail is not None and nbytes > avail:
         raise GankitError(
@@ -155,7 +157,7 @@ def _read_npy_header(f: BinaryIO, where: str | Path) -> NpyHeader:
             raise ValueError(f"unknown .npy format version {version}")
     except GankitError:
         raise
-    except Exception as e:  # numpy raises ValueError, but a forged header can trip many others
+    except Exception as e:  # noqa: BLE001 - numpy raises ValueError, but a forged header can trip many others
         raise GankitError(f"{where} is not a valid .npy file ({' '.join(str(e).split())[:100]})") from None
     if not all(isinstance(d, int) and d >= 0 for d in shape):
         raise GankitError(f"{where}: .npy header has an invalid shape {shape}")
@@ -236,7 +238,7 @@ class WalkGuard:
     skipped: list[tuple[Path, str, str]] = field(default_factory=list)
 
     @classmethod
-    def for_root(cls, root: str | Path) -> "WalkGuard":
+    def for_root(cls, root: str | Path) -> WalkGuard:
         return cls(Path(os.path.realpath(root)))
 
     def claim_file(self, path: Path) -> bool:
