@@ -13,6 +13,7 @@ from .config.schema import DataConfig
 from .core.errors import GankitError
 from .core.io import write_json as write_json_file
 from .data import DATASETS, load_dataset
+from .data.safety import load_npy_checked
 from .tasks import load, task_of
 from .training.rundir import load_run_config
 
@@ -20,12 +21,8 @@ from .training.rundir import load_run_config
 def load_samples_npy(path: str | Path) -> torch.Tensor:
     """A .npy of uint8 (N, H, W, C) images -> uint8 (N, C, H, W); never unpickles."""
     p = Path(path)
-    if not p.is_file():
-        raise GankitError(f"--samples {p} does not exist")
-    try:
-        arr = np.load(p, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise GankitError(f"--samples {p} is not a plain .npy array ({str(e).splitlines()[0][:80]})") from None
+    # Regular files only, header checked against the file size and free memory before anything is allocated.
+    arr = load_npy_checked(p, "--samples")
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] not in (1, 3) or arr.shape[1] != arr.shape[2]:
         raise GankitError(
             f"--samples {p} must be uint8 (N, H, W, C) square images with C 1 or 3, got {arr.dtype} {arr.shape}"

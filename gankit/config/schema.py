@@ -32,7 +32,10 @@ class DataConfig:
     download: bool = True  # fetch missing standard files from the official mirrors into cache_dir
     cache_dir: str | None = None  # default: $GANKIT_CACHE or ~/.cache/gankit
     limit: int = 0  # use only the first N images (0 = all); handy for quick tries
-    holdout: int = 0  # keep the last N images out of training (for evaluation on the same split)
+    # where decoded images live: ram; memmap = a uint8 cache file under cache_dir, decoded once, read per batch;
+    # auto = memmap when the decoded set exceeds 1 GiB or 25% of available memory (folder, mnist-likes, cifar10)
+    cache: Literal["ram", "memmap", "auto"] = "auto"
+    holdout: int = 0  # keep a fixed random N images (seed 0) of the split out of training, for validation and eval
     # paired (image-to-image) data
     direction: Literal["AtoB", "BtoA"] = "AtoB"
     load_size: int = 0  # jitter: resize to load_size, random-crop back to image_size (0 = image_size * 286 / 256)

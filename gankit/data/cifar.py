@@ -12,7 +12,9 @@ when ``data.download`` is true and the batches are extracted by name.
 from __future__ import annotations
 
 import io
+import os
 import pickle
+import pickletools
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -27,7 +29,9 @@ from ..core.errors import GankitError
 from .base import ImageData
 from ..core.io import atomic_write_bytes
 from .download import cache_dir, fetch
+from .memmap import Alloc, CachePlan, fill_resized
 from .registry import dataset
+from .safety import open_regular
 
 try:  # numpy >= 2
     from numpy._core.multiarray import _reconstruct
@@ -42,6 +46,7 @@ ARCHIVE = "cifar-10-python.tar.gz"
 BATCH_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCHES = ("test_batch",)
+MAX_BATCH_BYTES = 256 << 20  # a real batch is 31 MB; anything far larger is not one
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _SPLITS = {"train": TRAIN_BATCHES, "test": TEST_BATCHES, "val": TEST_BATCHES, "all": TRAIN_BATCHES + TEST_BATCHES}
 
@@ -72,6 +77,10 @@ def safe_unpickle(data: bytes, where: str | Path) -> Any:
     callable; nothing it names is imported or called.
     """
     try:
+        # genops reads every length field and fails when the data holds fewer bytes than claimed, before the
+        # unpickler would allocate the claimed size (a 20-byte pickle can claim 100 GB).
+        for _ in pickletools.genops(data):
+            pass
         return _NumpyOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Exception as e:  # a damaged pickle can fail in many ways; all of them mean the same to the user
         raise GankitError(
@@ -113,6 +122,11 @@ def _tar_batches(archive: Path, names: tuple[str, ...]) -> Iterator[tuple[str, b
                 key = member.name.removeprefix("./")
                 # Only regular files with known names: links and odd paths (../, /abs) never match.
                 if key in wanted and member.isfile():
+                    if member.size > MAX_BATCH_BYTES:  # the header's claim, checked before reading that much
+                        raise GankitError(
+                            f"{archive}: member {key} claims {member.size} bytes, far more than a CIFAR-10 batch; "
+                            f"the archive is damaged or forged, delete it"
+                        )
                     f = tar.extractfile(member)
                     if f is not None:
                         yield wanted[key], f.read()
@@ -133,8 +147,9 @@ def _extract(archive: Path, out: Path) -> None:
         raise GankitError(f"{archive} lacks {', '.join(missing)}; it is not the CIFAR-10 python archive, delete it")
 
 
-def _read_batches(cfg: DataConfig) -> list[tuple[str, bytes]]:
-    """(where, bytes) of the batches ``cfg.split`` needs, from data.dir or the cache (downloading if allowed)."""
+def _batch_sources(cfg: DataConfig) -> tuple[list[Path], Path | None]:
+    """(batch files ``cfg.split`` needs, None), or ([], the archive they are read from): from data.dir or the cache
+    (downloading and extracting if allowed). Reads no batch."""
     names = _SPLITS[cfg.split]
     listed = f"{names[0]}..{names[-1]}" if len(names) > 2 else " and ".join(names)
     if cfg.dir is not None:
@@ -143,9 +158,9 @@ def _read_batches(cfg: DataConfig) -> list[tuple[str, bytes]]:
             raise GankitError(f"data.dir {folder} is not a folder; point --data-dir at the folder holding {BATCH_DIR}/")
         for d in (folder / BATCH_DIR, folder):
             if all((d / n).is_file() for n in names):
-                return [(str(d / n), (d / n).read_bytes()) for n in names]
+                return [d / n for n in names], None
         if (folder / ARCHIVE).is_file():
-            return _from_archive(folder / ARCHIVE, names)
+            return [], folder / ARCHIVE
         # Never download into a folder the user chose: it may be shared or under version control.
         raise GankitError(
             f"cifar10 split '{cfg.split}' needs {listed} in {folder / BATCH_DIR} (or {folder}), or {ARCHIVE} in "
@@ -162,7 +177,24 @@ def _read_batches(cfg: DataConfig) -> list[tuple[str, bytes]]:
         archive = fetch(URL, folder / ARCHIVE, SHA256)
         _extract(archive, batches)
         archive.unlink()  # the extracted batches are the cache; the 170 MB archive is not needed again
-    return [(str(batches / n), (batches / n).read_bytes()) for n in names]
+    return [batches / n for n in names], None
+
+
+def _read_batch_file(path: Path) -> bytes:
+    """A batch file's bytes: only a regular file, only up to the size a CIFAR batch can have."""
+    with open_regular(path, "CIFAR-10 batch") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_BATCH_BYTES:
+            raise GankitError(f"{path} is {size} bytes, far more than a CIFAR-10 batch (~31 MB); wrong file?")
+        return f.read()
+
+
+def _read_batches(cfg: DataConfig) -> list[tuple[str, bytes]]:
+    """(where, bytes) of the batches ``cfg.split`` needs, from data.dir or the cache (downloading if allowed)."""
+    files, archive = _batch_sources(cfg)
+    if archive is not None:
+        return _from_archive(archive, _SPLITS[cfg.split])
+    return [(str(p), _read_batch_file(p)) for p in files]
 
 
 def _from_archive(archive: Path, names: tuple[str, ...]) -> list[tuple[str, bytes]]:
@@ -173,7 +205,24 @@ def _from_archive(archive: Path, names: tuple[str, ...]) -> list[tuple[str, byte
     return [(f"{archive}:{BATCH_DIR}/{n}", got[n]) for n in names]
 
 
-@dataset("cifar10", channels=3, num_classes=10)
+def cifar_plan(cfg: DataConfig) -> CachePlan:
+    """Split ``cfg.split`` as a :class:`CachePlan` for the memmap cache, converted and resized as
+    :func:`gankit.data.load_dataset` does in RAM. Nothing is unpickled here."""
+    files, archive = _batch_sources(cfg)
+    files = files or [archive]  # type: ignore[list-item]
+    channels = cfg.channels if cfg.channels in (1, 3) else 3
+    settings = {"reader": "cifar10", "split": cfg.split, "image_size": cfg.image_size, "channels": channels}
+    n = 10_000 * len(_SPLITS[cfg.split])  # the official batches hold 10,000 images each; only sizes the estimate
+
+    def build(alloc: Alloc) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        native = load_cifar10(cfg)
+        images = fill_resized(native.images, cfg.channels, cfg.image_size, alloc, "caching cifar10")
+        return images, native.labels.numpy(), native.class_names
+
+    return CachePlan("cifar10", "cifar10", files[0].parent, files, settings, n * channels * cfg.image_size**2, build)
+
+
+@dataset("cifar10", channels=3, num_classes=10, cache_plan=cifar_plan)
 def load_cifar10(cfg: DataConfig) -> ImageData:
     """CIFAR-10: 50,000 train / 10,000 test colour images, (N, 3, 32, 32) uint8, labels 0-9 (airplane..truck).
 

@@ -26,7 +26,9 @@ from tqdm import tqdm
 from ..config.schema import DataConfig
 from ..core.errors import GankitError
 from .base import ImageData
+from .memmap import Alloc, CachePlan
 from .registry import dataset
+from .safety import WalkGuard, walk_files
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
@@ -37,21 +39,22 @@ def _is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".") and path.is_file()
 
 
-def _images_below(folder: Path) -> list[Path]:
-    """Image files anywhere below ``folder``, skipping hidden folders, in sorted (reproducible) order."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath) / f for f in sorted(filenames) if _is_image_file(Path(dirpath) / f)]
-    return found
+def _images_below(folder: Path, guard: WalkGuard) -> list[Path]:
+    """Image files anywhere below ``folder``, skipping hidden folders, in sorted (reproducible) order.
+
+    Directory links are followed only within ``folder`` and never twice (see :func:`walk_files`), so a loop such as
+    ``cls_a/up -> ..`` neither multiplies the images nor files another class's images under this one."""
+    return list(walk_files(folder, guard, _is_image_file))
 
 
-def _scan(root: Path) -> tuple[list[Path], dict[str, list[Path]]]:
+def _scan(root: Path, guard: WalkGuard) -> tuple[list[Path], dict[str, list[Path]]]:
     """(loose images directly in root, {class sub-folder name: its images}); sub-folders without images are skipped."""
-    loose = sorted(p for p in root.iterdir() if _is_image_file(p))
+    if not guard.enter_dir(root):  # a split folder linked out of the data root (or read already); also marks the
+        return [], {}  # root as read, so a link back up to it is a loop
+    loose = [p for p in sorted(root.iterdir()) if _is_image_file(p) and guard.claim_file(p)]
     classes = {}
     for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = _images_below(sub)
+        files = _images_below(sub, guard)
         if files:
             classes[sub.name] = files
     return loose, classes
@@ -74,7 +77,9 @@ def _split_roots(folder: Path, split: str) -> list[Path]:
 
 def _list_files(folder: Path, split: str) -> tuple[list[Path], list[int], list[str]]:
     """(files, labels, class names) for the split; labels are -1 and class names empty for an unlabelled folder."""
-    scans = [(root, *_scan(root)) for root in _split_roots(folder, split)]
+    guard = WalkGuard.for_root(folder)
+    scans = [(root, *_scan(root, guard)) for root in _split_roots(folder, split)]
+    guard.note()
     class_names = sorted({name for _, _, classes in scans for name in classes})
     files: list[Path] = []
     labels: list[int] = []
@@ -139,14 +144,8 @@ def _decode(path: Path, size: int, channels: int) -> tuple[np.ndarray, bool]:
         raise GankitError(f"cannot decode image {path} ({type(e).__name__}: {e}); remove or replace the file") from e
 
 
-@dataset("folder", own_resize=True, channels=0, num_classes=0)  # 0: known only after reading the folder
-def load_folder(cfg: DataConfig) -> ImageData:
-    """The images under ``cfg.dir`` as uint8 (N, C, S, S) with S = cfg.image_size.
-
-    C is cfg.channels when that is 1 or 3, else 3 if any image is colour and 1 if all are gray. Labels (N,) int64 are
-    class indices of the sorted sub-folder names, or -1 for an unlabelled folder. ``cfg.limit`` > 0 decodes only the
-    first that many files (in sorted order).
-    """
+def list_folder(cfg: DataConfig) -> tuple[Path, list[Path], list[int], list[str]]:
+    """(folder, files, labels, class names) that 'folder' would decode for ``cfg``, ``cfg.limit`` applied."""
     if cfg.dir is None:
         raise GankitError("data 'folder' needs --data-dir DIR pointing at a folder of images")
     folder = Path(cfg.dir).expanduser()
@@ -160,29 +159,64 @@ def load_folder(cfg: DataConfig) -> ImageData:
             f"no images in {folder} for split '{cfg.split}' (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}); "
             f"point --data-dir at a folder of images"
         )
-    channels = cfg.channels if cfg.channels in (1, 3) else 0
+    return folder, files, labels, class_names
 
+
+def decode_into(
+    files: list[Path], size: int, channels: int, alloc: Alloc, desc: str, progress: bool = False, chunk: int = 256
+) -> np.ndarray:
+    """Decode ``files`` one by one into ``alloc((N, C, size, size))`` uint8 and return that array.
+
+    C is ``channels`` when 1 or 3; when 0, 1 while every image so far is gray, widened once to 3 (a second
+    ``alloc``, earlier rows copied as R = G = B) at the first colour image, so an all-gray set never takes 3x the
+    space and a colour one pays for the widening only up to its first colour image. Nothing but the output and one
+    chunk of decoded files is held in memory, so ``alloc`` can hand out a memory map larger than RAM.
+    """
+    n = len(files)
+    out = alloc((n, channels if channels in (1, 3) else 1, size, size))
+    show = progress or n > _PROGRESS_OVER
     # Pillow releases the GIL while decoding and resampling, so threads give a real speed-up on big folders.
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        decoded = list(
-            tqdm(
-                pool.map(lambda p: _decode(p, cfg.image_size, channels), files),
-                total=len(files),
-                desc=f"decoding {folder.name}",
-                unit="img",
-                file=sys.stderr,
-                disable=len(files) <= _PROGRESS_OVER or not sys.stderr.isatty(),
-                leave=False,
-            )
-        )
-    if channels == 0:
-        channels = 1 if all(gray for _, gray in decoded) else 3
-    arrays = [a if a.ndim == 3 or channels == 1 else np.repeat(a[:, :, None], 3, axis=2) for a, _ in decoded]
-    images = np.stack(arrays)  # (N, S, S) or (N, S, S, 3)
-    images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
-    return ImageData(
-        torch.from_numpy(np.ascontiguousarray(images)),
-        torch.tensor(labels, dtype=torch.int64),
-        "folder",
-        class_names,
-    )
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool, tqdm(
+        total=n, desc=desc, unit="img", file=sys.stderr, disable=not show or not sys.stderr.isatty(), leave=False
+    ) as bar:
+        for start in range(0, n, chunk):  # bounded: at most one chunk of decoded images waits to be copied
+            decoded = pool.map(lambda p: _decode(p, size, channels), files[start : start + chunk])
+            for i, (a, _gray) in enumerate(decoded, start):
+                if a.ndim == 3 and out.shape[1] == 1:  # first colour image of an auto-channel folder
+                    wide = alloc((n, 3, size, size))
+                    for j in range(0, i, 4096):
+                        wide[j : min(i, j + 4096)] = out[j : min(i, j + 4096)]  # gray -> RGB, as Pillow's L -> RGB
+                    out = wide
+                out[i] = a if a.ndim == 2 else a.transpose(2, 0, 1)  # (S, S) broadcasts over the channels
+            bar.update(min(chunk, n - start))
+    return out
+
+
+def folder_plan(cfg: DataConfig) -> CachePlan:
+    """The 'folder' reader as a :class:`CachePlan`: listing done, decoding deferred to ``build``."""
+    folder, files, labels, class_names = list_folder(cfg)
+    channels = cfg.channels if cfg.channels in (1, 3) else 0
+    settings = {"reader": "folder", "split": cfg.split, "image_size": cfg.image_size, "channels": channels,
+                "limit": cfg.limit}
+
+    def build(alloc: Alloc) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        images = decode_into(files, cfg.image_size, channels, alloc, f"caching {folder.name}", progress=True)
+        return images, np.asarray(labels, np.int64), class_names
+
+    nbytes = len(files) * (channels or 3) * cfg.image_size**2  # an upper bound while the channels are unknown
+    return CachePlan("folder", "folder", folder, files, settings, nbytes, build)
+
+
+@dataset("folder", own_resize=True, channels=0, num_classes=0, cache_plan=folder_plan)
+def load_folder(cfg: DataConfig) -> ImageData:
+    """The images under ``cfg.dir`` as uint8 (N, C, S, S) with S = cfg.image_size.
+
+    C is cfg.channels when that is 1 or 3, else 3 if any image is colour and 1 if all are gray. Labels (N,) int64 are
+    class indices of the sorted sub-folder names, or -1 for an unlabelled folder. ``cfg.limit`` > 0 decodes only the
+    first that many files (in sorted order).
+    """
+    folder, files, labels, class_names = list_folder(cfg)
+    channels = cfg.channels if cfg.channels in (1, 3) else 0
+    images = decode_into(files, cfg.image_size, channels, lambda shape: np.empty(shape, np.uint8),
+                         f"decoding {folder.name}")
+    return ImageData(torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64), "folder", class_names)

@@ -11,11 +11,15 @@ cross-checked.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import os
 import struct
 import zlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -24,7 +28,9 @@ from ..config.schema import DataConfig
 from ..core.errors import GankitError
 from .base import ImageData
 from .download import cache_dir, fetch
+from .memmap import Alloc, CachePlan, fill_resized
 from .registry import dataset
+from .safety import MAX_GZIP_RATIO, check_allocation, open_regular
 
 # type code -> numpy dtype (all multi-byte types are big-endian in IDX)
 _IDX_DTYPES: dict[int, np.dtype] = {
@@ -37,45 +43,91 @@ _IDX_DTYPES: dict[int, np.dtype] = {
 }
 
 
+def _read_exact(f: BinaryIO, n: int) -> bytes:
+    """Up to ``n`` bytes (fewer only at the end of the stream); gzip streams may return short reads."""
+    parts, got = [], 0
+    while got < n:
+        b = f.read(n - got)
+        if not b:
+            break
+        parts.append(b)
+        got += len(b)
+    return b"".join(parts)
+
+
+def read_idx_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
+    """(dims, dtype) an IDX file's header claims, reading only the header (a gzip file: only its first bytes)."""
+    path = Path(path)
+    with open_regular(path, "IDX file") as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        try:
+            with gzip.GzipFile(fileobj=raw) if gz else contextlib.nullcontext(raw) as f:
+                return _parse_header(f, path)[:2]
+        except (OSError, EOFError, zlib.error) as e:
+            raise GankitError(f"{path} is not a readable gzip file ({e}); delete it and download it again") from e
+
+
+_FIX = "the file is damaged or not an IDX file; delete it and download it again"
+
+
+def _parse_header(f: BinaryIO, path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(dims, dtype, header length) from the stream's first bytes."""
+    head = _read_exact(f, 4)
+    if len(head) < 4 or head[:2] != b"\x00\x00":
+        raise GankitError(f"{path}: bad IDX magic number {head.hex() or 'empty file'}; {_FIX}")
+    code, ndim = head[2], head[3]
+    if code not in _IDX_DTYPES:
+        raise GankitError(f"{path}: unknown IDX type code 0x{code:02x}; {_FIX}")
+    if ndim == 0:
+        raise GankitError(f"{path}: IDX header has 0 dimensions; {_FIX}")
+    header = 4 + 4 * ndim
+    raw_dims = _read_exact(f, 4 * ndim)
+    if len(raw_dims) < 4 * ndim:
+        raise GankitError(f"{path}: IDX header cut short ({4 + len(raw_dims)} bytes, need {header}); {_FIX}")
+    return struct.unpack(f">{ndim}I", raw_dims), _IDX_DTYPES[code], header
+
+
 def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (raw or gzip, recognised by content) into a native-endian array of the stored shape.
 
-    Raises GankitError naming the file for a missing file, a broken gzip stream, a wrong magic number or type code,
-    or a body whose length does not match the header's dimensions.
+    Raises GankitError naming the file for a missing or non-regular file, a broken gzip stream, a wrong magic number
+    or type code, or a body whose length does not match the header's dimensions. The header's claimed size is
+    checked against the file (and, for gzip, against what deflate can expand it to, and the memory available)
+    before anything of that size is allocated.
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-        if raw[:2] == b"\x1f\x8b":  # gzip magic; trust the content, not the file name
-            raw = gzip.decompress(raw)
-    except FileNotFoundError as e:
-        raise GankitError(f"IDX file {path} does not exist") from e
-    except (OSError, EOFError, zlib.error) as e:
-        raise GankitError(f"{path} is not a readable gzip file ({e}); delete it and download it again") from e
-
-    fix = "the file is damaged or not an IDX file; delete it and download it again"
-    if len(raw) < 4 or raw[:2] != b"\x00\x00":
-        raise GankitError(f"{path}: bad IDX magic number {raw[:4].hex() or 'empty file'}; {fix}")
-    code, ndim = raw[2], raw[3]
-    if code not in _IDX_DTYPES:
-        raise GankitError(f"{path}: unknown IDX type code 0x{code:02x}; {fix}")
-    if ndim == 0:
-        raise GankitError(f"{path}: IDX header has 0 dimensions; {fix}")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise GankitError(f"{path}: IDX header cut short ({len(raw)} bytes, need {header}); {fix}")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
-    dtype = _IDX_DTYPES[code]
-    count = 1
-    for d in dims:
-        count *= d
-    body = len(raw) - header
-    if body != count * dtype.itemsize:  # exact: trailing bytes mean the header is wrong, too
+    with open_regular(path, "IDX file") as raw:
+        file_size = os.fstat(raw.fileno()).st_size
+        gz = raw.read(2) == b"\x1f\x8b"  # gzip magic; trust the content, not the file name
+        raw.seek(0)
+        try:
+            with gzip.GzipFile(fileobj=raw) if gz else contextlib.nullcontext(raw) as f:
+                dims, dtype, header = _parse_header(f, path)
+                count = 1
+                for d in dims:
+                    count *= d
+                need = count * dtype.itemsize
+                if not gz and file_size - header != need:  # exact: trailing bytes mean the header is wrong, too
+                    raise GankitError(
+                        f"{path}: IDX body has {file_size - header} bytes but the header {tuple(dims)} needs {need}; "
+                        f"{_FIX}"
+                    )
+                if gz and need > max(file_size, 1 << 16) * MAX_GZIP_RATIO:
+                    raise GankitError(
+                        f"{path}: IDX header {tuple(dims)} claims {need} bytes, more than this {file_size}-byte gzip "
+                        f"file can hold; {_FIX}"
+                    )
+                check_allocation(need, path, f"the IDX header {tuple(dims)}")
+                body = _read_exact(f, need + 1)  # one byte more tells a too-long body
+        except (OSError, EOFError, zlib.error) as e:
+            raise GankitError(f"{path} is not a readable gzip file ({e}); delete it and download it again") from e
+    if len(body) != need:
         raise GankitError(
-            f"{path}: IDX body has {body} bytes but the header {tuple(dims)} needs {count * dtype.itemsize}; {fix}"
+            f"{path}: IDX body has {'more than ' if len(body) > need else ''}{min(len(body), need)} bytes but the "
+            f"header {tuple(dims)} needs {need}; {_FIX}"
         )
-    arr = np.frombuffer(raw, dtype=dtype, count=count, offset=header).reshape(dims)
+    arr = np.frombuffer(body, dtype=dtype, count=count).reshape(dims)
     return arr.astype(dtype.newbyteorder("="), copy=True)  # writable, native order (torch.from_numpy wants both)
 
 
@@ -214,6 +266,23 @@ def _read_pair(images_path: Path, labels_path: Path, num_classes: int) -> tuple[
     return images, labels.astype(np.int64)
 
 
+def idx_plan(name: str, cfg: DataConfig) -> CachePlan:
+    """Split ``cfg.split`` of ``name`` as a :class:`CachePlan` for the memmap cache, converted and resized as
+    :func:`gankit.data.load_dataset` does in RAM. Only the headers are read here."""
+    pairs = _locate(name, cfg)
+    files = [p for pair in pairs for p in pair]
+    n = sum(read_idx_header(images)[0][0] for images, _ in pairs)
+    channels = cfg.channels if cfg.channels in (1, 3) else 1
+    settings = {"reader": name, "split": cfg.split, "image_size": cfg.image_size, "channels": channels}
+
+    def build(alloc: Alloc) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        native = load_idx_dataset(name, cfg)
+        images = fill_resized(native.images, cfg.channels, cfg.image_size, alloc, f"caching {name}")
+        return images, native.labels.numpy(), native.class_names
+
+    return CachePlan(name, name, files[0].parent, files, settings, n * channels * cfg.image_size**2, build)
+
+
 def load_idx_dataset(name: str, cfg: DataConfig) -> ImageData:
     """Split ``cfg.split`` of ``name`` ('all' = train then test; 'val' = test) as uint8 (N, 1, 28, 28), labels int64."""
     source = SOURCES[name]
@@ -225,19 +294,19 @@ def load_idx_dataset(name: str, cfg: DataConfig) -> ImageData:
     return ImageData(torch.from_numpy(images), torch.from_numpy(labels), name, list(source.class_names))
 
 
-@dataset("mnist", channels=1, num_classes=10)
+@dataset("mnist", channels=1, num_classes=10, cache_plan=partial(idx_plan, "mnist"))
 def load_mnist(cfg: DataConfig) -> ImageData:
     """MNIST handwritten digits: 60,000 train / 10,000 test, (N, 1, 28, 28) uint8, labels 0-9."""
     return load_idx_dataset("mnist", cfg)
 
 
-@dataset("fashion-mnist", channels=1, num_classes=10)
+@dataset("fashion-mnist", channels=1, num_classes=10, cache_plan=partial(idx_plan, "fashion-mnist"))
 def load_fashion_mnist(cfg: DataConfig) -> ImageData:
     """Fashion-MNIST (Zalando article images): 60,000 train / 10,000 test, (N, 1, 28, 28) uint8, 10 classes."""
     return load_idx_dataset("fashion-mnist", cfg)
 
 
-@dataset("kmnist", channels=1, num_classes=10)
+@dataset("kmnist", channels=1, num_classes=10, cache_plan=partial(idx_plan, "kmnist"))
 def load_kmnist(cfg: DataConfig) -> ImageData:
     """Kuzushiji-MNIST (cursive Japanese hiragana): 60,000 train / 10,000 test, (N, 1, 28, 28) uint8, 10 classes."""
     return load_idx_dataset("kmnist", cfg)

@@ -22,6 +22,7 @@ from ..core.errors import GankitError
 from .base import ImageData
 from .folder import IMAGE_EXTENSIONS, _to_gray_or_rgb
 from .registry import dataset
+from .safety import WalkGuard
 
 IMAGE_EXTS = tuple(sorted(IMAGE_EXTENSIONS))  # the 'folder' reader's list, so both readers see the same files
 SPLITS = ("train", "val", "test")
@@ -213,14 +214,20 @@ def load_paired(cfg: DataConfig) -> ImageData:
     """
     root = _root(cfg.dir)
     _, sources = _sources(root, cfg.split)
+    # Folders linked out of the data root, or read already (val -> train, B -> A), are not read; an image reached
+    # through two links is read once.
+    guard = WalkGuard.for_root(root)
     a_sides: list[np.ndarray] = []
     b_sides: list[np.ndarray] = []
     for src in sources:
+        dirs = [src] if isinstance(src, Path) else list(src)
+        if not all([guard.enter_dir(d) for d in dirs]):  # noqa: C419 - a list, so every folder is marked as read
+            continue  # said by guard.note() below
         if isinstance(src, Path):  # side by side
-            items: list[Path] | list[tuple[Path, Path]] = _images_in(src)
+            items: list[Path] | list[tuple[Path, Path]] = [p for p in _images_in(src) if guard.claim_file(p)]
             where = str(src)
         else:
-            items = _pair_files(*src)
+            items = [(a, b) for a, b in _pair_files(*src) if guard.claim_file(a)]
             where = f"{src[0]} and {src[1]}"
         if not items:
             raise GankitError(f"{where}: no images ({', '.join(IMAGE_EXTS)}); put the '{cfg.split}' pairs there")
@@ -233,6 +240,9 @@ def load_paired(cfg: DataConfig) -> ImageData:
             for a, b in decoded:
                 a_sides.append(a)
                 b_sides.append(b)
+    guard.note()
+    if not a_sides:
+        raise GankitError(f"data.dir {root}: no image pairs for split '{cfg.split}' inside the folder; {_LAYOUT_HINT}")
     return _finish(_stack(a_sides), _stack(b_sides), "paired", cfg)
 
 

@@ -23,6 +23,7 @@ class DataSpec:
     embedded: bool = False  # ships with gankit (no download, no folder)
     default_epochs: float = 20  # budget when the user gives none
     defaults: Mapping[str, Any] = field(default_factory=dict)  # dotted config keys suggested for this data set
+    cache_plan: Callable[[DataConfig], Any] | None = None  # DataConfig -> memmap.CachePlan, for data.cache=memmap
 
 
 DATASETS: Registry[DataSpec] = Registry("data set", DataSpec)
