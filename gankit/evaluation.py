@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,31 @@ def evaluate_run(
     return res
 
 
+def classifier_and_reference(
+    data: str, base: DataConfig, split: str
+) -> tuple[ImageData, ImageData, str]:
+    """(images that train the classifier, reference images, a sentence naming the former) for scoring samples
+    against split ``split`` of data set ``data``.
+
+    The data set's 'train' split trains the classifier when it exists and holds none of the reference images. When it
+    is missing (a folder with only the test files) or overlaps ``split``, the one split is cut in two (a fixed random
+    half, seed 0, as :func:`holdout_split` cuts): the classifier never sees the images the samples are compared with,
+    since features fitted to the reference would make it look closer than other real images."""
+    reference = load_dataset(replace(base, split=split, limit=0))
+    if not _overlap(split, "train", data):
+        try:
+            train = load_dataset(replace(base, split="train", limit=0))
+            return train, reference, f"{data} 'train' split ({len(train)} images)"
+        except GankitError:
+            pass  # only the one split is present: cut it below
+    n = len(reference)
+    if n < 4:
+        raise GankitError(f"data '{data}' split '{split}' has {n} image(s): too few to train a classifier and compare")
+    train, reference = holdout_split(reference, n // 2)
+    return train, reference, (f"{data} '{split}' split, a fixed random {len(train)} of its {n} images (seed 0); "
+                              f"the other {len(reference)} are the reference")
+
+
 def evaluate_npy(
     path: str | Path,
     data: str,
@@ -146,7 +172,9 @@ def evaluate_npy(
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Metrics of any uint8 (N, H, W, C) .npy of samples against data set ``data``: compare with other tools' output."""
+    """Metrics of any uint8 (N, H, W, C) .npy of samples against data set ``data``: compare with other tools' output.
+    ``classifier_images`` in the result says which images trained the classifier (see
+    :func:`classifier_and_reference`)."""
     from .metrics import evaluate
 
     samples = load_samples_npy(path)
@@ -155,11 +183,12 @@ def evaluate_npy(
     from .data import DATASETS
 
     DATASETS.get(data)
-    train = load_dataset(replace(base, split="train"))
-    test = load_dataset(replace(base, split=split))
+    train, test, described = classifier_and_reference(data, base, split)
+    if progress:
+        print(f"eval: classifier trained on {described}", file=sys.stderr, flush=True)
     res = evaluate(samples, test, train, features=features, inception_path=inception_path, parzen=parzen, seed=seed,
                    progress=progress)
-    res.update(samples=str(path), data=data, split=split)
+    res.update(samples=str(path), data=data, split=split, classifier_images=described)
     return res
 
 
