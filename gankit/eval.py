@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +12,9 @@ import torch
 from .config.schema import DataConfig
 from .core.errors import GankitError
 from .core.io import write_json as write_json_file
-from .data import DATASETS, load_dataset
+from .data import DATASETS
 from .data.safety import load_npy_checked
+from .data.splits import classifier_and_reference
 from .tasks import load, task_of
 from .training.rundir import load_run_config
 
@@ -63,18 +64,21 @@ def evaluate_npy(
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Metrics of any uint8 (N, H, W, C) .npy of samples against data set ``data``: compare with other tools' output."""
+    """Metrics of any uint8 (N, H, W, C) .npy of samples against data set ``data``: compare with other tools' output.
+    ``classifier_images`` in the result says which images trained the classifier (see
+    :func:`gankit.data.splits.classifier_and_reference`)."""
     from .metrics import evaluate
 
     samples = load_samples_npy(path)
     c, h, _ = samples.shape[1:]
     base = DataConfig(name=data, dir=data_dir, image_size=int(h), channels=int(c))
     DATASETS.get(data)
-    train = load_dataset(replace(base, split="train"))
-    test = load_dataset(replace(base, split=split))
+    train, test, described = classifier_and_reference(data, base, split)
+    if progress:
+        print(f"eval: classifier trained on {described}", file=sys.stderr, flush=True)
     res = evaluate(samples, test, train, features=features, inception_path=inception_path, parzen=parzen, seed=seed,
                    progress=progress)
-    res.update(samples=str(path), data=data, split=split)
+    res.update(samples=str(path), data=data, split=split, classifier_images=described)
     return res
 
 

@@ -139,3 +139,33 @@ def test_collapse_monitor_ignores_wasserstein_losses():
     wgan, bce = Monitor(window=10, enabled=False), Monitor(window=10)
     assert not any(wgan.update(i, r) for i, r in enumerate(rows))
     assert any(bce.update(i, {"loss/d": 1e-5, "loss/g": float(i)}) for i in range(12))
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    """An IDX file (uint8 data): magic 0x08 type, ndim, big-endian dims, then the bytes; gzipped."""
+    import gzip
+    import struct
+
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def test_eval_npy_with_only_the_test_split_cuts_it_for_the_classifier(tmp_path, monkeypatch):
+    # A folder holding only MNIST's t10k files, as ../shared/data/mnist does (issue 14.13): here 80 tiny fakes.
+    monkeypatch.setenv("GANKIT_CACHE", str(tmp_path / "cache"))
+    digits = load_dataset(DataConfig(name="digits", image_size=28)).subset(slice(0, 80))
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", digits.images[:, 0].numpy())
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", digits.labels.numpy().astype(np.uint8))
+    npy = tmp_path / "samples.npy"
+    np.save(npy, digits.images[:30].permute(0, 2, 3, 1).numpy())
+    out = tmp_path / "r.json"
+    args = ["eval", "--samples", str(npy), "--data", "mnist", "--data-dir", str(folder), "--split", "test",
+            "--no-parzen", "--out", str(out)]
+    assert main(args) == 0
+    res = json.loads(out.read_text())
+    assert res["n_real_test"] == 40 and res["n_real_train"] == 40  # disjoint halves of the one split
+    assert res["classifier_images"].startswith("mnist 'test' split, a fixed random 40 of its 80 images")
+    assert res["features_id"].startswith("classifier-")

@@ -391,7 +391,7 @@ def test_missing_inception_file_is_a_user_error_naming_the_url(tmp_path, monkeyp
 # the domain classifier
 
 
-TINY = ClassifierRecipe(size=16, width=8, feature_dim=16, epochs=3, batch_size=32, lr=3e-3)
+TINY = ClassifierRecipe(max_size=16, width=8, feature_dim=16, epochs=3, batch_size=32, lr=3e-3)
 
 
 def toy_data(n: int = 160, size: int = 12, seed: int = 0, channels: int = 1) -> ImageData:
@@ -411,7 +411,7 @@ def test_classifier_trains_caches_and_reloads(tmp_path, monkeypatch) -> None:
     ext = ClassifierFeatures.from_data(data, TINY, cache_dir=tmp_path, progress=False)
     assert ext.accuracy >= 0.9
     feats, probs = ext(data.images)
-    assert feats.shape == (160, 16) and probs.shape == (160, 4)
+    assert feats.shape == (160, ext.dim) and probs.shape == (160, 4) and ext.dim == 8 + 16 + 32 + 16
     folder = tmp_path / "classifiers" / classifier_key(data, TINY)
     meta = json.loads((folder / "classifier.json").read_text())
     assert (folder / "model.safetensors").is_file() and meta["accuracy"] == ext.accuracy
@@ -443,8 +443,8 @@ def test_classifier_key_changes_with_the_data_and_the_recipe() -> None:
 
 def test_classifier_handles_rgb_and_other_sizes(tmp_path) -> None:
     ext = ClassifierFeatures.from_data(toy_data(channels=1), TINY, cache_dir=tmp_path, progress=False)
-    rgb = toy_data(n=8, size=20, channels=3, seed=1).images  # RGB at another size reach the gray 16x16 network
-    assert ext(rgb)[0].shape == (8, 16)
+    rgb = toy_data(n=8, size=20, channels=3, seed=1).images  # RGB at another size reach the gray 12x12 network
+    assert ext.size == 12 and ext(rgb)[0].shape == (8, ext.dim)
 
 
 def test_classifier_needs_labels(tmp_path) -> None:
@@ -512,3 +512,68 @@ def test_fd_reference_scores_like_fd_and_paired_fd(tmp_path) -> None:
     assert ref(samples) == pytest.approx(fd(ext(samples)[0], ext(test.images)[0]), rel=1e-12)
     paired = evaluate_paired(samples, test.images[:50], extractor=ext)
     assert paired["fd"] == pytest.approx(fd(ext(samples)[0], ext(test.images[:50])[0])) and paired["features_id"] == ext.identity
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# issue 14.12: the classifier's feature space sees blur (the shipped recipe, on the embedded digits at their own 8x8)
+
+
+def box_blur5(images: torch.Tensor) -> torch.Tensor:
+    """Each pixel the mean of itself and its 4 neighbours (edges replicated), as the issue's measurement blurs."""
+    k = torch.tensor([[0.0, 1, 0], [1, 1, 1], [0, 1, 0]]).div(5).view(1, 1, 3, 3)
+    x = F.pad(images.to(torch.float32), (1, 1, 1, 1), mode="replicate")
+    return F.conv2d(x, k).round_().clamp_(0, 255).to(torch.uint8)
+
+
+@pytest.fixture(scope="module")
+def digits_sharpness(tmp_path_factory):
+    """Classifier (shipped recipe) on a fixed random 997 digits; FD of each row against 400 others."""
+    from gankit.config import DataConfig
+    from gankit.data import load_dataset
+
+    data = load_dataset(DataConfig(name="digits", split="all", image_size=8))  # 1797 digits, native 8x8
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+    part, ref, real = data.subset(perm[:997]), data.images[perm[997:1397]], data.images[perm[1397:]]
+    ext = ClassifierFeatures.from_data(part, cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
+    g = torch.Generator().manual_seed(1)
+    rows = {
+        "real": real,
+        "blur": box_blur5(real),
+        "blur2": box_blur5(box_blur5(real)),
+        "noise": torch.randint(0, 256, real.shape, dtype=torch.uint8, generator=g),
+        "mean": part.images.float().mean(0, keepdim=True).round().to(torch.uint8).expand(len(real), -1, -1, -1),
+    }
+    f_ref = ext(ref)[0]
+    return {name: fd(ext(x)[0], f_ref) for name, x in rows.items()}
+
+
+def test_classifier_fd_sees_blur_on_digits(digits_sharpness) -> None:
+    d = digits_sharpness
+    # Recipe 1 (resized, last layer only) scored blurred digits about as close as real ones; the issue asks for 3x.
+    assert d["blur"] >= 3 * d["real"], d
+    assert d["blur2"] > 1.5 * d["blur"], d  # more blur, further away
+    assert d["noise"] > 100 * d["real"] and d["mean"] > 100 * d["real"], d
+    # At 8x8 one box blur wipes out much of a digit (FD about 100x real's), yet noise and the mean image stay further.
+    assert d["noise"] > 2 * d["blur"] and d["mean"] > 1.5 * d["blur"], d
+
+
+def test_classifier_features_are_normalised_per_block(tmp_path) -> None:
+    data = toy_data()
+    ext = ClassifierFeatures.from_data(data, TINY, cache_dir=tmp_path, progress=False)
+    feats = ext(data.images)[0].astype(np.float64)
+    dims = ext.net.block_dims
+    assert ext.dim == sum(dims)
+    start = 0
+    for d in dims:  # on (a superset of) the normalising images: mean ~0, total variance ~ D / blocks
+        block = feats[:, start : start + d]
+        assert np.abs(block.mean(0)).max() < 0.5
+        assert block.var(0, ddof=1).sum() == pytest.approx(ext.dim / len(dims), rel=0.35)
+        start += d
+
+
+def test_classifier_training_shows_progress(tmp_path, capsys) -> None:
+    ClassifierFeatures.from_data(toy_data(), TINY, cache_dir=tmp_path, progress=True)
+    err = capsys.readouterr().err
+    assert "training a classifier on" in err and "classifier" in err and "batch" in err
+    ClassifierFeatures.from_data(toy_data(), TINY, cache_dir=tmp_path / "other", progress=False)
+    assert capsys.readouterr().err == ""

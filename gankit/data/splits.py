@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import torch
 
-from ..config.schema import Config
+from ..config.schema import Config, DataConfig
 from ..core.errors import GankitError
 from . import load_dataset
 from .base import ImageData
@@ -70,3 +70,26 @@ def reference_data(cfg: Config, split: str | None = None) -> tuple[ImageData, Im
             f"measures memorisation; pass --split with a disjoint split, or train with data.holdout=N to keep images aside"
         )
     return run_split, load_dataset(replace(cfg.data, split=other, limit=0))
+
+
+def classifier_and_reference(data: str, base: DataConfig, split: str) -> tuple[ImageData, ImageData, str]:
+    """(images that train the classifier, reference images, a sentence naming the former) for scoring samples
+    against split ``split`` of data set ``data``.
+
+    The data set's 'train' split trains the classifier when it exists and holds none of the reference images. When it
+    is missing (a folder with only the test files) or overlaps ``split``, the one split is cut in two (a fixed random
+    half, seed 0, as :func:`holdout_split` cuts): the classifier never sees the images the samples are compared with,
+    since features fitted to the reference would make it look closer than other real images."""
+    reference = load_dataset(replace(base, split=split, limit=0))
+    if not _overlap(split, "train", data):
+        try:
+            train = load_dataset(replace(base, split="train", limit=0))
+            return train, reference, f"{data} 'train' split ({len(train)} images)"
+        except GankitError:
+            pass  # only the one split is present: cut it below
+    n = len(reference)
+    if n < 4:
+        raise GankitError(f"data '{data}' split '{split}' has {n} image(s): too few to train a classifier and compare")
+    train, reference = holdout_split(reference, n // 2)
+    return train, reference, (f"{data} '{split}' split, a fixed random {len(train)} of its {n} images (seed 0); "
+                              f"the other {len(reference)} are the reference")

@@ -3,9 +3,10 @@
 Two are registered in :data:`FEATURES`:
 
 - ``classifier``: a small CNN that gankit trains on the data set's labelled training split with a fixed recipe and seed,
-  cached on disk under a key that hashes the data and the recipe. Its 128-d penultimate activations are the features and
-  its softmax gives the class probabilities (for IS and class coverage). Works offline, on a CPU, in seconds, and means
-  something on digits, where Inception features do not.
+  cached on disk under a key that hashes the data and the recipe. It sees images at their own resolution; its features
+  join the response energy of every conv layer (the first one sees fine detail, so blur shows) to the 128-d penultimate
+  layer, each block normalised on real images; its softmax gives the class probabilities (for IS and class coverage).
+  Works offline, on a CPU, in a minute or two, and means something on digits, where Inception features do not.
 - ``inception``: the TorchScript Inception-v3 that stylegan2-ada and clean-fid use for FID (2048-d pool features and
   1008-way softmax), from an explicit path or the cache.
 
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from ..data.base import ImageData, to_float
 from ..data.download import cache_dir as data_cache_dir
@@ -105,10 +107,10 @@ class ClassifierRecipe:
     Bump ``version`` whenever the network or the training loop changes in a way these fields do not capture.
     """
 
-    version: str = "1"
-    size: int = 32  # images are resized to size x size, so one network fits every data set
+    version: str = "2"  # 2: native resolution, multi-layer features (1 resized to 32 and used the last layer only)
+    max_size: int = 64  # larger images are shrunk to this; smaller ones are used at their own size, never enlarged
     width: int = 32  # channels of the first conv; doubled by each of the next two
-    feature_dim: int = 128  # the penultimate layer whose activations are the features
+    feature_dim: int = 128  # the penultimate layer
     epochs: int = 5
     batch_size: int = 64
     lr: float = 1e-3
@@ -117,39 +119,89 @@ class ClassifierRecipe:
     seed: int = 0
 
 
-class DomainClassifier(nn.Module):
-    """Three stride-2 convolutions (size -> size/8), a ``feature_dim`` ReLU layer (the features), a linear head.
+# Images whose feature statistics set the normalisation of each block (a fixed subset of the training images).
+NORM_IMAGES = 5000
 
-    Input (B, in_channels, size, size) float in [-1, 1]; ``forward`` returns logits (B, K), ``features`` (B, F).
+
+class DomainClassifier(nn.Module):
+    """A stride-1 convolution at the input's own resolution, two stride-2 ones, a ``feature_dim`` ReLU layer, a head.
+
+    Input (B, in_channels, H, W) float in [-1, 1], any H, W >= 1; ``forward`` returns logits (B, K).
+
+    ``features`` (B, D) concatenates four blocks: the root-mean-square over the image of every channel of each conv
+    layer (``width``, ``2 width``, ``4 width`` values), then the penultimate layer (``feature_dim``). The last layer
+    alone is trained to ignore anything that does not change the class, so blur, which keeps the class, barely moves
+    it; the energy of the first layer's 3x3 responses at full resolution is what blur lowers. Each block is centred
+    and scaled (buffers ``feat_shift``, ``feat_scale``, set by :func:`fit_normalisation` on real training images) to
+    total variance D / 4 there: every layer weighs the same in FD whatever its width, and the features have unit
+    variance on average, the scale KID's polynomial kernel assumes.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, size: int = 32, width: int = 32, feature_dim: int = 128) -> None:
+    grid = 4  # the last conv's map is average-pooled to grid x grid before the penultimate layer
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 32, feature_dim: int = 128) -> None:
         super().__init__()
-        if size % 8:
-            raise ValueError(f"classifier input size must be a multiple of 8, got {size}")
-        self.body = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, stride=2, padding=1),
-            nn.ReLU(),
+        self.convs = nn.ModuleList([
+            nn.Conv2d(in_channels, width, 3, stride=1, padding=1),  # full resolution: strokes and edges
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
-            nn.ReLU(),
             nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(4 * width * (size // 8) ** 2, feature_dim),
-            nn.ReLU(),
-        )
+        ])
+        self.fc = nn.Linear(4 * width * self.grid**2, feature_dim)
         self.head = nn.Linear(feature_dim, num_classes)
+        self.block_dims = [width, 2 * width, 4 * width, feature_dim]
+        dim = sum(self.block_dims)
+        self.register_buffer("feat_shift", torch.zeros(dim))
+        self.register_buffer("feat_scale", torch.ones(dim))
+
+    def blocks(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Raw feature blocks [(B, width), (B, 2 width), (B, 4 width), (B, feature_dim)] and logits (B, K)."""
+        out = []
+        for conv in self.convs:
+            x = F.relu(conv(x))  # (B, C, H', W')
+            out.append(x.square().mean(dim=(2, 3)).sqrt())  # per-channel RMS: response energy, position-free
+        penultimate = F.relu(self.fc(F.adaptive_avg_pool2d(x, self.grid).flatten(1)))
+        out.append(penultimate)
+        return out, self.head(penultimate)
+
+    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised features (B, D) and logits (B, K)."""
+        blocks, logits = self.blocks(x)
+        return (torch.cat(blocks, dim=1) - self.feat_shift) * self.feat_scale, logits
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        return self.features_and_logits(x)[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+        return self.blocks(x)[1]
+
+
+def fit_normalisation(net: DomainClassifier, images: torch.Tensor, batch_size: int = 512) -> None:
+    """Set ``net``'s feature normalisation from real uint8 images (N, C, H, W) at the network's input size: each
+    block's mean goes to 0 and its total variance to D / (number of blocks). A constant block is only centred."""
+    with torch.inference_mode():
+        raw = torch.cat([torch.cat(net.blocks(to_float(images[i : i + batch_size]))[0], dim=1)
+                         for i in range(0, len(images), batch_size)]).double()
+    shift = raw.mean(0)
+    scale = torch.ones_like(shift)
+    share = sum(net.block_dims) / len(net.block_dims)
+    start = 0
+    for d in net.block_dims:
+        total_var = float(raw[:, start : start + d].var(dim=0).sum()) if len(raw) > 1 else 0.0
+        if total_var > 1e-12:
+            scale[start : start + d] = (share / total_var) ** 0.5
+        start += d
+    net.feat_shift.copy_(shift.float())
+    net.feat_scale.copy_(scale.float())
+
+
+def input_size(height: int, width: int, recipe: ClassifierRecipe) -> int:
+    """The square side the classifier sees: the images' own size, shrunk to ``recipe.max_size`` when larger."""
+    return min(max(height, width), recipe.max_size)
 
 
 def _prepare(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> uint8 (N, channels, size, size): gray <-> RGB, then antialiased resize (as the data
-    pipeline resizes, so real and generated images reach the network the same way)."""
+    """uint8 (N, C, H, W) -> uint8 (N, channels, size, size): gray <-> RGB, then an antialiased resize only when the
+    size differs (as the data pipeline resizes, so real and generated images reach the network the same way)."""
     c = images.shape[1]
     if c not in (1, 3) and c != channels:
         raise GankitError(f"the classifier takes 1- or 3-channel images, got {c} channels")
@@ -176,8 +228,9 @@ class ClassifierFeatures(FeatureExtractor):
         self.meta = meta
         self.recipe = ClassifierRecipe(**meta["recipe"])
         self.in_channels = int(meta["in_channels"])
+        self.size = int(meta["size"])
         self.identity = f"classifier-{meta['key']}"
-        self.dim = self.recipe.feature_dim
+        self.dim = int(net.feat_shift.shape[0])
         self.num_classes = int(meta["num_classes"])
         self.accuracy = float(meta["accuracy"])
 
@@ -197,7 +250,7 @@ class ClassifierFeatures(FeatureExtractor):
         folder = cache_root(cache_dir) / "classifiers" / key
         if (folder / "classifier.json").is_file() and (folder / "model.safetensors").is_file():
             meta = json.loads((folder / "classifier.json").read_text())
-            net = DomainClassifier(meta["in_channels"], meta["num_classes"], recipe.size, recipe.width, recipe.feature_dim)
+            net = DomainClassifier(meta["in_channels"], meta["num_classes"], recipe.width, recipe.feature_dim)
             net.load_state_dict(load_file(str(folder / "model.safetensors")))
             _say(progress, f"classifier features: loaded {folder} (held-out accuracy {meta['accuracy']:.4f})")
             return cls(net, meta)
@@ -219,15 +272,14 @@ class ClassifierFeatures(FeatureExtractor):
         return cls(net, meta)
 
     def logits_and_features(self, images: torch.Tensor, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 images (N, C, H, W) -> logits (N, K), features (N, F)."""
+        """uint8 images (N, C, H, W) -> logits (N, K), features (N, D)."""
         feats, logits = [], []
         for i in range(0, images.shape[0], batch_size):
-            x = to_float(_prepare(images[i : i + batch_size], self.in_channels, self.recipe.size))
-            f = self.net.features(x)
+            f, lg = self.net.features_and_logits(to_float(_prepare(images[i : i + batch_size], self.in_channels, self.size)))
             feats.append(f)
-            logits.append(self.net.head(f))
+            logits.append(lg)
         if not feats:
-            return torch.zeros(0, self.dim), torch.zeros(0, self.num_classes)
+            return torch.zeros(0, self.num_classes), torch.zeros(0, self.dim)
         return torch.cat(logits), torch.cat(feats)
 
     def extract(self, images: torch.Tensor, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -242,9 +294,9 @@ class ClassifierFeatures(FeatureExtractor):
 def train_classifier(
     data: ImageData, recipe: ClassifierRecipe = ClassifierRecipe(), progress: bool = True
 ) -> tuple[DomainClassifier, dict[str, Any]]:
-    """Train the domain classifier on labelled ``data`` with ``recipe``; returns the network (eval mode) and its
-    metadata (held-out accuracy, sizes, recipe). Deterministic for a given thread count; the caller's global RNG state
-    is left untouched."""
+    """Train the domain classifier on labelled ``data`` with ``recipe``; returns the network (eval mode, features
+    normalised on its training images) and its metadata (held-out accuracy, sizes, recipe). Shows a progress bar on
+    stderr when ``progress``. Deterministic for a given thread count; the caller's global RNG state is left untouched."""
     labels = data.labels.to(torch.int64)
     if len(data) < 10 or bool((labels < 0).any()):
         raise GankitError(
@@ -253,19 +305,26 @@ def train_classifier(
         )
     num_classes = max(data.num_classes, int(labels.max()) + 1)
     in_channels = 1 if data.images.shape[1] == 1 else 3
+    size = input_size(int(data.images.shape[2]), int(data.images.shape[3]), recipe)
     start = time.perf_counter()
     g = torch.Generator().manual_seed(recipe.seed)
     order = torch.randperm(len(data), generator=g)[: recipe.max_images]
     n_hold = max(1, int(round(len(order) * recipe.holdout)))
     hold_idx, train_idx = order[:n_hold], order[n_hold:]
-    images = _prepare(data.images[order], in_channels, recipe.size)  # uint8 (n, C, size, size)
+    images = _prepare(data.images[order], in_channels, size)  # uint8 (n, C, size, size)
     x_hold, y_hold = images[:n_hold], labels[hold_idx]
     x_train, y_train = images[n_hold:], labels[train_idx]
 
     with torch.random.fork_rng(devices=[]):  # weights from the recipe's seed, without disturbing the caller's RNG
         torch.manual_seed(recipe.seed)
-        net = DomainClassifier(in_channels, num_classes, recipe.size, recipe.width, recipe.feature_dim)
+        net = DomainClassifier(in_channels, num_classes, recipe.width, recipe.feature_dim)
     opt = torch.optim.Adam(net.parameters(), lr=recipe.lr)
+    steps_per_epoch = -(-len(x_train) // recipe.batch_size)
+    _say(progress, f"classifier features: training a classifier on {len(x_train)} labelled images of '{data.name}' "
+                   f"({recipe.epochs} epochs; once, then cached)")
+    # The first evaluation of a data set spends a minute or two here: a bar says so instead of a silent wait.
+    bar = tqdm(total=recipe.epochs * steps_per_epoch, desc="classifier", unit="batch", file=sys.stderr,
+               disable=not progress, dynamic_ncols=True, mininterval=1.0, leave=False)
     net.train()
     with torch.enable_grad():
         for epoch in range(recipe.epochs):
@@ -279,14 +338,18 @@ def train_classifier(
                 opt.step()
                 total += float(loss.detach()) * len(idx)
                 count += len(idx)
-            _say(progress, f"classifier: epoch {epoch + 1}/{recipe.epochs} loss {total / max(count, 1):.4f}")
+                bar.update(1)
+            bar.set_postfix(epoch=f"{epoch + 1}/{recipe.epochs}", loss=f"{total / max(count, 1):.4f}")
+    bar.close()
     net.eval()
+    fit_normalisation(net, x_train[:NORM_IMAGES])
     with torch.inference_mode():
         pred = torch.cat([net(to_float(x_hold[i : i + 512])).argmax(1) for i in range(0, n_hold, 512)])
     accuracy = float((pred == y_hold).double().mean())
     meta = {
         "recipe": asdict(recipe),
         "in_channels": in_channels,
+        "size": size,
         "num_classes": num_classes,
         "class_names": list(data.class_names),
         "accuracy": accuracy,
