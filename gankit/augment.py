@@ -205,8 +205,9 @@ class Augment:
     Call it on reals and on fakes in the D step *and* on fakes in the G step, so G is trained through it.
 
     ADA (``adaptive=True``): ``p`` starts at 0. Feed D's logits on (augmented) reals to ``update`` every D step;
-    every ``interval`` calls, r_t = mean(sign(logits)) over the images seen since the last adjustment, and
-    p += sign(r_t - target) * n_images / (speed_kimg * 1000), clamped to [0, 1]. So p can cross its whole range
+    every ``interval`` calls, r_t = mean(sign(logits)) over the scores seen since the last adjustment, and
+    p += sign(r_t - target) * n_images / (speed_kimg * 1000), clamped to [0, 1]; n_images counts the leading
+    (batch) dimension of the logits, so a patch D that scores (B, 1, h, w) moves p as fast as a (B,) one. So p can cross its whole range
     in ``speed_kimg`` thousand real images. One host sync per interval (the .item() that reads r_t).
     """
 
@@ -231,7 +232,8 @@ class Augment:
             raise GankitError(f"ADA interval {self.interval} must be >= 1")
         self.gen = torch.Generator().manual_seed(self.seed)
         self._acc: Tensor | float = 0.0  # sum of sign(D(real)) since the last adjustment, left on D's device
-        self._acc_n = 0  # images in that sum (known on the host: no sync)
+        self._acc_n = 0  # scores in that sum (known on the host: no sync)
+        self._acc_images = 0  # images behind them (= _acc_n unless D scores patches)
         self._calls = 0
         self.rt: float | None = None  # the last r_t read, for logging
 
@@ -256,15 +258,16 @@ class Augment:
             return
         self._acc = self._acc + d_real_logits.detach().sign().sum().float()
         self._acc_n += d_real_logits.numel()
+        self._acc_images += d_real_logits.shape[0] if d_real_logits.ndim else 1
         self._calls += 1
         if self._calls < self.interval:
             return
         acc = self._acc.item() if isinstance(self._acc, Tensor) else float(self._acc)  # the one host sync
         self.rt = acc / max(self._acc_n, 1)
-        step = self._acc_n / (self.speed_kimg * 1000.0)
+        step = self._acc_images / (self.speed_kimg * 1000.0)
         direction = (self.rt > self.target) - (self.rt < self.target)
         self.p = min(max(self.p + direction * step, 0.0), 1.0)
-        self._acc, self._acc_n, self._calls = 0.0, 0, 0
+        self._acc, self._acc_n, self._acc_images, self._calls = 0.0, 0, 0, 0
 
     def stats(self) -> dict[str, float]:
         """Floats to log under stable keys: 'aug/p' always, 'aug/rt' once ADA has read one."""
@@ -282,6 +285,7 @@ class Augment:
             "p": float(self.p),
             "acc": acc,
             "acc_n": self._acc_n,
+            "acc_images": self._acc_images,
             "calls": self._calls,
             "rt": self.rt,
             "generator": self.gen.get_state(),
@@ -291,6 +295,7 @@ class Augment:
         self.p = float(state["p"])
         self._acc = float(state["acc"])
         self._acc_n = int(state["acc_n"])
+        self._acc_images = int(state["acc_images"])
         self._calls = int(state["calls"])
         self.rt = None if state.get("rt") is None else float(state["rt"])
         self.gen.set_state(state["generator"])

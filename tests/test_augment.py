@@ -196,7 +196,7 @@ def test_ada_p_rises_when_d_is_overconfident_on_reals_and_falls_otherwise() -> N
     for _ in range(4):
         a.update(torch.full((8,), -3.0))
     assert a.p == 0.0  # clamped at 0
-    # r_t = 0.5 (3 of 4 positive... mixed): below 0.6 -> falls; exactly at target -> stays.
+    # Mean sign 0.25: below 0.6 -> falls; exactly at target -> stays.
     a.p = 0.5
     for _ in range(4):
         a.update(torch.tensor([1.0, 1.0, 1.0, -1.0, 1.0, 1.0, -1.0, -1.0]))  # mean sign 0.25
@@ -210,6 +210,14 @@ def test_ada_p_rises_when_d_is_overconfident_on_reals_and_falls_otherwise() -> N
         a.update(torch.full((8,), 3.0))
     assert a.p == 1.0  # clamped at 1
     assert a.stats() == {"aug/p": 1.0, "aug/rt": 1.0}
+
+
+def test_ada_step_counts_images_not_patch_scores() -> None:
+    a = build_augment("ada", seed=0, speed_kimg=1.0, interval=2)
+    assert a is not None
+    for _ in range(2):
+        a.update(torch.ones(8, 1, 3, 3))  # a PatchGAN D: 9 scores per image
+    assert a.p == pytest.approx(16 / 1000) and a.rt == 1.0
 
 
 def test_fixed_policy_ignores_update() -> None:
@@ -288,6 +296,7 @@ def test_cutout_score_sees_noisy_painted_squares() -> None:
 # -- R1 ---------------------------------------------------------------------------------------------------------------
 def test_r1_of_a_linear_d_is_the_squared_weight_norm() -> None:
     w = torch.randn(3, 4, 4, generator=torch.Generator().manual_seed(0))
+    # D(x) = <w, x>: grad_x D = w for every sample.
     d = lambda x: (x * w).sum(dim=(1, 2, 3))
     r1 = r1_penalty(d, batch(b=5, c=3, size=4))
     assert r1.item() == pytest.approx(w.square().sum().item(), rel=1e-6)
