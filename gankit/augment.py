@@ -207,8 +207,8 @@ class Augment:
     ADA (``adaptive=True``): ``p`` starts at 0. Feed D's logits on (augmented) reals to ``update`` every D step;
     every ``interval`` calls, r_t = mean(sign(logits)) over the scores seen since the last adjustment, and
     p += sign(r_t - target) * n_images / (speed_kimg * 1000), clamped to [0, 1]; n_images counts the leading
-    (batch) dimension of the logits, so a patch D that scores (B, 1, h, w) moves p as fast as a (B,) one. So p can cross its whole range
-    in ``speed_kimg`` thousand real images. One host sync per interval (the .item() that reads r_t).
+    (batch) dimension of the logits, so a patch D that scores (B, 1, h, w) moves p as fast as a (B,) one. So p can
+    cross its whole range in ``speed_kimg`` thousand real images. One host sync per interval (the .item() reading r_t).
     """
 
     ops: tuple[str, ...]
