@@ -95,3 +95,40 @@ def gradient_penalty(
     (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
     norms = grad.reshape(b, -1).norm(2, dim=1)
     return ((norms - 1.0) ** 2).mean()
+
+
+def r1_penalty(d_fn: Callable[[Tensor], Tensor], real: Tensor) -> Tensor:
+    """R1 (Mescheder et al. 2018): E_x[ ||grad_x D(x)||_2^2 ] at real images, zero-centred. Scalar tensor.
+
+    d_fn: x (B, C, H, W) -> scores (B,) or (B, 1); close over labels (``lambda x: d(x, y)``) and over the
+    augmentation when D sees augmented reals (``lambda x: d(augment(x), y)``, as stylegan2-ada does: the gradient is
+    taken w.r.t. the image before augmentation). The graph is kept (create_graph) so D's weights train on the penalty.
+
+    Runs in fp32 with autocast off: the squared gradient underflows in half precision, and the gradient is taken
+    with autograd.grad on the unscaled scores, so a GradScaler's loss scale never enters it (the scaler scales
+    the total loss afterwards, as for any other term).
+
+    How to add it to D's loss (StyleGAN's convention, gamma as in their papers): ``(gamma / 2) * r1_penalty(...)``.
+    Lazy R1 (StyleGAN2): compute it only on steps where ``step % every == 0`` and multiply by ``every`` so its
+    average weight is unchanged — ``r1_weight(step, gamma=..., every=...)`` gives that factor (0 on other steps).
+    """
+    x = real.detach()
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    x = x.requires_grad_(True)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        scores = d_fn(x)
+        (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
+        return grad.square().reshape(x.shape[0], -1).sum(dim=1).mean()
+
+
+def r1_weight(step: int, *, gamma: float, every: int = 1) -> float:
+    """The factor for ``r1_penalty`` on this step: gamma / 2 * every when ``step % every == 0``, else 0.
+
+    gamma = 0 turns R1 off (always 0, and the caller can skip the extra backward pass).
+    """
+    if gamma < 0 or every < 1:
+        raise ValueError(f"R1 needs gamma >= 0 and every >= 1, got gamma={gamma}, every={every}")
+    if gamma == 0 or step % every:
+        return 0.0
+    return gamma / 2.0 * every
