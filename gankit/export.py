@@ -1,0 +1,156 @@
+"""Export a run's sampling network to ONNX or TorchScript, so it runs without gankit (or without Python).
+
+The exported graph is the network `gankit sample` / `gankit translate` use (the EMA generator when the run kept one),
+in eval mode, with a dynamic batch dimension:
+
+- GAN: ``z`` (B, z_dim) float32 [+ ``labels`` (B,) int64 for conditional models] -> ``images`` (B, C, H, W) in [-1, 1]
+- pix2pix: ``inputs`` (B, C_A, H, W) float32 in [-1, 1] -> ``images`` (B, C_B, H, W) in [-1, 1]
+
+Metadata (z size and noise distribution, classes, image shape, value range, ...) travels inside the file: ONNX
+``metadata_props``, TorchScript ``_extra_files["gankit.json"]``. Every value is a string there (ONNX allows no other
+type), JSON-encoded where it is not a plain string.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .errors import GankitError
+
+FORMATS = ("onnx", "torchscript")
+EXTRA_FILE = "gankit.json"  # the TorchScript extra file that carries the metadata
+
+
+class _Sampler(nn.Module):
+    """G with the call signature of the exported graph: conditional models take labels, others do not."""
+
+    def __init__(self, g: nn.Module, conditional: bool) -> None:
+        super().__init__()
+        self.g = g
+        self.conditional = conditional
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.g(z, labels if self.conditional else None)
+
+
+@dataclass
+class Exportable:
+    """One network ready to export: the module, example inputs (batch 2), their names, and the metadata."""
+
+    module: nn.Module
+    inputs: tuple[torch.Tensor, ...]
+    input_names: list[str]
+    metadata: dict[str, Any]
+
+
+def exportable(run_dir: str | Path, checkpoint: str = "latest") -> Exportable:
+    """The sampling network of ``run_dir`` with example inputs; a GAN's G takes noise (and labels), pix2pix's takes
+    images. Raises GankitError when ``run_dir`` is not a run."""
+    from . import __version__
+    from .config import to_dict
+    from .models import MODELS
+    from .training import load_run_config
+
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    kind = MODELS.meta(cfg.model.name).get("kind", "gan") if cfg.model.name in MODELS else "gan"
+    common = {"gankit_version": __version__, "model": cfg.model.name, "value_range": [-1.0, 1.0],
+              "model_config": to_dict(cfg.model)}
+    if kind == "pix2pix":
+        from .sampling import load_translator
+
+        tr = load_translator(run_dir, checkpoint)
+        c, h, w = tr.image_shape
+        example = torch.rand(2, tr.in_channels, h, w, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        meta = {**common, "kind": "pix2pix", "step": tr.step, "image_shape": list(tr.image_shape),
+                "input_shape": [tr.in_channels, h, w], "inputs": ["inputs"]}
+        return Exportable(tr.g.eval(), (example,), ["inputs"], meta)
+    from .sampling import load
+
+    gen = load(run_dir, checkpoint)
+    conditional = gen.num_classes > 0
+    z = gen.noise(2, seed=0)
+    inputs: tuple[torch.Tensor, ...] = (z, torch.arange(2) % gen.num_classes) if conditional else (z,)
+    names = ["z", "labels"] if conditional else ["z"]
+    meta = {**common, "kind": "gan", "step": gen.step, "image_shape": list(gen.image_shape),
+            "z_dim": gen.config.model.z_dim, "noise": gen.config.model.noise, "num_classes": gen.num_classes,
+            "class_names": gen.class_names, "inputs": names}
+    return Exportable(_Sampler(gen.g, conditional).eval(), inputs, names, meta)
+
+
+def _as_strings(meta: dict[str, Any]) -> dict[str, str]:
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+
+
+def _write_onnx(ex: Exportable, out: Path) -> None:
+    try:
+        import onnx
+    except ImportError:
+        raise GankitError("ONNX export needs the onnx package: pip install 'gankit[export]' (or pip install onnx onnxscript)") from None
+    batch = torch.export.Dim("batch", min=1)
+    try:
+        prog = torch.onnx.export(ex.module, ex.inputs, dynamo=True, dynamic_shapes=tuple({0: batch} for _ in ex.inputs),
+                                 input_names=ex.input_names, output_names=["images"], verbose=False)
+    except ImportError as e:
+        raise GankitError(f"ONNX export needs onnxscript: pip install 'gankit[export]' ({e})") from None
+    model = prog.model_proto
+    for k, v in _as_strings(ex.metadata).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.checker.check_model(model)
+    tmp = out.with_name(f".{out.name}.tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(out)
+
+
+def _write_torchscript(ex: Exportable, out: Path) -> None:
+    # Tracing records the graph for the example batch; every op in gankit's generators reads the batch size from its
+    # input (no Python ints baked in), which the export tests check at two batch sizes.
+    with torch.no_grad():
+        traced = torch.jit.trace(ex.module, ex.inputs, check_trace=False)
+    tmp = out.with_name(f".{out.name}.tmp")
+    torch.jit.save(traced, str(tmp), _extra_files={EXTRA_FILE: json.dumps(ex.metadata)})
+    tmp.replace(out)
+
+
+WRITERS: dict[str, Callable[[Exportable, Path], None]] = {"onnx": _write_onnx, "torchscript": _write_torchscript}
+
+
+def export_generator(run_dir: str | Path, fmt: str, out: str | Path, checkpoint: str = "latest") -> Path:
+    """Write the run's sampling network to ``out`` as ``fmt`` ("onnx" or "torchscript"); returns ``out``."""
+    if fmt not in WRITERS:
+        raise GankitError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    out = Path(out)
+    if out.is_dir():
+        raise GankitError(f"--out {out} is a folder; give a file name such as {out / ('generator.' + ('onnx' if fmt == 'onnx' else 'pt'))}")
+    ex = exportable(run_dir, checkpoint)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    WRITERS[fmt](ex, out)
+    return out
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata of an exported file (either format), values decoded from JSON where they were encoded."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        return {k: _decode(v) for k, v in props.items()}
+    files = {EXTRA_FILE: ""}
+    torch.jit.load(str(path), _extra_files=files)
+    return json.loads(files[EXTRA_FILE])
+
+
+def _decode(v: str) -> Any:
+    try:
+        return json.loads(v)
+    except json.JSONDecodeError:
+        return v
