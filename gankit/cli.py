@@ -204,9 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list data sets, models, losses, optimizers and shipped configs")
     ls.set_defaults(func=cmd_list)
 
-    from . import cli_eval, cli_pix2pix, cli_sweep
+    from . import cli_eval, cli_pix2pix, cli_report, cli_sweep
 
-    for mod in (cli_eval, cli_pix2pix, cli_sweep):  # subcommands that live in their own modules
+    for mod in (cli_eval, cli_pix2pix, cli_report, cli_sweep):  # subcommands that live in their own modules
         mod.register(sub)
     return p
 

@@ -13,8 +13,11 @@ type), JSON-encoded where it is not a plain string.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+import logging
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,8 +99,9 @@ def _write_onnx(ex: Exportable, out: Path) -> None:
         raise GankitError("ONNX export needs the onnx package: pip install 'gankit[export]' (or pip install onnx onnxscript)") from None
     batch = torch.export.Dim("batch", min=1)
     try:
-        prog = torch.onnx.export(ex.module, ex.inputs, dynamo=True, dynamic_shapes=tuple({0: batch} for _ in ex.inputs),
-                                 input_names=ex.input_names, output_names=["images"], verbose=False)
+        with _quiet():
+            prog = torch.onnx.export(ex.module, ex.inputs, dynamo=True, dynamic_shapes=tuple({0: batch} for _ in ex.inputs),
+                                     input_names=ex.input_names, output_names=["images"], verbose=False)
     except ImportError as e:
         raise GankitError(f"ONNX export needs onnxscript: pip install 'gankit[export]' ({e})") from None
     model = prog.model_proto
@@ -110,10 +114,25 @@ def _write_onnx(ex: Exportable, out: Path) -> None:
     tmp.replace(out)
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The exporter logs warnings about optional packages (torchvision ops) and deprecations that concern torch, not
+    the user; keep the command's output to what gankit says."""
+    log = logging.getLogger("torch.onnx")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        log.setLevel(level)
+
+
 def _write_torchscript(ex: Exportable, out: Path) -> None:
     # Tracing records the graph for the example batch; every op in gankit's generators reads the batch size from its
     # input (no Python ints baked in), which the export tests check at two batch sizes.
-    with torch.no_grad():
+    with torch.no_grad(), _quiet():
         traced = torch.jit.trace(ex.module, ex.inputs, check_trace=False)
     tmp = out.with_name(f".{out.name}.tmp")
     torch.jit.save(traced, str(tmp), _extra_files={EXTRA_FILE: json.dumps(ex.metadata)})

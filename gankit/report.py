@@ -129,7 +129,14 @@ def default_config(model: str | None = None, data: str | None = None) -> dict[st
 def config_diff(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """key -> (value, default) for the keys whose value is not the default (watching options left out)."""
     return {k: (v, defaults.get(k)) for k, v in sorted(config.items())
-            if k not in QUIET_KEYS and json.dumps(v, sort_keys=True) != json.dumps(defaults.get(k), sort_keys=True)}
+            if k not in QUIET_KEYS and not _same(v, defaults.get(k))}
+
+
+def _same(a: Any, b: Any) -> bool:
+    # YAML round trips turn 0.0 into 0 and back; numbers compare by value, everything else by its JSON form.
+    if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b)):
+        return float(a) == float(b)
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
 def best_step(rows: list[dict[str, Any]]) -> tuple[str, int, float] | None:
@@ -539,7 +546,7 @@ def runs_section(runs: list[RunData]) -> str:
 
     keys = sorted({k for r in runs for k in r.config})
     differing = [k for k in keys if k not in NOT_IDENTITY and k not in QUIET_KEYS
-                 and len({json.dumps(r.config.get(k), sort_keys=True) for r in runs}) > 1]
+                 and not all(_same(r.config.get(k), runs[0].config.get(k)) for r in runs)]
     names = [r.name for r in runs]
     for r in runs:  # the same folder name twice (runs of different sweeps): the parent tells them apart
         r.label = f"{r.dir.parent.name}/{r.name}" if names.count(r.name) > 1 else r.name
