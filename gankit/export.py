@@ -7,8 +7,8 @@ in eval mode, with a dynamic batch dimension:
 - pix2pix: ``inputs`` (B, C_A, H, W) float32 in [-1, 1] -> ``images`` (B, C_B, H, W) in [-1, 1]
 
 Metadata (z size and noise distribution, classes, image shape, value range, ...) travels inside the file: ONNX
-``metadata_props``, TorchScript ``_extra_files["gankit.json"]``. Every value is a string there (ONNX allows no other
-type), JSON-encoded where it is not a plain string.
+``metadata_props``, TorchScript ``_extra_files["gankit.json"]``. ONNX allows only string values, so each value is
+JSON-encoded (strings included): ``json.loads`` decodes every one.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def exportable(run_dir: str | Path, checkpoint: str = "latest") -> Exportable:
 
 
 def _as_strings(meta: dict[str, Any]) -> dict[str, str]:
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+    return {k: json.dumps(v) for k, v in meta.items()}  # strings too, so a reader decodes every value alike
 
 
 def _write_onnx(ex: Exportable, out: Path) -> None:
@@ -135,7 +135,8 @@ def _write_torchscript(ex: Exportable, out: Path) -> None:
     with torch.no_grad(), _quiet():
         traced = torch.jit.trace(ex.module, ex.inputs, check_trace=False)
     tmp = out.with_name(f".{out.name}.tmp")
-    torch.jit.save(traced, str(tmp), _extra_files={EXTRA_FILE: json.dumps(ex.metadata)})
+    with _quiet():
+        torch.jit.save(traced, str(tmp), _extra_files={EXTRA_FILE: json.dumps(ex.metadata)})
     tmp.replace(out)
 
 
@@ -164,7 +165,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         return {k: _decode(v) for k, v in props.items()}
     files = {EXTRA_FILE: ""}
-    torch.jit.load(str(path), _extra_files=files)
+    with _quiet():
+        torch.jit.load(str(path), _extra_files=files)
     return json.loads(files[EXTRA_FILE])
 
 

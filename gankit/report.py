@@ -252,13 +252,18 @@ def svg_chart(series: list[tuple[str, list[tuple[float, float]]]], title: str, x
     for t in _nice_ticks(y0, y1):
         out.append(f'<line x1="{L}" x2="{W - R}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" class="grid"/>'
                    f'<text x="{L - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{esc(_fmt(t))}</text>')
+    integer_x = all(float(x).is_integer() for x in xs)  # steps: no tick at step 99.5
     for t in _nice_ticks(x0, x1, 6):
+        if integer_x and not float(t).is_integer():
+            continue
         out.append(f'<text x="{sx(t):.1f}" y="{H - B + 16}" text-anchor="middle">{esc(_fmt(t))}</text>')
     out.append(f'<text x="{(L + W - R) / 2}" y="{H - 6}" text-anchor="middle">{esc(xlabel)}</text>')
     out.append(f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" class="frame"/>')
     for x, label in marks or []:
+        right = sx(x) > (L + W - R) / 2  # the label goes on the side with room
         out.append(f'<line x1="{sx(x):.1f}" x2="{sx(x):.1f}" y1="{T}" y2="{H - B}" class="mark"/>'
-                   f'<text x="{sx(x) + 4:.1f}" y="{T + 12}" class="marklabel">{esc(label)}</text>')
+                   f'<text x="{sx(x) + (-4 if right else 4):.1f}" y="{T + 14}" class="marklabel" '
+                   f'text-anchor="{"end" if right else "start"}">{esc(label)}</text>')
     for i, (label, s) in enumerate(series):
         colour = PALETTE[i % len(PALETTE)]
         good = [(x, y) for x, y in s if math.isfinite(y)]
