@@ -457,7 +457,10 @@ def _metrics_section(metrics: dict[str, Any]) -> str:
     n = metrics.get("n_samples")
     where = ", ".join(f"{k} {esc(metrics[k])}" for k in ("n_samples", "n_real_test", "features_id", "step", "split")
                       if metrics.get(k) is not None)
-    return ("<h2>Metrics (gankit eval)</h2>" + table(["metric", "value", "real data"], rows)
+    if all(r[2] is None for r in rows):  # nothing to read against (pix2pix scores compare with targets already)
+        rows = [r[:2] for r in rows]
+    head = ["metric", "value", "real data"][: len(rows[0])]
+    return ("<h2>Metrics (gankit eval)</h2>" + table(head, rows)
             + f'<p class="note">{where}.{" Real-data columns: the same statistic of held-out real images." if n else ""}'
             "</p>")
 
