@@ -68,6 +68,11 @@ class TaskSpec:
     evaluate: Callable[..., dict[str, Any]]
     use: str  # the command that uses a trained run, for messages ("gankit sample", "gankit translate")
     next_steps: Callable[[Path], list[str]]  # lines `gankit train` prints at its end
+    best_metric: tuple[str, str]  # (key, "min"/"max") that the `best` checkpoint follows (the Task's own)
+    preview_title: str  # how reports name the preview grids over training
+    preview_caption: str
+    validation_title: str = ""  # how reports name the validation scores ("" = no table)
+    latent_interpolation: bool = False  # its inference object walks a latent space (reports draw a strip)
     validate_with_previews: bool = False  # score at every preview grid when train.eval_every is 0 (cheap scores)
 
 

@@ -262,6 +262,27 @@ class TrainedGenerator:
         """n images (N, C, H, W) in [-1, 1]; the same (n, seed) gives the same images."""
         return self.generate(self.noise(n, seed), self.labels(n, class_id))
 
+    def export_parts(self) -> tuple[nn.Module, tuple[Tensor, ...], list[str], dict[str, Any]]:
+        """(module, example inputs of batch 2, input names, metadata) for gankit.export."""
+        conditional = self.num_classes > 0
+        z = self.noise(2, seed=0)
+        inputs = (z, torch.arange(2) % self.num_classes) if conditional else (z,)
+        meta = {"kind": "gan", "image_shape": list(self.image_shape), "z_dim": self.config.model.z_dim,
+                "noise": self.config.model.noise, "num_classes": self.num_classes, "class_names": self.class_names}
+        return ConditionalSampler(self.g, conditional), inputs, ["z", "labels"] if conditional else ["z"], meta
+
+
+class ConditionalSampler(nn.Module):
+    """G with the call signature of an exported graph: conditional models take labels, others do not."""
+
+    def __init__(self, g: nn.Module, conditional: bool) -> None:
+        super().__init__()
+        self.g = g
+        self.conditional = conditional
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        return self.g(z, labels if self.conditional else None)
+
 
 def load_generator(ck: Checkpoint, run: TrainedRun) -> TrainedGenerator:
     """G of a run (the EMA copy when the run kept one) from one of its checkpoints."""
@@ -296,5 +317,7 @@ def _next_steps(run_dir: Path) -> list[str]:
 
 TASKS.add("gan", TaskSpec(
     build=GANTask, split_validation=holdout_only, load=load_generator, evaluate=evaluate_generator,
-    use="gankit sample", next_steps=_next_steps,
+    use="gankit sample", next_steps=_next_steps, best_metric=GANTask.best_metric,
+    preview_title="Samples over training", preview_caption="fixed noise",
+    validation_title="Training-time FD (train.eval_every)", latent_interpolation=True,
 ))

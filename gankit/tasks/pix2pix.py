@@ -159,6 +159,13 @@ class Translator:
             a = to_float(convert_channels(to_uint8(a), self.in_channels))
         return translate(self.g, a, batch)
 
+    def export_parts(self) -> tuple[nn.Module, tuple[Tensor, ...], list[str], dict[str, Any]]:
+        """(module, example inputs of batch 2, input names, metadata) for gankit.export."""
+        _, h, w = self.image_shape
+        example = torch.rand(2, self.in_channels, h, w, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        meta = {"kind": "pix2pix", "image_shape": list(self.image_shape), "input_shape": [self.in_channels, h, w]}
+        return self.g, (example,), ["inputs"], meta
+
 
 def load_translator(ck: Checkpoint, run: TrainedRun) -> Translator:
     shape = tuple(run.meta["image_shape"])
@@ -195,5 +202,8 @@ def _next_steps(run_dir: Path) -> list[str]:
 
 TASKS.add("pix2pix", TaskSpec(
     build=Pix2PixTask, split_validation=holdout_or_val, load=load_translator, evaluate=evaluate_translator,
-    use="gankit translate", next_steps=_next_steps, validate_with_previews=True,
+    use="gankit translate", next_steps=_next_steps, validate_with_previews=True, best_metric=Pix2PixTask.best_metric,
+    preview_title="Input | output | target over training",
+    preview_caption="each row: input | output | target (validation pairs)",
+    validation_title="L1, PSNR, SSIM on the validation pairs",
 ))

@@ -1,0 +1,47 @@
+"""`gankit report` (one HTML page for runs) and `gankit export` (the sampling network as ONNX or TorchScript)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..core.errors import GankitError
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..report import write_report
+
+    out = Path(args.out) if args.out else None
+    if out is not None and out.suffix.lower() not in (".html", ".htm"):
+        raise GankitError(f"--out {out}: use a file ending in .html")
+    path = write_report([Path(r) for r in args.runs], out, interpolation=not args.no_interpolation)
+    print(f"wrote {path} (open it in a browser; it needs no network)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..export import export_generator, read_metadata
+
+    path = export_generator(args.run, args.format, Path(args.out), args.checkpoint)
+    meta = read_metadata(path)
+    ins = ", ".join(meta.get("inputs", []))
+    print(f"wrote {path}: {meta.get('kind')} generator (step {meta.get('step')}), inputs {ins} -> images "
+          f"{meta.get('image_shape')} in [-1, 1], dynamic batch")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..export import FORMATS
+
+    r = sub.add_parser("report", help="one self-contained HTML page: a run, or several runs side by side")
+    r.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
+    r.add_argument("--out", help="HTML file (default RUN/report.html for one run; required for several)")
+    r.add_argument("--no-interpolation", action="store_true", help="skip the latent interpolation strip (loads G)")
+    r.set_defaults(func=cmd_report)
+
+    e = sub.add_parser("export", help="the sampling network as ONNX or TorchScript, with a dynamic batch size")
+    e.add_argument("run", help="run folder")
+    e.add_argument("--format", choices=FORMATS, required=True)
+    e.add_argument("--out", required=True, help="file to write, e.g. generator.onnx or generator.pt")
+    e.add_argument("--checkpoint", default="latest", help="latest, final, best or a checkpoint folder name")
+    e.set_defaults(func=cmd_export)
