@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gankit.augment import (
+from gankit.data.augment import (
     AUG_OPS,
     Augment,
     build_augment,
@@ -19,7 +19,7 @@ from gankit.augment import (
     translate,
     translation_shift,
 )
-from gankit.errors import GankitError
+from gankit.core.errors import GankitError
 from gankit.losses import r1_penalty, r1_weight
 
 ALL = "color,translation,cutout"

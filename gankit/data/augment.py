@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import GankitError
-from .registry import Registry
+from ..core.errors import GankitError
+from ..core.registry import Registry
 
 MIN_SIZE = 8  # a 1/8 shift of fewer than 8 pixels rounds to nothing
 
@@ -125,35 +125,35 @@ def _mix_factor(factor: Tensor, on: Tensor) -> Tensor:
     return torch.where(on, factor, torch.ones_like(factor))
 
 
-@AUG_OPS.register("brightness", doc="add a per-image offset in [-0.5, 0.5)")
+@AUG_OPS.register("brightness")  # add a per-image offset in [-0.5, 0.5)
 def _brightness_op(x: Tensor, p: float, gen: torch.Generator) -> Tensor:
     on = _applied(gen, x.shape[0], p)
     delta = (_uniform(gen, x.shape[0]) - 0.5) * on
     return brightness(x, delta.to(x.device))
 
 
-@AUG_OPS.register("saturation", doc="scale deviation from the channel mean by [0, 2)")
+@AUG_OPS.register("saturation")  # scale deviation from the channel mean by [0, 2)
 def _saturation_op(x: Tensor, p: float, gen: torch.Generator) -> Tensor:
     on = _applied(gen, x.shape[0], p)
     factor = _mix_factor(_uniform(gen, x.shape[0]) * 2.0, on)
     return saturation(x, factor.to(x.device))
 
 
-@AUG_OPS.register("contrast", doc="scale deviation from the image mean by [0.5, 1.5)")
+@AUG_OPS.register("contrast")  # scale deviation from the image mean by [0.5, 1.5)
 def _contrast_op(x: Tensor, p: float, gen: torch.Generator) -> Tensor:
     on = _applied(gen, x.shape[0], p)
     factor = _mix_factor(_uniform(gen, x.shape[0]) + 0.5, on)
     return contrast(x, factor.to(x.device))
 
 
-@AUG_OPS.register("color", doc="brightness, saturation, contrast (each applied independently with p)")
+@AUG_OPS.register("color")  # brightness, saturation, contrast (each applied independently with p)
 def _color_op(x: Tensor, p: float, gen: torch.Generator) -> Tensor:
     for name in ("brightness", "saturation", "contrast"):
         x = AUG_OPS.get(name)(x, p, gen)
     return x
 
 
-@AUG_OPS.register("translation", doc="shift by up to 1/8 of the size, zero fill")
+@AUG_OPS.register("translation")  # shift by up to 1/8 of the size, zero fill
 def _translation_op(x: Tensor, p: float, gen: torch.Generator) -> Tensor:
     b, _, h, w = x.shape
     on = _applied(gen, b, p)
@@ -165,7 +165,7 @@ def _translation_op(x: Tensor, p: float, gen: torch.Generator) -> Tensor:
     return translate(x, shift)
 
 
-@AUG_OPS.register("cutout", doc="zero a square of half the size at a random centre")
+@AUG_OPS.register("cutout")  # zero a square of half the size at a random centre
 def _cutout_op(x: Tensor, p: float, gen: torch.Generator) -> Tensor:
     b, _, h, w = x.shape
     on = _applied(gen, b, p)
