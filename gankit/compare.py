@@ -12,7 +12,7 @@ from typing import Any
 from .config.schema import read_yaml
 from .core.errors import GankitError
 from .core.io import read_jsonl
-from .sweep import NOT_IDENTITY, flatten, fmt_value
+from .config.schema import NOT_IDENTITY, flatten, fmt_value
 
 
 @dataclass

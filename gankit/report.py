@@ -104,7 +104,7 @@ def _step_of(p: Path) -> int | None:
 def read_run_data(run_dir: str | Path) -> RunData:
     from .config.schema import read_yaml
     from .core.io import read_jsonl
-    from .sweep import flatten
+    from .config.schema import flatten
 
     d = Path(run_dir)
     if not (d / "config.yaml").is_file():
@@ -122,7 +122,7 @@ def default_config(model: str | None = None, data: str | None = None) -> dict[st
     the plain :class:`~gankit.config.Config` defaults."""
     from .config.layering import resolve
     from .config.schema import Config
-    from .sweep import flatten
+    from .config.schema import flatten
 
     over = {k: v for k, v in (("model.name", model), ("data.name", data)) if v}
     try:
@@ -399,7 +399,7 @@ def _num_cell(v: Any) -> str:
 
 
 def _value(v: Any) -> str:
-    from .sweep import fmt_value
+    from .config.schema import fmt_value
 
     if isinstance(v, str):
         return v
@@ -557,7 +557,7 @@ def _last(rows: list[dict[str, Any]], key: str) -> Any:
 
 def runs_section(runs: list[RunData]) -> str:
     """The body of a comparison of several runs."""
-    from .sweep import NOT_IDENTITY
+    from .config.schema import NOT_IDENTITY
 
     keys = sorted({k for r in runs for k in r.config})
     differing = [k for k in keys if k not in NOT_IDENTITY and k not in QUIET_KEYS

@@ -15,14 +15,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .config.schema import BUDGET_KEYS, parse_set
+from .config.schema import BUDGET_KEYS, NOT_IDENTITY, flatten, fmt_value, parse_set
 from .core.errors import DivergedError, GankitError
 from .core.io import write_json
-
-# Keys that change how a run is watched, not what it computes: runs that differ only here are the same run.
-NOT_IDENTITY = {"train.progress", "train.threads", "train.device", "train.log_every", "train.sample_every",
-                "train.checkpoint_every", "train.keep_last", "data.dir", "data.cache_dir", "data.download"}
-
 
 # ---------------------------------------------------------------------------------------------------------------------
 # grid
@@ -75,30 +70,10 @@ def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
-def fmt_value(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return "-".join(fmt_value(v) for v in value)
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
 def run_name(point: dict[str, Any]) -> str:
     """A safe folder name for a grid point: ``optim.name=adam,model.z_dim=10`` (odd characters become '_')."""
     text = ",".join(f"{k}={fmt_value(v)}" for k, v in point.items())
     return re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)[:200] or "run"
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _config_change(saved: dict[str, Any], new: dict[str, Any]) -> str | None:

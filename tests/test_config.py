@@ -100,3 +100,14 @@ def test_api_budget_replaces_the_file_budget(tmp_path):
 
     assert budget_overrides({"train.epochs": 3}) == {"train.steps": 0, "train.epochs": 3, "train.max_minutes": 0}
     assert budget_overrides({"model.z_dim": 3}) == {"model.z_dim": 3}
+
+
+def test_a_model_key_the_model_does_not_read_is_an_error() -> None:
+    from gankit.config.layering import resolve as _resolve
+
+    with pytest.raises(GankitError, match=r"model.g_channels is not a setting of model 'mlp'.*g_hidden"):
+        _resolve(overrides={"model.name": "mlp", "model.g_channels": 8})
+    with pytest.raises(GankitError, match=r"model.z_dim is not a setting of model 'pix2pix'"):
+        _resolve(overrides={"model.name": "pix2pix", "model.z_dim": 8})
+    # The model's own keys, and keys set beneath the user (data-set suggestions), are fine.
+    assert _resolve(overrides={"model.name": "mlp", "model.g_hidden": [16]}).model.g_hidden == (16,)

@@ -48,8 +48,10 @@ def _weights(run_dir):
         {"loss.name": "wgan-gp", "train.d_steps": 3, "model.d_batchnorm": False},
         {"model.name": "mlp", "model.g_hidden": [32], "model.d_hidden": [32], "model.g_dropout": 0.2, "train.ema_half_life": 0.1},
         {"model.num_classes": 10, "loss.name": "lsgan", "loss.label_smoothing": 0.1},
+        {"train.augment": "ada", "train.ada_kimg": 1, "loss.r1_gamma": 1.0, "loss.r1_every": 2},
+        {"train.augment": "color,translation,cutout", "model.num_classes": 10},
     ],
-    ids=["dcgan", "wgan-gp-ncritic3", "mlp-dropout-ema", "conditional-lsgan-smoothing"],
+    ids=["dcgan", "wgan-gp-ncritic3", "mlp-dropout-ema", "conditional-lsgan-smoothing", "ada-lazy-r1", "diffaugment"],
 )
 def test_resume_is_bit_exact(tmp_path, tiny_overrides, extra):
     straight = _train(tmp_path, "straight", tiny_overrides, **{"train.steps": 12, **extra})
@@ -118,3 +120,39 @@ def test_nan_rollback_lowers_lr(tmp_path, tiny_overrides):
         gankit.train(cfg, out=str(tmp_path / "rb"))
     events = [json.loads(x) for x in (tmp_path / "rb" / "metrics.jsonl").read_text().splitlines() if "rollback" in x]
     assert [e["lr_scale"] for e in events] == [0.5, 0.25]
+
+
+def test_augmentation_state_is_checkpointed_and_logged(tmp_path, tiny_overrides):
+    run = _train(tmp_path, "ada", tiny_overrides, **{"train.steps": 8, "train.augment": "ada", "train.ada_kimg": 0.5,
+                                                    "loss.r1_gamma": 1.0, "loss.r1_every": 1})
+    state = json.loads((run.dir / "checkpoints" / "final" / "state.json").read_text())
+    assert state["task"]["d_updates"] == 8 and 0 < state["task"]["augment"]["p"] <= 1  # p moved off its start of 0
+    rows = [json.loads(x) for x in (run.dir / "metrics.jsonl").read_text().splitlines()]
+    assert any("aug/p" in r for r in rows) and any(r.get("r1", 0) > 0 for r in rows)
+
+
+def test_strong_augmentation_does_not_leak_into_samples(tmp_path, tiny_overrides):
+    """DiffAugment's promise: D sees cutout squares on every real and fake image, G never learns to draw them.
+    Measured with cutout_score (the share of images holding a flat square of the cutout's size)."""
+    from gankit.data import load_dataset
+    from gankit.data.augment import build_augment, cutout_score
+    from gankit.data.base import to_float
+
+    run = _train(tmp_path, "leak", tiny_overrides, **{"train.steps": 150, "train.augment": "cutout",
+                                                     "train.batch_size": 32, "optim.lr_g": 5e-4})
+    samples = gankit.load(str(run.dir)).sample(128, seed=1)
+    reals = to_float(load_dataset(resolve(overrides=tiny_overrides).data).images[:128])
+    augmented = build_augment("cutout", seed=0)(reals)
+    assert cutout_score(augmented) > 0.8  # the measure sees the squares where they are
+    assert cutout_score(samples) < 0.1, cutout_score(samples)
+
+
+def test_run_writes_a_report_and_tensorboard_events(tmp_path, tiny_overrides):
+    pytest.importorskip("tensorboard")
+    run = _train(tmp_path, "tb", tiny_overrides, **{"train.steps": 4, "train.tensorboard": True})
+    assert (run.dir / "report.html").is_file() and "<html" in (run.dir / "report.html").read_text()[:200].lower()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run.dir / "tensorboard"))
+    events.Reload()
+    assert "loss/d" in events.Tags()["scalars"] and events.Tags()["images"]

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gankit.config import Config, parse_set, read_yaml, resolve
+from gankit.config import Config, parse_set, read_yaml
+from gankit.config.layering import resolve
 from gankit.config import dump_yaml as dump_config
 from gankit.core.errors import GankitError
 from gankit.core.yamlio import (

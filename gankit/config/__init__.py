@@ -2,7 +2,7 @@
 :mod:`.layering` (layering defaults, data set, model, file and flags; checks names against the registries).
 
 ``from gankit.config import Config`` gives the schema alone and imports no registry; ``resolve`` and ``validate``
-live in :mod:`gankit.config.layering` (also importable from here).
+live in :mod:`gankit.config.layering` (and ``gankit.resolve``).
 """
 
 from .schema import (  # noqa: F401
@@ -22,12 +22,3 @@ from .schema import (  # noqa: F401
     to_dict,
 )
 
-
-def __getattr__(name: str):  # noqa: ANN202 - module attribute hook
-    # resolve/validate consult the registries, which import the schema: loaded on first use so that importing the
-    # schema never imports a registry (no import circle).
-    if name in ("resolve", "validate", "resume_config"):
-        from . import layering
-
-        return getattr(layering, name)
-    raise AttributeError(f"module 'gankit.config' has no attribute {name!r}")

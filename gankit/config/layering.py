@@ -12,6 +12,7 @@ from typing import Any
 
 from ..core.errors import GankitError
 from ..core.registry import closest
+from ..data.augment import build_augment
 from ..data.registry import DATASETS
 from ..losses import LOSSES
 from ..nets import MODELS
@@ -98,5 +99,6 @@ def validate(cfg: Config) -> None:
             f"loss '{cfg.loss.name}' penalises each sample's gradient, which BatchNorm in D mixes across the batch; "
             f"add --set model.d_batchnorm=false"
         )
+    build_augment(cfg.train.augment, seed=0)  # an unknown op is a one-line error now, not at the first step
     if spec.check is not None:
         spec.check(cfg)

@@ -79,6 +79,8 @@ class LossConfig:
     label_smoothing: float = 0.0  # one-sided: real targets become 1 - label_smoothing
     instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed to 0 over training
     l1_weight: float = 100.0  # pix2pix lambda
+    r1_gamma: float = 0.0  # R1 penalty on real images, (gamma / 2) * E||grad D(x)||^2 (0 = off); any GAN loss
+    r1_every: int = 16  # lazy R1: computed every N-th D update, weighted by N (1 = every update)
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,11 @@ class TrainConfig:
     device: str = "auto"  # auto, cpu, cuda, cuda:1, mps
     channels_last: bool = True  # memory format for conv models
     progress: bool = True
+    # D's inputs: none | a DiffAugment policy such as color,translation,cutout | ada | ada:<policy> (adaptive p)
+    augment: str = "none"
+    ada_target: float = 0.6  # ADA: the E[sign(D(real))] that p steers toward
+    ada_kimg: float = 100.0  # ADA: thousands of real images for p to move by 1
+    tensorboard: bool = False  # also write event files under RUN/tensorboard (pip install tensorboard)
 
 
 @dataclass(frozen=True)
@@ -372,5 +379,39 @@ def check_values(cfg: Config) -> None:
         raise GankitError(f"train.threads={cfg.train.threads} is not a thread count; use 0 (the cores this process may use) or a small number")
     if cfg.data.channels not in (0, 1, 3):
         raise GankitError(f"data.channels must be 0 (the data set's own), 1 or 3, got {cfg.data.channels}")
+    if cfg.loss.r1_gamma < 0 or cfg.loss.r1_every < 1:
+        raise GankitError(f"loss.r1_gamma must be >= 0 and loss.r1_every >= 1, got {cfg.loss.r1_gamma} and {cfg.loss.r1_every}")
+    if not 0 < cfg.train.ada_target < 1 or not cfg.train.ada_kimg > 0:
+        raise GankitError(f"train.ada_target must be in (0, 1) and train.ada_kimg > 0, got {cfg.train.ada_target} and {cfg.train.ada_kimg}")
     if not 0 < cfg.train.nan_lr_factor < 1:
         raise GankitError(f"train.nan_lr_factor must be in (0, 1), got {cfg.train.nan_lr_factor}")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# comparing configs
+
+# Keys that change how a run is watched, not what it computes: runs that differ only here are the same run.
+NOT_IDENTITY = {"train.progress", "train.threads", "train.device", "train.log_every", "train.sample_every",
+                "train.checkpoint_every", "train.keep_last", "data.dir", "data.cache_dir", "data.download"}
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested sections -> dotted keys: ``{"train": {"steps": 5}}`` -> ``{"train.steps": 5}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def fmt_value(value: Any) -> str:
+    """A config value as short text for run names and tables: lists joined by '-', floats as %g."""
+    if isinstance(value, (list, tuple)):
+        return "-".join(fmt_value(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)

@@ -236,6 +236,9 @@ def _check_pix2pix(cfg: Config) -> None:
     size = cfg.data.image_size
     if cfg.train.d_steps != 1:
         raise GankitError(f"train.d_steps={cfg.train.d_steps}: pix2pix updates D and G once per batch; set it to 1")
+    if cfg.train.augment != "none" or cfg.loss.r1_gamma:
+        raise GankitError("train.augment and loss.r1_gamma are for GANs; pix2pix's D sees (input, output) pairs whose "
+                          "geometry must match: set train.augment=none and loss.r1_gamma=0 (data.jitter/flip augment pairs)")
     unet_depth(size)
     patch_specs(cfg.model.patch)
     if patch_output_size(size, cfg.model.patch) < 1:

@@ -16,7 +16,8 @@ from ..config.schema import Config
 from ..core.errors import GankitError
 from ..data.base import Batcher, ImageData, to_float, to_uint8
 from ..data.splits import holdout_only, reference_data
-from ..losses import LOSSES, gradient_penalty
+from ..data.augment import build_augment
+from ..losses import LOSSES, gradient_penalty, r1_penalty, r1_weight
 from ..nets import build_models, sample_noise
 from ..optim import build_optimizer
 from ..training.checkpoint import Checkpoint, load_module
@@ -34,6 +35,10 @@ def is_conv(m: nn.Module) -> bool:
 def set_requires_grad(m: nn.Module, flag: bool) -> None:
     for p in m.parameters():
         p.requires_grad_(flag)
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
 
 
 class EMA:
@@ -94,6 +99,10 @@ class GANTask:
         self.opt_d = build_optimizer(self.d.parameters(), cfg.optim, cfg.optim.lr_d)
         self.loss = LOSSES.get(cfg.loss.name)
         self.ema = EMA(self.g, cfg.train.ema_half_life, cfg.train.batch_size) if cfg.train.ema_half_life > 0 else None
+        # Augmentation of D's inputs (DiffAugment policy or ADA); its own generator, so the noise stream is unchanged.
+        self.augment = build_augment(cfg.train.augment, seed=cfg.seed + 4242, target=cfg.train.ada_target,
+                                     speed_kimg=cfg.train.ada_kimg)
+        self.d_updates = 0  # D updates so far: lazy R1 runs on every r1_every-th
         # The preview batch is fixed by the seed, so a resumed run draws the same grids.
         gen = torch.Generator().manual_seed(cfg.seed + 12345)
         self.preview_z = sample_noise(PREVIEW, m.z_dim, m.noise, "cpu", gen).to(device)
@@ -131,6 +140,7 @@ class GANTask:
 
     def step(self, batcher: Batcher, t: float) -> dict[str, Tensor]:
         cfg, g, d, loss = self.cfg, self.g, self.d, self.loss
+        aug = self.augment if self.augment is not None else _identity  # D's inputs, real and fake, in D and G steps
         b = cfg.train.batch_size
         g.train()
         d.train()
@@ -145,9 +155,17 @@ class GANTask:
             with torch.set_grad_enabled(last):
                 fake = g(z, y)
             fake_d = fake.detach()
-            d_real = d(self._noisy(real, t), y)
-            d_fake = d(self._noisy(fake_d, t), y)
+            d_real = d(self._noisy(aug(real), t), y)
+            d_fake = d(self._noisy(aug(fake_d), t), y)
             loss_d = loss.d(d_real, d_fake, cfg.loss.label_smoothing)
+            if self.augment is not None:
+                self.augment.update(d_real.detach())  # ADA: p follows how sure D is of the (augmented) reals
+            r1_w = r1_weight(self.d_updates, gamma=cfg.loss.r1_gamma, every=cfg.loss.r1_every)
+            if r1_w:
+                r1 = r1_penalty(lambda x: d(aug(x), y), real)  # w.r.t. the image before augmentation
+                loss_d = loss_d + r1_w * r1
+                out["r1"] = r1.detach()
+            self.d_updates += 1
             if loss.gradient_penalty:
                 gp = gradient_penalty(lambda x: d(x, y), real, fake_d)
                 loss_d = loss_d + cfg.loss.gp_weight * gp
@@ -161,7 +179,7 @@ class GANTask:
                         p.clamp_(-cfg.loss.clip, cfg.loss.clip)
         # G update: D's weights are frozen so backward skips their gradients.
         set_requires_grad(d, False)
-        d_gen = d(self._noisy(fake, t), y)
+        d_gen = d(self._noisy(aug(fake), t), y)
         loss_g = loss.g(d_gen)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -172,6 +190,8 @@ class GANTask:
         out["loss/g"] = loss_g.detach()
         out["d/real"] = d_real.detach().mean()
         out["d/fake"] = d_fake.detach().mean()
+        if self.augment is not None and self.augment.adaptive:
+            out["aug/p"] = torch.tensor(self.augment.p)
         return out
 
     # -- evaluation during training --------------------------------------------------------------------------------
@@ -211,10 +231,21 @@ class GANTask:
         return pics
 
     def extra_state(self) -> dict[str, Any]:
-        return {}
+        """The augmentation's p, ADA accumulator and generator, and the D-update count that lazy R1 follows."""
+        if self.augment is None and not self.cfg.loss.r1_gamma:
+            return {}
+        state: dict[str, Any] = {"d_updates": self.d_updates}
+        if self.augment is not None:
+            aug = self.augment.state_dict()
+            state["augment"] = {**aug, "generator": aug["generator"].tolist()}  # JSON: bytes as ints
+        return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        pass
+        self.d_updates = int(state.get("d_updates", 0))
+        if self.augment is not None and "augment" in state:
+            aug = dict(state["augment"])
+            aug["generator"] = torch.tensor(aug["generator"], dtype=torch.uint8)
+            self.augment.load_state_dict(aug)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

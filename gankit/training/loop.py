@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .. import viz
 from ..config.layering import validate
 from ..config.schema import Config, to_dict
 from ..core.errors import DivergedError, GankitError, Interrupted
@@ -25,8 +24,9 @@ from ..data import Batcher, load_dataset
 from ..data.base import ImageData
 from ..losses import LOSSES
 from ..nets import MODELS
-from ..tasks import task_of
+from ..tasks import Task, TaskSpec, task_of
 from .checkpoint import Checkpointer
+from .outputs import RunOutputs
 from .parts import BestKeeper, Budget, Monitor, StopFlag, nonfinite, nonfinite_weights, set_lr
 from .rundir import RunDir, default_run_dir
 from .state import TrainState
@@ -75,21 +75,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None = None,
-          data: ImageData | None = None) -> Run:
-    """Train per ``cfg`` into run folder ``out`` (or continue the run in ``resume``). Returns a :class:`Run`.
+@dataclass
+class Setup:
+    """Everything the loop works with, built from the config (and restored from a checkpoint on resume)."""
 
-    Raises GankitError for bad input, DivergedError on NaN/Inf, Interrupted on SIGINT/SIGTERM (after saving).
-    """
-    run = RunDir(resume if resume is not None else out if out is not None else default_run_dir(cfg.model.name, cfg.data.name))
-    if resume is None:
-        run.check_new()
+    spec: TaskSpec
+    task: Task
+    batcher: Batcher
+    budget: Budget
+    ckpt: Checkpointer
+    state: TrainState
+    device: torch.device
+
+
+def set_up(cfg: Config, run: RunDir, resume: bool, data: ImageData | None) -> Setup:
+    """Threads, device and seeds; the data, its validation split and the task; checkpoints (restored on resume)."""
     validate(cfg)  # Python callers may build a Config by hand; the CLI validated it already
     torch.set_num_threads(cfg.train.threads or usable_cores())
     device = pick_device(cfg.train.device)
     seed_everything(cfg.seed)
-
-    # -- set up: data, task, checkpoints ------------------------------------------------------------------------------
     spec = task_of(cfg)
     data, val = spec.split_validation(cfg, data if data is not None else load_dataset(cfg.data), run.say)
     task = spec.build(cfg, data, device, val)
@@ -103,7 +107,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
             "threads": torch.get_num_threads()}
     ckpt = Checkpointer(run.checkpoints, task, batcher, cfg.to_dict(), meta, cfg.train.keep_last, run.active)
     state = TrainState()
-    if resume is not None:
+    if resume:
         ck = ckpt.latest(say=run.say)
         ckpt.restore(ck, to_dict(cfg.model))
         state = TrainState.from_json(ck.step, ck.state)
@@ -113,6 +117,21 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
         run.say(f"resuming {run.root} from {ck.path.name} (step {state.step}, epoch {batcher.progress:.2f})")
     run.open()
     run.write_config(cfg, meta)
+    return Setup(spec, task, batcher, budget, ckpt, state, device)
+
+
+def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None = None,
+          data: ImageData | None = None) -> Run:
+    """Train per ``cfg`` into run folder ``out`` (or continue the run in ``resume``). Returns a :class:`Run`.
+
+    Raises GankitError for bad input, DivergedError on NaN/Inf, Interrupted on SIGINT/SIGTERM (after saving).
+    """
+    run = RunDir(resume if resume is not None else out if out is not None else default_run_dir(cfg.model.name, cfg.data.name))
+    if resume is None:
+        run.check_new()
+    s = set_up(cfg, run, resume is not None, data)
+    task, batcher, budget, ckpt, state, t_cfg = s.task, s.batcher, s.budget, s.ckpt, s.state, cfg.train
+    shows = RunOutputs(run, t_cfg.tensorboard)
     best = BestKeeper(*task.best_metric, state.best_value)
 
     def save(name: str, move_latest: bool = True) -> None:
@@ -122,114 +141,101 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
     def validate_now() -> None:
         scores = task.validate()
         if scores:
-            run.log({"step": state.step, "epoch": round(batcher.progress, 4), **{k: round(v, 6) for k, v in scores.items()}})
+            shows.row(state.step, batcher.progress, {k: round(v, 6) for k, v in scores.items()})
         if best.update(scores):
             save("best", move_latest=False)
 
     def previews() -> None:
-        for name, (imgs, nrow) in task.preview().items():
-            run.write_sample(f"{name}-{state.step:07d}.png", viz.grid_png(imgs, nrow))
-        if spec.validate_with_previews and not cfg.train.eval_every:  # cheap scores go with every grid
+        shows.previews(state.step, task.preview())
+        if s.spec.validate_with_previews and not t_cfg.eval_every:  # cheap scores go with every grid
             validate_now()
-
-    def plots(gif: bool) -> None:
-        if not run.active:
-            return
-        run.write_file("losses.png", viz.losses_png(run.metrics_file, title=run.root.name))
-        frames = run.sample_frames()[-200:] if gif else []
-        if frames and (data_gif := viz.gif_bytes(frames)) is not None:
-            run.write_file("progress.gif", data_gif)
 
     if state.step == 0:
         save("step-0000000")  # a good state to roll back to and a sign that this folder is a run
         previews()
-
-    # -- the loop -------------------------------------------------------------------------------------------------------
     monitor = Monitor(enabled=LOSSES.get(cfg.loss.name).floor_zero)
     budget.start_clock()
-    sample_every = cfg.train.sample_every or max(1, batcher.batches_per_epoch // cfg.train.d_steps)
-    check_every_step = device.type == "cpu"  # a finiteness check costs a host sync on accelerators
+    sample_every = t_cfg.sample_every or max(1, batcher.batches_per_epoch // t_cfg.d_steps)
+    check_every_step = s.device.type == "cpu"  # a finiteness check costs a host sync on accelerators
     bar = tqdm(total=budget.steps, initial=state.step, unit="step", dynamic_ncols=True, leave=True,
-               disable=not (cfg.train.progress and run.active), desc=run.root.name[-28:])
-    last_log_t, last_log_step = time.monotonic(), state.step
+               disable=not (t_cfg.progress and run.active), desc=run.root.name[-28:])
+    last_log = (time.monotonic(), state.step)
     row: dict[str, float] = {}
     stopped_by = "steps"
     try:
         with StopFlag() as stop:
-            while True:
+            while stop.signum is None:
                 if (spent := budget.spent(state.step)) is not None:
                     stopped_by = spent
-                    break
-                if stop.signum is not None:
                     break
                 t = budget.progress(state.step)
                 set_lr(task.optimizers, cfg.optim, state.lr_scale, t)
                 out_t = task.step(batcher, t)
                 state.step += 1
                 step = state.step
-                bad = nonfinite(out_t) if check_every_step or step % cfg.train.log_every == 0 else []
-                if not bad and step % cfg.train.checkpoint_every == 0:
+                bad = nonfinite(out_t) if check_every_step or step % t_cfg.log_every == 0 else []
+                if not bad and step % t_cfg.checkpoint_every == 0:
                     bad = nonfinite_weights(task.modules)  # checkpoints are what rollbacks and resumes trust
                 if bad:
                     what = f"{bad[0]} = {float(out_t[bad[0]])}" if bad[0] in out_t else f"{bad[0]} hold NaN or Inf"
-                    if cfg.train.on_nan == "rollback" and state.rollbacks < cfg.train.nan_max_rollbacks:
-                        ck = ckpt.latest(say=run.say)
-                        ckpt.restore(ck)
-                        state.rollbacks += 1
-                        state.lr_scale *= cfg.train.nan_lr_factor
-                        run.say(f"warning: {what} at step {step}; rolled back to step {ck.step}, learning rates "
-                                f"x{state.lr_scale:g} (rollback {state.rollbacks} of {cfg.train.nan_max_rollbacks})")
-                        state.step = ck.step
-                        run.trim_metrics(state.step)  # the abandoned steps' rows would plot twice
-                        run.log({"step": state.step, "event": "rollback", "lr_scale": state.lr_scale})
-                        continue
-                    raise DivergedError(
-                        f"training diverged at step {step}: {what}; the last good checkpoint in {run.checkpoints} is "
-                        f"untouched (try a lower learning rate or --set train.on_nan=rollback)"
-                    )
-                if step % cfg.train.log_every == 0 or step == 1:
+                    if t_cfg.on_nan != "rollback" or state.rollbacks >= t_cfg.nan_max_rollbacks:
+                        raise DivergedError(f"training diverged at step {step}: {what}; the last good checkpoint in "
+                                            f"{run.checkpoints} is untouched (try a lower learning rate or --set "
+                                            f"train.on_nan=rollback)")
+                    ck = ckpt.latest(say=run.say)
+                    ckpt.restore(ck)
+                    state.step, state.rollbacks, state.lr_scale = ck.step, state.rollbacks + 1, state.lr_scale * t_cfg.nan_lr_factor
+                    run.say(f"warning: {what} at step {step}; rolled back to step {ck.step}, learning rates "
+                            f"x{state.lr_scale:g} (rollback {state.rollbacks} of {t_cfg.nan_max_rollbacks})")
+                    run.trim_metrics(state.step)  # the abandoned steps' rows would plot twice
+                    shows.event(state.step, "rollback", lr_scale=state.lr_scale)
+                    continue
+                if step % t_cfg.log_every == 0 or step == 1:
                     now = time.monotonic()
-                    ips = (step - last_log_step) * task.images_per_step() / max(now - last_log_t, 1e-9)
-                    last_log_t, last_log_step = now, step
+                    ips = (step - last_log[1]) * task.images_per_step() / max(now - last_log[0], 1e-9)
+                    last_log = (now, step)
                     row = {k: round(float(v), 6) for k, v in out_t.items()}
-                    run.log({"step": step, "epoch": round(batcher.progress, 4), **row, "images_per_s": round(ips, 1)})
+                    shows.row(step, batcher.progress, row, images_per_s=round(ips, 1))
                     if warn := monitor.update(step, row):
                         run.say(warn)
-                        run.log({"step": step, "event": "d_collapse"})
-                    post = {k.split("/")[-1]: f"{v:.3f}" for k, v in row.items() if k.startswith("loss/")}
-                    post["img/s"] = f"{ips:.0f}"
-                    if (left := budget.minutes_left()) is not None:
-                        post["left"] = f"{left:.1f}m"
-                    bar.set_postfix(post, refresh=False)
+                        shows.event(step, "d_collapse")
+                    bar.set_postfix(progress_postfix(row, ips, budget.minutes_left()), refresh=False)
                 bar.update(1)
                 if step % sample_every == 0:
                     previews()
-                if cfg.train.eval_every and step % cfg.train.eval_every == 0:
+                if t_cfg.eval_every and step % t_cfg.eval_every == 0:
                     validate_now()
-                if step % cfg.train.checkpoint_every == 0:
+                if step % t_cfg.checkpoint_every == 0:
                     save(f"step-{step:07d}")
-                    plots(gif=False)
+                    shows.plots(gif=False)
             if stop.signum is not None:
                 bar.close()
                 save(f"step-{state.step:07d}")
                 previews()
-                plots(gif=True)
+                shows.plots(gif=True)
                 raise Interrupted(stop.signum, run.root, state.step)
-
-        # -- the end ----------------------------------------------------------------------------------------------------
         bar.close()
-        if state.step % cfg.train.checkpoint_every:  # else it was saved a moment ago
+        if state.step % t_cfg.checkpoint_every:  # else it was saved a moment ago
             save(f"step-{state.step:07d}", move_latest=False)
         save("final")
         if state.step % sample_every:
             previews()
-        plots(gif=True)
-        summary = {"step": state.step, "epoch": round(batcher.progress, 4), "stopped_by": stopped_by,
-                   "seconds": round(time.monotonic() - budget.start, 1), "last": row, "rollbacks": state.rollbacks,
-                   "d_collapse_at_step": monitor.collapsed_at}
-        run.summary(summary)
+        shows.plots(gif=True)
+        run.summary({"step": state.step, "epoch": round(batcher.progress, 4), "stopped_by": stopped_by,
+                     "seconds": round(time.monotonic() - budget.start, 1), "last": row, "rollbacks": state.rollbacks,
+                     "d_collapse_at_step": monitor.collapsed_at})
+        shows.report()
         return Run(run.root, state.step, batcher.progress, stopped_by, row)
     finally:
         bar.close()
+        shows.close()
         run.close()
 
+
+def progress_postfix(row: dict[str, float], ips: float, minutes_left: float | None) -> dict[str, str]:
+    """The progress bar's right side: losses, images/s and the time left of a time budget."""
+    post = {k.split("/")[-1]: f"{v:.3f}" for k, v in row.items() if k.startswith("loss/")}
+    post["img/s"] = f"{ips:.0f}"
+    if minutes_left is not None:
+        post["left"] = f"{minutes_left:.1f}m"
+    return post

@@ -1,0 +1,120 @@
+"""The package's shape, checked: no import circles, and no module outside the task and network registries asks
+which model family a run is."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent / "gankit"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    t = node.test
+    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
+
+
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """gankit modules that ``path`` imports anywhere (function bodies too: a late import is still a dependency),
+    except under ``if TYPE_CHECKING:``; importing a.b.c also runs a and a.b."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+    tree = ast.parse(path.read_text(), str(path))
+    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node)
+            for n in ast.walk(node)}
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            targets = [mod] + [f"{mod}.{a.name}" for a in node.names]
+        for t in targets:
+            if not t.startswith("gankit"):
+                continue
+            parts = t.split(".")
+            for i in range(1, len(parts) + 1):
+                cand = ".".join(parts[:i])
+                # The importing module's own parent packages have run before it: not a dependency.
+                if cand in modules and cand != name and not name.startswith(cand + "."):
+                    found.add(cand)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = sorted(ROOT.rglob("*.py"))
+    modules = {_module_name(f) for f in files}
+    return {_module_name(f): _imports(f, modules) for f in files}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle as a path [a, b, ..., a], or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_no_import_circles() -> None:
+    cycle = find_cycle(import_graph())
+    assert cycle is None, " -> ".join(cycle)
+
+
+def test_the_cycle_finder_finds_cycles() -> None:
+    assert find_cycle({"gankit.a": {"gankit.b"}, "gankit.b": {"gankit.c"}, "gankit.c": {"gankit.a"}}) == [
+        "gankit.a", "gankit.b", "gankit.c", "gankit.a"]
+    assert find_cycle({"gankit.a": {"gankit.b"}, "gankit.b": set()}) is None
+
+
+def test_config_schema_and_core_are_leaves() -> None:
+    graph = import_graph()
+    for leaf in ("gankit.config.schema", "gankit.core.errors", "gankit.core.io", "gankit.core.registry", "gankit.core.yamlio"):
+        outside = {m for m in graph[leaf] if not m.startswith("gankit.core")}
+        assert not outside, f"{leaf} imports {outside}"
+
+
+@pytest.mark.parametrize("path", sorted(p for p in ROOT.rglob("*.py") if p.parent.name not in ("tasks", "nets")),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_model_family_branches_outside_the_registries(path: Path) -> None:
+    """``if kind == "pix2pix"``-style tests belong to gankit/tasks (and nets); everything else asks the task."""
+    from gankit.nets import MODELS
+    from gankit.tasks import TASKS
+
+    names = set(TASKS.names()) | set(MODELS.names())
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Compare):
+            consts = [c.value for c in [node.left, *node.comparators] if isinstance(c, ast.Constant)]
+            hit = [c for c in consts if isinstance(c, str) and c in names]
+            assert not hit, f"{path.relative_to(ROOT)}:{node.lineno} compares with the family/model name {hit[0]!r}"
