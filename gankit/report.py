@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .core.errors import GankitError
+from .core.io import series
 
 MAX_FRAMES = 60  # sample grids on the slider; more are thinned evenly (first and last kept) so the page stays small
 def _best_keys() -> tuple[tuple[str, str], ...]:
@@ -147,8 +148,7 @@ def _same(a: Any, b: Any) -> bool:
 def best_step(rows: list[dict[str, Any]]) -> tuple[str, int, float] | None:
     """(key, step, value) of the best evaluation row: the lowest eval/fd, else the lowest eval/l1."""
     for key, mode in _best_keys():
-        pts = [(r[key], r["step"]) for r in rows if isinstance(r.get(key), (int, float)) and "step" in r
-               and math.isfinite(r[key])]
+        pts = [(v, s) for s, v in series(rows, key)]
         if pts:
             v, s = (min if mode == "min" else max)(pts)
             return key, int(s), float(v)
@@ -287,8 +287,7 @@ def svg_chart(series: list[tuple[str, list[tuple[float, float]]]], title: str, x
 
 
 def _series(rows: list[dict[str, Any]], key: str) -> list[tuple[float, float]]:
-    return [(float(r["step"]), float(r[key])) for r in rows
-            if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool) and "step" in r]
+    return series(rows, key)
 
 
 def _keys(rows: list[dict[str, Any]], prefix: str) -> list[str]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .core.io import atomic_write_bytes, read_jsonl
+from .core.io import atomic_write_bytes, read_jsonl, series
 from .data.base import to_uint8
 
 
@@ -58,13 +59,31 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -
     atomic_write_bytes(path, grid_png(images, nrow))
 
 
-def gif_bytes(frames: list[Path], ms_per_frame: int = 300) -> bytes | None:
-    """The sample grids in training order, as an animated GIF (the last frame held longer); None without frames."""
-    imgs = [Image.open(f).convert("RGB") for f in frames]
-    if not imgs:
+GIF_FRAMES = 60  # progress.gif shows at most this many grids, spread evenly over training (the last always kept)
+GIF_BYTES = 3_000_000  # what progress.gif aims to stay under: frames are shrunk to share this
+
+
+def gif_bytes(frames: list[Path], ms_per_frame: int = 300, max_frames: int = GIF_FRAMES,
+              max_bytes: int = GIF_BYTES) -> bytes | None:
+    """The sample grids in training order, as an animated GIF (the last frame held longer); None without frames.
+
+    Bounded: at most ``max_frames`` grids (thinned evenly, first and last kept), each shrunk so the frames together
+    hold at most ``max_bytes`` pixels; a palette GIF of noise-like grids compresses to about a byte a pixel or less,
+    so the file stays near that size however long the run trained (200 full-size 64x64 grids made 17 MB)."""
+    from .report import thin
+
+    frames = thin(list(frames), max_frames)
+    if not frames:
         return None
-    size = imgs[-1].size
-    imgs = [im.resize(size) if im.size != size else im for im in imgs]
+    imgs = []
+    for f in frames:
+        with Image.open(f) as im:
+            imgs.append(im.convert("RGB"))
+    w, h = imgs[-1].size
+    # The LZW stream of a palette image can run a little over a byte a pixel on noise: leave a quarter for that.
+    scale = min(1.0, math.sqrt(0.75 * max_bytes / len(imgs) / (w * h)))
+    size = (max(1, int(w * scale)), max(1, int(h * scale)))
+    imgs = [im if im.size == size else im.resize(size, Image.BOX) for im in imgs]
     durations = [ms_per_frame] * (len(imgs) - 1) + [ms_per_frame * 5]
     return encode(imgs[0], "GIF", save_all=True, append_images=imgs[1:], duration=durations, loop=0, optimize=False)
 
@@ -83,31 +102,40 @@ def losses_png(metrics_file: str | Path, title: str = "") -> bytes:
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 3.6), squeeze=False)
     ax = axes[0, 0]
     for k in loss_keys:
-        pts = [(r["step"], r[k]) for r in rows if k in r and "step" in r]
-        if pts:
+        if pts := series(rows, k):
             s, v = zip(*pts)
             ax.plot(s, v, label=k.split("/", 1)[1], linewidth=1)
     ax.set_xlabel("generator step")
     ax.set_ylabel("loss")
     ax.set_title(title or "losses")
-    if loss_keys:
+    if ax.get_legend_handles_labels()[0]:
         ax.legend()
     ax.grid(alpha=0.3)
     if eval_keys:
         ax2 = axes[0, 1]
         for k in eval_keys:
-            pts = [(r["step"], r[k]) for r in rows if k in r]
-            if pts:
+            if pts := series(rows, k):
                 s, v = zip(*pts)
                 ax2.plot(s, v, marker="o", label=k.split("/", 1)[1])
         ax2.set_xlabel("generator step")
         ax2.set_title("evaluation")
-        ax2.legend()
+        if ax2.get_legend_handles_labels()[0]:
+            ax2.legend()
         ax2.grid(alpha=0.3)
     fig.tight_layout()
+    return figure_png(fig)
+
+
+def figure_png(fig: Any, **savefig_kwargs: Any) -> bytes:
+    """A matplotlib figure as PNG bytes (closed afterwards), to be written with atomic_write_bytes: saving to the path
+    itself would truncate the user's old file first, and a kill or a full disk would leave half a picture."""
+    import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(buf, format="png", dpi=100, **savefig_kwargs)
+    finally:
+        plt.close(fig)
     return buf.getvalue()
 
 

@@ -84,6 +84,16 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
     run = RunDir(resume if resume is not None else out if out is not None else default_run_dir(cfg.model.name, cfg.data.name))
     if resume is None:
         run.check_new()
+    # One writer per run folder, taken before anything is written (a new run's folder is made here); close() gives
+    # it back, and removes a new folder that a failed set-up left empty.
+    run.lock()
+    try:
+        return _train(run, cfg, resume, data)
+    finally:
+        run.close()
+
+
+def _train(run: RunDir, cfg: Config, resume: str | Path | None, data: ImageData | None) -> Run:
     validate(cfg)  # Python callers may build a Config by hand; the CLI validated it already
     torch.set_num_threads(cfg.train.threads or usable_cores())
     device = pick_device(cfg.train.device)
@@ -136,7 +146,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
         if not run.active:
             return
         run.write_file("losses.png", viz.losses_png(run.metrics_file, title=run.root.name))
-        frames = run.sample_frames()[-200:] if gif else []
+        frames = run.sample_frames() if gif else []  # gif_bytes thins and shrinks them to a bounded size
         if frames and (data_gif := viz.gif_bytes(frames)) is not None:
             run.write_file("progress.gif", data_gif)
 
