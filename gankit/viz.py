@@ -67,9 +67,10 @@ def gif_bytes(frames: list[Path], ms_per_frame: int = 300, max_frames: int = GIF
               max_bytes: int = GIF_BYTES) -> bytes | None:
     """The sample grids in training order, as an animated GIF (the last frame held longer); None without frames.
 
-    Bounded: at most ``max_frames`` grids (thinned evenly, first and last kept), each shrunk so the frames together
-    hold at most ``max_bytes`` pixels; a palette GIF of noise-like grids compresses to about a byte a pixel or less,
-    so the file stays near that size however long the run trained (200 full-size 64x64 grids made 17 MB)."""
+    Bounded however long the run trained (200 full-size 64x64 grids made 17 MB): at most ``max_frames`` grids
+    (thinned evenly, first and last kept), shrunk when the whole would pass ``max_bytes``. How far depends on the
+    pictures: the first and last grids are encoded alone to measure their bytes per pixel (digits on black compress
+    far better than noise), and should the result still pass the bound it is shrunk once more."""
     from .report import thin
 
     frames = thin(list(frames), max_frames)
@@ -80,12 +81,18 @@ def gif_bytes(frames: list[Path], ms_per_frame: int = 300, max_frames: int = GIF
         with Image.open(f) as im:
             imgs.append(im.convert("RGB"))
     w, h = imgs[-1].size
-    # The LZW stream of a palette image can run a little over a byte a pixel on noise: leave a quarter for that.
-    scale = min(1.0, math.sqrt(0.75 * max_bytes / len(imgs) / (w * h)))
-    size = (max(1, int(w * scale)), max(1, int(h * scale)))
-    imgs = [im if im.size == size else im.resize(size, Image.BOX) for im in imgs]
-    durations = [ms_per_frame] * (len(imgs) - 1) + [ms_per_frame * 5]
-    return encode(imgs[0], "GIF", save_all=True, append_images=imgs[1:], duration=durations, loop=0, optimize=False)
+    per_px = max(len(encode(im, "GIF")) for im in (imgs[0], imgs[-1])) / (w * h) * 1.1
+    scale = min(1.0, math.sqrt(max_bytes / (per_px * len(imgs) * w * h)))
+    for _ in range(3):
+        size = (max(1, int(w * scale)), max(1, int(h * scale)))
+        shown = [im if im.size == size else im.resize(size, Image.BOX) for im in imgs]
+        durations = [ms_per_frame] * (len(shown) - 1) + [ms_per_frame * 5]
+        data = encode(shown[0], "GIF", save_all=True, append_images=shown[1:], duration=durations, loop=0,
+                      optimize=False)
+        if len(data) <= max_bytes:
+            break
+        scale *= 0.95 * math.sqrt(max_bytes / len(data))
+    return data
 
 
 def losses_png(metrics_file: str | Path, title: str = "") -> bytes:

@@ -145,3 +145,232 @@ def test_no_direct_writes_of_outputs_in_the_package() -> None:
             if pattern.search(line) and rel not in allowed:
                 bad.append(f"{rel}:{i}: {line.strip()}")
     assert not bad, bad
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 6. one writer per run folder
+
+
+@pytest.fixture
+def live_pid():
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield p.pid
+    p.kill()
+    p.wait()
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def _hold(run: Path, pid: int, host: str | None = None) -> bytes:
+    raw = json.dumps({"pid": pid, "host": host or socket.gethostname(), "started": "2024-01-01T00:00:00"}).encode()
+    (run / ".lock").write_bytes(raw)
+    return raw
+
+
+def test_a_second_train_on_a_locked_run_is_refused(run_copy: Path, live_pid: int,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    _hold(run_copy, live_pid)
+    before = snapshot(run_copy)
+    one_error(capsys, ["train", "--resume", str(run_copy), "--steps", "4"], "in use by another gankit train",
+              f"PID {live_pid}", socket.gethostname(), str(run_copy / ".lock"))
+    assert snapshot(run_copy) == before  # nothing written, the holder's lock kept
+
+
+def test_a_lock_from_another_host_is_never_guessed_stale(run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _hold(run_copy, _dead_pid(), host="some-other-machine")
+    one_error(capsys, ["train", "--resume", str(run_copy), "--steps", "3"], "on host some-other-machine")
+
+
+def test_a_stale_lock_is_taken_over_and_released(run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _hold(run_copy, _dead_pid())
+    assert main(["train", "--resume", str(run_copy), "--steps", "3", "--no-progress"]) == 0
+    assert "took over the lock" in capsys.readouterr().err
+    assert not (run_copy / ".lock").exists()
+
+
+def test_lock_in_process(tmp_path: Path) -> None:
+    """Two writers in one process conflict too; the loser's close() leaves the winner's lock alone; a new folder
+    that stayed empty is removed again."""
+    first, second = RunDir(tmp_path / "a" / "run", rank=0), RunDir(tmp_path / "a" / "run", rank=0)
+    first.lock()
+    with pytest.raises(GankitError, match=f"PID {os.getpid()}"):
+        second.lock()
+    second.close()
+    assert (tmp_path / "a" / "run" / ".lock").is_file()
+    first.close()
+    assert not (tmp_path / "a").exists()
+    RunDir(tmp_path / "b", rank=1).lock()  # other ranks never write, never lock
+    assert not (tmp_path / "b").exists()
+
+
+def test_tidy_never_touches_a_live_process_files(run_copy: Path, live_pid: int) -> None:
+    ck = run_copy / "checkpoints"
+    live = ck / f".tmp-step-0000009-{live_pid}"
+    live.mkdir()
+    (live / "g.safetensors").write_bytes(b"being written")
+    live_part = ck / f".latest.{live_pid}.abc.part"
+    live_part.write_bytes(b"x")
+    dead = ck / f".tmp-step-0000008-{_dead_pid()}"
+    dead.mkdir()
+    checkpoint.prune(ck, keep_last=1, protect={"final"})
+    assert (live / "g.safetensors").read_bytes() == b"being written" and live_part.exists()
+    assert not dead.exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 10. one-line errors for damaged run files
+
+
+def test_resume_after_the_optimizer_was_edited(run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = run_copy / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("name: adam", "name: sgd"))
+    before = snapshot(run_copy)
+    one_error(capsys, ["train", "--resume", str(run_copy), "--steps", "4"], "optim.name='adam'", "'sgd'",
+              str(cfg))
+    assert snapshot(run_copy) == before
+
+
+@pytest.mark.parametrize("damage", ["meta-string", "meta-list", "no-image-shape", "config-string"])
+def test_sample_with_a_damaged_state_json(run_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          damage: str) -> None:
+    for sj in (run_copy / "checkpoints").glob("*/state.json"):
+        s = json.loads(sj.read_text())
+        if damage == "meta-string":
+            s["meta"] = "oops"
+        elif damage == "meta-list":
+            s["meta"] = [1, 2]
+        elif damage == "no-image-shape":
+            del s["meta"]["image_shape"]
+        else:
+            s["config"] = "oops"
+        sj.write_text(json.dumps(s))
+    one_error(capsys, ["sample", str(run_copy), "--out", str(tmp_path / "g.png")], str(run_copy))
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_npz_as_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    np.savez(tmp_path / "s.npz", a=np.zeros((4, 16, 16, 1), np.uint8))
+    one_error(capsys, ["eval", "--samples", str(tmp_path / "s.npz"), "--data", "digits"], "s.npz", ".npz archive",
+              "np.save")
+
+
+@pytest.mark.parametrize("sweep", ['{"runs": 3}', '{"runs": ["run"]}', '{"runs": [{"dir": 5}]}',
+                                   '{"runs": [{"dir": "../elsewhere"}]}', '{"runs": [{"dir": "/etc"}]}', '[1]',
+                                   '{"runs": [{"nodir": 1}]}', "not json"])
+def test_compare_over_a_damaged_sweep_json(tmp_path: Path, capsys: pytest.CaptureFixture[str], sweep: str) -> None:
+    (tmp_path / "sw").mkdir()
+    (tmp_path / "sw" / "sweep.json").write_bytes(sweep.encode())
+    one_error(capsys, ["compare", str(tmp_path / "sw"), "--out", str(tmp_path / "c")], "sweep.json is damaged")
+    assert not (tmp_path / "c").exists()
+
+
+def test_compare_and_resume_over_junk_in_run_files(run_copy: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    (run_copy / "metrics.json").write_bytes(b"\xff\xfe not utf-8 \x80")
+    with open(run_copy / "metrics.jsonl", "ab") as f:
+        f.write(b'[1, 2]\n"text"\n3\nnull\n{"step": "ten", "loss/d": 1.0}\n{"step": 2, "loss/d": "high"}\n'
+                b'{"step": 2, "loss/g": [1]}\n{"step": 2, "loss/d": NaN}\n{"step": true, "eval/fd": {}}\n\xff\xff\n')
+    assert main(["compare", str(run_copy), "--out", str(tmp_path / "c")]) == 0
+    assert "metrics.json is damaged" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run_copy), "--steps", "3", "--no-progress"]) == 0  # its end plots losses.png
+    assert main(["report", str(run_copy), "--no-interpolation"]) == 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 11. compare's summary.md shows names and values as text
+
+
+def test_compare_escapes_names_and_values(a_run: Path, tmp_path: Path) -> None:
+    evil, newline = tmp_path / "<img src=x onerror=alert(1)>", tmp_path / "a\n# injected [link](http://x)"
+    for d, seed in ((evil, '"<b>bold</b>|x"'), (newline, '"line\\n## heading"')):
+        shutil.copytree(a_run, d)
+        cfg = d / "config.yaml"
+        cfg.write_text(cfg.read_text().replace("seed: 0", f"seed: {seed}"))
+    assert "seed: " in (evil / "config.yaml").read_text()
+    assert main(["compare", str(evil), str(newline), "--out", str(tmp_path / "c")]) == 0
+    md = (tmp_path / "c" / "summary.md").read_text()
+    assert "<img" not in md and "<b>" not in md and "&lt;img src=x onerror=alert\\(1\\)&gt;" in md
+    lines = md.splitlines()
+    assert not [x for x in lines if x.startswith("#") and x != "# Comparison"], md
+    rows = [x for x in lines if x.startswith("| ")]
+    assert len(rows) == 3 and all(len(r.replace("\\|", "").split("|")) == len(rows[0].split("|")) for r in rows), md
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 14. progress.gif stays small however long the run trained
+
+
+def test_progress_gif_is_bounded(tmp_path: Path) -> None:
+    import io
+
+    import torch
+
+    from gankit.viz import GIF_FRAMES, gif_bytes, grid_png
+
+    # Noise grids are the worst case for GIF compression; 6 different grids named as 200 frames. A bound of 800 kB
+    # for these 276-px grids plays the part of the default 3 MB for 530-px ones (64 images of 64x64), 3.7x the pixels.
+    g = torch.Generator().manual_seed(0)
+    files = []
+    for i in range(6):
+        f = tmp_path / f"g{i}.png"
+        f.write_bytes(grid_png(torch.rand(16, 3, 32, 32, generator=g) * 2 - 1))
+        files.append(f)
+    frames = [files[i % 6] for i in range(200)]
+    data = gif_bytes(frames, max_bytes=800_000)
+    assert data is not None and len(data) <= 800_000
+    with Image.open(io.BytesIO(data)) as im, Image.open(files[0]) as full:
+        assert im.n_frames == GIF_FRAMES
+        assert full.width // 4 < im.width < full.width  # shrunk (noise: the most), not to a thumbnail
+    assert gif_bytes([]) is None
+    with Image.open(io.BytesIO(gif_bytes(files[:3]))) as im, Image.open(files[0]) as full:
+        assert im.size == full.size and im.n_frames == 3  # a short run keeps its frames whole
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 15. --help and argument errors answer without importing torch
+
+
+def test_every_help_and_argument_error_skips_torch() -> None:
+    from gankit.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    commands = sorted(sub.choices)
+    script = f"""
+import sys, time
+t = time.perf_counter()
+from gankit.cli import main
+for argv in [["--help"], *[[c, "--help"] for c in {commands!r}], *[[c, "--bad-flag"] for c in {commands!r}]]:
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    assert rc in (0, 2), (argv, rc)
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "numpy", "matplotlib", "PIL", "safetensors"))
+print("HEAVY", heavy, "SECONDS", round(time.perf_counter() - t, 2))
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 0, res.stderr
+    last = res.stdout.strip().splitlines()[-1]
+    assert last.startswith("HEAVY [] "), last
+    assert {"train", "sample", "eval", "translate", "sweep", "compare", "report", "export", "list"} <= set(commands)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 16. sweep takes the same data flags as train
+
+
+def test_sweep_takes_the_data_flags() -> None:
+    from gankit.cli import build_parser
+    from gankit.cli.common import overrides
+
+    argv = ["--data", "mnist", "--data-dir", "some/where", "--split", "test", "--steps", "5"]
+    for cmd in (["sweep", "--out", "s"], ["train"]):
+        args = build_parser().parse_args([*cmd, *argv])
+        over = overrides(args)
+        assert (over["data.name"], over["data.dir"], over["data.split"], over["train.steps"]) == \
+            ("mnist", "some/where", "test", 5)
