@@ -11,8 +11,11 @@ from typing import Any
 
 from .config.schema import read_yaml
 from .core.errors import GankitError
-from .core.io import read_jsonl
+from .core.io import atomic_write_bytes, read_jsonl, refuse_existing, series
+from .report import md_escape
 from .config.schema import NOT_IDENTITY, flatten, fmt_value
+
+FILES = {"losses": "losses.png", "samples": "samples.png", "summary": "summary.md"}  # what compare writes into --out
 
 
 @dataclass
@@ -39,7 +42,7 @@ def _numbers(d: Any, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def read_run(run_dir: Path) -> RunInfo:
+def read_run(run_dir: Path, say: Any = print) -> RunInfo:
 
     summary: dict[str, Any] = {}
     metrics: dict[str, float] = {}
@@ -47,9 +50,10 @@ def read_run(run_dir: Path) -> RunInfo:
         f = run_dir / name
         if f.is_file():
             try:
-                data = json.loads(f.read_text())
-            except json.JSONDecodeError:
-                continue  # a file cut by a kill: compare without it
+                data = json.loads(f.read_bytes())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                say(f"note: {f} is damaged (not JSON); compared without it")
+                continue
             if target == "summary":
                 summary = data if isinstance(data, dict) else {}
             else:
@@ -71,12 +75,7 @@ def collect_runs(paths: list[str], say: Any = print) -> list[RunInfo]:
         if (p / "config.yaml").is_file():
             found.append(p)
         elif (p / "sweep.json").is_file():
-            try:
-                runs = json.loads((p / "sweep.json").read_text())["runs"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise GankitError(f"{p / 'sweep.json'} is damaged; pass the run folders themselves") from None
-            for r in runs:
-                d = p / r["dir"]
+            for d in _sweep_dirs(p):
                 if (d / "config.yaml").is_file():
                     found.append(d)
                 else:
@@ -91,7 +90,26 @@ def collect_runs(paths: list[str], say: Any = print) -> list[RunInfo]:
     unique = list(dict.fromkeys(d.resolve() for d in found))
     if not unique:
         raise GankitError("nothing to compare: no run has started yet")
-    return [read_run(d) for d in unique]
+    return [read_run(d, say) for d in unique]
+
+
+def _sweep_dirs(sweep: Path) -> list[Path]:
+    """The run folders sweep.json lists; anything but a list of {"dir": "a plain name"} is a one-line error (a
+    hand-edited or foreign sweep.json must not point compare outside the sweep folder either)."""
+    damaged = GankitError(f"{sweep / 'sweep.json'} is damaged; pass the run folders themselves")
+    try:
+        runs = json.loads((sweep / "sweep.json").read_bytes())["runs"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        raise damaged from None
+    if not isinstance(runs, list):
+        raise damaged
+    dirs = []
+    for r in runs:
+        name = r.get("dir") if isinstance(r, dict) else None
+        if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+            raise damaged
+        dirs.append(sweep / name)
+    return dirs
 
 
 def label_runs(runs: list[RunInfo]) -> list[str]:
@@ -117,26 +135,34 @@ def _last(rows: list[dict[str, Any]], key: str) -> Any:
 
 
 def _cell(v: Any) -> str:
+    """One summary.md table cell: numbers formatted, everything else (run names, config values, whatever a damaged
+    file held) escaped so it shows as text: no live HTML, no line break that starts a heading or ends the table."""
     if v is None:
         return ""
     if isinstance(v, float):
         return f"{v:.4g}"
-    return str(v).replace("|", "\\|")
+    return md_escape(v)
 
 
-def write_losses(runs: list[RunInfo], path: Path) -> None:
+def _plain(label: str) -> str:
+    """A label matplotlib draws as written: a run folder named "a$x^2$" must not switch on its maths mode (or fail)."""
+    return label.replace("$", r"\$")
+
+
+def losses_png(runs: list[RunInfo]) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .viz import figure_png
+
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     for ax, key, title in ((axes[0], "loss/d", "discriminator loss"), (axes[1], "loss/g", "generator loss")):
         for r in runs:
-            pts = [(row["step"], row[key]) for row in r.rows if key in row and "step" in row]
-            if pts:
+            if pts := series(r.rows, key):
                 s, v = zip(*pts)
-                ax.plot(s, v, label=r.label, linewidth=1)
+                ax.plot(s, v, label=_plain(r.label), linewidth=1)
         ax.set_title(title)
         ax.set_xlabel("generator step")
         ax.grid(alpha=0.3)
@@ -146,16 +172,17 @@ def write_losses(runs: list[RunInfo], path: Path) -> None:
         # Below both panels, one run a line: labels can be long, and bbox_inches="tight" grows the figure to fit.
         fig.legend(handles, [textwrap.shorten(x, 160) for x in labels], loc="upper center", bbox_to_anchor=(0.5, 0.0),
                    ncol=1 if max(map(len, labels)) > 50 else min(3, len(labels)), fontsize=8, frameon=False)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    return figure_png(fig, bbox_inches="tight")
 
 
-def write_samples(runs: list[RunInfo], path: Path) -> None:
+def samples_png(runs: list[RunInfo]) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from PIL import Image
+
+    from .viz import figure_png
 
     cols = min(4, len(runs))
     rows = math.ceil(len(runs) / cols)
@@ -167,24 +194,23 @@ def write_samples(runs: list[RunInfo], path: Path) -> None:
             with Image.open(r.sample) as im:
                 ax.imshow(im.convert("RGB"))
             step = r.sample.stem.split("-")[-1].lstrip("0") or "0"
-            title = f"{r.label}\n(step {step})"
+            title = f"{_plain(r.label)}\n(step {step})"
         else:
             ax.text(0.5, 0.5, "no samples yet", ha="center", va="center")
-            title = r.label
+            title = _plain(r.label)
         ax.set_title("\n".join(textwrap.wrap(title, 40, replace_whitespace=False)), fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    return figure_png(fig, bbox_inches="tight")
 
 
-def write_summary(runs: list[RunInfo], differing: list[str], path: Path) -> None:
+def summary_md(runs: list[RunInfo], differing: list[str]) -> str:
     eval_keys = sorted({k for r in runs for row in r.rows for k in row if k.startswith("eval/")})
     metric_keys = sorted({k for r in runs for k in r.metrics})
     head = ["run", "differing config", "steps", "epochs", "seconds", "last D loss", "last G loss",
             *eval_keys, *metric_keys]
     lines = ["# Comparison", "",
-             f"{len(runs)} run(s); differing config keys: {', '.join(differing) or 'none'}.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             f"{len(runs)} run(s); differing config keys: {md_escape(', '.join(differing) or 'none')}.", "",
+             "| " + " | ".join(map(md_escape, head)) + " |", "|" + "---|" * len(head)]
     for r in runs:
         last_row = next((row for row in reversed(r.rows) if "step" in row), {})
         cells = [r.dir.name, ", ".join(f"{k}={fmt_value(v)}" for k, v in r.differs.items()),
@@ -194,18 +220,21 @@ def write_summary(runs: list[RunInfo], differing: list[str], path: Path) -> None
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     lines += ["", "`eval/*` columns are the last values in metrics.jsonl; the others after the losses come from each "
               "run's metrics.json (`gankit eval`). Unfinished runs have no seconds.", ""]
-    path.write_text("\n".join(lines), encoding="utf-8")
+    return "\n".join(lines)
 
 
-def compare(paths: list[str], out: Path, say: Any = print) -> dict[str, Path]:
-    """Write losses.png, samples.png and summary.md for the runs in ``paths`` into ``out``; returns the files."""
-    runs = collect_runs(paths, say)
-    differing = label_runs(runs)
+def compare(paths: list[str], out: Path, say: Any = print, force: bool = False) -> dict[str, Path]:
+    """Write losses.png, samples.png and summary.md for the runs in ``paths`` into ``out``; returns the files.
+    Files already in ``out`` are replaced only with ``force`` (checked before anything is read); each is written
+    atomically, so a kill or a full disk leaves the old file or the new one."""
     if out.exists() and not out.is_dir():
         raise GankitError(f"--out {out} is a file; give a folder for the report")
+    files = {k: out / name for k, name in FILES.items()}
+    refuse_existing(files.values(), force)
+    runs = collect_runs(paths, say)
+    differing = label_runs(runs)
     out.mkdir(parents=True, exist_ok=True)
-    files = {"losses": out / "losses.png", "samples": out / "samples.png", "summary": out / "summary.md"}
-    write_losses(runs, files["losses"])
-    write_samples(runs, files["samples"])
-    write_summary(runs, differing, files["summary"])
+    atomic_write_bytes(files["losses"], losses_png(runs))
+    atomic_write_bytes(files["samples"], samples_png(runs))
+    atomic_write_bytes(files["summary"], summary_md(runs, differing).encode("utf-8"))
     return files

@@ -20,13 +20,16 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-import torch.nn as nn
+from typing import TYPE_CHECKING, Any
 
 from .core.errors import GankitError
+from .core.io import atomic_write_bytes, atomic_writer
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# torch is imported inside the functions: `gankit export --help` (whose choices come from here) must stay instant.
 FORMATS = ("onnx", "torchscript")
 EXTRA_FILE = "gankit.json"  # the TorchScript extra file that carries the metadata
 
@@ -64,6 +67,8 @@ def _write_onnx(ex: Exportable, out: Path) -> None:
         import onnx
     except ImportError:
         raise GankitError("ONNX export needs the onnx package: pip install 'gankit[export]' (or pip install onnx onnxscript)") from None
+    import torch
+
     batch = torch.export.Dim("batch", min=1)
     try:
         with _quiet():
@@ -76,9 +81,7 @@ def _write_onnx(ex: Exportable, out: Path) -> None:
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
     onnx.checker.check_model(model)
-    tmp = out.with_name(f".{out.name}.tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(out)
+    atomic_write_bytes(out, model.SerializeToString())
 
 
 @contextlib.contextmanager
@@ -99,12 +102,12 @@ def _quiet() -> Iterator[None]:
 def _write_torchscript(ex: Exportable, out: Path) -> None:
     # Tracing records the graph for the example batch; every op in gankit's generators reads the batch size from its
     # input (no Python ints baked in), which the export tests check at two batch sizes.
+    import torch
+
     with torch.no_grad(), _quiet():
         traced = torch.jit.trace(ex.module, ex.inputs, check_trace=False)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with _quiet():
-        torch.jit.save(traced, str(tmp), _extra_files={EXTRA_FILE: json.dumps(ex.metadata)})
-    tmp.replace(out)
+    with _quiet(), atomic_writer(out) as f:
+        torch.jit.save(traced, f, _extra_files={EXTRA_FILE: json.dumps(ex.metadata)})
 
 
 WRITERS: dict[str, Callable[[Exportable, Path], None]] = {"onnx": _write_onnx, "torchscript": _write_torchscript}
@@ -131,6 +134,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
         props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         return {k: _decode(v) for k, v in props.items()}
+    import torch
+
     files = {EXTRA_FILE: ""}
     with _quiet():
         torch.jit.load(str(path), _extra_files=files)

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from .core.errors import GankitError
+from .viz import thin
+from .core.io import series
 
 MAX_FRAMES = 60  # sample grids on the slider; more are thinned evenly (first and last kept) so the page stays small
 def _best_keys() -> tuple[tuple[str, str], ...]:
@@ -147,8 +149,7 @@ def _same(a: Any, b: Any) -> bool:
 def best_step(rows: list[dict[str, Any]]) -> tuple[str, int, float] | None:
     """(key, step, value) of the best evaluation row: the lowest eval/fd, else the lowest eval/l1."""
     for key, mode in _best_keys():
-        pts = [(r[key], r["step"]) for r in rows if isinstance(r.get(key), (int, float)) and "step" in r
-               and math.isfinite(r[key])]
+        pts = [(v, s) for s, v in series(rows, key)]
         if pts:
             v, s = (min if mode == "min" else max)(pts)
             return key, int(s), float(v)
@@ -182,14 +183,6 @@ def tensor_uri(images: Any, nrow: int) -> str:
 
 def img(src: str, alt: str, cls: str = "") -> str:
     return f'<img src="{esc(src)}" alt="{esc(alt)}"{f" class={chr(34)}{cls}{chr(34)}" if cls else ""}>'
-
-
-def thin(items: list[Any], most: int = MAX_FRAMES) -> list[Any]:
-    """At most ``most`` items spread evenly, the first and the last always kept."""
-    if len(items) <= most:
-        return items
-    idx = sorted({round(i * (len(items) - 1) / (most - 1)) for i in range(most)})
-    return [items[i] for i in idx]
 
 
 def interpolation_uri(run_dir: Path, rows: int = 4, steps: int = 8, seed: int = 0) -> str | None:
@@ -287,8 +280,7 @@ def svg_chart(series: list[tuple[str, list[tuple[float, float]]]], title: str, x
 
 
 def _series(rows: list[dict[str, Any]], key: str) -> list[tuple[float, float]]:
-    return [(float(r["step"]), float(r[key])) for r in rows
-            if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool) and "step" in r]
+    return series(rows, key)
 
 
 def _keys(rows: list[dict[str, Any]], prefix: str) -> list[str]:
@@ -514,7 +506,7 @@ def run_section(run: RunData, defaults: dict[str, Any] | None = None, interpolat
     from .tasks import TASKS
 
     spec = TASKS.get(run.recipe) if run.recipe in TASKS else TASKS.get("gan")
-    frames = thin(run.grids)
+    frames = thin(run.grids, MAX_FRAMES)
     if frames:
         parts.append(f"<h2>{esc(spec.preview_title)}</h2>")
         pics = []

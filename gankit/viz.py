@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .core.io import atomic_write_bytes, read_jsonl
+from .core.io import atomic_write_bytes, read_jsonl, series
 from .data.base import to_uint8
 
 
@@ -42,6 +43,14 @@ def upscale_for(h: int) -> int:
     return max(1, 64 // h) if h < 64 else 1
 
 
+def thin(items: list[Any], most: int) -> list[Any]:
+    """At most ``most`` items spread evenly, the first and the last always kept."""
+    if len(items) <= most:
+        return items
+    idx = sorted({round(i * (len(items) - 1) / (most - 1)) for i in range(most)})
+    return [items[i] for i in idx]
+
+
 def encode(img: Image.Image, fmt: str = "PNG", **kwargs: object) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format=fmt, **kwargs)
@@ -58,15 +67,38 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -
     atomic_write_bytes(path, grid_png(images, nrow))
 
 
-def gif_bytes(frames: list[Path], ms_per_frame: int = 300) -> bytes | None:
-    """The sample grids in training order, as an animated GIF (the last frame held longer); None without frames."""
-    imgs = [Image.open(f).convert("RGB") for f in frames]
-    if not imgs:
+GIF_FRAMES = 60  # progress.gif shows at most this many grids, spread evenly over training (the last always kept)
+GIF_BYTES = 3_000_000  # what progress.gif aims to stay under: frames are shrunk to share this
+
+
+def gif_bytes(frames: list[Path], ms_per_frame: int = 300, max_frames: int = GIF_FRAMES,
+              max_bytes: int = GIF_BYTES) -> bytes | None:
+    """The sample grids in training order, as an animated GIF (the last frame held longer); None without frames.
+
+    Bounded however long the run trained (200 full-size 64x64 grids made 17 MB): at most ``max_frames`` grids
+    (thinned evenly, first and last kept), shrunk when the whole would pass ``max_bytes``. How far depends on the
+    pictures: the first and last grids are encoded alone to measure their bytes per pixel (digits on black compress
+    far better than noise), and should the result still pass the bound it is shrunk once more."""
+    frames = thin(list(frames), max_frames)
+    if not frames:
         return None
-    size = imgs[-1].size
-    imgs = [im.resize(size) if im.size != size else im for im in imgs]
-    durations = [ms_per_frame] * (len(imgs) - 1) + [ms_per_frame * 5]
-    return encode(imgs[0], "GIF", save_all=True, append_images=imgs[1:], duration=durations, loop=0, optimize=False)
+    imgs = []
+    for f in frames:
+        with Image.open(f) as im:
+            imgs.append(im.convert("RGB"))
+    w, h = imgs[-1].size
+    per_px = max(len(encode(im, "GIF")) for im in (imgs[0], imgs[-1])) / (w * h) * 1.1
+    scale = min(1.0, math.sqrt(max_bytes / (per_px * len(imgs) * w * h)))
+    for _ in range(3):
+        size = (max(1, int(w * scale)), max(1, int(h * scale)))
+        shown = [im if im.size == size else im.resize(size, Image.BOX) for im in imgs]
+        durations = [ms_per_frame] * (len(shown) - 1) + [ms_per_frame * 5]
+        data = encode(shown[0], "GIF", save_all=True, append_images=shown[1:], duration=durations, loop=0,
+                      optimize=False)
+        if len(data) <= max_bytes:
+            break
+        scale *= 0.95 * math.sqrt(max_bytes / len(data))
+    return data
 
 
 def losses_png(metrics_file: str | Path, title: str = "") -> bytes:
@@ -83,31 +115,40 @@ def losses_png(metrics_file: str | Path, title: str = "") -> bytes:
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 3.6), squeeze=False)
     ax = axes[0, 0]
     for k in loss_keys:
-        pts = [(r["step"], r[k]) for r in rows if k in r and "step" in r]
-        if pts:
+        if pts := series(rows, k):
             s, v = zip(*pts)
             ax.plot(s, v, label=k.split("/", 1)[1], linewidth=1)
     ax.set_xlabel("generator step")
     ax.set_ylabel("loss")
     ax.set_title(title or "losses")
-    if loss_keys:
+    if ax.get_legend_handles_labels()[0]:
         ax.legend()
     ax.grid(alpha=0.3)
     if eval_keys:
         ax2 = axes[0, 1]
         for k in eval_keys:
-            pts = [(r["step"], r[k]) for r in rows if k in r]
-            if pts:
+            if pts := series(rows, k):
                 s, v = zip(*pts)
                 ax2.plot(s, v, marker="o", label=k.split("/", 1)[1])
         ax2.set_xlabel("generator step")
         ax2.set_title("evaluation")
-        ax2.legend()
+        if ax2.get_legend_handles_labels()[0]:
+            ax2.legend()
         ax2.grid(alpha=0.3)
     fig.tight_layout()
+    return figure_png(fig)
+
+
+def figure_png(fig: Any, **savefig_kwargs: Any) -> bytes:
+    """A matplotlib figure as PNG bytes (closed afterwards), to be written with atomic_write_bytes: saving to the path
+    itself would truncate the user's old file first, and a kill or a full disk would leave half a picture."""
+    import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(buf, format="png", dpi=100, **savefig_kwargs)
+    finally:
+        plt.close(fig)
     return buf.getvalue()
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from gankit.cli import main
+from gankit.report import md_escape
 from gankit.sweep import parse_grid, run_name
 from gankit.core.errors import GankitError
 
@@ -52,9 +53,9 @@ def test_sweep_runs_skips_resumes_and_compares(tmp_path, tiny_overrides, capsys)
     for f in ["losses.png", "samples.png", "summary.md"]:
         assert (report / f).stat().st_size > 0, f
     md = (report / "summary.md").read_text()
-    for n in names:
-        assert f"| {n} | model.z_dim=" in md
-    assert "model.z_dim" in md.splitlines()[2] and "loss.name" not in md.splitlines()[2]  # only z_dim differs
+    for n in names:  # names and values are escaped for markdown (gankit.report.md_escape): z_dim shows as z\_dim
+        assert f"| {md_escape(n)} | {md_escape('model.z_dim=')}" in md
+    assert md_escape("model.z_dim") in md.splitlines()[2] and "loss.name" not in md.splitlines()[2]  # only z_dim differs
 
 
 def test_sweep_refuses_a_changed_config(tmp_path, tiny_overrides, capsys):

@@ -97,7 +97,7 @@ def test_conditional_class_sampling(tmp_path, tiny_overrides):
     assert list((run.dir / "samples").glob("classes-*.png"))
     out = tmp_path / "three.npy"
     assert main(["sample", str(run.dir), "--n", "4", "--class", "3", "--out", str(out)]) == 0
-    assert main(["sample", str(run.dir), "--n", "4", "--class", "12", "--out", str(out)]) == 2
+    assert main(["sample", str(run.dir), "--n", "4", "--class", "12", "--out", str(tmp_path / "twelve.npy")]) == 2
 
 
 def test_nan_stops_with_exit_3_and_keeps_checkpoint(tmp_path, tiny_overrides, capsys):

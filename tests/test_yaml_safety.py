@@ -187,9 +187,10 @@ def test_tricky_strings_round_trip(s: str) -> None:
 @given(st.one_of(st.sampled_from(TRICKY), st.text(), st.text(alphabet="0123456789eE.+-_xob:~ \n#'\"[]{},&*!?|>", max_size=8)))
 def test_any_string_round_trips(s: str) -> None:
     """dump -> load is the identity for every string, as a value and as a key."""
-    text = dump_yaml({"v": s, s: [s, {"k": s}]})
+    tree = {"v": s, "w": {s: [s, {"k": s}]}}  # s as a key one level down, so it never collides with "v"
+    text = dump_yaml(tree)
     back = load_yaml_text(text, "x")
-    assert back == {"v": s, s: [s, {"k": s}]}, text
+    assert back == tree, text
     assert type(back["v"]) is str
 
 

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 from ..config.schema import BUDGET_KEYS, budget_overrides, parse_set
 from ..core.errors import GankitError
+from ..core.io import refuse_existing
 
 # flag attribute -> config key, for every command that builds a config (train, sweep)
 FLAG_KEYS = {
@@ -56,13 +57,19 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     return budget_overrides(out)
 
 
-def out_file(path: str, exts: tuple[str, ...]) -> Path:
+def add_force_flag(p: argparse.ArgumentParser) -> None:
+    """--force for every command that writes files the user names (see :func:`gankit.core.io.refuse_existing`)."""
+    p.add_argument("--force", action="store_true", help="replace output files that already exist")
+
+
+def out_file(path: str, exts: tuple[str, ...], force: bool = False) -> Path:
     """The checked --out file; its folder is created by :func:`make_parent` once there is something to write."""
     p = Path(path)
     if p.is_dir():
         raise GankitError(f"--out {p} is a folder; give a file name such as {p / ('out' + exts[0])}")
     if p.suffix.lower() not in exts:
         raise GankitError(f"--out {p}: use a file ending in {' or '.join(exts)}")
+    refuse_existing([p], force)
     return p
 
 

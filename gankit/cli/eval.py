@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..core.errors import GankitError
+from ..core.io import refuse_existing
+from .common import add_force_flag
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -19,15 +21,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise GankitError("pass either RUN_DIR or --samples FILE.npy, not both")
         if not args.data:
             raise GankitError("--samples needs --data NAME (the data set to compare with)")
+        out = Path(args.out) if args.out else Path(args.samples).with_suffix(".metrics.json")
+        refuse_existing([out], args.force)  # beside the user's own file: theirs, not gankit's
         res = evaluate_npy(args.samples, args.data, args.data_dir, args.split or "test", args.features, args.inception,
                            not args.no_parzen, args.seed)
-        out = Path(args.out) if args.out else Path(args.samples).with_suffix(".metrics.json")
     else:
         if not args.run:
             raise GankitError("give a RUN_DIR (or --samples FILE.npy --data NAME)")
+        # RUN/metrics.json is gankit's own file in the run folder: refreshed by every eval. A named --out is not.
+        out = Path(args.out) if args.out else Path(args.run) / "metrics.json"
+        if args.out:
+            refuse_existing([out], args.force)
         res = evaluate_run(args.run, args.n, args.features, args.split, args.data_dir, args.inception,
                            not args.no_parzen, args.checkpoint, args.seed)
-        out = Path(args.out) if args.out else Path(args.run) / "metrics.json"
     if "fd" in res and "precision" in res:
         print(format_table(res))
     else:
@@ -53,4 +59,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--checkpoint", default="latest")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-parzen", action="store_true", help="skip the Parzen-window estimate")
+    add_force_flag(e)
     e.set_defaults(func=cmd_eval)

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..core.errors import GankitError
+from ..core.io import refuse_existing
+from .common import add_force_flag
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -14,6 +16,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix.lower() not in (".html", ".htm"):
         raise GankitError(f"--out {out}: use a file ending in .html")
+    if out is not None:
+        refuse_existing([out], args.force)  # RUN/report.html, the default, is gankit's own: refreshed
     path = write_report([Path(r) for r in args.runs], out, interpolation=not args.no_interpolation)
     print(f"wrote {path} (open it in a browser; it needs no network)")
     return 0
@@ -22,6 +26,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from ..export import export_generator, read_metadata
 
+    refuse_existing([Path(args.out)], args.force)
     path = export_generator(args.run, args.format, Path(args.out), args.checkpoint)
     meta = read_metadata(path)
     ins = ", ".join(meta.get("inputs", []))
@@ -37,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
     r.add_argument("--out", help="HTML file (default RUN/report.html for one run; required for several)")
     r.add_argument("--no-interpolation", action="store_true", help="skip the latent interpolation strip (loads G)")
+    add_force_flag(r)
     r.set_defaults(func=cmd_report)
 
     e = sub.add_parser("export", help="the sampling network as ONNX or TorchScript, with a dynamic batch size")
@@ -44,4 +50,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--format", choices=FORMATS, required=True)
     e.add_argument("--out", required=True, help="file to write, e.g. generator.onnx or generator.pt")
     e.add_argument("--checkpoint", default="latest", help="latest, final, best or a checkpoint folder name")
+    add_force_flag(e)
     e.set_defaults(func=cmd_export)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..core.errors import GankitError
-from .common import make_parent, out_file
+from .common import add_force_flag, make_parent, out_file
 
 
 def _generator(args: argparse.Namespace):  # -> TrainedGenerator
@@ -25,7 +25,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     if args.n <= 0:
         raise GankitError(f"--n must be > 0, got {args.n}")
-    out = out_file(args.out, (".png", ".npy"))
+    out = out_file(args.out, (".png", ".npy"), args.force)
     gen = _generator(args)
     x = gen.sample(args.n, seed=args.seed, class_id=args.class_id)
     make_parent(out)
@@ -45,9 +45,11 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
     from ..viz import lerp, save_grid, slerp
 
-    if args.steps < 2:
-        raise GankitError(f"--steps must be >= 2, got {args.steps}")
-    out = out_file(args.out, (".png",))
+    if not 2 <= args.steps <= 256:
+        raise GankitError(f"--steps must be 2..256, got {args.steps}")
+    if not 1 <= args.rows <= 256:
+        raise GankitError(f"--rows must be 1..256, got {args.rows}")
+    out = out_file(args.out, (".png",), args.force)
     gen = _generator(args)
     z = gen.noise(2 * args.rows, args.seed)
     t = torch.linspace(0, 1, args.steps)
@@ -69,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--class", dest="class_id", type=int, help="class to draw (conditional models)")
     s.add_argument("--checkpoint", default="latest", help="latest, final, best or a checkpoint folder name")
+    add_force_flag(s)
     s.set_defaults(func=cmd_sample)
 
     i = sub.add_parser("interpolate", help="walk the latent space between random points")
@@ -79,4 +82,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--seed", type=int, default=0)
     i.add_argument("--slerp", action="store_true", help="spherical instead of linear interpolation")
     i.add_argument("--checkpoint", default="latest")
+    add_force_flag(i)
     i.set_defaults(func=cmd_interpolate)

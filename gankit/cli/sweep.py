@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_data_flags, overrides
+from .common import add_data_flags, add_force_flag, overrides
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -17,14 +17,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                       say=lambda m: print(f"sweep: {m}", file=sys.stderr, flush=True))
     done = sum(r["status"] == "done" for r in state["runs"])
     print(f"sweep: {done} of {len(state['runs'])} runs finished in {out}/ (list: {out / 'sweep.json'})")
-    print(f"  compare them: gankit compare {out} --out {out / 'report'}")
+    print(f"  compare them: gankit compare {out} --out {out / 'report'} (add --force to refresh it)")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..compare import compare
 
-    files = compare(args.runs, Path(args.out), say=lambda m: print(m, file=sys.stderr))
+    files = compare(args.runs, Path(args.out), say=lambda m: print(m, file=sys.stderr), force=args.force)
     print(f"wrote {files['losses']}, {files['samples']} and {files['summary']}")
     return 0
 
@@ -45,4 +45,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("compare", help="loss curves, last sample grids and a metrics table of runs side by side")
     c.add_argument("runs", nargs="+", metavar="RUN_OR_SWEEP", help="run folders, sweep folders or folders of runs")
     c.add_argument("--out", required=True, help="folder for losses.png, samples.png and summary.md")
+    add_force_flag(c)
     c.set_defaults(func=cmd_compare)

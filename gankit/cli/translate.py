@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..core.errors import GankitError
+from ..core.io import refuse_existing
+from .common import add_force_flag
 
 
 def _inputs(path: Path) -> list[Path]:
@@ -40,15 +42,16 @@ def cmd_translate(args: argparse.Namespace) -> int:
     from ..data.base import to_float, to_uint8
     from ..data.paired import read_input_image
     from ..tasks import Translator, load
-    from ..viz import encode
     from ..core.io import atomic_write_bytes
+    from ..viz import encode
 
     out = Path(args.out)
     if out.is_file():
         raise GankitError(f"--out {out} is a file; give a folder for the translated images")
-    tr = load(args.run, args.checkpoint, want=Translator)
     files = _inputs(Path(args.input))
     names = _output_names(files)
+    refuse_existing((out / n for n in names), args.force)
+    tr = load(args.run, args.checkpoint, want=Translator)
     size = tr.image_shape[1]
     out.mkdir(parents=True, exist_ok=True)
     for i in range(0, len(files), 16):
@@ -66,4 +69,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("input", help="an image file or a folder of images")
     t.add_argument("--out", required=True, help="folder for the outputs (same file stems, .png)")
     t.add_argument("--checkpoint", default="latest")
+    add_force_flag(t)
     t.set_defaults(func=cmd_translate)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from .errors import GankitError
 
 _CHUNK = 1 << 20
 
@@ -50,6 +53,20 @@ def atomic_writer(path: str | Path) -> Iterator[IO[bytes]]:
         raise OSError(e.errno, e.strerror, str(path)) from e
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def refuse_existing(paths: Iterable[Path], force: bool) -> None:
+    """The one overwrite rule of every command: a file the user named (or one gankit derives from a name they gave)
+    that already exists is replaced only with ``force`` (--force). Callers check before any work, so a refusal costs
+    nothing. Files gankit owns inside a run folder (RUN/metrics.json, RUN/report.html) are refreshed without asking:
+    callers leave them out. A folder is skipped: the caller's own check says "is a folder"."""
+    if force:
+        return
+    for p in map(Path, paths):
+        if p.is_dir():
+            continue
+        if p.exists() or p.is_symlink():
+            raise GankitError(f"{p} already exists; pass --force to replace it (nothing was written)")
 
 
 def pid_alive(pid: int) -> bool:
@@ -120,6 +137,16 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
         if isinstance(row, dict):
             rows.append(row)
     return rows
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def series(rows: list[dict[str, Any]], key: str) -> list[tuple[float, float]]:
+    """(step, value) of ``key`` over metrics.jsonl rows, only where both are finite numbers: a hand-edited or
+    foreign row ("step": "ten", a list, NaN) is left out of plots and tables instead of breaking them."""
+    return [(float(r["step"]), float(r[key])) for r in rows if _finite(r.get("step")) and _finite(r.get(key))]
 
 
 def cache_dir(configured: str | None = None) -> Path:

@@ -141,6 +141,11 @@ class NpyHeader:
 
 def _read_npy_header(f: BinaryIO, where: str | Path) -> NpyHeader:
     fmt = np.lib.format
+    start = f.tell()
+    if f.read(4) == b"PK\x03\x04":  # np.savez writes a zip of .npy files: say so, not "bad magic string"
+        raise GankitError(f"{where} is a .npz archive (a zip of arrays); save the one array with np.save(path, array) "
+                          f"and pass that .npy")
+    f.seek(start)
     try:
         version = fmt.read_magic(f)
         if version == (1, 0):

@@ -305,9 +305,12 @@ def memorisation_sheet(
         if feat_idx is not None:
             for j in range(feat_idx.shape[1]):
                 sheet.paste(_tile(ref[feat_idx[r, j]], scale), (x_feat + j * (tw + pad), y))
+    from ..core.io import atomic_write_bytes
+    from ..viz import encode
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
+    atomic_write_bytes(path, encode(sheet))  # RUN/memorisation.png: a kill never leaves half of it
     return path
 
 

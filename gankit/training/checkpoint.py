@@ -358,6 +358,12 @@ def load_module(
 # a training run's checkpoints
 
 
+def _check_groups(ck: Checkpoint, name: str, sd: dict[str, Any]) -> None:
+    groups = sd.get("param_groups")
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise GankitError(f"checkpoint {ck.path}/state.json is damaged or incomplete (optimizer '{name}' param groups)")
+
+
 class Checkpointable(Protocol):
     """What a checkpoint holds of a task (gankit.tasks.Task satisfies it)."""
 
@@ -415,6 +421,19 @@ class Checkpointer:
     def latest(self, say: Any = print) -> Checkpoint:
         return load_latest(self.dir, say=say)
 
+    def _check_optimizer(self, ck: Checkpoint) -> None:
+        """The optimizer named in the checkpoint is the one this config builds: checked before anything is loaded,
+        so an edited optim.name is a one-line error before training starts, not a KeyError inside the first step."""
+        saved_cfg = ck.state.get("config")
+        saved_optim = saved_cfg.get("optim") if isinstance(saved_cfg, dict) else None
+        saved = saved_optim.get("name") if isinstance(saved_optim, dict) else None
+        ours = self.config.get("optim", {}).get("name")
+        if isinstance(saved, str) and saved != ours:
+            raise GankitError(
+                f"checkpoint {ck.path} was trained with optim.name={saved!r} but the run's config.yaml now says "
+                f"{ours!r}; a run resumes with the optimizer it was trained with: set optim.name back to {saved!r} in "
+                f"{self.dir.parent / 'config.yaml'} (or start a new run from that config)")
+
     def restore(self, ck: Checkpoint, built: dict[str, Any] | None = None) -> None:
         """Put models, optimizers, task state, data position and RNGs back exactly as they were at ``ck``.
         ``built``: the model section of the config the modules were built from (for mismatch messages)."""
@@ -422,9 +441,11 @@ class Checkpointer:
             if name not in ck.tensors:
                 raise GankitError(f"checkpoint {ck.path} has no '{name}' weights; it was saved by a different model/config")
             load_module(module, ck.tensors[name], name, ck, built)
+        self._check_optimizer(ck)
         try:
             for name, opt in self.task.optimizers.items():
                 sd = unflatten_optimizer(ck.tensors.get(f"optim_{name}", {}), ck.state["optim"][name])
+                _check_groups(ck, name, sd)
                 try:
                     opt.load_state_dict(sd)
                 except (ValueError, KeyError) as e:

@@ -129,7 +129,14 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
     run = RunDir(resume if resume is not None else out if out is not None else default_run_dir(cfg.model.name, cfg.data.name))
     if resume is None:
         run.check_new()
-    s = set_up(cfg, run, resume is not None, data)
+    # One writer per run folder, taken before anything is written (a new run's folder is made here); close() gives
+    # it back, and removes a new folder that a failed set-up left empty.
+    run.lock()
+    try:
+        s = set_up(cfg, run, resume is not None, data)
+    except BaseException:
+        run.close()
+        raise
     task, batcher, budget, ckpt, state, t_cfg = s.task, s.batcher, s.budget, s.ckpt, s.state, cfg.train
     shows = RunOutputs(run, t_cfg.tensorboard)
     best = BestKeeper(*task.best_metric, state.best_value)
@@ -150,19 +157,19 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
         if s.spec.validate_with_previews and not t_cfg.eval_every:  # cheap scores go with every grid
             validate_now()
 
-    if state.step == 0:
-        save("step-0000000")  # a good state to roll back to and a sign that this folder is a run
-        previews()
     monitor = Monitor(enabled=LOSSES.get(cfg.loss.name).floor_zero)
-    budget.start_clock()
     sample_every = t_cfg.sample_every or max(1, batcher.batches_per_epoch // t_cfg.d_steps)
     check_every_step = s.device.type == "cpu"  # a finiteness check costs a host sync on accelerators
     bar = tqdm(total=budget.steps, initial=state.step, unit="step", dynamic_ncols=True, leave=True,
                disable=not (t_cfg.progress and run.active), desc=run.root.name[-28:])
-    last_log = (time.monotonic(), state.step)
     row: dict[str, float] = {}
     stopped_by = "steps"
     try:
+        if state.step == 0:
+            save("step-0000000")  # a good state to roll back to and a sign that this folder is a run
+            previews()
+        budget.start_clock()
+        last_log = (time.monotonic(), state.step)
         with StopFlag() as stop:
             while stop.signum is None:
                 if (spent := budget.spent(state.step)) is not None:

@@ -3,6 +3,12 @@
     runs/<name>/
       config.yaml  run.json  metrics.jsonl  summary.json  losses.png  progress.gif
       samples/step-NNNNNNN.png [classes-NNNNNNN.png]   checkpoints/<name>/ + checkpoints/latest
+      .lock        while a `gankit train` writes here: {"pid", "host", "started"} of that process
+
+One process writes a run folder at a time: :meth:`RunDir.lock` takes ``.lock`` (created with O_EXCL) before anything
+is written and :meth:`RunDir.close` gives it back. A second `gankit train` on the folder gets a one-line error naming
+the holder; a lock left by a process that died (same host, PID gone) is taken over with a note. Readers (sample,
+eval, compare, report) need no lock: every file is replaced atomically.
 
 Under torch.distributed only rank 0 writes; on other ranks every write is a no-op, so the loop never branches on
 the rank itself. Every file is written atomically (:mod:`gankit.core.io`). Pictures are rendered by
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 from datetime import datetime
@@ -21,7 +28,9 @@ from typing import IO, Any
 
 from ..config.schema import Config, dump_yaml, read_yaml
 from ..core.errors import GankitError
-from ..core.io import atomic_write_bytes, names_file, read_jsonl, write_json
+from ..core.io import atomic_write_bytes, names_file, pid_alive, read_jsonl, write_json
+
+LOCK = ".lock"
 
 
 def process_rank() -> int:
@@ -58,6 +67,8 @@ class RunDir:
         self.rank = process_rank() if rank is None else rank
         self.active = self.rank == 0
         self._metrics: IO[str] | None = None
+        self._lock: bytes | None = None  # the content of the .lock this process wrote, while it holds it
+        self._made: list[Path] = []  # folders lock() created (deepest first): close() removes them if still empty
 
     # -- paths ------------------------------------------------------------------------------------------------------
     @property
@@ -83,9 +94,78 @@ class RunDir:
             return
         if self.root.is_file():
             raise GankitError(f"--out {self.root} is a file; choose a folder path")
-        if any(self.root.iterdir()):
+        if any(p.name != LOCK for p in self.root.iterdir()):  # (a lock alone: lock() says whose, or takes it over)
             hint = f"continue it with --resume {self.root}" if is_run_dir(self.root) else "choose another --out"
             raise GankitError(f"--out {self.root} already exists and is not empty; {hint} (nothing was overwritten)")
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / LOCK
+
+    def lock(self, say: Any = None) -> None:
+        """Become the one writer of this run folder (creating the folder for a new run), or raise GankitError naming
+        the process that is. Call before anything is written. A lock whose process is gone (same host, PID not
+        alive) is taken over with a note; one from another host is never guessed stale."""
+        if not self.active:
+            return
+        self._made = [p for p in (self.root, *self.root.parents) if not p.exists()]
+        self.root.mkdir(parents=True, exist_ok=True)
+        mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                           "started": datetime.now().isoformat(timespec="seconds")}).encode()
+        for _ in range(2):  # the second try follows taking over a stale lock
+            try:
+                fd = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                held = self._stale_or_raise()
+                # Between reading the stale lock and removing it another process may have taken it over: remove
+                # it only if it still holds what was read (the window left is one read and one unlink wide).
+                if self.lock_file.read_bytes() == held:
+                    self.lock_file.unlink(missing_ok=True)
+                    (say or self.say)(f"note: took over the lock {self.lock_file} left by a process that is gone")
+                continue
+            with names_file(self.lock_file), os.fdopen(fd, "wb") as f:
+                f.write(mine)
+            self._lock = mine
+            return
+        self._stale_or_raise()  # someone else won the race for the stale lock: name them
+        raise GankitError(f"cannot take the lock {self.lock_file}; try again")  # pragma: no cover
+
+    def _stale_or_raise(self) -> bytes:
+        """The bytes of a lock file that no live process holds; else GankitError naming the holder."""
+        try:
+            raw = self.lock_file.read_bytes()
+        except FileNotFoundError:
+            return b""  # released in the meantime
+        try:
+            holder = json.loads(raw)
+            pid, host = int(holder["pid"]), str(holder["host"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            # Written by a process killed between creating and filling it (or by hand): stale once it is old.
+            if time.time() - self.lock_file.stat().st_mtime > 10:
+                return raw
+            raise GankitError(f"run folder {self.root} is being opened by another process ({self.lock_file} was just "
+                              f"created); try again in a moment") from None
+        if host == socket.gethostname() and not pid_alive(pid):
+            return raw
+        since = f", since {holder['started']}" if isinstance(holder.get("started"), str) else ""
+        raise GankitError(f"run folder {self.root} is in use by another gankit train (PID {pid} on host {host}{since}); "
+                          f"wait for it to finish or stop it (if that process is gone, delete {self.lock_file})")
+
+    def unlock(self) -> None:
+        """Give the lock back (only the one this process wrote); remove a folder lock() made that stayed empty."""
+        if self._lock is None:
+            return
+        try:
+            if self.lock_file.read_bytes() == self._lock:
+                self.lock_file.unlink()
+        except FileNotFoundError:
+            pass
+        self._lock = None
+        for d in self._made:  # a new run that failed before writing anything leaves nothing behind
+            if not d.is_dir() or any(d.iterdir()):
+                break
+            d.rmdir()
+        self._made = []
 
     def open(self) -> None:
         if not self.active:
@@ -95,9 +175,11 @@ class RunDir:
         self._metrics = open(self.metrics_file, "a", encoding="utf-8")
 
     def close(self) -> None:
+        """Close the metrics log and give the lock back; safe to call more than once."""
         if self._metrics is not None:
             self._metrics.close()
             self._metrics = None
+        self.unlock()
 
     def write_config(self, cfg: Config, extra: dict[str, Any] | None = None) -> None:
         if not self.active:
