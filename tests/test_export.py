@@ -100,7 +100,7 @@ def test_documented_numpy_snippet_draws_samples(runs, tmp_path, monkeypatch):
     root = Path(__file__).resolve().parent.parent
     blocks = [b.split("\n", 1)[1] for f in [root / "README.md", *sorted((root / "docs").glob("*.md"))] if f.is_file()
               for b in f.read_text().split("```python")[1:]]
-    snippet = next(b.split("```")[0] for b in blocks if "onnxruntime" in b)
+    snippet = next(code for code in (b.split("```")[0] for b in blocks) if "onnxruntime" in code)
     assert "gankit" not in snippet and "torch" not in snippet  # it must work without either
     export_generator(runs["conditional"], "onnx", tmp_path / "g.onnx")
     monkeypatch.chdir(tmp_path)
