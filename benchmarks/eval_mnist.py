@@ -23,9 +23,9 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 import gankit
-from gankit.data.base import ImageData, to_uint8
+from gankit.data.base import to_uint8
 from gankit.data.splits import reference_data
-from gankit.metrics import build_extractor, evaluate, parzen_evaluate
+from gankit.metrics import build_extractor, score_samples, parzen_evaluate
 from gankit.training.loop import usable_cores
 from gankit.training.rundir import load_run_config
 
@@ -63,7 +63,7 @@ def main() -> int:
     ext = build_extractor("classifier", train)
     results = {}
     for name, x in rows.items():
-        r = evaluate(x, ref, train, extractor=ext, progress=False)
+        r = score_samples(x, ref, train, extractor=ext, progress=False)
         results[name] = {k: r[k] for k in KEYS}
         print(name, json.dumps(results[name]), flush=True)
     # The 2014 protocol's sizes for Parzen: 10,000 samples; sigma chosen on held-out images (the reference half),

@@ -67,7 +67,7 @@ def evaluate_npy(
     """Metrics of any uint8 (N, H, W, C) .npy of samples against data set ``data``: compare with other tools' output.
     ``classifier_images`` in the result says which images trained the classifier (see
     :func:`gankit.data.splits.classifier_and_reference`)."""
-    from .metrics import evaluate
+    from .metrics import score_samples
 
     samples = load_samples_npy(path)
     c, h, _ = samples.shape[1:]
@@ -76,7 +76,7 @@ def evaluate_npy(
     train, test, described = classifier_and_reference(data, base, split)
     if progress:
         print(f"eval: classifier trained on {described}", file=sys.stderr, flush=True)
-    res = evaluate(samples, test, train, features=features, inception_path=inception_path, parzen=parzen, seed=seed,
+    res = score_samples(samples, test, train, features=features, inception_path=inception_path, parzen=parzen, seed=seed,
                    progress=progress)
     res.update(samples=str(path), data=data, split=split, classifier_images=described)
     return res

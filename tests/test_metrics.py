@@ -18,13 +18,13 @@ from gankit.metrics import (
     FDReference,
     RESULT_KEYS,
     ClassifierFeatures,
-    ClassifierRecipe,
+    ClassifierTraining,
     InceptionFeatures,
     build_extractor,
     class_coverage,
-    evaluate,
+    score_samples,
     nearest_neighbours,
-    evaluate_paired,
+    score_pairs,
     fd,
     feature_stats,
     format_table,
@@ -299,7 +299,7 @@ def test_psnr_and_l1_against_hand_computed_values() -> None:
 
 def test_evaluate_paired_on_identical_outputs() -> None:
     img = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
-    out = evaluate_paired(img, img)
+    out = score_pairs(img, img)
     assert out["l1"] == 0.0 and out["ssim"] == pytest.approx(1.0) and out["psnr"] == 100.0 and out["fd"] is None
 
 
@@ -391,7 +391,7 @@ def test_missing_inception_file_is_a_user_error_naming_the_url(tmp_path, monkeyp
 # the domain classifier
 
 
-TINY = ClassifierRecipe(max_size=16, width=8, feature_dim=16, epochs=3, batch_size=32, lr=3e-3)
+TINY = ClassifierTraining(max_size=16, width=8, feature_dim=16, epochs=3, batch_size=32, lr=3e-3)
 
 
 def toy_data(n: int = 160, size: int = 12, seed: int = 0, channels: int = 1) -> ImageData:
@@ -437,7 +437,7 @@ def test_classifier_key_changes_with_the_data_and_the_recipe() -> None:
     relabelled = data.labels.clone()
     relabelled[0] = 3 - relabelled[0]
     assert classifier_key(ImageData(data.images, relabelled, "toy", data.class_names), TINY) != key
-    assert classifier_key(data, ClassifierRecipe(**{**TINY.__dict__, "epochs": 4})) != key
+    assert classifier_key(data, ClassifierTraining(**{**TINY.__dict__, "epochs": 4})) != key
     assert classifier_key(toy_data(), TINY) == key
 
 
@@ -457,7 +457,7 @@ def test_classifier_needs_labels(tmp_path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# class coverage, evaluate, table, sheet
+# class coverage, score_samples, table, sheet
 
 
 def test_class_coverage_known_answer() -> None:
@@ -473,8 +473,8 @@ def test_evaluate_end_to_end_on_toy_data(tmp_path) -> None:
     good = toy_data(n=60, seed=3)
     noise = torch.randint(0, 256, good.images.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
     sheet = tmp_path / "sheet.png"
-    r_good = evaluate(good.images, test, train, extractor=ext, sample_labels=good.labels, progress=False, sheet_path=sheet)
-    r_noise = evaluate(noise, test, train, extractor=ext, parzen=True, progress=False)
+    r_good = score_samples(good.images, test, train, extractor=ext, sample_labels=good.labels, progress=False, sheet_path=sheet)
+    r_noise = score_samples(noise, test, train, extractor=ext, parzen=True, progress=False)
     assert list(r_good) == list(RESULT_KEYS) and list(r_noise) == list(RESULT_KEYS)
     assert r_good["fd"] < r_noise["fd"] and r_good["kid_mean"] < r_noise["kid_mean"]
     assert r_good["precision"] > r_noise["precision"] and r_good["parzen_mean"] > r_noise["parzen_mean"]
@@ -484,7 +484,7 @@ def test_evaluate_end_to_end_on_toy_data(tmp_path) -> None:
     json.dumps(r_good)  # JSON-ready
     table = format_table(r_good)
     assert "FD" in table and "Parzen" in table and "precision / recall" in table
-    no_parzen = evaluate(good.images, test, train, extractor=ext, parzen=False, progress=False)
+    no_parzen = score_samples(good.images, test, train, extractor=ext, parzen=False, progress=False)
     assert no_parzen["parzen_mean"] is None and "-" in format_table(no_parzen)
 
 
@@ -492,7 +492,7 @@ def test_evaluate_rejects_samples_of_another_shape(tmp_path) -> None:
     train = toy_data()
     ext = ClassifierFeatures.from_data(train, TINY, cache_dir=tmp_path, progress=False)
     with pytest.raises(GankitError, match="size and channels"):
-        evaluate(torch.zeros(4, 1, 10, 10, dtype=torch.uint8), train, train, extractor=ext, progress=False)
+        score_samples(torch.zeros(4, 1, 10, 10, dtype=torch.uint8), train, train, extractor=ext, progress=False)
 
 
 def test_memorisation_sheet_finds_copied_training_images(tmp_path) -> None:
@@ -510,7 +510,7 @@ def test_fd_reference_scores_like_fd_and_paired_fd(tmp_path) -> None:
     ref = FDReference(ext, test.images)
     samples = toy_data(n=50, seed=3).images
     assert ref(samples) == pytest.approx(fd(ext(samples)[0], ext(test.images)[0]), rel=1e-12)
-    paired = evaluate_paired(samples, test.images[:50], extractor=ext)
+    paired = score_pairs(samples, test.images[:50], extractor=ext)
     assert paired["fd"] == pytest.approx(fd(ext(samples)[0], ext(test.images[:50])[0])) and paired["features_id"] == ext.identity
 
 

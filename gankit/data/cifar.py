@@ -28,7 +28,7 @@ from ..config.schema import DataConfig
 from ..core.errors import GankitError
 from .base import ImageData
 from ..core.io import atomic_write_bytes
-from .download import cache_dir, fetch
+from .download import download_refused, fetch, source_folder
 from .memmap import Alloc, CachePlan, fill_resized
 from .registry import dataset
 from .safety import open_regular
@@ -152,28 +152,22 @@ def _batch_sources(cfg: DataConfig) -> tuple[list[Path], Path | None]:
     (downloading and extracting if allowed). Reads no batch."""
     names = _SPLITS[cfg.split]
     listed = f"{names[0]}..{names[-1]}" if len(names) > 2 else " and ".join(names)
-    if cfg.dir is not None:
-        folder = Path(cfg.dir).expanduser()
-        if not folder.is_dir():
-            raise GankitError(f"data.dir {folder} is not a folder; point --data-dir at the folder holding {BATCH_DIR}/")
+    folder, downloadable = source_folder("cifar10", cfg.dir, cfg.cache_dir, f"{BATCH_DIR}/")
+    if not downloadable:
         for d in (folder / BATCH_DIR, folder):
             if all((d / n).is_file() for n in names):
                 return [d / n for n in names], None
         if (folder / ARCHIVE).is_file():
             return [], folder / ARCHIVE
-        # Never download into a folder the user chose: it may be shared or under version control.
         raise GankitError(
             f"cifar10 split '{cfg.split}' needs {listed} in {folder / BATCH_DIR} (or {folder}), or {ARCHIVE} in "
             f"{folder}; download it from {URL} or leave out --data-dir to download into the cache"
         )
-    folder = cache_dir(cfg.cache_dir) / "cifar10"
     batches = folder / BATCH_DIR
     if not all((batches / n).is_file() for n in names):
         if not cfg.download:
-            raise GankitError(
-                f"cifar10 split '{cfg.split}' needs {listed} in the cache folder {batches}, and data.download is "
-                f"false; put {ARCHIVE} (from {URL}) in {folder} and extract it, or use --set data.download=true"
-            )
+            raise download_refused("cifar10", cfg.split, listed, batches,
+                                   f"put {ARCHIVE} (from {URL}) in {folder} and extract it")
         archive = fetch(URL, folder / ARCHIVE, SHA256)
         _extract(archive, batches)
         archive.unlink()  # the extracted batches are the cache; the 170 MB archive is not needed again

@@ -27,6 +27,24 @@ _CHUNK = 1 << 20
 _USER_AGENT = "gankit-downloader/1 (python urllib)"  # some hosts refuse the default Python-urllib agent
 
 
+def source_folder(name: str, data_dir: str | None, cache: str | None, holding: str) -> tuple[Path, bool]:
+    """Where a standard data set's files are: (``data.dir``, False) — a folder the user chose, checked to be one and
+    never downloaded into (it may be shared or under version control) — or (the cache's ``name`` folder, True), which
+    downloads may fill. ``holding`` says what the folder should hold, for the error message."""
+    if data_dir is not None:
+        folder = Path(data_dir).expanduser()
+        if not folder.is_dir():
+            raise GankitError(f"data.dir {folder} is not a folder; point --data-dir at the folder holding {holding}")
+        return folder, False
+    return cache_dir(cache) / name, True
+
+
+def download_refused(name: str, split: str, needs: str, folder: Path, how: str) -> GankitError:
+    """The error for files missing from the cache while data.download is false."""
+    return GankitError(f"{name} split '{split}' needs {needs} in the cache folder {folder}, and data.download is false; "
+                       f"{how}, or use --set data.download=true")
+
+
 class _Retryable(Exception):
     """A failure worth trying the same URL again for; ``str()`` is the short reason."""
 

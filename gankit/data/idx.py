@@ -27,7 +27,7 @@ import torch
 from ..config.schema import DataConfig
 from ..core.errors import GankitError
 from .base import ImageData
-from .download import cache_dir, fetch
+from .download import download_refused, fetch, source_folder
 from .memmap import Alloc, CachePlan, fill_resized
 from .registry import dataset
 from .safety import MAX_GZIP_RATIO, check_allocation, open_regular
@@ -214,31 +214,20 @@ def _locate(name: str, cfg: DataConfig) -> list[tuple[Path, Path]]:
     names = [f"{s}.gz" for s in stems]
     wanted = f"{', '.join(names[:-1])} and {names[-1]}"
 
-    if cfg.dir is not None:
-        folder = Path(cfg.dir).expanduser()
-        if not folder.is_dir():
-            raise GankitError(f"data.dir {folder} is not a folder; point --data-dir at the folder holding {wanted}")
-        found = {s: _find(folder, s) for s in stems}
-        missing = [f"{s}.gz" for s, p in found.items() if p is None]
-        if missing:
-            # Never download into a folder the user chose: it may be shared or under version control.
-            raise GankitError(
-                f"{name} split '{cfg.split}' needs {wanted} in {folder} (uncompressed is fine too); missing "
-                f"{', '.join(missing)}; get them from {source.mirrors[0]} or leave out --data-dir to download "
-                f"into the cache"
-            )
-    else:
-        folder = cache_dir(cfg.cache_dir) / name
-        found = {s: _find(folder, s) for s in stems}
-        missing = [s for s, p in found.items() if p is None]
-        if missing and not cfg.download:
-            raise GankitError(
-                f"{name} split '{cfg.split}' needs {wanted} in the cache folder {folder}, and data.download is "
-                f"false; put {', '.join(f'{s}.gz' for s in missing)} there or use --set data.download=true"
-            )
-        for s in missing:
-            file = f"{s}.gz"
-            found[s] = fetch([m + file for m in source.mirrors], folder / file, source.sha256[file])
+    folder, downloadable = source_folder(name, cfg.dir, cfg.cache_dir, wanted)
+    found = {s: _find(folder, s) for s in stems}
+    missing = [s for s, p in found.items() if p is None]
+    if missing and not downloadable:
+        raise GankitError(
+            f"{name} split '{cfg.split}' needs {wanted} in {folder} (uncompressed is fine too); missing "
+            f"{', '.join(f'{s}.gz' for s in missing)}; get them from {source.mirrors[0]} or leave out --data-dir to "
+            f"download into the cache"
+        )
+    if missing and not cfg.download:
+        raise download_refused(name, cfg.split, wanted, folder, f"put {', '.join(f'{s}.gz' for s in missing)} there")
+    for s in missing:
+        file = f"{s}.gz"
+        found[s] = fetch([m + file for m in source.mirrors], folder / file, source.sha256[file])
     paths = [p for p in (found[s] for s in stems) if p is not None]
     return [(paths[i], paths[i + 1]) for i in range(0, len(paths), 2)]
 

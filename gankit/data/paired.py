@@ -24,7 +24,6 @@ from .folder import IMAGE_EXTENSIONS, _to_gray_or_rgb
 from .registry import dataset
 from .safety import WalkGuard
 
-IMAGE_EXTS = tuple(sorted(IMAGE_EXTENSIONS))  # the 'folder' reader's list, so both readers see the same files
 SPLITS = ("train", "val", "test")
 MIN_SIDE = 8  # px; smaller images carry nothing to translate
 _LAYOUT_HINT = (
@@ -39,7 +38,7 @@ _LAYOUT_HINT = (
 
 def _images_in(folder: Path) -> list[Path]:
     return sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTS
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
     )
 
 
@@ -230,7 +229,7 @@ def load_paired(cfg: DataConfig) -> ImageData:
             items = [(a, b) for a, b in _pair_files(*src) if guard.claim_file(a)]
             where = f"{src[0]} and {src[1]}"
         if not items:
-            raise GankitError(f"{where}: no images ({', '.join(IMAGE_EXTS)}); put the '{cfg.split}' pairs there")
+            raise GankitError(f"{where}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); put the '{cfg.split}' pairs there")
         if cfg.limit:  # load_dataset keeps the first `limit` anyway; decoding the rest would be wasted
             items = items[: max(cfg.limit - len(a_sides), 0)]
         read = _split_halves if isinstance(src, Path) else _read_pair

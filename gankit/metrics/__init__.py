@@ -5,18 +5,18 @@
 - :mod:`.kid`, :mod:`.inception_score`, :mod:`.prdc`: KID, IS, precision/recall, density/coverage
 - :mod:`.parzen`: Parzen-window log-likelihood with the 2014 GAN paper's protocol
 - :mod:`.image`: L1, PSNR, SSIM for image-to-image models
-- :mod:`.evaluate`: all of the above on one set of samples, the printed table, the memorisation sheet
+- :mod:`.suite`: all of the above on one set of samples, the printed table, the memorisation sheet
 """
 
 from __future__ import annotations
 
-from .evaluate import RESULT_KEYS, FDReference, class_coverage, evaluate, evaluate_paired, format_table, memorisation_sheet
+from .suite import RESULT_KEYS, FDReference, class_coverage, score_pairs, score_samples, format_table, memorisation_sheet
 from .fd import fd, feature_stats, frechet_distance
 from .features import (
     FEATURES,
     INCEPTION_URL,
     ClassifierFeatures,
-    ClassifierRecipe,
+    ClassifierTraining,
     FeatureExtractor,
     InceptionFeatures,
     build_extractor,
@@ -35,14 +35,14 @@ __all__ = [
     "RESULT_KEYS",
     "SIGMAS",
     "ClassifierFeatures",
-    "ClassifierRecipe",
+    "ClassifierTraining",
     "FeatureExtractor",
     "InceptionFeatures",
     "build_extractor",
     "cache_root",
     "class_coverage",
-    "evaluate",
-    "evaluate_paired",
+    "score_samples",
+    "score_pairs",
     "fd",
     "feature_stats",
     "format_table",

@@ -101,7 +101,7 @@ def build_extractor(
 
 
 @dataclass(frozen=True)
-class ClassifierRecipe:
+class ClassifierTraining:
     """Everything that decides the classifier's weights besides the data; hashed into the cache key.
 
     Bump ``version`` whenever the network or the training loop changes in a way these fields do not capture.
@@ -194,7 +194,7 @@ def fit_normalisation(net: DomainClassifier, images: torch.Tensor, batch_size: i
     net.feat_scale.copy_(scale.float())
 
 
-def input_size(height: int, width: int, recipe: ClassifierRecipe) -> int:
+def input_size(height: int, width: int, recipe: ClassifierTraining) -> int:
     """The square side the classifier sees: the images' own size, shrunk to ``recipe.max_size`` when larger."""
     return min(max(height, width), recipe.max_size)
 
@@ -208,7 +208,7 @@ def _prepare(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
     return resize(convert_channels(images, channels), size)
 
 
-def classifier_key(data: ImageData, recipe: ClassifierRecipe) -> str:
+def classifier_key(data: ImageData, recipe: ClassifierTraining) -> str:
     """16 hex digits of SHA256 over the recipe, the image shape and the bytes of images and labels."""
     h = hashlib.sha256()
     h.update(json.dumps(asdict(recipe), sort_keys=True).encode())
@@ -226,7 +226,7 @@ class ClassifierFeatures(FeatureExtractor):
     def __init__(self, net: DomainClassifier, meta: dict[str, Any]) -> None:
         self.net = net.eval()
         self.meta = meta
-        self.recipe = ClassifierRecipe(**meta["recipe"])
+        self.recipe = ClassifierTraining(**meta["recipe"])
         self.in_channels = int(meta["in_channels"])
         self.size = int(meta["size"])
         self.identity = f"classifier-{meta['key']}"
@@ -238,7 +238,7 @@ class ClassifierFeatures(FeatureExtractor):
     def from_data(
         cls,
         train: ImageData,
-        recipe: ClassifierRecipe = ClassifierRecipe(),
+        recipe: ClassifierTraining = ClassifierTraining(),
         cache_dir: str | Path | None = None,
         progress: bool = True,
     ) -> "ClassifierFeatures":
@@ -292,7 +292,7 @@ class ClassifierFeatures(FeatureExtractor):
 
 
 def train_classifier(
-    data: ImageData, recipe: ClassifierRecipe = ClassifierRecipe(), progress: bool = True
+    data: ImageData, recipe: ClassifierTraining = ClassifierTraining(), progress: bool = True
 ) -> tuple[DomainClassifier, dict[str, Any]]:
     """Train the domain classifier on labelled ``data`` with ``recipe``; returns the network (eval mode, features
     normalised on its training images) and its metadata (held-out accuracy, sizes, recipe). Shows a progress bar on

@@ -331,12 +331,12 @@ def evaluate_generator(
     seed: int, progress: bool, **_: Any,
 ) -> dict[str, Any]:
     """`gankit eval` of a GAN run: n samples against the run's held-out or test images; writes memorisation.png."""
-    from ..metrics import evaluate
+    from ..metrics import score_samples
 
     train, test = reference_data(cfg, split)
     labels = gen.labels(n) if gen.num_classes else None
     samples = to_uint8(gen.generate(gen.noise(n, seed), labels))
-    res = evaluate(samples, test, train, features=features, inception_path=inception_path, sample_labels=labels,
+    res = score_samples(samples, test, train, features=features, inception_path=inception_path, sample_labels=labels,
                    parzen=parzen, seed=seed, progress=progress, sheet_path=gen.run_dir / "memorisation.png")
     res.update(run=str(gen.run_dir), step=gen.step, split=split or ("holdout" if cfg.data.holdout else "test"))
     return res

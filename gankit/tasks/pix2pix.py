@@ -19,7 +19,7 @@ from ..data.paired import augment_pairs, default_load_size
 from ..data.splits import holdout_or_val
 from ..data.transforms import convert_channels
 from ..losses import LOSSES
-from ..metrics.evaluate import evaluate_paired
+from ..metrics.suite import score_pairs
 from ..nets import build_models
 from ..optim import build_optimizer
 from ..training.checkpoint import Checkpoint, load_module
@@ -126,7 +126,7 @@ class Pix2PixTask:
         if self.val is None or len(self.val) == 0:
             return {}
         out = to_uint8(translate(self.g, to_float(self.val.images)))
-        res = evaluate_paired(out, self.val.targets)  # as `gankit eval` scores it: uint8 outputs, in chunks
+        res = score_pairs(out, self.val.targets)  # as `gankit eval` scores it: uint8 outputs, in chunks
         return {f"eval/{k}": float(res[k]) for k in ("l1", "psnr", "ssim")}
 
     def extra_state(self) -> dict[str, Any]:
@@ -191,7 +191,7 @@ def evaluate_translator(
         val = holdout_or_val(cfg, load_dataset(cfg.data), lambda m: None)[1]
     out = to_uint8(tr.translate(to_float(val.images)))
     ext = build_extractor(features if features != "classifier" else "pixels", None, inception_path, None, progress)
-    res = evaluate_paired(out, val.targets, ext)
+    res = score_pairs(out, val.targets, ext)
     res.update(run=str(tr.run_dir), step=tr.step, split=split or "val", features=ext.name)
     return res
 

@@ -1,6 +1,6 @@
 """One call that scores a set of generated images against a data set, a printable table, and the memorisation sheet.
 
-:func:`evaluate` is the stage that glues features -> statistics -> numbers; every metric function it calls is pure and
+:func:`score_samples` is the stage that glues features -> statistics -> numbers; every metric function it calls is pure and
 tested on its own. Its result is a flat dict with the keys of :data:`RESULT_KEYS`, always all of them (``None`` where a
 metric does not apply), so JSON files from different runs line up.
 """
@@ -28,7 +28,7 @@ from .kid import kid
 from .parzen import parzen_evaluate
 from .prdc import nearest_neighbours, prdc
 
-# key -> meaning; the result of evaluate() has exactly these keys, in this order.
+# key -> meaning; the result of score_samples() has exactly these keys, in this order.
 RESULT_KEYS: dict[str, str] = {
     "n_samples": "generated images scored",
     "n_real_test": "real images they are compared with (the evaluation split)",
@@ -100,7 +100,7 @@ def class_coverage(probs: np.ndarray, sample_labels: torch.Tensor | np.ndarray |
     }
 
 
-def evaluate(
+def score_samples(
     samples: torch.Tensor,
     real_test: ImageData,
     real_train: ImageData,
@@ -219,7 +219,7 @@ class FDReference:
         return frechet_distance(*feature_stats(self.extractor(samples)[0]), self.mu, self.sigma)
 
 
-def evaluate_paired(
+def score_pairs(
     outputs: torch.Tensor, targets: torch.Tensor, extractor: FeatureExtractor | None = None
 ) -> dict[str, Any]:
     """Image-to-image scores of outputs vs their targets, both uint8 (B, C, H, W): ``{"n", "l1", "psnr", "ssim",
@@ -327,7 +327,7 @@ def _num(v: Any, fmt: str) -> str:
 
 
 def format_table(results: dict[str, Any]) -> str:
-    """The result of :func:`evaluate` as aligned text lines, one metric per line (missing values shown as '-')."""
+    """The result of :func:`score_samples` as aligned text lines, one metric per line (missing values shown as '-')."""
     r = results
     acc = r.get("classifier_accuracy")
     rows = [
