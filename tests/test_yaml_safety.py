@@ -106,7 +106,7 @@ def test_dev_zero_is_refused_not_read_forever() -> None:
     if not Path("/dev/zero").exists():
         pytest.skip("no /dev/zero here")
     t0 = time.perf_counter()
-    one_line_error(lambda: read_yaml("/dev/zero"), "/dev/zero is not a regular file")
+    one_line_error(lambda: read_yaml("/dev/zero"), "/dev/zero is a device, not a regular file")
     assert time.perf_counter() - t0 < 1.0
 
 
@@ -115,7 +115,7 @@ def test_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
     fifo = tmp_path / "c.yaml"
     os.mkfifo(fifo)
     t0 = time.perf_counter()
-    one_line_error(lambda: read_yaml(fifo), "c.yaml is not a regular file")
+    one_line_error(lambda: read_yaml(fifo), "c.yaml is a FIFO (named pipe), not a regular file")
     assert time.perf_counter() - t0 < 1.0
 
 
@@ -129,7 +129,7 @@ def test_oversize_file_is_refused(tmp_path: Path) -> None:
 
 def test_missing_directory_and_binary_files(tmp_path: Path) -> None:
     one_line_error(lambda: read_yaml(tmp_path / "nope.yaml"), "nope.yaml does not exist")
-    one_line_error(lambda: read_yaml(tmp_path), "is a directory")
+    one_line_error(lambda: read_yaml(tmp_path), "is a folder")
     (tmp_path / "b.yaml").write_bytes(b"a: \xff\xfe\n")
     one_line_error(lambda: read_yaml(tmp_path / "b.yaml"), "b.yaml: not a text file")
     (tmp_path / "z.yaml").write_bytes(b"a: 1\n\x00\x00")

@@ -11,13 +11,15 @@ import hashlib
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from .errors import GankitError
+
 
 _CHUNK = 1 << 20
 
@@ -157,3 +159,63 @@ def cache_dir(configured: str | None = None) -> Path:
     if env:
         return Path(env).expanduser()
     return Path.home() / ".cache" / "gankit"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# reading untrusted paths: regular files only
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def check_regular_file(path: str | Path, what: str) -> Path:
+    """``path`` if it is (a link to) a regular file; else GankitError '``what`` PATH does not exist / is a device'.
+
+    ``what`` names the role, e.g. '--samples' or 'IDX file'. Use :func:`open_regular` to also open it race-free.
+    """
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise GankitError(f"{what} {p} does not exist") from None
+    except OSError as e:
+        raise GankitError(f"{what} {p} cannot be read ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise GankitError(f"{what} {p} is {_kind(st.st_mode)}, not a regular file; give the path of a file")
+    return p
+
+
+def open_regular(path: str | Path, what: str) -> BinaryIO:
+    """Open ``path`` for binary reading only if it is a regular file.
+
+    Opened non-blocking first and checked with fstat on the open descriptor, so a FIFO cannot block ``open()`` and a
+    file swapped between check and open is still caught; blocking mode is restored before returning.
+    """
+    p = Path(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise GankitError(f"{what} {p} does not exist") from None
+    except IsADirectoryError:
+        raise GankitError(f"{what} {p} is a folder, not a regular file; give the path of a file") from None
+    except OSError as e:
+        raise GankitError(f"{what} {p} cannot be opened ({e.strerror or e})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise GankitError(f"{what} {p} is {_kind(st.st_mode)}, not a regular file; give the path of a file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

@@ -23,9 +23,7 @@ YAML 1.1 rules, so a saved ``config.yaml`` reads back exactly here and in any ot
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,6 +32,7 @@ from yaml.constructor import SafeConstructor
 from yaml.representer import SafeRepresenter
 
 from .errors import GankitError
+from .io import open_regular
 
 # A config is a few hundred bytes, a resolved one about 2 KB. PyYAML's pure-Python reader (needed for the checks
 # below) takes about 2 s for 64 KB of the slowest input (a flow list "[1,1,...]") and over 40 s for 1 MB.
@@ -200,40 +199,18 @@ def load_yaml_text(text: str, source: str) -> Any:
 def read_text_file(path: str | Path, what: str = "config file", max_bytes: int = MAX_BYTES) -> str:
     """The UTF-8 text of a regular file of at most ``max_bytes``; anything else is a one-line GankitError.
 
-    Opened without blocking (a FIFO would wait for a writer) and checked with ``fstat`` on the open descriptor, so a
-    device such as /dev/zero is refused before a byte is read and a file swapped after the check cannot slip in."""
+    Opened with :func:`gankit.core.io.open_regular`: a FIFO cannot block, a device such as /dev/zero is refused before a
+    byte is read, and a file swapped after the check cannot slip in."""
     p = Path(path)
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    with open_regular(p, what) as f:
+        try:
+            data = f.read(max_bytes + 1)  # to the limit, not st_size: the file may grow while we read
+        except OSError as e:
+            raise GankitError(f"{what} {p} cannot be read: {e.strerror}") from None
+    if len(data) > max_bytes:
+        raise GankitError(f"{what} {p} is larger than {max_bytes} bytes; a config is a few KB, is this the right file?")
     try:
-        fd = os.open(p, flags)
-    except FileNotFoundError:
-        raise GankitError(f"{what} {p} does not exist") from None
-    except IsADirectoryError:
-        raise GankitError(f"{what} {p} is a directory; pass a .yaml file") from None
-    except OSError as e:
-        raise GankitError(f"{what} {p} cannot be opened: {e.strerror}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise GankitError(f"{what} {p} is a directory; pass a .yaml file")
-        if not stat.S_ISREG(mode):
-            raise GankitError(f"{what} {p} is not a regular file (a device, pipe or socket); pass a .yaml file")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= max_bytes:  # read to the limit, not st_size: the file may grow while we read
-            chunk = os.read(fd, max_bytes + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > max_bytes:
-            raise GankitError(f"{what} {p} is larger than {max_bytes} bytes; a config is a few KB, is this the right file?")
-    except OSError as e:
-        raise GankitError(f"{what} {p} cannot be read: {e.strerror}") from None
-    finally:
-        os.close(fd)
-    try:
-        return b"".join(chunks).decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise GankitError(f"{what} {p}: not a text file (not UTF-8 at byte {e.start})") from None
 
