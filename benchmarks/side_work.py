@@ -49,10 +49,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=3.0, help="training budget of each run")
     ap.add_argument("--json", default="benchmarks/results/side_work.json")
+    ap.add_argument("--only", choices=sorted(RUNS), help="one of the two runs")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="gankit-side-"))
     try:
-        rows = [one(name, ov, args.minutes, paced, root) for name, ov in RUNS.items() for paced in (False, True)]
+        rows = [one(name, ov, args.minutes, paced, root) for name, ov in RUNS.items() if args.only in (None, name)
+                for paced in (False, True)]
     finally:
         shutil.rmtree(root, ignore_errors=True)
     res = {"date": date.today().isoformat(), "minutes": args.minutes, "load": os.getloadavg(), "rows": rows}
