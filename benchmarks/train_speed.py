@@ -230,7 +230,10 @@ def conv_layers_alone(task, batcher, peak: float, device: str, seconds: float) -
     """Each conv of pix2pix's G and D timed alone (forward + backward at its shapes in the step): GFLOP/s and share
     of the matmul peak, heaviest first; shows which kernels bound the step."""
     shapes: dict[nn.Module, tuple] = {}
-    hooks = [m.register_forward_hook(lambda m, i, o: shapes.setdefault(m, (tuple(i[0].shape), i[0].stride())))
+    def keep(m, i, o) -> None:  # a hook that returned a value would replace the layer's output
+        shapes.setdefault(m, (tuple(i[0].shape), i[0].stride()))
+
+    hooks = [m.register_forward_hook(keep)
              for net in (task.g, task.d) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     task.step(batcher, 0.0)
     for h in hooks:
