@@ -1,29 +1,39 @@
-"""Training-step throughput: gankit's DCGAN step vs the same architecture written plainly, in one run.
+"""Training-step throughput against the machine: FLOPs per image, images/s and share of the matmul peak for each
+step gankit trains, beside the same step written plainly (as the reports write it) where there is one, in one run.
 
-The plain version follows the code style of the reports (../shared/reports/): a DataLoader over a dataset,
-Sigmoid + BCELoss, the default memory format, two optimizers stepped by hand. Both use the same layer shapes,
-batch sizes and thread count, so the ratio isolates gankit's habits (in-memory batches, channels_last, logits
-losses, frozen D during G's update, one G forward per step).
+Rows: report 004's DCGAN (28x28, batch 256), report 000's conditional DCGAN, report 003's 64x64 DCGAN (batch 64),
+the default DCGAN, WGAN-GP (n_critic 5) and pix2pix at 256x256 (batch 1 as the paper, and 8). FLOPs are counted
+with torch.utils.flop_counter (matmuls and convolutions, forward and backward); the peak is a large fp32 matmul
+(and bf16 where faster). Also writes a per-op profile (torch.profiler, top 10 by self CPU time) of the pix2pix and
+WGAN-GP steps, and, for pix2pix, each convolution timed alone (forward + backward) to show which bounds the step.
 
-    python benchmarks/train_speed.py [--seconds 15] [--rounds 5] [--threads N] [--device cpu|cuda]
+    python benchmarks/train_speed.py [--quick] [--seconds 10] [--threads N] [--device cpu|cuda]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
 from datetime import date
+from pathlib import Path
 
 import torch
 import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from gankit.config.layering import resolve
 from gankit.data.base import Batcher, ImageData
-from gankit.tasks.gan import GANTask as GANRecipe
+from gankit.tasks.gan import GANTask
+from gankit.tasks.pix2pix import Pix2PixTask
 from gankit.training.loop import usable_cores
+
+REPORTS = Path(__file__).resolve().parent.parent / "gankit" / "configs" / "reports"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 # ---- the plain baseline, as the reports write it ---------------------------------------------------------------------
@@ -107,70 +117,196 @@ def plain_step_fn(size: int, nc: int, batch: int, images: torch.Tensor, device: 
     return step
 
 
-def gankit_step_fn(size: int, nc: int, batch: int, images: torch.Tensor, device: str, channels_last: bool):
-    cfg = resolve(overrides={"data.image_size": size, "train.batch_size": batch, "train.channels_last": channels_last,
-                             "model.g_channels": 64, "model.d_channels": 64, "train.steps": 1})
-    data = ImageData(images, torch.zeros(len(images), dtype=torch.long), "bench")
-    recipe = GANRecipe(cfg, data, torch.device(device))
-    batcher = Batcher(data, batch, 0, device)
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
+
+def matmul_peak(dtype: torch.dtype, n: int, device: str, seconds: float = 2.0) -> float:
+    """GFLOP/s of an n x n matmul in ``dtype`` (best of repeated timings)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    best, t_end = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def fake_data(cfg, n: int) -> ImageData:
+    """Random uint8 images (and targets for pix2pix, labels for conditional runs) of the config's shape."""
+    s, c = cfg.data.image_size, (cfg.data.channels or 1)
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, c, s, s), dtype=torch.uint8, generator=g)
+    k = cfg.model.num_classes
+    labels = torch.randint(0, max(k, 1), (n,), generator=g) if k else torch.full((n,), -1)
+    targets = torch.randint(0, 256, (n, 3, s, s), dtype=torch.uint8, generator=g) if cfg.model.name == "pix2pix" else None
+    return ImageData(images, labels, "bench", [str(i) for i in range(k)], targets)
+
+
+def build(cfg, device: str):
+    """(task, batcher) for a config on random data."""
+    data = fake_data(cfg, max(4 * cfg.train.batch_size * cfg.train.d_steps, 64))
+    task = (Pix2PixTask if cfg.model.name == "pix2pix" else GANTask)(cfg, data, torch.device(device), None)
+    return task, Batcher(data, cfg.train.batch_size, 0, device)
+
+
+class _Flops(TorchDispatchMode):
+    """FlopCounterMode's per-op formulas without its module tracker (which cannot follow autograd.grad, so it fails
+    on the double backward of WGAN-GP's penalty)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if (f := flop_registry.get(func.overloadpacket)) is not None:
+            self.total += f(*args, **(kwargs or {}), out_val=out)
+        return out
+
+
+def flops_per_image(task, batcher) -> float:
+    with _Flops() as fc:
+        task.step(batcher, 0.0)
+    return fc.total / task.images_per_step()
+
+
+def cases(quick: bool) -> dict:
+    """name -> (config, plain baseline size or None)."""
+    big = 128 if quick else 256
+    p2p = {"model.name": "pix2pix", "data.image_size": big, "data.channels": 1, "data.jitter": False, "data.flip": False}
+    return {
+        "report 004 DCGAN 28x28, batch 256": (resolve(REPORTS / "004-dcgan-mnist.yaml", {"data.name": "digits"}), None),
+        "report 000 conditional DCGAN, batch 256": (resolve(REPORTS / "000-condgan-mnist.yaml", {"data.name": "digits"}), None),
+        "report 003 DCGAN 64x64, batch 64": (resolve(REPORTS / "003-dcgan-cifar10.yaml", {"data.name": "digits", "data.channels": 3}), 64),
+        "default DCGAN 32x32, batch 64": (resolve(overrides={}), None),
+        "DCGAN 28x28, batch 256 (plain-comparable)": (resolve(overrides={"data.image_size": 28, "train.batch_size": 256}), 28),
+        "WGAN-GP n_critic 5, 32x32, batch 64": (resolve(overrides={"loss.name": "wgan-gp", "train.d_steps": 5, "model.d_batchnorm": False}), None),
+        f"pix2pix {big}x{big}, batch 1": (resolve(overrides={**p2p, "train.batch_size": 1}), None),
+        f"pix2pix {big}x{big}, batch 8": (resolve(overrides={**p2p, "train.batch_size": 8}), None),
+    }
+
+
+def timed(fn, seconds: float, min_steps: int = 2) -> float:
+    """Images/s of ``fn`` (which returns images done) over at least ``seconds`` and ``min_steps`` calls."""
+    n, k, t0 = 0, 0, time.perf_counter()
+    while k < min_steps or time.perf_counter() - t0 < seconds:
+        n += fn()
+        k += 1
+    return n / (time.perf_counter() - t0)
+
+
+def task_step_fn(task, batcher, device: str):
     def step() -> int:
-        out = recipe.step(batcher, 0.0)
-        if device == "cuda":
-            torch.cuda.synchronize()
+        out = task.step(batcher, 0.0)
+        sync(device)
         float(out["loss/d"])  # gankit syncs only at log steps; count one sync per step to be conservative
-        return batch
-
+        return task.images_per_step()
     return step
 
 
-def measure(steps: dict, seconds: float, rounds: int) -> dict[str, float]:
-    """Round-robin: each variant runs for seconds/rounds per round, so load from other processes hits all alike;
-    the median of the rounds is reported."""
-    for fn in steps.values():  # warm-up (allocator, oneDNN primitive caches)
-        for _ in range(3):
-            fn()
-    rates: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(rounds):
-        for name, fn in steps.items():
-            n, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < seconds / rounds:
-                n += fn()
-            rates[name].append(n / (time.perf_counter() - t0))
-    return {k: sorted(v)[len(v) // 2] for k, v in rates.items()}
+def profile(task, batcher, path: Path, steps: int = 2) -> list[dict]:
+    """Top 10 ops by self CPU time over ``steps`` steps, written as text to ``path``."""
+    from torch.profiler import ProfilerActivity, profile as prof
+
+    task.step(batcher, 0.0)
+    with prof(activities=[ProfilerActivity.CPU]) as p:
+        for _ in range(steps):
+            task.step(batcher, 0.0)
+    table = p.key_averages().table(sort_by="self_cpu_time_total", row_limit=10)
+    path.write_text(table)
+    ev = sorted(p.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:10]
+    total = sum(e.self_cpu_time_total for e in p.key_averages())
+    return [{"op": e.key, "self_cpu_ms": round(e.self_cpu_time_total / 1e3 / steps, 2),
+             "share": round(e.self_cpu_time_total / total, 3)} for e in ev]
+
+
+def conv_layers_alone(task, batcher, peak: float, device: str, seconds: float) -> list[dict]:
+    """Each conv of pix2pix's G and D timed alone (forward + backward at its shapes in the step): GFLOP/s and share
+    of the matmul peak, heaviest first; shows which kernels bound the step."""
+    shapes: dict[nn.Module, tuple] = {}
+    def keep(m, i, o) -> None:  # a hook that returned a value would replace the layer's output
+        shapes.setdefault(m, (tuple(i[0].shape), i[0].stride()))
+
+    hooks = [m.register_forward_hook(keep)
+             for net in (task.g, task.d) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    task.step(batcher, 0.0)
+    for h in hooks:
+        h.remove()
+    rows = []
+    for m, (shape, _) in shapes.items():
+        x = torch.randn(shape, device=device, requires_grad=True)
+        mm = type(m)(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, bias=m.bias is not None).to(device)
+
+        def fb() -> int:
+            mm(x).sum().backward()
+            sync(device)
+            return 1
+        with FlopCounterMode(display=False) as fc:
+            fb()
+        rate = timed(fb, seconds / 20, 2)
+        rows.append({"layer": f"{type(m).__name__}({m.in_channels}->{m.out_channels}, k{m.kernel_size[0]} s{m.stride[0]}) "
+                              f"on {list(shape)}", "ms": round(1e3 / rate, 2), "gflops": round(fc.get_total_flops() * rate / 1e9, 1),
+                     "share_of_peak": round(fc.get_total_flops() * rate / 1e9 / peak, 3)})
+    return sorted(rows, key=lambda r: -r["ms"])
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=15.0, help="timed seconds per variant and size")
-    ap.add_argument("--rounds", type=int, default=5, help="round-robin rounds (median reported)")
+    ap.add_argument("--quick", action="store_true", help="pix2pix at 128x128 and shorter timings")
+    ap.add_argument("--seconds", type=float, default=0, help="timed seconds per row (default 10, quick 4)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--json", default=str(RESULTS / "train_speed.json"))
+    ap.add_argument("--only", default="", help="only rows whose name contains this")
     args = ap.parse_args()
+    seconds = args.seconds or (4.0 if args.quick else 10.0)
     threads = args.threads or usable_cores()
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    rows = []
-    for size, nc, batch in [(28, 1, 256), (64, 3, 64)]:
-        images = torch.randint(0, 256, (2048, nc, size, size), dtype=torch.uint8)
-        r = measure({
-            "plain": plain_step_fn(size, nc, batch, images, args.device),
-            "gankit": gankit_step_fn(size, nc, batch, images, args.device, channels_last=True),
-            "gankit_contiguous": gankit_step_fn(size, nc, batch, images, args.device, channels_last=False),
-        }, args.seconds, args.rounds)
-        plain, ours, ours_cf = r["plain"], r["gankit"], r["gankit_contiguous"]
-        rows.append({"size": size, "batch": batch, "plain": plain, "gankit": ours, "gankit_contiguous": ours_cf,
-                     "ratio": ours / plain, "ratio_contiguous": ours_cf / plain})
-        print(f"DCGAN {size}x{size}x{nc} B={batch}: plain {plain:7.1f} img/s | gankit {ours:7.1f} img/s "
-              f"(x{ours / plain:.2f}) | gankit without channels_last {ours_cf:7.1f} img/s (x{ours_cf / plain:.2f})",
-              flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    n = 2048 if args.quick else 4096
+    peak32 = matmul_peak(torch.float32, n, args.device)
+    peak16 = matmul_peak(torch.bfloat16, n, args.device)
+    peak = peak32
+    print(f"matmul peak ({n}x{n}): fp32 {peak32:.1f} GFLOP/s, bf16 {peak16:.1f} GFLOP/s", flush=True)
+    rows, extra = [], {}
+    for name, (cfg, plain_size) in cases(args.quick).items():
+        if args.only not in name:
+            continue
+        task, batcher = build(cfg, args.device)
+        task.step(batcher, 0.0)  # warm-up (allocator, oneDNN primitive caches)
+        fpi = flops_per_image(task, batcher)
+        ips = timed(task_step_fn(task, batcher, args.device), seconds)
+        row = {"step": name, "gflop_per_image": round(fpi / 1e9, 3), "gankit_img_s": round(ips, 2),
+               "share_of_peak": round(ips * fpi / 1e9 / peak, 3)}
+        if plain_size is not None:
+            b = cfg.train.batch_size
+            images = torch.randint(0, 256, (max(8 * b, 512), cfg.data.channels or 1, plain_size, plain_size), dtype=torch.uint8)
+            plain = plain_step_fn(plain_size, cfg.data.channels or 1, b, images, args.device)
+            plain()
+            row["plain_img_s"] = round(timed(plain, seconds), 2)
+            row["gankit_over_plain"] = round(ips / row["plain_img_s"], 2)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if name.startswith("WGAN-GP"):
+            extra["profile_wgan_gp"] = profile(task, batcher, RESULTS / "profile_wgan_gp.txt")
+        if name.startswith("pix2pix") and name.endswith("batch 8"):
+            extra["profile_pix2pix"] = profile(task, batcher, RESULTS / "profile_pix2pix.txt", steps=1)
+            if row["share_of_peak"] < 0.7:
+                extra["pix2pix_convs_alone"] = conv_layers_alone(task, batcher, peak, args.device, seconds)
+        del task, batcher
     dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{platform.processor() or platform.machine()}, {threads} threads"
-    meta = {"date": date.today().isoformat(), "device": dev, "torch": torch.__version__, "rows": rows}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(meta, f, indent=2)
-    print(json.dumps(meta))
+    meta = {"date": date.today().isoformat(), "device": dev, "torch": torch.__version__, "load": os.getloadavg(),
+            "quick": args.quick, "seconds": seconds, "peak_fp32_gflops": round(peak32, 1),
+            "peak_bf16_gflops": round(peak16, 1), "rows": rows, **extra}
+    Path(args.json).write_text(json.dumps(meta, indent=2))
+    print(json.dumps({k: v for k, v in meta.items() if k != "rows"}, indent=1))
     return 0
 
 

@@ -87,14 +87,24 @@ def gradient_penalty(
 
     The weight ``a`` is drawn once per sample (B, 1, ..., 1), not per pixel, and the norm is taken over each sample's
     whole gradient — the two mistakes often made in public code.
+
+    Runs in fp32 with autocast off, on the unscaled scores (as :func:`r1_penalty`): under mixed precision the
+    gradient norm of half-precision activations is a known NaN source (StudioGAN #175, lightweight-gan #92), and
+    a GradScaler's scale must not enter the norm. With fp32 inputs and no autocast this is the plain computation.
     """
     b = real.shape[0]
+    real, fake = real.detach(), fake.detach()
+    if real.dtype in (torch.float16, torch.bfloat16):
+        real = real.float()
+    if fake.dtype != real.dtype:
+        fake = fake.to(real.dtype)
     a = torch.rand((b,) + (1,) * (real.ndim - 1), device=real.device, dtype=real.dtype, generator=generator)
-    x_hat = (a * real.detach() + (1.0 - a) * fake.detach()).requires_grad_(True)
-    scores = critic(x_hat)
-    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
-    norms = grad.reshape(b, -1).norm(2, dim=1)
-    return ((norms - 1.0) ** 2).mean()
+    x_hat = (a * real + (1.0 - a) * fake).requires_grad_(True)
+    with torch.autocast(device_type=real.device.type, enabled=False):
+        scores = critic(x_hat)
+        (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+        norms = grad.reshape(b, -1).norm(2, dim=1)
+        return ((norms - 1.0) ** 2).mean()
 
 
 def r1_penalty(d_fn: Callable[[Tensor], Tensor], real: Tensor) -> Tensor:

@@ -106,7 +106,8 @@ class TrainConfig:
     max_minutes: float = 0  # wall-clock budget (0 = not set); the first budget reached ends training
     d_steps: int = 1  # discriminator updates per generator update (the 2014 paper's k; WGAN's n_critic)
     log_every: int = 20  # steps between lines in metrics.jsonl
-    sample_every: int = 0  # steps between sample grids (0 = once per epoch)
+    sample_every: int = 0  # steps between sample grids (0 = once per epoch, at most every preview_seconds)
+    preview_seconds: float = 30  # with sample_every 0: wall seconds at least between grids (and the scores drawn with them)
     checkpoint_every: int = 1000  # steps between kept checkpoints
     keep_last: int = 3  # numbered checkpoints kept besides `final` and `best`
     ema_half_life: float = 0  # in thousands of images; 0 = no EMA of G
@@ -123,6 +124,9 @@ class TrainConfig:
     ada_target: float = 0.6  # ADA: the E[sign(D(real))] that p steers toward
     ada_kimg: float = 100.0  # ADA: thousands of real images for p to move by 1
     tensorboard: bool = False  # also write event files under RUN/tensorboard (pip install tensorboard)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast of forward passes; fp16 adds loss scaling (CUDA)
+    compile: bool = False  # torch.compile G's and D's forward passes (inductor); checkpoints are unchanged
+    tf32: bool = True  # CUDA: TensorFloat-32 matmuls and convolutions (faster, ~10-bit mantissa products)
 
 
 @dataclass(frozen=True)
@@ -340,6 +344,7 @@ def check_values(cfg: Config) -> None:
         "train.steps": cfg.train.steps,
         "train.max_minutes": cfg.train.max_minutes,
         "train.sample_every": cfg.train.sample_every,
+        "train.preview_seconds": cfg.train.preview_seconds,
         "train.keep_last": cfg.train.keep_last,
         "train.ema_half_life": cfg.train.ema_half_life,
         "train.eval_every": cfg.train.eval_every,
@@ -392,6 +397,7 @@ def check_values(cfg: Config) -> None:
 
 # Keys that change how a run is watched, not what it computes: runs that differ only here are the same run.
 NOT_IDENTITY = {"train.progress", "train.threads", "train.device", "train.log_every", "train.sample_every",
+                "train.preview_seconds", "train.compile",
                 "train.checkpoint_every", "train.keep_last", "data.dir", "data.cache_dir", "data.download"}
 
 

@@ -21,6 +21,7 @@ from ..losses import LOSSES, gradient_penalty, r1_penalty, r1_weight
 from ..nets import build_models, sample_noise
 from ..optim import build_optimizer
 from ..training.checkpoint import Checkpoint, load_module
+from ..training.precision import Precision
 from .base import TASKS, TaskSpec, TrainedRun
 
 PREVIEW = 64  # images in the fixed-noise grid
@@ -98,6 +99,9 @@ class GANTask:
         self.opt_g = build_optimizer(self.g.parameters(), cfg.optim, cfg.optim.lr_g)
         self.opt_d = build_optimizer(self.d.parameters(), cfg.optim, cfg.optim.lr_d)
         self.loss = LOSSES.get(cfg.loss.name)
+        # Mixed precision and compiled forwards; g and d stay the plain modules (checkpoints, previews, penalties).
+        self.prec = Precision(cfg.train.precision, device, self.optimizers, cfg.train.compile)
+        self.g_fwd, self.d_fwd = self.prec.compiled(self.g), self.prec.compiled(self.d)
         self.ema = EMA(self.g, cfg.train.ema_half_life, cfg.train.batch_size) if cfg.train.ema_half_life > 0 else None
         # Augmentation of D's inputs (DiffAugment policy or ADA); its own generator, so the noise stream is unchanged.
         self.augment = build_augment(cfg.train.augment, seed=cfg.seed + 4242, target=cfg.train.ada_target,
@@ -152,12 +156,13 @@ class GANTask:
             last = k == cfg.train.d_steps - 1
             # On the last D update, G's forward pass is kept with its graph and reused by the G update
             # (one G forward per step instead of two, as in the reference DCGAN code).
-            with torch.set_grad_enabled(last):
-                fake = g(z, y)
-            fake_d = fake.detach()
-            d_real = d(self._noisy(aug(real), t), y)
-            d_fake = d(self._noisy(aug(fake_d), t), y)
-            loss_d = loss.d(d_real, d_fake, cfg.loss.label_smoothing)
+            with self.prec.autocast():
+                with torch.set_grad_enabled(last):
+                    fake = self.g_fwd(z, y)
+                fake_d = fake.detach()
+                d_real = self.d_fwd(self._noisy(aug(real), t), y)
+                d_fake = self.d_fwd(self._noisy(aug(fake_d), t), y)
+                loss_d = loss.d(d_real, d_fake, cfg.loss.label_smoothing)
             if self.augment is not None:
                 self.augment.update(d_real.detach())  # ADA: p follows how sure D is of the (augmented) reals
             r1_w = r1_weight(self.d_updates, gamma=cfg.loss.r1_gamma, every=cfg.loss.r1_every)
@@ -171,19 +176,18 @@ class GANTask:
                 loss_d = loss_d + cfg.loss.gp_weight * gp
                 out["gp"] = gp.detach()
             self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.opt_d.step()
+            self.prec.backward_step(loss_d, "d", self.opt_d)
             if loss.weight_clip:
                 with torch.no_grad():
                     for p in d.parameters():
                         p.clamp_(-cfg.loss.clip, cfg.loss.clip)
         # G update: D's weights are frozen so backward skips their gradients.
         set_requires_grad(d, False)
-        d_gen = d(self._noisy(aug(fake), t), y)
-        loss_g = loss.g(d_gen)
+        with self.prec.autocast():
+            d_gen = self.d_fwd(self._noisy(aug(fake), t), y)
+            loss_g = loss.g(d_gen)
         self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
+        self.prec.backward_step(loss_g, "g", self.opt_g)
         if self.ema is not None:
             self.ema.update(g)
         out["loss/d"] = loss_d.detach()
@@ -231,17 +235,21 @@ class GANTask:
         return pics
 
     def extra_state(self) -> dict[str, Any]:
-        """The augmentation's p, ADA accumulator and generator, and the D-update count that lazy R1 follows."""
-        if self.augment is None and not self.cfg.loss.r1_gamma:
-            return {}
-        state: dict[str, Any] = {"d_updates": self.d_updates}
+        """The augmentation's p, ADA accumulator and generator, the D-update count that lazy R1 follows, and the
+        fp16 loss scalers."""
+        state: dict[str, Any] = {}
+        if self.augment is not None or self.cfg.loss.r1_gamma:
+            state["d_updates"] = self.d_updates
         if self.augment is not None:
             aug = self.augment.state_dict()
             state["augment"] = {**aug, "generator": aug["generator"].tolist()}  # JSON: bytes as ints
+        if scalers := self.prec.state_dict():
+            state["scalers"] = scalers
         return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.d_updates = int(state.get("d_updates", 0))
+        self.prec.load_state_dict(state.get("scalers", {}))
         if self.augment is not None and "augment" in state:
             aug = dict(state["augment"])
             aug["generator"] = torch.tensor(aug["generator"], dtype=torch.uint8)

@@ -23,10 +23,12 @@ from ..metrics.suite import score_pairs
 from ..nets import build_models
 from ..optim import build_optimizer
 from ..training.checkpoint import Checkpoint, load_module
+from ..training.precision import Precision
 from .base import TASKS, TaskSpec, TrainedRun
 from .gan import set_requires_grad
 
 SHEET_ROWS = 8  # validation pairs on each epoch's input | output | target sheet
+VAL_PAIRS = 32  # validation pairs scored during training (a fixed, evenly spread subset); `gankit eval` scores all
 
 
 def as_rgb(x: Tensor, channels: int) -> Tensor:
@@ -60,8 +62,16 @@ class Pix2PixTask:
         self.d.to(device)
         self.opt_g = build_optimizer(self.g.parameters(), cfg.optim, cfg.optim.lr_g)
         self.opt_d = build_optimizer(self.d.parameters(), cfg.optim, cfg.optim.lr_d)
+        # Mixed precision and compiled forwards; g and d stay the plain modules (checkpoints, previews).
+        self.prec = Precision(cfg.train.precision, device, self.optimizers, cfg.train.compile)
+        self.g_fwd, self.d_fwd = self.prec.compiled(self.g), self.prec.compiled(self.d)
         self.load_size = default_load_size(cfg.data.image_size, cfg.data.load_size)
         self.val = val
+        if val is not None and len(val) > VAL_PAIRS:  # the same pairs at every validation, so the scores compare
+            pick = torch.linspace(0, len(val) - 1, VAL_PAIRS).round().long()
+            self.val_a, self.val_b = val.images[pick], val.targets[pick]
+        elif val is not None:
+            self.val_a, self.val_b = val.images, val.targets
         src = val if val is not None and len(val) else data
         self.sheet_a = to_float(src.images[:SHEET_ROWS]).to(device)
         self.sheet_b = to_float(src.targets[:SHEET_ROWS]).to(device)
@@ -92,22 +102,22 @@ class Pix2PixTask:
             a, b = augment_pairs(a, b, load, cfg.data.flip, gen)
         g.train()
         d.train()
-        fake = g(a)  # (B, C_B, H, W)
         set_requires_grad(d, True)
-        d_real = d(torch.cat([a, b], 1))
-        d_fake = d(torch.cat([a, fake.detach()], 1))
-        # Halved, as in the paper, so D learns more slowly than G.
-        loss_d = 0.5 * self.loss.d(d_real, d_fake, cfg.loss.label_smoothing)
+        with self.prec.autocast():
+            fake = self.g_fwd(a)  # (B, C_B, H, W)
+            d_real = self.d_fwd(torch.cat([a, b], 1))
+            d_fake = self.d_fwd(torch.cat([a, fake.detach()], 1))
+            # Halved, as in the paper, so D learns more slowly than G.
+            loss_d = 0.5 * self.loss.d(d_real, d_fake, cfg.loss.label_smoothing)
         self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+        self.prec.backward_step(loss_d, "d", self.opt_d)
         set_requires_grad(d, False)
-        loss_gan = self.loss.g(d(torch.cat([a, fake], 1)))
-        l1 = (fake - b).abs().mean()
-        loss_g = loss_gan + cfg.loss.l1_weight * l1
+        with self.prec.autocast():
+            loss_gan = self.loss.g(self.d_fwd(torch.cat([a, fake], 1)))
+            l1 = (fake.float() - b).abs().mean()
+            loss_g = loss_gan + cfg.loss.l1_weight * l1
         self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
+        self.prec.backward_step(loss_g, "g", self.opt_g)
         return {"loss/d": loss_d.detach(), "loss/g": loss_g.detach(), "loss/g_gan": loss_gan.detach(), "l1": l1.detach()}
 
     @torch.no_grad()
@@ -122,18 +132,21 @@ class Pix2PixTask:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """L1, PSNR and SSIM of G's outputs against the validation targets."""
+        """L1, PSNR and SSIM of G's outputs against the targets of at most VAL_PAIRS fixed validation pairs (so
+        validation stays a small share of a run; `gankit eval` scores every pair)."""
         if self.val is None or len(self.val) == 0:
             return {}
-        out = to_uint8(translate(self.g, to_float(self.val.images)))
-        res = score_pairs(out, self.val.targets)  # as `gankit eval` scores it: uint8 outputs, in chunks
+        out = to_uint8(translate(self.g, to_float(self.val_a)))
+        res = score_pairs(out, self.val_b)  # as `gankit eval` scores it: uint8 outputs, in chunks
         return {f"eval/{k}": float(res[k]) for k in ("l1", "psnr", "ssim")}
 
     def extra_state(self) -> dict[str, Any]:
-        return {}
+        """The fp16 loss scalers (nothing else: augmentation is seeded by the batch position)."""
+        scalers = self.prec.state_dict()
+        return {"scalers": scalers} if scalers else {}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        pass
+        self.prec.load_state_dict(state.get("scalers", {}))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ from .checkpoint import Checkpointer
 from .outputs import RunOutputs
 from .parts import BestKeeper, Budget, Monitor, StopFlag, nonfinite, nonfinite_weights, set_lr
 from .rundir import RunDir, default_run_dir
+from .precision import configure_backends
+from .sidework import PLOT_SECONDS, SideClock, Throttle
 from .state import TrainState
 
 
@@ -93,6 +95,7 @@ def set_up(cfg: Config, run: RunDir, resume: bool, data: ImageData | None) -> Se
     validate(cfg)  # Python callers may build a Config by hand; the CLI validated it already
     torch.set_num_threads(cfg.train.threads or usable_cores())
     device = pick_device(cfg.train.device)
+    configure_backends(device, cfg.train.tf32)
     seed_everything(cfg.seed)
     spec = task_of(cfg)
     data, val = spec.split_validation(cfg, data if data is not None else load_dataset(cfg.data), run.say)
@@ -140,22 +143,39 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
     task, batcher, budget, ckpt, state, t_cfg = s.task, s.batcher, s.budget, s.ckpt, s.state, cfg.train
     shows = RunOutputs(run, t_cfg.tensorboard)
     best = BestKeeper(*task.best_metric, state.best_value)
+    clock = SideClock()  # wall time in the step vs side work, for summary.json
+    # Side work that only shows things is paced by wall time, never by anything the weights depend on: previews
+    # (when train.sample_every is not set) at most every train.preview_seconds, losses.png at most every minute.
+    preview_pace = Throttle(0 if t_cfg.sample_every else t_cfg.preview_seconds)
+    plot_pace = Throttle(PLOT_SECONDS)
+    last_preview = -1
 
     def save(name: str, move_latest: bool = True) -> None:
         state.best_value = best.value
-        ckpt.save(name, state.to_json(), move_latest)
+        with clock.side("checkpoints"):
+            ckpt.save(name, state.to_json(), move_latest)
 
     def validate_now() -> None:
-        scores = task.validate()
-        if scores:
-            shows.row(state.step, batcher.progress, {k: round(v, 6) for k, v in scores.items()})
+        with clock.side("validation"):
+            scores = task.validate()
+            if scores:
+                shows.row(state.step, batcher.progress, {k: round(v, 6) for k, v in scores.items()})
         if best.update(scores):
             save("best", move_latest=False)
 
     def previews() -> None:
-        shows.previews(state.step, task.preview())
+        nonlocal last_preview
+        with clock.side("previews"):
+            shows.previews(state.step, task.preview())
+        preview_pace.mark()
+        last_preview = state.step
         if s.spec.validate_with_previews and not t_cfg.eval_every:  # cheap scores go with every grid
             validate_now()
+
+    def plots(gif: bool) -> None:
+        with clock.side("plots"):
+            shows.plots(gif)
+        plot_pace.mark()
 
     monitor = Monitor(enabled=LOSSES.get(cfg.loss.name).floor_zero)
     sample_every = t_cfg.sample_every or max(1, batcher.batches_per_epoch // t_cfg.d_steps)
@@ -177,9 +197,12 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
                     break
                 t = budget.progress(state.step)
                 set_lr(task.optimizers, cfg.optim, state.lr_scale, t)
-                out_t = task.step(batcher, t)
+                with clock.step():
+                    out_t = task.step(batcher, t)
                 state.step += 1
                 step = state.step
+                if t_cfg.compile and clock.first_step is not None and clock.step_seconds == clock.first_step:
+                    run.say(f"train.compile: the first step took {clock.first_step:.1f} s (compiling G and D)")
                 bad = nonfinite(out_t) if check_every_step or step % t_cfg.log_every == 0 else []
                 if not bad and step % t_cfg.checkpoint_every == 0:
                     bad = nonfinite_weights(task.modules)  # checkpoints are what rollbacks and resumes trust
@@ -208,29 +231,30 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
                         shows.event(step, "d_collapse")
                     bar.set_postfix(progress_postfix(row, ips, budget.minutes_left()), refresh=False)
                 bar.update(1)
-                if step % sample_every == 0:
+                if step % sample_every == 0 and preview_pace.ready():
                     previews()
                 if t_cfg.eval_every and step % t_cfg.eval_every == 0:
                     validate_now()
                 if step % t_cfg.checkpoint_every == 0:
                     save(f"step-{step:07d}")
-                    shows.plots(gif=False)
+                    if plot_pace.ready():
+                        plots(gif=False)
             if stop.signum is not None:
                 bar.close()
                 save(f"step-{state.step:07d}")
                 previews()
-                shows.plots(gif=True)
+                plots(gif=True)
                 raise Interrupted(stop.signum, run.root, state.step)
         bar.close()
         if state.step % t_cfg.checkpoint_every:  # else it was saved a moment ago
             save(f"step-{state.step:07d}", move_latest=False)
         save("final")
-        if state.step % sample_every:
+        if last_preview != state.step:  # the final grid, always
             previews()
-        shows.plots(gif=True)
+        plots(gif=True)
         run.summary({"step": state.step, "epoch": round(batcher.progress, 4), "stopped_by": stopped_by,
                      "seconds": round(time.monotonic() - budget.start, 1), "last": row, "rollbacks": state.rollbacks,
-                     "d_collapse_at_step": monitor.collapsed_at})
+                     "d_collapse_at_step": monitor.collapsed_at, **clock.summary()})
         shows.report()
         return Run(run.root, state.step, batcher.progress, stopped_by, row)
     finally:

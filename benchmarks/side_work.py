@@ -1,0 +1,67 @@
+"""Share of a real run's wall time spent outside the training step (previews, validation, checkpoints, plots, logging).
+
+Trains the default DCGAN on digits and pix2pix on the embedded sketch set for --minutes each, twice: with gankit's
+defaults, and with the pacing turned off the way gankit behaved before issue 10 (a preview grid — and for pix2pix the
+validation of every validation pair — at every epoch, losses.png at every checkpoint). Reads the split from each run's
+summary.json (``step_seconds``, ``side_seconds``, ``side_parts``), which every run writes.
+
+    python benchmarks/side_work.py [--minutes 3] [--json benchmarks/results/side_work.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import gankit
+import gankit.tasks.pix2pix as p2p
+import gankit.training.loop as loop
+from gankit.config.layering import resolve
+
+RUNS = {"dcgan-digits": {}, "pix2pix-sketch": {"model.name": "pix2pix"}}
+
+
+def one(name: str, overrides: dict, minutes: float, paced: bool, root: Path) -> dict:
+    saved = p2p.VAL_PAIRS, loop.PLOT_SECONDS
+    if not paced:  # as before issue 10: every validation pair, every epoch; losses.png at every checkpoint
+        p2p.VAL_PAIRS, loop.PLOT_SECONDS = 10**9, 0.0
+    try:
+        extra = {} if paced else {"train.preview_seconds": 0}
+        cfg = resolve(overrides={**overrides, **extra, "train.max_minutes": minutes, "train.progress": False})
+        out = root / f"{name}-{'paced' if paced else 'unpaced'}"
+        gankit.train(cfg, out=out)
+        s = json.loads((out / "summary.json").read_text())
+    finally:
+        p2p.VAL_PAIRS, loop.PLOT_SECONDS = saved
+    row = {"run": name, "paced": paced, **{k: s[k] for k in ("step", "wall_seconds", "step_seconds", "side_seconds",
+                                                            "side_share", "side_parts")}}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=3.0, help="training budget of each run")
+    ap.add_argument("--json", default="benchmarks/results/side_work.json")
+    ap.add_argument("--only", choices=sorted(RUNS), help="one of the two runs")
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="gankit-side-"))
+    try:
+        rows = [one(name, ov, args.minutes, paced, root) for name, ov in RUNS.items() if args.only in (None, name)
+                for paced in (False, True)]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    res = {"date": date.today().isoformat(), "minutes": args.minutes, "load": os.getloadavg(), "rows": rows}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Keeping side work (previews, validation, plots, checkpoints, logging) a small share of a run's wall time.
+
+Two pieces, both about *when*, never about *what*: :class:`SideClock` measures the wall time spent in the training
+step and in each kind of side work (it is written to summary.json, so every run measures its own share), and
+:class:`Throttle` lets a piece of side work run only when enough wall time has passed since it last ran.
+
+Time-based decisions only ever skip drawing, scoring or plotting; they never touch the models, optimizers, random
+streams or data order, so the trained weights (and an exact resume) do not depend on how fast the machine is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+PLOT_SECONDS = 60.0  # losses.png is redrawn at most this often (a person does not look more often)
+
+
+class Throttle:
+    """``ready()`` is true when at least ``seconds`` of wall time have passed since the last ``mark()`` (and before
+    the first one). ``seconds <= 0`` is always ready."""
+
+    def __init__(self, seconds: float, clock=time.monotonic) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self.last: float | None = None
+
+    def ready(self) -> bool:
+        return self.seconds <= 0 or self.last is None or self.clock() - self.last >= self.seconds
+
+    def mark(self) -> None:
+        self.last = self.clock()
+
+
+class SideClock:
+    """Wall time of a run split into the training step and named kinds of side work.
+
+    ``with clock.step(): task.step(...)`` and ``with clock.side("previews"): ...``; :meth:`summary` gives
+    ``step_seconds``, ``side_seconds`` (everything that is not the step: the named parts, logging, the progress bar)
+    and ``side_share``. On an accelerator the step is queued asynchronously, so part of it is paid in the next host
+    sync (usually a log step or a preview) and shows as side work; on the CPU the split is exact.
+    """
+
+    def __init__(self, clock=time.perf_counter) -> None:
+        self.clock = clock
+        self.start = clock()
+        self.step_seconds = 0.0
+        self.first_step: float | None = None  # the first step's seconds (with train.compile: compiling included)
+        self.parts: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def step(self) -> Iterator[None]:
+        t0 = self.clock()
+        try:
+            yield
+        finally:
+            dt = self.clock() - t0
+            self.step_seconds += dt
+            if self.first_step is None:
+                self.first_step = dt
+
+    @contextmanager
+    def side(self, name: str) -> Iterator[None]:
+        t0 = self.clock()
+        try:
+            yield
+        finally:
+            self.parts[name] += self.clock() - t0
+
+    def summary(self) -> dict[str, object]:
+        total = self.clock() - self.start
+        side = max(0.0, total - self.step_seconds)
+        return {"wall_seconds": round(total, 3), "step_seconds": round(self.step_seconds, 3),
+                "side_seconds": round(side, 3), "side_share": round(side / total, 4) if total > 0 else 0.0,
+                "first_step_seconds": None if self.first_step is None else round(self.first_step, 3),
+                "side_parts": {k: round(v, 3) for k, v in sorted(self.parts.items())}}
