@@ -30,7 +30,7 @@ from .outputs import RunOutputs
 from .parts import BestKeeper, Budget, Monitor, StopFlag, nonfinite, nonfinite_weights, set_lr
 from .rundir import RunDir, default_run_dir
 from .precision import configure_backends
-from .sidework import PLOT_SECONDS, SideClock, Throttle
+from .sidework import SideWork
 from .state import TrainState
 
 
@@ -143,42 +143,12 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
     task, batcher, budget, ckpt, state, t_cfg = s.task, s.batcher, s.budget, s.ckpt, s.state, cfg.train
     shows = RunOutputs(run, t_cfg.tensorboard)
     best = BestKeeper(*task.best_metric, state.best_value)
-    clock = SideClock()  # wall time in the step vs side work, for summary.json
-    # Side work that only shows things is paced by wall time, never by anything the weights depend on: previews
-    # (when train.sample_every is not set) at most every train.preview_seconds, losses.png at most every minute.
-    preview_pace = Throttle(0 if t_cfg.sample_every else t_cfg.preview_seconds)
-    plot_pace = Throttle(PLOT_SECONDS)
-    last_preview = -1
-
-    def save(name: str, move_latest: bool = True) -> None:
-        state.best_value = best.value
-        with clock.side("checkpoints"):
-            ckpt.save(name, state.to_json(), move_latest)
-
-    def validate_now() -> None:
-        with clock.side("validation"):
-            scores = task.validate()
-            if scores:
-                shows.row(state.step, batcher.progress, {k: round(v, 6) for k, v in scores.items()})
-        if best.update(scores):
-            save("best", move_latest=False)
-
-    def previews() -> None:
-        nonlocal last_preview
-        with clock.side("previews"):
-            shows.previews(state.step, task.preview())
-        preview_pace.mark()
-        last_preview = state.step
-        if s.spec.validate_with_previews and not t_cfg.eval_every:  # cheap scores go with every grid
-            validate_now()
-
-    def plots(gif: bool) -> None:
-        with clock.side("plots"):
-            shows.plots(gif)
-        plot_pace.mark()
-
-    monitor = Monitor(enabled=LOSSES.get(cfg.loss.name).floor_zero)
     sample_every = t_cfg.sample_every or max(1, batcher.batches_per_epoch // t_cfg.d_steps)
+    side = SideWork(task=task, spec=s.spec, ckpt=ckpt, state=state, best=best, shows=shows,
+                    progress=lambda: batcher.progress, sample_every=t_cfg.sample_every, eval_every=t_cfg.eval_every,
+                    preview_seconds=t_cfg.preview_seconds)
+    clock = side.clock
+    monitor = Monitor(enabled=LOSSES.get(cfg.loss.name).floor_zero)
     check_every_step = s.device.type == "cpu"  # a finiteness check costs a host sync on accelerators
     bar = tqdm(total=budget.steps, initial=state.step, unit="step", dynamic_ncols=True, leave=True,
                disable=not (t_cfg.progress and run.active), desc=run.root.name[-28:])
@@ -186,8 +156,8 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
     stopped_by = "steps"
     try:
         if state.step == 0:
-            save("step-0000000")  # a good state to roll back to and a sign that this folder is a run
-            previews()
+            side.save("step-0000000")  # a good state to roll back to and a sign that this folder is a run
+            side.previews()
         budget.start_clock()
         last_log = (time.monotonic(), state.step)
         with StopFlag() as stop:
@@ -231,27 +201,27 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
                         shows.event(step, "d_collapse")
                     bar.set_postfix(progress_postfix(row, ips, budget.minutes_left()), refresh=False)
                 bar.update(1)
-                if step % sample_every == 0 and preview_pace.ready():
-                    previews()
+                if step % sample_every == 0 and side.preview_pace.ready():
+                    side.previews()
                 if t_cfg.eval_every and step % t_cfg.eval_every == 0:
-                    validate_now()
+                    side.validate()
                 if step % t_cfg.checkpoint_every == 0:
-                    save(f"step-{step:07d}")
-                    if plot_pace.ready():
-                        plots(gif=False)
+                    side.save(f"step-{step:07d}")
+                    if side.plot_pace.ready():
+                        side.plots(gif=False)
             if stop.signum is not None:
                 bar.close()
-                save(f"step-{state.step:07d}")
-                previews()
-                plots(gif=True)
+                side.save(f"step-{state.step:07d}")
+                side.previews()
+                side.plots(gif=True)
                 raise Interrupted(stop.signum, run.root, state.step)
         bar.close()
         if state.step % t_cfg.checkpoint_every:  # else it was saved a moment ago
-            save(f"step-{state.step:07d}", move_latest=False)
-        save("final")
-        if last_preview != state.step:  # the final grid, always
-            previews()
-        plots(gif=True)
+            side.save(f"step-{state.step:07d}", move_latest=False)
+        side.save("final")
+        if side.last_preview != state.step:  # the final grid, always
+            side.previews()
+        side.plots(gif=True)
         run.summary({"step": state.step, "epoch": round(batcher.progress, 4), "stopped_by": stopped_by,
                      "seconds": round(time.monotonic() - budget.start, 1), "last": row, "rollbacks": state.rollbacks,
                      "d_collapse_at_step": monitor.collapsed_at, **clock.summary()})

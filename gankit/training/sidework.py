@@ -11,6 +11,8 @@ streams or data order, so the trained weights (and an exact resume) do not depen
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,3 +78,44 @@ class SideClock:
                 "side_seconds": round(side, 3), "side_share": round(side / total, 4) if total > 0 else 0.0,
                 "first_step_seconds": None if self.first_step is None else round(self.first_step, 3),
                 "side_parts": {k: round(v, 3) for k, v in sorted(self.parts.items())}}
+
+
+class SideWork:
+    """The work beside the training step — checkpoints, validation, previews, plots — each timed by a SideClock,
+    previews and plots paced by wall time. Only what is shown depends on the pacing; what trains never does."""
+
+    def __init__(self, *, task: Any, spec: Any, ckpt: Any, state: Any, best: Any, shows: Any, progress: Callable[[], float],
+                 sample_every: int, eval_every: int, preview_seconds: float) -> None:
+        self.task, self.spec, self.ckpt, self.state, self.best, self.shows = task, spec, ckpt, state, best, shows
+        self.progress, self.eval_every = progress, eval_every
+        self.clock = SideClock()  # wall time in the step vs side work, for summary.json
+        # Previews (when train.sample_every is not set) at most every train.preview_seconds; losses.png every minute.
+        self.preview_pace = Throttle(0 if sample_every else preview_seconds)
+        self.plot_pace = Throttle(PLOT_SECONDS)
+        self.last_preview = -1
+
+    def save(self, name: str, move_latest: bool = True) -> None:
+        self.state.best_value = self.best.value
+        with self.clock.side("checkpoints"):
+            self.ckpt.save(name, self.state.to_json(), move_latest)
+
+    def validate(self) -> None:
+        with self.clock.side("validation"):
+            scores = self.task.validate()
+            if scores:
+                self.shows.row(self.state.step, self.progress(), {k: round(v, 6) for k, v in scores.items()})
+        if self.best.update(scores):
+            self.save("best", move_latest=False)
+
+    def previews(self) -> None:
+        with self.clock.side("previews"):
+            self.shows.previews(self.state.step, self.task.preview())
+        self.preview_pace.mark()
+        self.last_preview = self.state.step
+        if self.spec.validate_with_previews and not self.eval_every:  # cheap scores go with every grid
+            self.validate()
+
+    def plots(self, gif: bool) -> None:
+        with self.clock.side("plots"):
+            self.shows.plots(gif)
+        self.plot_pace.mark()
