@@ -156,3 +156,14 @@ def test_run_writes_a_report_and_tensorboard_events(tmp_path, tiny_overrides):
     events = EventAccumulator(str(run.dir / "tensorboard"))
     events.Reload()
     assert "loss/d" in events.Tags()["scalars"] and events.Tags()["images"]
+
+
+def test_final_is_a_hard_linked_twin_of_the_last_checkpoint(tmp_path, tiny_overrides):
+    """The last step is written once: `final` shares its files (no second write, no second copy on disk)."""
+    from gankit.training import checkpoint
+
+    run = _train(tmp_path, "fin", tiny_overrides, **{"train.steps": 7, "train.checkpoint_every": 5})
+    ck = run.dir / "checkpoints"
+    for f in (ck / "final").iterdir():
+        assert f.stat().st_ino == (ck / "step-0000007" / f.name).stat().st_ino, f.name
+    assert checkpoint.latest_name(ck) == "final" and checkpoint.load_latest(ck).step == 7

@@ -186,6 +186,43 @@ def save(
     return final
 
 
+def alias(ckpt_dir: Path, src: str, name: str, move_latest: bool = True) -> Path:
+    """Make checkpoint ``name`` hold exactly what ``src`` holds, by hard links (no second copy of the weights on disk,
+    and no second write: ``final`` after the last numbered checkpoint costs nothing). Falls back to copying where the
+    file system has no hard links. Atomic like :func:`save`: a temp folder renamed into place."""
+    source = ckpt_dir / src
+    verify(source)
+    tmp = ckpt_dir / f".tmp-{name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        for f in source.iterdir():
+            try:
+                os.link(f, tmp / f.name)
+            except OSError:
+                shutil.copy2(f, tmp / f.name)
+        fsync_dir(tmp)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise GankitError(f"cannot write checkpoint {ckpt_dir / name}: {e.strerror or e}") from None
+    final = ckpt_dir / name
+    if final.exists():
+        old = ckpt_dir / f".old-{name}-{os.getpid()}"
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    fsync_dir(ckpt_dir)
+    if move_latest:
+        atomic_write_bytes(ckpt_dir / "latest", (name + "\n").encode())
+        fsync_dir(ckpt_dir)
+    return final
+
+
 def latest_name(ckpt_dir: Path) -> str | None:
     """The checkpoint name ``checkpoints/latest`` holds, if it is a plain name."""
     try:
@@ -417,6 +454,11 @@ class Checkpointer:
             state["task"] = extra
         save(self.dir, name, tensors, state, move_latest=move_latest)
         prune(self.dir, self.keep_last, protect={"final", "best"})
+
+    def alias(self, name: str, src: str) -> None:
+        """Checkpoint ``name`` as a hard-linked twin of ``src`` (saved a moment ago at the same step)."""
+        if self.active:
+            alias(self.dir, src, name)
 
     def latest(self, say: Any = print) -> Checkpoint:
         return load_latest(self.dir, say=say)

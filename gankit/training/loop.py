@@ -218,7 +218,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
         bar.close()
         if state.step % t_cfg.checkpoint_every:  # else it was saved a moment ago
             side.save(f"step-{state.step:07d}", move_latest=False)
-        side.save("final")
+        side.alias("final", f"step-{state.step:07d}")  # the same state: hard links, not a second write
         if side.last_preview != state.step:  # the final grid, always
             side.previews()
         side.plots(gif=True)

@@ -99,6 +99,10 @@ class SideWork:
         with self.clock.side("checkpoints"):
             self.ckpt.save(name, self.state.to_json(), move_latest)
 
+    def alias(self, name: str, src: str) -> None:
+        with self.clock.side("checkpoints"):
+            self.ckpt.alias(name, src)
+
     def validate(self) -> None:
         with self.clock.side("validation"):
             scores = self.task.validate()
