@@ -123,6 +123,8 @@ class TrainConfig:
     ada_target: float = 0.6  # ADA: the E[sign(D(real))] that p steers toward
     ada_kimg: float = 100.0  # ADA: thousands of real images for p to move by 1
     tensorboard: bool = False  # also write event files under RUN/tensorboard (pip install tensorboard)
+    sync_bn: bool = False  # several processes on CUDA: BatchNorm -> SyncBatchNorm (statistics over the global batch)
+    dist_timeout: float = 10.0  # minutes a collective waits for the other processes before the run fails
 
 
 @dataclass(frozen=True)
@@ -325,6 +327,7 @@ def check_values(cfg: Config) -> None:
         "train.d_steps": cfg.train.d_steps,
         "train.log_every": cfg.train.log_every,
         "train.checkpoint_every": cfg.train.checkpoint_every,
+        "train.dist_timeout": cfg.train.dist_timeout,
         "model.z_dim": cfg.model.z_dim,
         "model.g_channels": cfg.model.g_channels,
         "model.d_channels": cfg.model.d_channels,
@@ -392,7 +395,7 @@ def check_values(cfg: Config) -> None:
 
 # Keys that change how a run is watched, not what it computes: runs that differ only here are the same run.
 NOT_IDENTITY = {"train.progress", "train.threads", "train.device", "train.log_every", "train.sample_every",
-                "train.checkpoint_every", "train.keep_last", "data.dir", "data.cache_dir", "data.download"}
+                "train.checkpoint_every", "train.keep_last", "train.dist_timeout", "data.dir", "data.cache_dir", "data.download"}
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
