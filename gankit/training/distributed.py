@@ -115,7 +115,12 @@ def start(device: torch.device, timeout_minutes: float) -> torch.device:
     else:
         raise GankitError(f"train.device={device.type}: multi-process training runs on cuda (NCCL) or cpu (gloo)")
     try:
-        dist.init_process_group(backend, timeout=timedelta(minutes=timeout_minutes))
+        timeout = timedelta(minutes=timeout_minutes)
+        store, r, w = next(dist.rendezvous("env://", timeout=timeout))
+        # After a restart torchrun's store still holds the failed generation's addresses under the same keys; a
+        # prefix per generation keeps the new processes from dialling the dead ones.
+        store = dist.PrefixStore(f"gankit-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+        dist.init_process_group(backend, store=store, rank=r, world_size=w, timeout=timeout)
     except (RuntimeError, ValueError) as e:
         raise GankitError(f"cannot join the process group ({backend}): {e}".splitlines()[0]) from None
     return device
