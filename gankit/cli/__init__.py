@@ -34,6 +34,7 @@ def _one_line(msg: object) -> str:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --nproc` hands them on to torchrun
         return int(args.func(args) or 0)
     except GankitError as e:
         print(f"gankit: error: {_one_line(e)}", file=sys.stderr)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from ..core.errors import GankitError
@@ -15,6 +19,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..training.loop import train
     from ..training.rundir import load_run_config
 
+    if args.nproc is not None and int(os.environ.get("WORLD_SIZE", "1")) == 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
+        return launch(args)
     flags = overrides(args)
     if args.resume:
         if args.config:
@@ -25,11 +31,90 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg = resolve(file=args.config, overrides=flags)
     run = train(cfg, out=args.out, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) != 0:  # one report per run, from the process that wrote it
+        return 0
     print(f"done: {run.step} steps ({run.epoch:.2f} epochs, stopped by {run.stopped_by}). Results in {run.dir}/")
     print(f"  samples: {run.dir}/samples/   progress: {run.dir}/progress.gif   losses: {run.dir}/losses.png")
     for line in task_of(cfg).next_steps(run.dir):
         print(f"  {line}")
     return 0
+
+
+# launcher flag -> how many values it takes (1, or 0 for a switch), dropped from what the workers get
+LAUNCH_FLAGS = {"--nproc": 1, "--nnodes": 1, "--node-rank": 1, "--rdzv-endpoint": 1, "--max-restarts": 1}
+
+
+def worker_args(argv: list[str]) -> list[str]:
+    """The `gankit train` arguments without the launcher's own flags (``--nproc 2`` and ``--nproc=2`` forms)."""
+    out, skip = [], 0
+    for a in argv:
+        if skip:
+            skip -= 1
+            continue
+        name = a.split("=", 1)[0]
+        if name in LAUNCH_FLAGS:
+            skip = 0 if "=" in a else LAUNCH_FLAGS[name]
+            continue
+        out.append(a)
+    return out
+
+
+def torchrun_command(args: argparse.Namespace) -> list[str]:
+    """``python -m torch.distributed.run ... -m gankit train ...`` for the launcher flags.
+
+    One machine: a standalone rendezvous on a free port. Several machines: with --node-rank, a static rendezvous at
+    --rdzv-endpoint HOST:PORT (machine 0 hosts it and its first process is rank 0, the one that writes); without
+    it, torch's c10d rendezvous at that endpoint assigns the ranks."""
+    if args.nproc < 1:
+        raise GankitError(f"--nproc {args.nproc}: give the number of processes per machine (1 or more)")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(args.nproc),
+           "--max-restarts", str(args.max_restarts)]
+    nnodes = args.nnodes or 1
+    if nnodes == 1 and not args.rdzv_endpoint:
+        cmd.append("--standalone")
+    else:
+        if not args.rdzv_endpoint or ":" not in args.rdzv_endpoint:
+            raise GankitError(f"--nnodes {nnodes} needs --rdzv-endpoint HOST:PORT (an address of machine 0 that every "
+                              f"machine can reach, and a free port there)")
+        host, port = args.rdzv_endpoint.rsplit(":", 1)
+        cmd += ["--nnodes", str(nnodes)]
+        if args.node_rank is not None:
+            if not 0 <= args.node_rank < nnodes:
+                raise GankitError(f"--node-rank {args.node_rank} is not in [0, {nnodes}) for --nnodes {nnodes}")
+            cmd += ["--node-rank", str(args.node_rank), "--master-addr", host, "--master-port", port]
+        else:
+            cmd += ["--rdzv-backend", "c10d", "--rdzv-endpoint", args.rdzv_endpoint, "--rdzv-id", "gankit"]
+    rest = worker_args(args.argv)
+    return [*cmd, "-m", "gankit", *rest]  # rest starts with "train"
+
+
+def launch(args: argparse.Namespace) -> int:
+    """Run torchrun for the user. Its own session, so a Ctrl-C reaches the workers once (forwarded here, then by
+    torchrun), not twice (a second SIGINT means "stop now, do not save"). Exit: the workers' code, 128 + signal
+    after a signal (130/143: rank 0 saved)."""
+    if not args.out and not args.resume:  # a restart must find the same folder: name it once, here
+        from ..config.layering import resolve
+        from ..training.rundir import default_run_dir
+
+        cfg = resolve(file=args.config, overrides=overrides(args))
+        args.argv = [*args.argv, "--out", str(default_run_dir(cfg.model.name, cfg.data.name))]
+    cmd = torchrun_command(args)
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    got: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        got.append(signum)
+        proc.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        rc = proc.wait()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if got:
+        return 128 + got[0]
+    return rc
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,4 +127,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--on-nan", choices=["stop", "rollback"])
     t.add_argument("--out", help="run folder to create (default runs/<time>-<model>-<data>)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run exactly where it stopped")
+    d = t.add_argument_group("several processes (runs torchrun; `torchrun ... -m gankit train` works too)")
+    d.add_argument("--nproc", type=int, help="processes on this machine (one per GPU on CUDA); train.batch_size is "
+                                             "the global batch, split between all processes")
+    d.add_argument("--nnodes", type=int, help="machines taking part (default 1)")
+    d.add_argument("--node-rank", type=int, help="this machine's index, 0 .. nnodes-1 (machine 0 writes the run)")
+    d.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="where the machines meet: machine 0's address and a free port")
+    d.add_argument("--max-restarts", type=int, default=0,
+                   help="restarts of the whole group after a process fails; each resumes from the newest checkpoint")
     t.set_defaults(func=cmd_train)

@@ -127,6 +127,8 @@ class TrainConfig:
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast of forward passes; fp16 adds loss scaling (CUDA)
     compile: bool = False  # torch.compile G's and D's forward passes (inductor); checkpoints are unchanged
     tf32: bool = True  # CUDA: TensorFloat-32 matmuls and convolutions (faster, ~10-bit mantissa products)
+    sync_bn: bool = False  # several processes on CUDA: BatchNorm -> SyncBatchNorm (statistics over the global batch)
+    dist_timeout: float = 10.0  # minutes a collective waits for the other processes before the run fails
 
 
 @dataclass(frozen=True)
@@ -329,6 +331,7 @@ def check_values(cfg: Config) -> None:
         "train.d_steps": cfg.train.d_steps,
         "train.log_every": cfg.train.log_every,
         "train.checkpoint_every": cfg.train.checkpoint_every,
+        "train.dist_timeout": cfg.train.dist_timeout,
         "model.z_dim": cfg.model.z_dim,
         "model.g_channels": cfg.model.g_channels,
         "model.d_channels": cfg.model.d_channels,
@@ -397,7 +400,7 @@ def check_values(cfg: Config) -> None:
 
 # Keys that change how a run is watched, not what it computes: runs that differ only here are the same run.
 NOT_IDENTITY = {"train.progress", "train.threads", "train.device", "train.log_every", "train.sample_every",
-                "train.preview_seconds", "train.compile",
+                "train.preview_seconds", "train.compile", "train.dist_timeout",
                 "train.checkpoint_every", "train.keep_last", "data.dir", "data.cache_dir", "data.download"}
 
 

@@ -20,6 +20,7 @@ from ..data.augment import build_augment
 from ..losses import LOSSES, gradient_penalty, r1_penalty, r1_weight
 from ..nets import build_models, sample_noise
 from ..optim import build_optimizer
+from ..training import distributed as ddp
 from ..training.checkpoint import Checkpoint, load_module
 from ..training.precision import Precision
 from .base import TASKS, TaskSpec, TrainedRun
@@ -106,7 +107,13 @@ class GANTask:
         # Augmentation of D's inputs (DiffAugment policy or ADA); its own generator, so the noise stream is unchanged.
         self.augment = build_augment(cfg.train.augment, seed=cfg.seed + 4242, target=cfg.train.ada_target,
                                      speed_kimg=cfg.train.ada_kimg)
+        if self.augment is not None and self.augment.adaptive and ddp.world_size() > 1:
+            raise GankitError("train.augment=ada with several processes is not supported yet (each process would "
+                              "steer its own p); use a fixed DiffAugment policy or one process")
         self.d_updates = 0  # D updates so far: lazy R1 runs on every r1_every-th
+        # The latent noise of each step: the whole global batch from this generator (the same on every process),
+        # each process keeping its shard, so N processes use the noise one process would.
+        self.z_gen = torch.Generator(device=device).manual_seed(cfg.seed + 31337)
         # The preview batch is fixed by the seed, so a resumed run draws the same grids.
         gen = torch.Generator().manual_seed(cfg.seed + 12345)
         self.preview_z = sample_noise(PREVIEW, m.z_dim, m.noise, "cpu", gen).to(device)
@@ -134,7 +141,7 @@ class GANTask:
 
     # -- one step ---------------------------------------------------------------------------------------------------
     def _real(self, batcher: Batcher) -> tuple[Tensor, Tensor | None]:
-        x, y, _ = batcher.next()
+        x, y, _ = ddp.next_shard(batcher)  # this process's part of the global batch
         x = to_float(x).contiguous(memory_format=self.memory_format)
         return x, (y if self.cfg.model.num_classes else None)
 
@@ -152,7 +159,8 @@ class GANTask:
         out: dict[str, Tensor] = {}
         for k in range(cfg.train.d_steps):
             real, y = self._real(batcher)
-            z = sample_noise(b, cfg.model.z_dim, cfg.model.noise, self.device)
+            z = ddp.shard(sample_noise(b, cfg.model.z_dim, cfg.model.noise, self.device, self.z_gen))
+            share = real.shape[0] / b  # this process's weight in the global batch's mean loss
             last = k == cfg.train.d_steps - 1
             # On the last D update, G's forward pass is kept with its graph and reused by the G update
             # (one G forward per step instead of two, as in the reference DCGAN code).
@@ -176,7 +184,7 @@ class GANTask:
                 loss_d = loss_d + cfg.loss.gp_weight * gp
                 out["gp"] = gp.detach()
             self.opt_d.zero_grad(set_to_none=True)
-            self.prec.backward_step(loss_d, "d", self.opt_d)
+            self.prec.backward_step(loss_d, "d", self.opt_d, lambda: ddp.sync_grads(d, share))
             if loss.weight_clip:
                 with torch.no_grad():
                     for p in d.parameters():
@@ -187,7 +195,7 @@ class GANTask:
             d_gen = self.d_fwd(self._noisy(aug(fake), t), y)
             loss_g = loss.g(d_gen)
         self.opt_g.zero_grad(set_to_none=True)
-        self.prec.backward_step(loss_g, "g", self.opt_g)
+        self.prec.backward_step(loss_g, "g", self.opt_g, lambda: ddp.sync_grads(g, share))
         if self.ema is not None:
             self.ema.update(g)
         out["loss/d"] = loss_d.detach()
@@ -235,11 +243,9 @@ class GANTask:
         return pics
 
     def extra_state(self) -> dict[str, Any]:
-        """The augmentation's p, ADA accumulator and generator, the D-update count that lazy R1 follows, and the
-        fp16 loss scalers."""
-        state: dict[str, Any] = {}
-        if self.augment is not None or self.cfg.loss.r1_gamma:
-            state["d_updates"] = self.d_updates
+        """The latent-noise generator, the augmentation's p, ADA accumulator and generator, the D-update count that
+        lazy R1 follows, and the fp16 loss scalers."""
+        state: dict[str, Any] = {"z_gen": self.z_gen.get_state().tolist(), "d_updates": self.d_updates}
         if self.augment is not None:
             aug = self.augment.state_dict()
             state["augment"] = {**aug, "generator": aug["generator"].tolist()}  # JSON: bytes as ints
@@ -250,6 +256,8 @@ class GANTask:
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.d_updates = int(state.get("d_updates", 0))
         self.prec.load_state_dict(state.get("scalers", {}))
+        if "z_gen" in state:
+            self.z_gen.set_state(torch.tensor(state["z_gen"], dtype=torch.uint8))
         if self.augment is not None and "augment" in state:
             aug = dict(state["augment"])
             aug["generator"] = torch.tensor(aug["generator"], dtype=torch.uint8)

@@ -22,6 +22,7 @@ from ..losses import LOSSES
 from ..metrics.suite import score_pairs
 from ..nets import build_models
 from ..optim import build_optimizer
+from ..training import distributed as ddp
 from ..training.checkpoint import Checkpoint, load_module
 from ..training.precision import Precision
 from .base import TASKS, TaskSpec, TrainedRun
@@ -93,11 +94,13 @@ class Pix2PixTask:
 
     def step(self, batcher: Batcher, t: float) -> dict[str, Tensor]:
         cfg, g, d = self.cfg, self.g, self.d
-        a8, _, b8 = batcher.next()
+        a8, _, b8 = ddp.next_shard(batcher)  # this process's part of the global batch
+        share = a8.shape[0] / cfg.train.batch_size  # its weight in the global batch's mean loss
         a, b = to_float(a8), to_float(b8)
         if cfg.data.jitter or cfg.data.flip:
-            # Seeded by (seed, batch position): deterministic and resumable without saving generator state.
-            gen = torch.Generator(device=a.device).manual_seed(cfg.seed * 1_000_003 + batcher.epoch * 100_003 + batcher.pos)
+            # Seeded by (seed, batch position, rank): deterministic and resumable without saving generator state.
+            gen = torch.Generator(device=a.device).manual_seed(cfg.seed * 1_000_003 + batcher.epoch * 100_003
+                                                               + batcher.pos + 7_919_000 * ddp.rank())
             load = self.load_size if cfg.data.jitter else cfg.data.image_size
             a, b = augment_pairs(a, b, load, cfg.data.flip, gen)
         g.train()
@@ -110,14 +113,14 @@ class Pix2PixTask:
             # Halved, as in the paper, so D learns more slowly than G.
             loss_d = 0.5 * self.loss.d(d_real, d_fake, cfg.loss.label_smoothing)
         self.opt_d.zero_grad(set_to_none=True)
-        self.prec.backward_step(loss_d, "d", self.opt_d)
+        self.prec.backward_step(loss_d, "d", self.opt_d, lambda: ddp.sync_grads(d, share))
         set_requires_grad(d, False)
         with self.prec.autocast():
             loss_gan = self.loss.g(self.d_fwd(torch.cat([a, fake], 1)))
             l1 = (fake.float() - b).abs().mean()
             loss_g = loss_gan + cfg.loss.l1_weight * l1
         self.opt_g.zero_grad(set_to_none=True)
-        self.prec.backward_step(loss_g, "g", self.opt_g)
+        self.prec.backward_step(loss_g, "g", self.opt_g, lambda: ddp.sync_grads(g, share))
         return {"loss/d": loss_d.detach(), "loss/g": loss_g.detach(), "loss/g_gan": loss_gan.detach(), "l1": l1.detach()}
 
     @torch.no_grad()

@@ -25,7 +25,8 @@ from ..data.base import ImageData
 from ..losses import LOSSES
 from ..nets import MODELS
 from ..tasks import Task, TaskSpec, task_of
-from .checkpoint import Checkpointer
+from . import distributed as ddp
+from .checkpoint import Checkpointer, candidates
 from .outputs import RunOutputs
 from .parts import BestKeeper, Budget, Monitor, StopFlag, nonfinite, nonfinite_weights, set_lr
 from .rundir import RunDir, default_run_dir
@@ -90,16 +91,22 @@ class Setup:
     device: torch.device
 
 
-def set_up(cfg: Config, run: RunDir, resume: bool, data: ImageData | None) -> Setup:
+def set_up(cfg: Config, run: RunDir, resume: bool, data: ImageData | None, device: torch.device | None = None) -> Setup:
     """Threads, device and seeds; the data, its validation split and the task; checkpoints (restored on resume)."""
     validate(cfg)  # Python callers may build a Config by hand; the CLI validated it already
-    torch.set_num_threads(cfg.train.threads or usable_cores())
-    device = pick_device(cfg.train.device)
+    # Per process; by default the machine's cores are split between the processes torchrun started on it.
+    torch.set_num_threads(cfg.train.threads or max(1, usable_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    device = device if device is not None else pick_device(cfg.train.device)  # cuda:LOCAL_RANK under torchrun
     configure_backends(device, cfg.train.tf32)
     seed_everything(cfg.seed)
     spec = task_of(cfg)
-    data, val = spec.split_validation(cfg, data if data is not None else load_dataset(cfg.data), run.say)
+    if data is None:
+        data = ddp.main_first(lambda: load_dataset(cfg.data))  # a download or cache build happens once per machine
+    data, val = spec.split_validation(cfg, data, run.say)
     task = spec.build(cfg, data, device, val)
+    if cfg.train.sync_bn:
+        ddp.convert_sync_bn({k: m for k, m in task.modules.items() if k != "ema"}, device)
+    ddp.broadcast_modules(task.modules)  # identical start even if a seed-dependent init differed
     batcher = Batcher(data, cfg.train.batch_size, cfg.seed, device)
     budget = Budget(cfg, batcher.batches_per_epoch)
     if budget.steps is None and not cfg.train.max_minutes:
@@ -107,13 +114,18 @@ def set_up(cfg: Config, run: RunDir, resume: bool, data: ImageData | None) -> Se
     shape = data.shape if data.targets is None else tuple(int(v) for v in data.targets.shape[1:])
     meta = {"image_shape": list(shape), "input_channels": int(data.images.shape[1]), "num_images": len(data),
             "class_names": data.class_names, "recipe": MODELS.get(cfg.model.name).task, "device": str(device),
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "world_size": ddp.world_size()}
     ckpt = Checkpointer(run.checkpoints, task, batcher, cfg.to_dict(), meta, cfg.train.keep_last, run.active)
     state = TrainState()
     if resume:
-        ck = ckpt.latest(say=run.say)
+        ck = ddp.from_main(lambda: ckpt.latest(say=run.say), "the checkpoint")  # only rank 0 needs the run folder
         ckpt.restore(ck, to_dict(cfg.model))
+        ddp.reseed(cfg.seed, ck.step)  # rank 0 has the saved RNG state; the other ranks derive theirs
         state = TrainState.from_json(ck.step, ck.state)
+        was = ck.state.get("meta", {}).get("world_size", 1)
+        if was != ddp.world_size():
+            run.say(f"the run was trained on {was} process(es), continues on {ddp.world_size()} (the global batch "
+                    f"train.batch_size={cfg.train.batch_size} is unchanged)")
         # Rows logged after this checkpoint describe steps that are about to be redone (exactly); drop them, and
         # any line a kill cut short, so the log reads as one run.
         run.trim_metrics(state.step)
@@ -128,15 +140,30 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
     """Train per ``cfg`` into run folder ``out`` (or continue the run in ``resume``). Returns a :class:`Run`.
 
     Raises GankitError for bad input, DivergedError on NaN/Inf, Interrupted on SIGINT/SIGTERM (after saving).
+    Under torchrun every process calls it; rank 0 decides and writes (gankit/training/distributed.py).
     """
-    run = RunDir(resume if resume is not None else out if out is not None else default_run_dir(cfg.model.name, cfg.data.name))
+    device = ddp.start(pick_device(cfg.train.device), cfg.train.dist_timeout)
+    try:
+        return _train(cfg, out, resume, data, device)
+    finally:
+        ddp.stop()  # also on errors: the other ranks then fail fast instead of waiting for a collective
+
+
+def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data: ImageData | None,
+           device: torch.device) -> Run:
+    if resume is None and out is not None and ddp.restarted() and candidates(Path(out) / "checkpoints"):
+        resume = out  # torchrun restarted the group after a failure: continue from the newest checkpoint
+    # Every rank must agree on the folder (a default name holds the time) and on whether it may be used.
+    root = ddp.from_main(lambda: resume if resume is not None else out if out is not None
+                         else default_run_dir(cfg.model.name, cfg.data.name), "the run folder")
+    run = RunDir(root, ddp.rank())
     if resume is None:
-        run.check_new()
+        ddp.from_main(run.check_new, "the run folder check")
     # One writer per run folder, taken before anything is written (a new run's folder is made here); close() gives
     # it back, and removes a new folder that a failed set-up left empty.
     run.lock()
     try:
-        s = set_up(cfg, run, resume is not None, data)
+        s = set_up(cfg, run, resume is not None, data, device)
     except BaseException:
         run.close()
         raise
@@ -146,7 +173,7 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
     sample_every = t_cfg.sample_every or max(1, batcher.batches_per_epoch // t_cfg.d_steps)
     side = SideWork(task=task, spec=s.spec, ckpt=ckpt, state=state, best=best, shows=shows,
                     progress=lambda: batcher.progress, sample_every=t_cfg.sample_every, eval_every=t_cfg.eval_every,
-                    preview_seconds=t_cfg.preview_seconds)
+                    preview_seconds=t_cfg.preview_seconds, seed=cfg.seed)
     clock = side.clock
     monitor = Monitor(enabled=LOSSES.get(cfg.loss.name).floor_zero)
     check_every_step = s.device.type == "cpu"  # a finiteness check costs a host sync on accelerators
@@ -162,13 +189,19 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
         last_log = (time.monotonic(), state.step)
         with StopFlag() as stop:
             while stop.signum is None:
-                if (spent := budget.spent(state.step)) is not None:
+                spent = budget.spent(state.step)
+                if budget.deadline is not None and ddp.any_rank(spent == "time") and spent is None:
+                    spent = "time"  # another rank's clock ran out first: stop at the same step
+                if spent is not None:
                     stopped_by = spent
                     break
                 t = budget.progress(state.step)
                 set_lr(task.optimizers, cfg.optim, state.lr_scale, t)
                 with clock.step():
                     out_t = task.step(batcher, t)
+                ddp.sync_buffers(task.modules, ddp.share(cfg.train.batch_size))
+                # The global batch's scalars and any rank's stop signal, on every rank (one small all-reduce).
+                out_t, stop.signum = ddp.agree(out_t, stop.signum, cfg.train.batch_size)
                 state.step += 1
                 step = state.step
                 if t_cfg.compile and clock.first_step is not None and clock.step_seconds == clock.first_step:
@@ -182,8 +215,9 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
                         raise DivergedError(f"training diverged at step {step}: {what}; the last good checkpoint in "
                                             f"{run.checkpoints} is untouched (try a lower learning rate or --set "
                                             f"train.on_nan=rollback)")
-                    ck = ckpt.latest(say=run.say)
+                    ck = ddp.from_main(lambda: ckpt.latest(say=run.say), "the checkpoint")
                     ckpt.restore(ck)
+                    ddp.reseed(cfg.seed, ck.step)
                     state.step, state.rollbacks, state.lr_scale = ck.step, state.rollbacks + 1, state.lr_scale * t_cfg.nan_lr_factor
                     run.say(f"warning: {what} at step {step}; rolled back to step {ck.step}, learning rates "
                             f"x{state.lr_scale:g} (rollback {state.rollbacks} of {t_cfg.nan_max_rollbacks})")

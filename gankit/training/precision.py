@@ -68,15 +68,23 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
-    def backward_step(self, loss: torch.Tensor, name: str, opt: torch.optim.Optimizer) -> None:
-        """backward() then opt.step(), through the optimizer's loss scaler under fp16 (the caller zeroes grads)."""
+    def backward_step(self, loss: torch.Tensor, name: str, opt: torch.optim.Optimizer,
+                      before_step: Callable[[], None] | None = None) -> None:
+        """backward() then opt.step(), through the optimizer's loss scaler under fp16 (the caller zeroes grads).
+        ``before_step`` runs on the true (unscaled) gradients just before the step: the all-reduce of several
+        processes, so every rank's scaler sees the same gradients and skips or steps alike."""
         scaler = self.scalers.get(name)
         if scaler is None:
             loss.backward()
+            if before_step is not None:
+                before_step()
             opt.step()
             return
         scaler.scale(loss).backward()
-        scaler.step(opt)  # unscales; skips the step when a gradient is Inf/NaN
+        scaler.unscale_(opt)
+        if before_step is not None:
+            before_step()
+        scaler.step(opt)  # skips the step when a gradient is Inf/NaN
         scaler.update()
 
     def compiled(self, module: nn.Module) -> Callable[..., Any]:

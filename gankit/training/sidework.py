@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
+
+from . import distributed as ddp
 
 PLOT_SECONDS = 60.0  # losses.png is redrawn at most this often (a person does not look more often)
 
@@ -85,35 +87,41 @@ class SideWork:
     previews and plots paced by wall time. Only what is shown depends on the pacing; what trains never does."""
 
     def __init__(self, *, task: Any, spec: Any, ckpt: Any, state: Any, best: Any, shows: Any, progress: Callable[[], float],
-                 sample_every: int, eval_every: int, preview_seconds: float) -> None:
+                 sample_every: int, eval_every: int, preview_seconds: float, seed: int = 0) -> None:
         self.task, self.spec, self.ckpt, self.state, self.best, self.shows = task, spec, ckpt, state, best, shows
-        self.progress, self.eval_every = progress, eval_every
+        self.progress, self.eval_every, self.seed = progress, eval_every, seed
         self.clock = SideClock()  # wall time in the step vs side work, for summary.json
         # Previews (when train.sample_every is not set) at most every train.preview_seconds; losses.png every minute.
-        self.preview_pace = Throttle(0 if sample_every else preview_seconds)
+        # Under torchrun, validation is a collective, so previews follow steps, which every rank agrees on.
+        self.preview_pace = Throttle(0 if sample_every or ddp.world_size() > 1 else preview_seconds)
         self.plot_pace = Throttle(PLOT_SECONDS)
         self.last_preview = -1
 
     def save(self, name: str, move_latest: bool = True) -> None:
         self.state.best_value = self.best.value
         with self.clock.side("checkpoints"):
-            self.ckpt.save(name, self.state.to_json(), move_latest)
+            ddp.check_same(self.task.modules, f"checkpoint {name}")  # every rank holds what rank 0 is about to write
+            self.ckpt.save(name, self.state.to_json(), move_latest)  # rank 0 only
+            ddp.barrier()
+        ddp.reseed(self.seed, self.state.step)
 
     def alias(self, name: str, src: str) -> None:
         with self.clock.side("checkpoints"):
-            self.ckpt.alias(name, src)
+            self.ckpt.alias(name, src)  # rank 0 only
+            ddp.barrier()
 
     def validate(self) -> None:
         with self.clock.side("validation"):
-            scores = self.task.validate()
+            scores = ddp.from_main(self.task.validate, "validation scores")
             if scores:
                 self.shows.row(self.state.step, self.progress(), {k: round(v, 6) for k, v in scores.items()})
         if self.best.update(scores):
             self.save("best", move_latest=False)
 
     def previews(self) -> None:
-        with self.clock.side("previews"):
-            self.shows.previews(self.state.step, self.task.preview())
+        if ddp.is_main():
+            with self.clock.side("previews"):
+                self.shows.previews(self.state.step, self.task.preview())
         self.preview_pace.mark()
         self.last_preview = self.state.step
         if self.spec.validate_with_previews and not self.eval_every:  # cheap scores go with every grid
