@@ -14,7 +14,7 @@ $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements.txt -r requirements-test.txt
-	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	PYTHONWARNINGS=ignore $(PIP) install --quiet --no-deps --no-build-isolation -e .  # no "editable install" banner
 	touch $(STAMP)
 
 run: $(STAMP)

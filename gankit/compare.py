@@ -15,7 +15,7 @@ from .core.io import atomic_write_bytes, read_jsonl, refuse_existing, series
 from .report import md_escape
 from .config.schema import NOT_IDENTITY, flatten, fmt_value
 
-FILES = {"losses": "losses.png", "samples": "samples.png", "summary": "summary.md"}  # what compare writes into --out
+FILES = {"report": "report.html", "losses": "losses.png", "samples": "samples.png", "summary": "summary.md"}  # what compare writes into --out
 
 
 @dataclass
@@ -224,7 +224,7 @@ def summary_md(runs: list[RunInfo], differing: list[str]) -> str:
 
 
 def compare(paths: list[str], out: Path, say: Any = print, force: bool = False) -> dict[str, Path]:
-    """Write losses.png, samples.png and summary.md for the runs in ``paths`` into ``out``; returns the files.
+    """Write report.html, losses.png, samples.png and summary.md for the runs in ``paths`` into ``out``; returns the files.
     Files already in ``out`` are replaced only with ``force`` (checked before anything is read); each is written
     atomically, so a kill or a full disk leaves the old file or the new one."""
     if out.exists() and not out.is_dir():
@@ -237,4 +237,7 @@ def compare(paths: list[str], out: Path, say: Any = print, force: bool = False) 
     atomic_write_bytes(files["losses"], losses_png(runs))
     atomic_write_bytes(files["samples"], samples_png(runs))
     atomic_write_bytes(files["summary"], summary_md(runs, differing).encode("utf-8"))
+    from .report import write_report  # the same runs as one page: sortable table, overlaid curves, last grids
+
+    write_report([r.dir for r in runs], files["report"])
     return files

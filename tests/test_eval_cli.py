@@ -33,6 +33,7 @@ def test_eval_run_writes_every_metric(digits_run, tmp_path, capsys):
     assert res["n_samples"] == 300 and res["fd"] > 0
     assert (digits_run / "memorisation.png").exists()
     assert "FD" in capsys.readouterr().out
+    assert "Nearest training neighbours" in (digits_run / "report.html").read_text()  # eval refreshes the run's page
 
 
 def test_eval_npy_samples_against_a_dataset(tmp_path):

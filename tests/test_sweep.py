@@ -50,7 +50,7 @@ def test_sweep_runs_skips_resumes_and_compares(tmp_path, tiny_overrides, capsys)
     report = tmp_path / "report"
     assert main(["compare", str(out), "--out", str(report)]) == 0
     assert "summary.md" in capsys.readouterr().out
-    for f in ["losses.png", "samples.png", "summary.md"]:
+    for f in ["report.html", "losses.png", "samples.png", "summary.md"]:
         assert (report / f).stat().st_size > 0, f
     md = (report / "summary.md").read_text()
     for n in names:  # names and values are escaped for markdown (gankit.report.md_escape): z_dim shows as z\_dim

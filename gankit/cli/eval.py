@@ -41,6 +41,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print(f"{k:>14}: {v:.4f}" if isinstance(v, float) else f"{k:>14}: {v}")
     write_json(res, out)
     print(f"wrote {out}")
+    if args.run:  # the run's page now holds these scores beside their baselines, and the memorisation sheet
+        from ..report import write_report
+
+        print(f"wrote {write_report([Path(args.run)])}")
     return 0
 
 

@@ -25,7 +25,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from ..compare import compare
 
     files = compare(args.runs, Path(args.out), say=lambda m: print(m, file=sys.stderr), force=args.force)
-    print(f"wrote {files['losses']}, {files['samples']} and {files['summary']}")
+    print(f"wrote {files['report']}, {files['losses']}, {files['samples']} and {files['summary']}")
     return 0
 
 
