@@ -207,7 +207,12 @@ def folder_plan(cfg: DataConfig) -> CachePlan:
     return CachePlan("folder", "folder", folder, files, settings, nbytes, build)
 
 
-@dataset("folder", own_resize=True, channels=0, num_classes=0, cache_plan=folder_plan)
+# gankit's recommended folder recipe beneath the user's config (configs/recommended/folder-64.yaml says why): 64x64,
+# a half-width DCGAN for steps per CPU minute, adaptive augmentation because folders are often small (ADA raises its
+# probability only when D starts to tell the training images apart).
+@dataset("folder", own_resize=True, channels=0, num_classes=0, cache_plan=folder_plan,
+         defaults={"data.image_size": 64, "model.g_channels": 32, "model.d_channels": 32,
+                   "train.augment": "ada"})
 def load_folder(cfg: DataConfig) -> ImageData:
     """The images under ``cfg.dir`` as uint8 (N, C, S, S) with S = cfg.image_size.
 

@@ -283,7 +283,9 @@ def load_idx_dataset(name: str, cfg: DataConfig) -> ImageData:
     return ImageData(torch.from_numpy(images), torch.from_numpy(labels), name, list(source.class_names))
 
 
-@dataset("mnist", channels=1, num_classes=10, cache_plan=partial(idx_plan, "mnist"))
+# gankit's recommended MNIST recipe beneath the user's config (configs/recommended/mnist.yaml spells it out, with the
+# measurements that chose it): DCGAN at the native 28x28, 2.4x more steps a minute than at 32x32.
+@dataset("mnist", channels=1, num_classes=10, cache_plan=partial(idx_plan, "mnist"), defaults={"data.image_size": 28})
 def load_mnist(cfg: DataConfig) -> ImageData:
     """MNIST handwritten digits: 60,000 train / 10,000 test, (N, 1, 28, 28) uint8, labels 0-9."""
     return load_idx_dataset("mnist", cfg)

@@ -1,0 +1,283 @@
+"""Issue 13: sample quality against training wall-clock minutes, scored by gankit's classifier FD.
+
+Protocol: MNIST's test split (10,000 images). ``holdout_split`` (seed 0, the images ``data.holdout=2000`` keeps out)
+sets 2,000 aside; the other 8,000 train the GAN (or a fixed random subset of them: ``--train-images``) and the judge,
+a domain classifier (gankit's sharpness-sensitive v2 features) trained on those 8,000 at the run's image size. The
+2,000 held-out images are cut at random (seed 1) into a 1,000-image reference and a 1,000-image "real held-out" row
+(the real-vs-real floor at this sample size). At each wall-clock point the run's G (its EMA when it has one) draws
+1,000 samples (seed 1) and their FD against the reference is recorded.
+
+The training clock: the run trains in segments (``train.max_minutes`` each, then ``--resume``, which is bit-exact),
+and scoring happens between segments, so the minutes on the x axis are training minutes only (what
+``run.summary()`` reports), not scoring or start-up time.
+
+After the last point: gankit's ``evaluate`` (classes hit, label KL, nearest-training-neighbour pixel distance,
+recall, coverage) for the samples and the real row; for conditional runs, the share of 200 samples per requested
+class that the judge assigns to that class.
+
+    python benchmarks/time_to_quality.py --recipe default --minutes 10 --every 1 \\
+        --data-dir ../shared/data/mnist --threads 1 --out-dir benchmarks/results/ttq
+    python benchmarks/time_to_quality.py --plot benchmarks/results/ttq --png benchmarks/results/ttq_fd_minutes.png
+
+Recipes (``--recipe``): the names in ``RECIPES`` below; ``--set key=value`` changes one (e.g. for a small sweep).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gankit.config import DataConfig
+from gankit.config.layering import resolve, resume_config
+from gankit.data import load_dataset
+from gankit.data.base import ImageData, to_uint8
+from gankit.data.splits import holdout_split
+from gankit.metrics import build_extractor, evaluate, fd
+from gankit.tasks import load
+from gankit.training.loop import train
+from gankit.training.rundir import load_run_config
+
+CONFIGS = Path(__file__).resolve().parent.parent / "gankit" / "configs"
+# name -> (config file or None, dotted overrides). "default" is `gankit train --data mnist`.
+RECIPES: dict[str, tuple[str | None, dict[str, Any]]] = {
+    "default": (None, {}),
+    "report-004": ("reports/004-dcgan-mnist.yaml", {}),
+    "hinge-sn": ("hinge-sn-mnist.yaml", {}),
+    "wgan-gp": ("wgan-gp-mnist.yaml", {}),
+    "default+diffaugment": (None, {"train.augment": "color,translation,cutout"}),
+    "default+ada": (None, {"train.augment": "ada"}),
+    "recommended": ("recommended/mnist.yaml", {}),
+    "recommended-conditional": ("recommended/mnist-conditional.yaml", {}),
+    "conditional-default": (None, {"model.num_classes": 10}),
+}
+N = 1000  # samples per point, reference images, real-row images
+PER_CLASS = 200
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def recipe_config(name: str, extra: dict[str, Any], data_dir: str, minutes: float):
+    file, over = RECIPES[name]
+    over = {**over, **extra, "data.name": "mnist", "data.dir": data_dir, "data.split": "test", "data.holdout": 0,
+            "data.limit": 0, "train.max_minutes": minutes, "train.epochs": 0, "train.steps": 0,
+            "train.eval_every": 0, "train.progress": False, "train.sample_every": 10**9}
+    return resolve(file=CONFIGS / file if file else None, overrides=over)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--recipe", choices=sorted(RECIPES))
+    ap.add_argument("--name", help="name of the result (default: the recipe, plus -nN for --train-images)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--minutes", type=float, default=10.0, help="training minutes (the issue's protocol: 10)")
+    ap.add_argument("--every", type=float, default=1.0, help="training minutes between FD points")
+    ap.add_argument("--points", help="comma-separated training minutes to score at instead of --every (e.g. 0.5,1,2,3)")
+    ap.add_argument("--train-images", type=int, default=8000, help="a fixed random subset of the 8,000 (500, 2000)")
+    ap.add_argument("--data-dir", default="../shared/data/mnist")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out-dir", default="benchmarks/results/ttq")
+    ap.add_argument("--runs", default="runs/ttq")
+    ap.add_argument("--plot", metavar="DIR", help="only draw the PNG from DIR/*.json")
+    ap.add_argument("--png", default="benchmarks/results/ttq_fd_minutes.png")
+    ap.add_argument("--xmax", type=float, default=20.0)
+    ap.add_argument("--table", metavar="DIR", help="only print Markdown tables of DIR/*.json")
+    args = ap.parse_args()
+    if args.plot:
+        plot(sorted(Path(args.plot).glob("*.json")), Path(args.png), args.xmax)
+        return 0
+    if args.table:
+        tables(sorted(Path(args.table).glob("*.json")))
+        return 0
+    if not args.recipe:
+        ap.error("--recipe is required (or --plot)")
+    torch.set_num_threads(args.threads)
+    extra = {**parse_set(args.set), "train.threads": args.threads}
+    name = args.name or (args.recipe + (f"-n{args.train_images}" if args.train_images != 8000 else ""))
+    marks = ([float(m) for m in args.points.split(",")] if args.points else
+             [args.every * (i + 1) for i in range(int(args.minutes / args.every + 1e-9))])
+    marks = sorted({m for m in marks if m < args.minutes} | {args.minutes})
+    cfg = recipe_config(args.recipe, extra, args.data_dir, marks[0])
+    size = cfg.data.image_size
+
+    full = load_dataset(DataConfig(name="mnist", dir=args.data_dir, split="test", image_size=size))
+    part, held = holdout_split(full, 2 * N)
+    perm = torch.randperm(len(held), generator=torch.Generator().manual_seed(1))
+    ref, real = held.subset(perm[:N]), held.subset(perm[N:])
+    train_data = part
+    if args.train_images < len(part):
+        pick = torch.randperm(len(part), generator=torch.Generator().manual_seed(2))[: args.train_images]
+        train_data = part.subset(pick.sort().values)
+    t0 = time.perf_counter()
+    ext = build_extractor("classifier", part)  # the judge: always the 8,000, whatever the GAN trains on
+    judge_s = time.perf_counter() - t0
+    f_ref = ext(ref.images)[0]
+    real_fd = fd(ext(real.images)[0], f_ref)
+    print(f"[{name}] judge {ext.identity} ({ext.dim}-d, accuracy {ext.accuracy:.3f}, {judge_s:.0f} s); "
+          f"real held-out FD {real_fd:.3g}", flush=True)
+
+    run_dir = Path(args.runs) / name
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    points: list[dict[str, Any]] = []
+    trained_s = 0.0
+    for mark in marks:
+        seg = (mark * 60 - trained_s) / 60
+        if seg < 1 / 60:
+            continue
+        if not points:
+            run = train(cfg.replace(**{"train.max_minutes": seg}), out=run_dir, data=train_data)
+        else:
+            c = resume_config(load_run_config(run_dir).to_dict(), {"train.max_minutes": seg})
+            run = train(c, resume=run_dir, data=train_data)
+        trained_s += json.loads((run_dir / "summary.json").read_text())["seconds"]
+        g = load(run_dir)
+        x = to_uint8(g.sample(N, seed=1))
+        point = {"minutes": round(trained_s / 60, 3), "step": run.step, "fd": fd(ext(x)[0], f_ref)}
+        points.append(point)
+        print(f"[{name}] {point}", flush=True)
+
+    g = load(run_dir)
+    labels = g.labels(N)
+    x = to_uint8(g.sample(N, seed=1))
+    final = {k: v for k, v in evaluate(x, ref, train_data, extractor=ext, sample_labels=labels, parzen=False,
+                                        progress=False).items() if k in KEEP}
+    real_eval = {k: v for k, v in evaluate(real.images, ref, train_data, extractor=ext, parzen=False,
+                                            progress=False).items() if k in KEEP}
+    per_class = real_per_class = None
+    if g.num_classes:
+        per_class = {}
+        for k in range(g.num_classes):
+            _, probs = ext(to_uint8(g.sample(PER_CLASS, seed=10 + k, class_id=k)))
+            per_class[str(k)] = float((probs.argmax(1) == k).mean())
+        real_per_class = judge_on_real(ext, real)
+    out = {
+        "name": name, "recipe": args.recipe, "set": extra, "date": date.today().isoformat(),
+        "machine": cpu_model(), "load": uptime(), "threads": args.threads, "train_images": len(train_data),
+        "image_size": size, "minutes": args.minutes, "n": N,
+        "judge": {**ext.info(), "accuracy": ext.accuracy, "images": len(part)},
+        "real_held_out_fd": real_fd, "points": points,
+        "final": final, "real_row": real_eval, "per_class_accuracy": per_class,
+        "judge_per_class_on_real": real_per_class,
+        "config": load_run_config(run_dir).to_dict(),
+    }
+    Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(args.out_dir) / f"{name}.json").write_text(json.dumps(out, indent=2, default=float) + "\n")
+    print(f"[{name}] final {json.dumps(final, default=float)}")
+    print(f"[{name}] real  {json.dumps(real_eval, default=float)}")
+    if per_class:
+        print(f"[{name}] per class {per_class} mean {np.mean(list(per_class.values())):.4f}")
+    return 0
+
+
+def judge_on_real(ext, real: ImageData) -> dict[str, float]:
+    """The judge's own accuracy per class on real held-out images: the ceiling of what it can confirm in samples."""
+    pred = ext(real.images)[1].argmax(1)
+    labels = real.labels.numpy()
+    return {str(k): float((pred[labels == k] == k).mean()) for k in sorted(set(labels.tolist()))}
+
+
+KEEP = {"fd", "recall", "coverage", "precision", "classes_hit", "label_kl_uniform", "label_accuracy",
+        "nn_pixel_samples", "nn_pixel_real"}
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        return next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name")), "")
+    except OSError:
+        return platform.processor()
+
+
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        return ""
+
+
+def tables(files: list[Path]) -> None:
+    """The BENCHMARKS.md tables: every run's FD at each point, its end-of-run checks, and per-class accuracy."""
+    runs = [json.loads(f.read_text()) for f in files]
+    print("| run | px | train images | steps | FD at each point (minutes: FD) | FD / real row | classes hit | "
+          "KL(labels‖uniform) | NN dist. samples / real | recall |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in sorted(runs, key=lambda r: (r["train_images"], r["name"])):
+        f, pts = r["final"], r["points"]
+        curve = ", ".join(f"{p['minutes']:.1f}: {p['fd']:.3g}" for p in pts)
+        print(f"| {r['name']} | {r['image_size']} | {r['train_images']:,} | {pts[-1]['step']:,} | {curve} | "
+              f"{pts[-1]['fd'] / r['real_held_out_fd']:.3g} | {f['classes_hit']} | {f['label_kl_uniform']:.3f} | "
+              f"{f['nn_pixel_samples']:.2f} / {f['nn_pixel_real']:.2f} | {f['recall']:.3f} |")
+    for r in runs:
+        pc = r.get("per_class_accuracy")
+        if pc:
+            print(f"\n{r['name']}: requested class found by the judge")
+            print("| " + " | ".join(pc) + " | overall |")
+            print("|" + "---|" * (len(pc) + 1))
+            print("| " + " | ".join(f"{v:.0%}" for v in pc.values()) + f" | {np.mean(list(pc.values())):.1%} |")
+            rc = r.get("judge_per_class_on_real")
+            if rc:
+                print("| " + " | ".join(f"{v:.0%}" for v in rc.values()) + f" | {np.mean(list(rc.values())):.1%} | "
+                      "(the judge on real held-out images)")
+
+
+def plot(files: list[Path], png: Path, xmax: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5))
+    floors = {}
+    for f in files:
+        r = json.loads(f.read_text())
+        if r["train_images"] != 8000 or r.get("per_class_accuracy"):
+            continue  # the PNG is the issue's 8,000-image unconditional comparison
+        pts = r["points"]
+        label = f"{r['name']} ({r['image_size']}px, {pts[-1]['step']} steps)"
+        line, = ax.plot([p["minutes"] for p in pts], [p["fd"] for p in pts], marker="o", label=label)
+        # Minutes depend on the machine's load while the run trained; steps do not: the right panel separates the two.
+        ax2.plot([p["step"] for p in pts], [p["fd"] for p in pts], marker="o", color=line.get_color(), label=label)
+        floors[r["image_size"]] = r["real_held_out_fd"]
+    for a, xlabel in ((ax, "training minutes (1 thread, shared 2-core CPU; scoring excluded)"), (ax2, "generator steps")):
+        for v in floors.values():
+            a.axhline(v, color="grey", ls="--", lw=0.8)
+        if floors:
+            a.text(a.get_xlim()[1] if a is ax2 else xmax, max(floors.values()), "real held-out: " + ", ".join(
+                f"{v:.3g} ({size}px)" for size, v in sorted(floors.items())), ha="right", va="bottom", fontsize=8,
+                color="grey")
+        a.set_yscale("log")
+        a.set_xlabel(xlabel)
+        a.grid(alpha=0.3)
+    ax.set_xlim(0, xmax)
+    ax.set_ylabel("FD (gankit classifier features, 1,000 samples vs 1,000 held-out)")
+    ax.set_title("MNIST, 8,000 training images: FD against training minutes")
+    ax2.set_title("the same points against generator steps")
+    ax2.legend(fontsize=7)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    print(f"wrote {png}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
