@@ -153,7 +153,7 @@ def write_idx(path, array: np.ndarray) -> None:
 
 
 def test_eval_npy_with_only_the_test_split_cuts_it_for_the_classifier(tmp_path, monkeypatch):
-    # A folder holding only MNIST's t10k files, as ../shared/data/mnist does (issue 14.13): here 80 tiny fakes.
+    # A folder holding only MNIST's t10k files, as a folder with only the test split does (issue 14.13): here 80 tiny fakes.
     monkeypatch.setenv("GANKIT_CACHE", str(tmp_path / "cache"))
     digits = load_dataset(DataConfig(name="digits", image_size=28)).subset(slice(0, 80))
     folder = tmp_path / "mnist"

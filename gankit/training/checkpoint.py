@@ -168,6 +168,11 @@ def save(
         disk = " (disk full: free some space or point --out at another disk)" if e.errno == errno.ENOSPC else ""
         kept = f"; the earlier checkpoint {prev} is intact" if (prev := latest_name(ckpt_dir)) else ""
         raise GankitError(f"cannot write checkpoint file {shown}: {e.strerror or e}{disk}{kept}") from None
+    return _install(ckpt_dir, tmp, name, move_latest)
+
+
+def _install(ckpt_dir: Path, tmp: Path, name: str, move_latest: bool) -> Path:
+    """Rename the complete temp folder ``tmp`` to checkpoint ``name``; then point ``latest`` at it if asked."""
     final = ckpt_dir / name
     if final.exists():
         # Move the old one aside first, so a kill between the two renames still leaves one complete copy.
@@ -206,21 +211,7 @@ def alias(ckpt_dir: Path, src: str, name: str, move_latest: bool = True) -> Path
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise GankitError(f"cannot write checkpoint {ckpt_dir / name}: {e.strerror or e}") from None
-    final = ckpt_dir / name
-    if final.exists():
-        old = ckpt_dir / f".old-{name}-{os.getpid()}"
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    fsync_dir(ckpt_dir)
-    if move_latest:
-        atomic_write_bytes(ckpt_dir / "latest", (name + "\n").encode())
-        fsync_dir(ckpt_dir)
-    return final
+    return _install(ckpt_dir, tmp, name, move_latest)
 
 
 def latest_name(ckpt_dir: Path) -> str | None:
