@@ -187,8 +187,12 @@ def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data:
             side.previews()
         budget.start_clock()
         last_log = (time.monotonic(), state.step)
+        stop_now: int | None = None  # the stop signal every rank acts on (a signal during a collective waits a step)
         with StopFlag() as stop:
-            while stop.signum is None:
+            while stop_now is None:
+                if not ddp.active() and stop.signum is not None:
+                    stop_now = stop.signum
+                    break
                 spent = budget.spent(state.step)
                 if budget.deadline is not None and ddp.any_rank(spent == "time") and spent is None:
                     spent = "time"  # another rank's clock ran out first: stop at the same step
@@ -201,7 +205,7 @@ def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data:
                     out_t = task.step(batcher, t)
                 ddp.sync_buffers(task.modules, ddp.share(cfg.train.batch_size))
                 # The global batch's scalars and any rank's stop signal, on every rank (one small all-reduce).
-                out_t, stop.signum = ddp.agree(out_t, stop.signum, cfg.train.batch_size)
+                out_t, stop_now = ddp.agree(out_t, stop.signum, cfg.train.batch_size)
                 state.step += 1
                 step = state.step
                 if t_cfg.compile and clock.first_step is not None and clock.step_seconds == clock.first_step:
@@ -243,12 +247,12 @@ def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data:
                     side.save(f"step-{step:07d}")
                     if side.plot_pace.ready():
                         side.plots(gif=False)
-            if stop.signum is not None:
+            if stop_now is not None:
                 bar.close()
                 side.save(f"step-{state.step:07d}")
                 side.previews()
                 side.plots(gif=True)
-                raise Interrupted(stop.signum, run.root, state.step)
+                raise Interrupted(stop_now, run.root, state.step)
         bar.close()
         if state.step % t_cfg.checkpoint_every:  # else it was saved a moment ago
             side.save(f"step-{state.step:07d}", move_latest=False)
