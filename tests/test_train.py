@@ -38,7 +38,9 @@ def test_run_folder_has_every_file(tmp_path, tiny_overrides):
 
 
 def _weights(run_dir):
-    return load_file(str(run_dir / "checkpoints" / "final" / "g.safetensors"))
+    final = run_dir / "checkpoints" / "final"
+    return {f"{f.stem}.{k}": v for f in sorted(final.glob("*.safetensors")) if f.stem in ("g", "ema")
+            for k, v in load_file(str(f)).items()}
 
 
 @pytest.mark.parametrize(
@@ -50,8 +52,10 @@ def _weights(run_dir):
         {"model.num_classes": 10, "loss.name": "lsgan", "loss.label_smoothing": 0.1},
         {"train.augment": "ada", "train.ada_kimg": 1, "loss.r1_gamma": 1.0, "loss.r1_every": 2},
         {"train.augment": "color,translation,cutout", "model.num_classes": 10},
+        {"train.ema_half_life": 0.1, "model.num_classes": 10},
     ],
-    ids=["dcgan", "wgan-gp-ncritic3", "mlp-dropout-ema", "conditional-lsgan-smoothing", "ada-lazy-r1", "diffaugment"],
+    ids=["dcgan", "wgan-gp-ncritic3", "mlp-dropout-ema", "conditional-lsgan-smoothing", "ada-lazy-r1", "diffaugment",
+         "conditional-dcgan-ema"],
 )
 def test_resume_is_bit_exact(tmp_path, tiny_overrides, extra):
     straight = _train(tmp_path, "straight", tiny_overrides, **{"train.steps": 12, **extra})
@@ -70,6 +74,33 @@ def test_resume_is_bit_exact(tmp_path, tiny_overrides, extra):
     assert after == again and after
     # And the samples of both runs match.
     assert torch.equal(gankit.load(straight.dir).sample(8, seed=3), gankit.load(resumed.dir).sample(8, seed=3))
+
+
+def test_ema_has_its_own_batchnorm_statistics(tmp_path, tiny_overrides):
+    """The averaged G is saved with BatchNorm statistics of its own outputs, not the live G's (see tasks/gan.py EMA)."""
+    run = _train(tmp_path, "ema", tiny_overrides, **{"train.steps": 8, "train.ema_half_life": 0.1, "optim.lr_g": 0.01})
+    loaded = gankit.load(run.dir)
+    ema = loaded.g
+    live = load_file(str(run.dir / "checkpoints" / "final" / "g.safetensors"))
+    norms = {n: m for n, m in ema.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    seen = {}
+
+    def keep(name):
+        def hook(module, inp, out) -> None:  # returns None: the module's output is left as it is
+            seen[name] = inp[0].var(dim=(0, 2, 3))
+        return hook
+
+    hooks = [m.register_forward_hook(keep(n)) for n, m in norms.items()]
+    ema.train()
+    with torch.no_grad():  # the average's own activations on fresh noise, in batch-statistics mode
+        ema(loaded.noise(4096, seed=7), None)
+    for h in hooks:
+        h.remove()
+    assert norms and seen.keys() == norms.keys()
+    rel = lambda var, name: ((var - seen[name]).abs() / seen[name]).max().item()  # noqa: E731
+    own = max(rel(m.running_var, n) for n, m in norms.items())
+    borrowed = max(rel(live[f"{n}.running_var"], n) for n in norms)
+    assert own < 0.1 and borrowed > 3 * own, (own, borrowed)
 
 
 def test_sample_api_and_cli(tmp_path, tiny_overrides):

@@ -42,6 +42,8 @@ class Task(Protocol):
 
     def validate(self) -> dict[str, float]: ...  # "eval/..." scores on validation data; {} when there are none
 
+    def settle(self) -> None: ...  # bring tensors derived from others up to date (called before every save)
+
     def extra_state(self) -> dict[str, Any]: ...  # JSON state beyond modules and optimizers (saved in checkpoints)
 
     def load_extra_state(self, state: dict[str, Any]) -> None: ...

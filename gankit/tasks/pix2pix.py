@@ -143,6 +143,9 @@ class Pix2PixTask:
         res = score_pairs(out, self.val_b)  # as `gankit eval` scores it: uint8 outputs, in chunks
         return {f"eval/{k}": float(res[k]) for k in ("l1", "psnr", "ssim")}
 
+    def settle(self) -> None:
+        pass  # no tensors derived from others
+
     def extra_state(self) -> dict[str, Any]:
         """The fp16 loss scalers (nothing else: augmentation is seeded by the batch position)."""
         scalers = self.prec.state_dict()

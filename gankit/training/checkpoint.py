@@ -401,6 +401,8 @@ class Checkpointable(Protocol):
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]: ...
 
+    def settle(self) -> None: ...  # bring tensors derived from others up to date before they are saved
+
     def extra_state(self) -> dict[str, Any]: ...
 
     def load_extra_state(self, state: dict[str, Any]) -> None: ...
@@ -429,6 +431,7 @@ class Checkpointer:
     def save(self, name: str, loop_state: dict[str, Any], move_latest: bool = True) -> None:
         if not self.active:
             return
+        self.task.settle()
         tensors = {k: module_tensors(m) for k, m in self.task.modules.items()}
         optim_plain = {}
         for k, opt in self.task.optimizers.items():
