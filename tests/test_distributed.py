@@ -95,6 +95,72 @@ def test_two_processes_equal_one_and_resume_on_one(tmp_path):
     assert _max_diff(_weights(straight), _weights(two)) < TOL
 
 
+def _train2(*args: str) -> subprocess.CompletedProcess:
+    r = subprocess.run([*_torchrun("--standalone", "--nproc-per-node", "2"), *args], env=_env(), capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r
+
+
+def _aug_p(run: Path) -> list[float]:
+    return [json.loads(line)["aug/p"] for line in (run / "metrics.jsonl").read_text().splitlines() if "aug/p" in line]
+
+
+def test_ada_on_two_processes_equals_one_and_resumes_exactly(tmp_path):
+    """train.augment=ada on 2 processes: the summed statistic moves p identically on both ranks (the checkpoint
+    consistency check compares every tensor, and a p that differed would make D's weights differ), p moves and
+    equals one process's p at every logged step, the weights match one process's, and resume 2 -> 2 is exact."""
+    ada = {**TINY, "train.augment": "ada", "train.ada_target": 0.1, "train.ada_kimg": 0.2, "train.checkpoint_every": 4}
+    straight, part = tmp_path / "straight", tmp_path / "part"
+    _train2("--steps", "8", "--out", str(straight), *_flags(ada))
+    one = gankit.train(resolve(overrides={**ada, "train.steps": 8}), out=str(tmp_path / "one")).dir
+    assert _aug_p(straight) == _aug_p(one) and _aug_p(straight)[-1] > 0, (_aug_p(straight), _aug_p(one))
+    assert _max_diff(_weights(one), _weights(straight)) < TOL
+    _train2("--steps", "6", "--out", str(part), *_flags(ada))
+    _train2("--resume", str(part), "--steps", "8")
+    assert _max_diff(_weights(straight), _weights(part)) == 0.0
+    assert _aug_p(part) == _aug_p(straight)
+
+
+# A worker that trains normally except that on rank 1 one weight of G moves after the second step: the processes have
+# diverged, which the consistency check at the next checkpoint (step 4) must catch on every rank.
+DIVERGE = """
+import os, sys, torch
+from gankit.cli import main
+from gankit.tasks.gan import GANTask
+step = GANTask.step
+def perturbed(self, batcher, t):
+    out = step(self, batcher, t)
+    self.calls = getattr(self, "calls", 0) + 1
+    if self.calls == 2 and os.environ["RANK"] == "1":
+        with torch.no_grad():
+            w = next(self.g.parameters())
+            w[(0,) * w.ndim] += 1e-3
+    return out
+GANTask.step = perturbed
+sys.exit(main())
+"""
+
+
+def test_consistency_check_names_the_tensor_and_stops_every_rank(tmp_path):
+    script = tmp_path / "diverge.py"
+    script.write_text(DIVERGE)
+    start = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                        str(script), "train", "--steps", "8", "--out", str(tmp_path / "run"),
+                        *_flags({**TINY, "train.checkpoint_every": 4})], env=_env(), capture_output=True, text=True,
+                       timeout=120)
+    took = time.monotonic() - start
+    errors = [line for line in r.stderr.splitlines() if line.startswith("gankit: error:")]
+    assert r.returncode != 0 and len(errors) == 2, r.stderr[-3000:]  # both ranks stop with the one-line error ...
+    assert all("at checkpoint step-0000004: tensor 'g." in e and "differs between rank" in e for e in errors), errors
+    # ... and exit non-zero: 2, or -15 where torchrun's SIGTERM (sent to the rest once one worker failed) came first
+    codes = [int(line.split(":")[1].split()[0]) for line in r.stderr.splitlines() if line.strip().startswith("exitcode")]
+    assert len(codes) == 2 and set(codes) <= {2, -15} and 2 in codes, r.stderr[-3000:]
+    assert took < 90  # no rank waits for a collective that will never come
+    assert not (tmp_path / "run" / "checkpoints" / "step-0000004").exists()  # nothing inconsistent was written
+
+
 def test_two_machines_write_one_run(tmp_path):
     """Two torchrun invocations (--nnodes 2, node rank 0 and 1, one process each) meet at 127.0.0.1 and train one
     run: node 0's process is rank 0 and writes the folder; node 1 writes nothing."""

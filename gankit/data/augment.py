@@ -9,6 +9,12 @@ larger one (Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GA
 Real and fake batches go through the same *pipeline* with independently drawn parameters (as in both papers); the
 call order on the shared generator is part of the run's determinism, so resume restores the generator state.
 
+Several processes (``Augment.shard``): each process augments its own rows of the global batch. Every draw is made for
+the whole global batch from the generator (the same on every process) and the process keeps its rows, so the
+processes draw different parameters, the generator's state stays identical everywhere (rank 0's checkpoint resumes
+every rank exactly, on any number of processes) and N processes augment as one process would. ADA's statistic is
+summed over the processes (``Augment.reduce``) before p moves, so p is the same on every process.
+
 Pieces, each usable alone:
 
 - pure transforms with explicit parameters (``brightness``, ``saturation``, ``contrast``, ``translate``,
@@ -107,16 +113,31 @@ def cutout(x: Tensor, top_left: Tensor, size: int) -> Tensor:
 
 
 # -- ops: draw parameters from a generator, apply per sample with probability p ---------------------------------------
-AugOp = Callable[[Tensor, float, torch.Generator], Tensor]  # op(x, p, gen) -> x'
+@dataclass(frozen=True)
+class Rows:
+    """A generator that draws for a whole global batch of ``total`` samples and hands back rows
+    ``start .. start + n`` (this process's shard): the processes of a run share one generator state."""
+
+    gen: torch.Generator
+    start: int
+    total: int
+
+
+Draws = torch.Generator | Rows
+AugOp = Callable[[Tensor, float, Draws], Tensor]  # op(x, p, gen) -> x'
 AUG_OPS: Registry[AugOp] = Registry("augmentation op")
 
 
-def _uniform(gen: torch.Generator, n: int) -> Tensor:
+def _uniform(gen: Draws, n: int) -> Tensor:
     # Drawn on the generator's device (CPU) whatever x's device, so a run draws the same numbers on CPU and GPU.
+    if isinstance(gen, Rows):
+        if gen.start + n > gen.total:
+            raise GankitError(f"augmentation shard rows {gen.start}..{gen.start + n} exceed the global batch {gen.total}")
+        return torch.rand(gen.total, generator=gen.gen, device=gen.gen.device)[gen.start : gen.start + n]
     return torch.rand(n, generator=gen, device=gen.device)
 
 
-def _applied(gen: torch.Generator, n: int, p: float) -> Tensor:
+def _applied(gen: Draws, n: int, p: float) -> Tensor:
     """(B,) bool: which samples this op touches. Always drawn, so the generator advances the same for every p."""
     return _uniform(gen, n) < p
 
@@ -126,35 +147,35 @@ def _mix_factor(factor: Tensor, on: Tensor) -> Tensor:
 
 
 @AUG_OPS.register("brightness")  # add a per-image offset in [-0.5, 0.5)
-def _brightness_op(x: Tensor, p: float, gen: torch.Generator) -> Tensor:
+def _brightness_op(x: Tensor, p: float, gen: Draws) -> Tensor:
     on = _applied(gen, x.shape[0], p)
     delta = (_uniform(gen, x.shape[0]) - 0.5) * on
     return brightness(x, delta.to(x.device))
 
 
 @AUG_OPS.register("saturation")  # scale deviation from the channel mean by [0, 2)
-def _saturation_op(x: Tensor, p: float, gen: torch.Generator) -> Tensor:
+def _saturation_op(x: Tensor, p: float, gen: Draws) -> Tensor:
     on = _applied(gen, x.shape[0], p)
     factor = _mix_factor(_uniform(gen, x.shape[0]) * 2.0, on)
     return saturation(x, factor.to(x.device))
 
 
 @AUG_OPS.register("contrast")  # scale deviation from the image mean by [0.5, 1.5)
-def _contrast_op(x: Tensor, p: float, gen: torch.Generator) -> Tensor:
+def _contrast_op(x: Tensor, p: float, gen: Draws) -> Tensor:
     on = _applied(gen, x.shape[0], p)
     factor = _mix_factor(_uniform(gen, x.shape[0]) + 0.5, on)
     return contrast(x, factor.to(x.device))
 
 
 @AUG_OPS.register("color")  # brightness, saturation, contrast (each applied independently with p)
-def _color_op(x: Tensor, p: float, gen: torch.Generator) -> Tensor:
+def _color_op(x: Tensor, p: float, gen: Draws) -> Tensor:
     for name in ("brightness", "saturation", "contrast"):
         x = AUG_OPS.get(name)(x, p, gen)
     return x
 
 
 @AUG_OPS.register("translation")  # shift by up to 1/8 of the size, zero fill
-def _translation_op(x: Tensor, p: float, gen: torch.Generator) -> Tensor:
+def _translation_op(x: Tensor, p: float, gen: Draws) -> Tensor:
     b, _, h, w = x.shape
     on = _applied(gen, b, p)
     sy, sx = translation_shift(h), translation_shift(w)
@@ -166,7 +187,7 @@ def _translation_op(x: Tensor, p: float, gen: torch.Generator) -> Tensor:
 
 
 @AUG_OPS.register("cutout")  # zero a square of half the size at a random centre
-def _cutout_op(x: Tensor, p: float, gen: torch.Generator) -> Tensor:
+def _cutout_op(x: Tensor, p: float, gen: Draws) -> Tensor:
     b, _, h, w = x.shape
     on = _applied(gen, b, p)
     s = cutout_size(min(h, w))
@@ -208,7 +229,11 @@ class Augment:
     every ``interval`` calls, r_t = mean(sign(logits)) over the scores seen since the last adjustment, and
     p += sign(r_t - target) * n_images / (speed_kimg * 1000), clamped to [0, 1]; n_images counts the leading
     (batch) dimension of the logits, so a patch D that scores (B, 1, h, w) moves p as fast as a (B,) one. So p can
-    cross its whole range in ``speed_kimg`` thousand real images. One host sync per interval (the .item() reading r_t).
+    cross its whole range in ``speed_kimg`` thousand real images. One host sync per interval (the read of r_t).
+
+    Several processes: ``shard = (start, global_batch)`` makes every draw for the global batch and keeps this
+    process's rows; ``reduce`` (an in-place sum over processes) is applied to each update's (sum of signs, scores,
+    images), so every process accumulates the global batch's statistic and moves p identically.
     """
 
     ops: tuple[str, ...]
@@ -218,6 +243,8 @@ class Augment:
     target: float = 0.6
     speed_kimg: float = 100.0
     interval: int = 4
+    shard: tuple[int, int] | None = None
+    reduce: Callable[[Tensor], Tensor] | None = None
 
     def __post_init__(self) -> None:
         for name in self.ops:
@@ -231,9 +258,9 @@ class Augment:
         if self.interval < 1:
             raise GankitError(f"ADA interval {self.interval} must be >= 1")
         self.gen = torch.Generator().manual_seed(self.seed)
-        self._acc: Tensor | float = 0.0  # sum of sign(D(real)) since the last adjustment, left on D's device
-        self._acc_n = 0  # scores in that sum (known on the host: no sync)
-        self._acc_images = 0  # images behind them (= _acc_n unless D scores patches)
+        # Since the last adjustment: (sum of sign(D(real)), scores in that sum, images behind them; scores = images
+        # unless D scores patches), left on D's device until read; a host tuple when nothing is on a device yet.
+        self._acc: Tensor | tuple[float, float, float] = (0.0, 0.0, 0.0)
         self._calls = 0
         self.rt: float | None = None  # the last r_t read, for logging
 
@@ -246,9 +273,10 @@ class Augment:
         if self.p <= 0.0:
             return x
         fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+        gen: Draws = self.gen if self.shard is None else Rows(self.gen, *self.shard)
         out = x
         for name in self.ops:
-            out = AUG_OPS.get(name)(out, self.p, self.gen)
+            out = AUG_OPS.get(name)(out, self.p, gen)
         return out.contiguous(memory_format=fmt)
 
     # -- ADA -------------------------------------------------------------------------------------------------------
@@ -256,18 +284,22 @@ class Augment:
         """Accumulate sign(D(real)); every ``interval`` calls move p. No-op unless adaptive."""
         if not self.adaptive:
             return
-        self._acc = self._acc + d_real_logits.detach().sign().sum().float()
-        self._acc_n += d_real_logits.numel()
-        self._acc_images += d_real_logits.shape[0] if d_real_logits.ndim else 1
+        logits = d_real_logits.detach()
+        # float32 holds these integer counts exactly up to 2**24 (an interval of a few global batches of patch scores)
+        inc = torch.stack([logits.sign().sum().float(), logits.new_tensor(float(logits.numel()), dtype=torch.float32),
+                           logits.new_tensor(float(logits.shape[0] if logits.ndim else 1), dtype=torch.float32)])
+        if self.reduce is not None:
+            inc = self.reduce(inc)  # the global batch's statistic, on every process
+        self._acc = inc + (self._acc if isinstance(self._acc, Tensor) else inc.new_tensor(self._acc))
         self._calls += 1
         if self._calls < self.interval:
             return
-        acc = self._acc.item() if isinstance(self._acc, Tensor) else float(self._acc)  # the one host sync
-        self.rt = acc / max(self._acc_n, 1)
-        step = self._acc_images / (self.speed_kimg * 1000.0)
+        acc, n, images = self._acc.tolist()  # the one host sync
+        self.rt = acc / max(n, 1.0)
+        step = images / (self.speed_kimg * 1000.0)
         direction = (self.rt > self.target) - (self.rt < self.target)
         self.p = min(max(self.p + direction * step, 0.0), 1.0)
-        self._acc, self._acc_n, self._acc_images, self._calls = 0.0, 0, 0, 0
+        self._acc, self._calls = (0.0, 0.0, 0.0), 0
 
     def stats(self) -> dict[str, float]:
         """Floats to log under stable keys: 'aug/p' always, 'aug/rt' once ADA has read one."""
@@ -279,13 +311,13 @@ class Augment:
     # -- checkpointing ---------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything that decides the next outputs: p, the ADA accumulator, the generator state."""
-        acc = self._acc.item() if isinstance(self._acc, Tensor) else float(self._acc)
+        acc, n, images = self._acc.tolist() if isinstance(self._acc, Tensor) else self._acc
         return {
             "ops": list(self.ops),
             "p": float(self.p),
-            "acc": acc,
-            "acc_n": self._acc_n,
-            "acc_images": self._acc_images,
+            "acc": float(acc),
+            "acc_n": int(n),
+            "acc_images": int(images),
             "calls": self._calls,
             "rt": self.rt,
             "generator": self.gen.get_state(),
@@ -293,9 +325,7 @@ class Augment:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.p = float(state["p"])
-        self._acc = float(state["acc"])
-        self._acc_n = int(state["acc_n"])
-        self._acc_images = int(state["acc_images"])
+        self._acc = (float(state["acc"]), float(state["acc_n"]), float(state["acc_images"]))
         self._calls = int(state["calls"])
         self.rt = None if state.get("rt") is None else float(state["rt"])
         self.gen.set_state(state["generator"])

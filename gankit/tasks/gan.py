@@ -142,9 +142,11 @@ class GANTask:
         # Augmentation of D's inputs (DiffAugment policy or ADA); its own generator, so the noise stream is unchanged.
         self.augment = build_augment(cfg.train.augment, seed=cfg.seed + 4242, target=cfg.train.ada_target,
                                      speed_kimg=cfg.train.ada_kimg)
-        if self.augment is not None and self.augment.adaptive and ddp.world_size() > 1:
-            raise GankitError("train.augment=ada with several processes is not supported yet (each process would "
-                              "steer its own p); use a fixed DiffAugment policy or one process")
+        if self.augment is not None and ddp.world_size() > 1:
+            # Each process augments its rows of the global batch with draws made for the whole batch (one generator
+            # state everywhere), and ADA's statistic is summed over processes: p is the same on every process.
+            self.augment.shard = (ddp.shard_start(cfg.train.batch_size), cfg.train.batch_size)
+            self.augment.reduce = ddp.all_reduce
         self.d_updates = 0  # D updates so far: lazy R1 runs on every r1_every-th
         # The latent noise of each step: the whole global batch from this generator (the same on every process),
         # each process keeping its shard, so N processes use the noise one process would.

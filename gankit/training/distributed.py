@@ -35,7 +35,8 @@ a mismatch is a GankitError naming the tensor.
 
 **Randomness.** The latent noise of a step is drawn as the whole global batch from a generator seeded by the run seed
 (the same on all ranks) and each rank keeps its shard (:func:`shard`), so ranks never share a noise vector and N
-processes use the noise one process would. Every other random draw (instance noise, the GP's mixing weights,
+processes use the noise one process would. The augmentation of D's inputs does the same (its draws are made for
+the global batch, each rank applies its rows; ADA's statistic is all-reduced before p moves). Every other random draw (instance noise, the GP's mixing weights,
 dropout) uses the process's global RNG: rank 0 keeps the run's stream; rank r > 0 reseeds from (seed, rank, step)
 at every checkpoint (:func:`reseed`). A checkpoint holds rank 0's RNG state, so a resume on the same N is exact and a
 resume on another M still gives every rank its own stream.
@@ -47,6 +48,7 @@ NaN on all, and a SIGINT/SIGTERM seen by any rank stops all ranks after the same
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -165,6 +167,12 @@ def share(global_batch: int) -> float:
     return n / global_batch
 
 
+def shard_start(global_batch: int) -> int:
+    """Index of this rank's first row in a global batch (the split of ``shard_indices`` and :func:`shard`)."""
+    w, r = world_size(), rank()
+    return r * (global_batch // w) + min(r, global_batch % w)
+
+
 def shard(t: Tensor) -> Tensor:
     """This rank's rows of a tensor that holds a whole global batch (the split of ``shard_indices``)."""
     if not active():
@@ -266,12 +274,17 @@ def checksum(t: Tensor) -> int:
     return zlib.crc32(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
-def check_same(modules: dict[str, nn.Module], where: str) -> None:
-    """Every rank holds bit-identical parameters and buffers, or GankitError naming the first tensor that differs."""
+def check_same(modules: dict[str, nn.Module], where: str, state: dict[str, Any] | None = None) -> None:
+    """Every rank holds bit-identical parameters and buffers, and the same JSON ``state`` (the task's extra state:
+    noise generator, ADA's p and generator, ...), or GankitError naming the first tensor or state key that differs."""
     if not active():
         return
-    names = [f"{mn}.{k}" for mn, m in modules.items() for k in m.state_dict()]
-    sums = torch.tensor([checksum(t) for m in modules.values() for t in m.state_dict().values()], dtype=torch.int64)
+    names = [f"tensor '{mn}.{k}'" for mn, m in modules.items() for k in m.state_dict()]
+    sums = [checksum(t) for m in modules.values() for t in m.state_dict().values()]
+    for k, v in sorted((state or {}).items()):
+        names.append(f"task state '{k}'")
+        sums.append(zlib.crc32(json.dumps(v, sort_keys=True).encode()))
+    sums = torch.tensor(sums, dtype=torch.int64)
     if sums.device.type != "cpu" or dist.get_backend() == "nccl":
         sums = sums.to(torch.device("cuda", torch.cuda.current_device()))
     got = [torch.zeros_like(sums) for _ in range(world_size())]
@@ -279,7 +292,7 @@ def check_same(modules: dict[str, nn.Module], where: str) -> None:
     for r, other in enumerate(got):
         diff = (other.cpu() != sums.cpu()).nonzero()
         if len(diff):
-            raise GankitError(f"at {where}: tensor '{names[int(diff[0])]}' differs between rank {rank()} and rank {r} "
+            raise GankitError(f"at {where}: {names[int(diff[0])]} differs between rank {rank()} and rank {r} "
                               f"(the processes of this run diverged; report this with the config)")
 
 
@@ -339,5 +352,5 @@ def convert_sync_bn(modules: dict[str, nn.Module], device: torch.device) -> None
 __all__ = [
     "PeerFailed", "active", "agree", "all_reduce", "any_rank", "barrier", "broadcast_modules", "check_same",
     "convert_sync_bn", "from_main", "is_main", "launched", "main_first", "next_shard", "rank", "reseed", "restarted", "share",
-    "shard", "start", "stop", "sync_buffers", "sync_grads", "world_size",
+    "shard", "shard_start", "start", "stop", "sync_buffers", "sync_grads", "world_size",
 ]

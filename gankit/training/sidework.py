@@ -100,7 +100,8 @@ class SideWork:
     def save(self, name: str, move_latest: bool = True) -> None:
         self.state.best_value = self.best.value
         with self.clock.side("checkpoints"):
-            ddp.check_same(self.task.modules, f"checkpoint {name}")  # every rank holds what rank 0 is about to write
+            # every rank holds what rank 0 is about to write
+            ddp.check_same(self.task.modules, f"checkpoint {name}", self.task.extra_state() if ddp.active() else None)
             self.ckpt.save(name, self.state.to_json(), move_latest)  # rank 0 only
             ddp.barrier()
         ddp.reseed(self.seed, self.state.step)
