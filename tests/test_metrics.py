@@ -578,8 +578,9 @@ def test_classifier_fd_sees_blur_on_digits(digits_sharpness) -> None:
     assert d["blur"] >= 3 * d["real"], d
     assert d["blur2"] > 1.5 * d["blur"], d  # more blur, further away
     assert d["noise"] > 100 * d["real"] and d["mean"] > 100 * d["real"], d
-    # At 8x8 one box blur wipes out much of a digit (FD about 100x real's), yet noise and the mean image stay further.
-    assert d["noise"] > 2 * d["blur"] and d["mean"] > 1.5 * d["blur"], d
+    # At 8x8 one box blur wipes out much of a digit (FD about 100x real's), yet noise and the mean image stay further
+    # (recipe 3, whose first block weighs double: noise 1.4x, mean 1.8x the blurred row's FD; recipe 2: 5x and 2.2x).
+    assert d["noise"] > 1.2 * d["blur"] and d["mean"] > 1.2 * d["blur"], d
 
 
 def test_classifier_features_are_normalised_per_block(tmp_path) -> None:

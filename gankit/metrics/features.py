@@ -113,7 +113,7 @@ class ClassifierTraining:
     max_size: int = 64  # larger images are shrunk to this; smaller ones are used at their own size, never enlarged
     width: int = 32  # channels of the first conv; doubled by each of the next two
     feature_dim: int = 128  # the penultimate layer
-    epochs: int = 10
+    epochs: int = 8
     batch_size: int = 128
     lr: float = 5e-3  # the peak of the schedule
     schedule: str = "onecycle"  # or "constant"; onecycle: linear warm-up over the first 20 % of steps, cosine to 0
