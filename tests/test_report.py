@@ -68,8 +68,13 @@ def test_one_run_report_holds_every_section(runs):
     out = write_report([runs["plain"]])
     assert out == runs["plain"] / "report.html"
     text = out.read_text()
+    from gankit.report import best_step, read_run_data
+
+    # 12 steps leave FD flat (within 0.1 %), so which eval step wins depends on the judge; the mark must name it.
+    best = best_step(read_run_data(runs["plain"]).rows)
+    assert best is not None and best[0] == "eval/fd" and best[1] in (4, 8, 12)
     for section in ("What was trained", "Config keys that differ from the defaults", "Curves", "Samples over training",
-                    "Latent interpolation", "best (step 12)"):
+                    "Latent interpolation", f"best (step {best[1]})"):
         assert section in text, section
     page = _parse(out)
     imgs = [a for t, a in page.tags if t == "img"]
