@@ -31,6 +31,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from ..core.errors import DivergedError, GankitError
+from .parts import all_finite
 from ..core.io import atomic_write_bytes, fsync_dir, part_file_pid, pid_alive, sha256_file
 
 FORMAT = 1  # bump when the layout changes; loaders refuse formats they do not know
@@ -151,7 +152,7 @@ def save(
     existing checkpoints and ``latest`` are untouched."""
     for stem, tdict in tensors.items():
         for key, t in tdict.items():
-            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            if not all_finite(t):
                 # A checkpoint is what a rollback or a resume trusts; never store a diverged model as one.
                 raise DivergedError(f"not saving checkpoint {name}: {stem} tensor '{key}' holds NaN or Inf; the "
                                     f"earlier checkpoints in {ckpt_dir} are untouched")
