@@ -21,16 +21,16 @@ from pathlib import Path
 
 import gankit
 import gankit.tasks.pix2pix as p2p
-import gankit.training.loop as loop
+import gankit.training.sidework as sidework
 from gankit.config.layering import resolve
 
 RUNS = {"dcgan-digits": {}, "pix2pix-sketch": {"model.name": "pix2pix"}}
 
 
 def one(name: str, overrides: dict, minutes: float, paced: bool, root: Path) -> dict:
-    saved = p2p.VAL_PAIRS, loop.PLOT_SECONDS
+    saved = p2p.VAL_PAIRS, sidework.PLOT_SECONDS
     if not paced:  # as before issue 10: every validation pair, every epoch; losses.png at every checkpoint
-        p2p.VAL_PAIRS, loop.PLOT_SECONDS = 10**9, 0.0
+        p2p.VAL_PAIRS, sidework.PLOT_SECONDS = 10**9, 0.0
     try:
         extra = {} if paced else {"train.preview_seconds": 0}
         cfg = resolve(overrides={**overrides, **extra, "train.max_minutes": minutes, "train.progress": False})
@@ -38,7 +38,7 @@ def one(name: str, overrides: dict, minutes: float, paced: bool, root: Path) -> 
         gankit.train(cfg, out=out)
         s = json.loads((out / "summary.json").read_text())
     finally:
-        p2p.VAL_PAIRS, loop.PLOT_SECONDS = saved
+        p2p.VAL_PAIRS, sidework.PLOT_SECONDS = saved
     row = {"run": name, "paced": paced, **{k: s[k] for k in ("step", "wall_seconds", "step_seconds", "side_seconds",
                                                             "side_share", "side_parts")}}
     print(json.dumps(row), flush=True)

@@ -5,9 +5,10 @@ Rows: report 004's DCGAN (28x28, batch 256), report 000's conditional DCGAN, rep
 the default DCGAN, WGAN-GP (n_critic 5) and pix2pix at 256x256 (batch 1 as the paper, and 8). FLOPs are counted
 with torch.utils.flop_counter (matmuls and convolutions, forward and backward); the peak is a large fp32 matmul
 (and bf16 where faster). Also writes a per-op profile (torch.profiler, top 10 by self CPU time) of the pix2pix and
-WGAN-GP steps, and, for pix2pix, each convolution timed alone (forward + backward) to show which bounds the step.
+WGAN-GP steps, and each of their conv and norm layers and optimizer updates timed alone, to show which bounds them.
 
-    python benchmarks/train_speed.py [--quick] [--seconds 10] [--threads N] [--device cpu|cuda]
+    python benchmarks/train_speed.py [--quick] [--seconds 10] [--threads N] [--device cpu|cuda] [--only NAME]
+        [--no-channels-last --no-fused-adam --tag _before]   # the step as it was before issue 10's changes
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -226,34 +228,54 @@ def profile(task, batcher, path: Path, steps: int = 2) -> list[dict]:
              "share": round(e.self_cpu_time_total / total, 3)} for e in ev]
 
 
-def conv_layers_alone(task, batcher, peak: float, device: str, seconds: float) -> list[dict]:
-    """Each conv of pix2pix's G and D timed alone (forward + backward at its shapes in the step): GFLOP/s and share
-    of the matmul peak, heaviest first; shows which kernels bound the step."""
-    shapes: dict[nn.Module, tuple] = {}
-    def keep(m, i, o) -> None:  # a hook that returned a value would replace the layer's output
-        shapes.setdefault(m, (tuple(i[0].shape), i[0].stride()))
+def kernels_alone(task, batcher, peak: float, device: str, seconds: float, step_s: float) -> list[dict]:
+    """Each conv and norm layer of G and D timed alone (forward + backward at its input's shape and memory format in
+    the step), and each optimizer's update alone: GFLOP/s and share of the matmul peak (convs), and the share of the
+    step's time (``calls`` per step x its time / ``step_s``; an estimate: backward passes that skip weight gradients
+    or differentiate twice are counted as one plain backward). Heaviest first: names the kernels that bound the step."""
+    kinds = (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.InstanceNorm2d)
+    seen: dict[nn.Module, list] = {}
 
-    hooks = [m.register_forward_hook(keep)
-             for net in (task.g, task.d) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    def keep(m, i, o) -> None:  # a hook that returned a value would replace the layer's output
+        seen.setdefault(m, [tuple(i[0].shape), i[0].is_contiguous(memory_format=torch.channels_last)
+                            and not i[0].is_contiguous(), 0])[2] += 1
+
+    hooks = [m.register_forward_hook(keep) for net in (task.g, task.d) for m in net.modules() if isinstance(m, kinds)]
     task.step(batcher, 0.0)
     for h in hooks:
         h.remove()
     rows = []
-    for m, (shape, _) in shapes.items():
-        x = torch.randn(shape, device=device, requires_grad=True)
-        mm = type(m)(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, bias=m.bias is not None).to(device)
+    for m, (shape, cl, calls) in seen.items():
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        x = torch.randn(shape, device=device).contiguous(memory_format=fmt).requires_grad_()
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            mm = type(m)(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, bias=m.bias is not None)
+            name = f"{type(m).__name__}({m.in_channels}->{m.out_channels}, k{m.kernel_size[0]} s{m.stride[0]})"
+        else:
+            mm = type(m)(m.num_features, affine=m.affine)
+            name = f"{type(m).__name__}({m.num_features})"
+        mm = mm.to(device).to(memory_format=fmt)
+        grad = torch.randn_like(mm(x))
 
         def fb() -> int:
-            mm(x).sum().backward()
+            mm(x).backward(grad)
             sync(device)
             return 1
-        with FlopCounterMode(display=False) as fc:
+        with _Flops() as fc:
             fb()
         rate = timed(fb, seconds / 20, 2)
-        rows.append({"layer": f"{type(m).__name__}({m.in_channels}->{m.out_channels}, k{m.kernel_size[0]} s{m.stride[0]}) "
-                              f"on {list(shape)}", "ms": round(1e3 / rate, 2), "gflops": round(fc.get_total_flops() * rate / 1e9, 1),
-                     "share_of_peak": round(fc.get_total_flops() * rate / 1e9 / peak, 3)})
-    return sorted(rows, key=lambda r: -r["ms"])
+        ms = 1e3 / rate
+        rows.append({"layer": f"{name} on {list(shape)}{' cl' if cl else ''}", "calls": calls, "ms": round(ms, 2),
+                     "gflops": round(fc.total * rate / 1e9, 1), "share_of_peak": round(fc.total * rate / 1e9 / peak, 3),
+                     "share_of_step": round(calls * ms / 1e3 / step_s, 3)})
+    for k, opt in task.optimizers.items():  # the update alone, with the gradients the step left
+        n = sum(p.numel() for grp in opt.param_groups for p in grp["params"])
+        rate = timed(lambda: (opt.step(), sync(device), 1)[-1], seconds / 20, 2)
+        calls = task.cfg.train.d_steps if k == "d" else 1
+        rows.append({"layer": f"{type(opt).__name__} {k} ({n / 1e6:.1f} M parameters"
+                              f"{', fused' if opt.param_groups[0].get('fused') else ''})", "calls": calls,
+                     "ms": round(1e3 / rate, 2), "share_of_step": round(calls / rate / step_s, 3)})
+    return sorted(rows, key=lambda r: -r["share_of_step"])
 
 
 def main() -> int:
@@ -264,6 +286,9 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", default=str(RESULTS / "train_speed.json"))
     ap.add_argument("--only", default="", help="only rows whose name contains this")
+    ap.add_argument("--tag", default="", help="suffix of the profile files (e.g. _before)")
+    ap.add_argument("--no-channels-last", action="store_true", help="train.channels_last=false (to compare)")
+    ap.add_argument("--no-fused-adam", action="store_true", help="Adam's per-parameter loop (to compare)")
     args = ap.parse_args()
     seconds = args.seconds or (4.0 if args.quick else 10.0)
     threads = args.threads or usable_cores()
@@ -279,7 +304,13 @@ def main() -> int:
     for name, (cfg, plain_size) in cases(args.quick).items():
         if args.only not in name:
             continue
+        if args.no_channels_last:
+            cfg = replace(cfg, train=replace(cfg.train, channels_last=False))
         task, batcher = build(cfg, args.device)
+        if args.no_fused_adam:
+            for opt in task.optimizers.values():
+                for grp in opt.param_groups:
+                    grp["fused"] = None
         task.step(batcher, 0.0)  # warm-up (allocator, oneDNN primitive caches)
         fpi = flops_per_image(task, batcher)
         ips = timed(task_step_fn(task, batcher, args.device), seconds)
@@ -294,16 +325,18 @@ def main() -> int:
             row["gankit_over_plain"] = round(ips / row["plain_img_s"], 2)
         rows.append(row)
         print(json.dumps(row), flush=True)
-        if name.startswith("WGAN-GP"):
-            extra["profile_wgan_gp"] = profile(task, batcher, RESULTS / "profile_wgan_gp.txt")
-        if name.startswith("pix2pix") and name.endswith("batch 8"):
-            extra["profile_pix2pix"] = profile(task, batcher, RESULTS / "profile_pix2pix.txt", steps=1)
+        tag = {"WGAN-GP": "wgan_gp", "pix2pix": f"pix2pix_b{cfg.train.batch_size}"}.get(name.split()[0])
+        if tag is not None:  # the steps below the target: where their time goes
+            extra[f"profile_{tag}"] = profile(task, batcher, RESULTS / f"profile_{tag}{args.tag}.txt",
+                                              steps=2 if tag == "wgan_gp" else 1)
             if row["share_of_peak"] < 0.7:
-                extra["pix2pix_convs_alone"] = conv_layers_alone(task, batcher, peak, args.device, seconds)
+                step_s = task.images_per_step() / ips
+                extra[f"kernels_alone_{tag}"] = kernels_alone(task, batcher, peak, args.device, seconds, step_s)
         del task, batcher
     dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{platform.processor() or platform.machine()}, {threads} threads"
     meta = {"date": date.today().isoformat(), "device": dev, "torch": torch.__version__, "load": os.getloadavg(),
-            "quick": args.quick, "seconds": seconds, "peak_fp32_gflops": round(peak32, 1),
+            "quick": args.quick, "seconds": seconds, "channels_last": not args.no_channels_last,
+            "fused_adam": not args.no_fused_adam, "peak_fp32_gflops": round(peak32, 1),
             "peak_bf16_gflops": round(peak16, 1), "rows": rows, **extra}
     Path(args.json).write_text(json.dumps(meta, indent=2))
     print(json.dumps({k: v for k, v in meta.items() if k != "rows"}, indent=1))

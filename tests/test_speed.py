@@ -186,3 +186,68 @@ def test_pix2pix_validates_on_a_fixed_subset(tmp_path):
     task = Pix2PixTask(cfg, data, torch.device("cpu"), val=data)
     assert len(task.val_a) == VAL_PAIRS == 32 and torch.equal(task.val_a[0], imgs[0]) and torch.equal(task.val_a[-1], imgs[-1])
     assert set(task.validate()) == {"eval/l1", "eval/psnr", "eval/ssim"}
+
+
+def test_best_links_to_the_checkpoint_of_its_step_and_holds_its_score(tmp_path):
+    """`best` at step 0 and at the end is a hard-linked twin of that step's numbered checkpoint (not a second write),
+    and the numbered checkpoint a resume starts from already holds the new best score."""
+    run = _train(tmp_path, "p", {**PIX2PIX, "train.steps": 6})
+    ck = run.dir / "checkpoints"
+    best = json.loads((ck / "best" / "state.json").read_text())
+    twin = ck / f"step-{best['step']:07d}"
+    for f in (ck / "best").iterdir():
+        assert f.stat().st_ino == (twin / f.name).stat().st_ino, f.name
+    rows = [json.loads(x) for x in (run.dir / "metrics.jsonl").read_text().splitlines() if '"eval/l1"' in x]
+    assert [r["step"] for r in rows] == [0, 6]
+    assert best["best_value"] == _state(run.dir)["best_value"]
+    assert best["best_value"] == pytest.approx(min(r["eval/l1"] for r in rows), abs=1e-6)  # the log rounds to 6 digits
+
+
+def test_pix2pix_trains_channels_last_with_fused_adam(tmp_path):
+    from gankit.data.base import ImageData
+    from gankit.tasks.pix2pix import Pix2PixTask
+
+    cfg = resolve(overrides=PIX2PIX)
+    g = torch.Generator().manual_seed(0)
+    imgs = torch.randint(0, 256, (4, 1, 32, 32), dtype=torch.uint8, generator=g)
+    data = ImageData(imgs, torch.full((4,), -1), "t", [], torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=g))
+    task = Pix2PixTask(cfg, data, torch.device("cpu"))
+    conv = task.g.down[1][1]  # 8 -> 16 channels (a 1-channel weight is both layouts at once)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    assert all(grp["fused"] for o in task.optimizers.values() for grp in o.param_groups)
+    plain = Pix2PixTask(resolve(overrides={**PIX2PIX, "train.channels_last": False}), data, torch.device("cpu"))
+    assert plain.g.down[1][1].weight.is_contiguous()
+
+
+def test_restored_adam_moments_take_their_parameters_layout():
+    """Checkpoints store moments contiguous; restored next to channels_last weights they must take the weights'
+    layout, else fused Adam on the CPU pairs the wrong elements and the resume is not exact."""
+    from gankit.training.checkpoint import match_layouts
+
+    w = torch.randn(8, 4, 3, 3, generator=torch.Generator().manual_seed(0)).contiguous(memory_format=torch.channels_last)
+
+    def two_steps(reload: bool) -> torch.Tensor:
+        p = torch.nn.Parameter(w.clone())
+        p.grad = w.flip(0).contiguous(memory_format=torch.channels_last)
+        opt = torch.optim.Adam([p], fused=True)
+        opt.step()
+        if reload:
+            sd = opt.state_dict()
+            sd["state"][0] = {k: v.contiguous() for k, v in sd["state"][0].items()}  # as a checkpoint stores them
+            opt.load_state_dict(sd)
+            match_layouts(opt)
+            assert opt.state[p]["exp_avg"].stride() == p.stride()
+        opt.step()
+        return p.detach()
+
+    assert torch.equal(two_steps(False), two_steps(True))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_all_finite_finds_one_bad_value(bad):
+    from gankit.training.parts import all_finite
+
+    x = torch.randn(4, 3, 5, 5).contiguous(memory_format=torch.channels_last)
+    assert all_finite(x) and all_finite(torch.zeros(0)) and all_finite(torch.arange(3))
+    x[2, 1, 3, 4] = bad
+    assert not all_finite(x) and not all_finite(x.to(torch.bfloat16))

@@ -34,6 +34,16 @@ def is_conv(m: nn.Module) -> bool:
     return any(isinstance(x, (nn.Conv2d, nn.ConvTranspose2d)) for x in m.modules())
 
 
+def memory_format_for(on: bool, *nets: nn.Module) -> torch.memory_format:
+    """channels_last for conv models when ``on`` (train.channels_last): oneDNN/cuDNN pick their fastest conv kernels
+    for it; MLPs gain nothing. The nets are converted in place; batches must be made in the same format."""
+    if not (on and any(is_conv(m) for m in nets)):
+        return torch.contiguous_format
+    for m in nets:
+        m.to(memory_format=torch.channels_last)
+    return torch.channels_last
+
+
 def set_requires_grad(m: nn.Module, flag: bool) -> None:
     for p in m.parameters():
         p.requires_grad_(flag)
@@ -126,11 +136,7 @@ class GANTask:
         self.g, self.d = build_models(m, self.image_shape)
         self.g.to(device)
         self.d.to(device)
-        # channels_last lets oneDNN/cuDNN pick their fastest conv kernels; MLPs gain nothing from it.
-        self.memory_format = torch.channels_last if cfg.train.channels_last and is_conv(self.d) else torch.contiguous_format
-        if self.memory_format == torch.channels_last:
-            self.g.to(memory_format=torch.channels_last)
-            self.d.to(memory_format=torch.channels_last)
+        self.memory_format = memory_format_for(cfg.train.channels_last and is_conv(self.d), self.g, self.d)
         self.opt_g = build_optimizer(self.g.parameters(), cfg.optim, cfg.optim.lr_g)
         self.opt_d = build_optimizer(self.d.parameters(), cfg.optim, cfg.optim.lr_d)
         self.loss = LOSSES.get(cfg.loss.name)

@@ -26,7 +26,7 @@ from ..training import distributed as ddp
 from ..training.checkpoint import Checkpoint, load_module
 from ..training.precision import Precision
 from .base import TASKS, TaskSpec, TrainedRun
-from .gan import set_requires_grad
+from .gan import memory_format_for, set_requires_grad
 
 SHEET_ROWS = 8  # validation pairs on each epoch's input | output | target sheet
 VAL_PAIRS = 32  # validation pairs scored during training (a fixed, evenly spread subset); `gankit eval` scores all
@@ -61,6 +61,7 @@ class Pix2PixTask:
         self.g, self.d = build_models(cfg.model, self.image_shape, self.in_channels)
         self.g.to(device)
         self.d.to(device)
+        self.memory_format = memory_format_for(cfg.train.channels_last, self.g, self.d)  # before the optimizers
         self.opt_g = build_optimizer(self.g.parameters(), cfg.optim, cfg.optim.lr_g)
         self.opt_d = build_optimizer(self.d.parameters(), cfg.optim, cfg.optim.lr_d)
         # Mixed precision and compiled forwards; g and d stay the plain modules (checkpoints, previews).
@@ -103,6 +104,7 @@ class Pix2PixTask:
                                                                + batcher.pos + 7_919_000 * ddp.rank())
             load = self.load_size if cfg.data.jitter else cfg.data.image_size
             a, b = augment_pairs(a, b, load, cfg.data.flip, gen)
+        a, b = a.contiguous(memory_format=self.memory_format), b.contiguous(memory_format=self.memory_format)
         g.train()
         d.train()
         set_requires_grad(d, True)

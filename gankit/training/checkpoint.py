@@ -31,6 +31,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from ..core.errors import DivergedError, GankitError
+from .parts import all_finite
 from ..core.io import atomic_write_bytes, fsync_dir, part_file_pid, pid_alive, sha256_file
 
 FORMAT = 1  # bump when the layout changes; loaders refuse formats they do not know
@@ -70,6 +71,16 @@ def flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict
             else:
                 plain["state"].setdefault(str(pid), {})[k] = v
     return tensors, plain
+
+
+def match_layouts(opt: torch.optim.Optimizer) -> None:
+    """Give each loaded per-parameter state tensor (Adam's moments) its parameter's memory layout. Checkpoints store
+    them contiguous; a channels_last parameter with contiguous moments is slower, and Adam's fused CPU kernel
+    (torch 2.13) pairs their elements wrongly."""
+    for p, st in opt.state.items():
+        for k, v in st.items():
+            if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
 def unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> dict[str, Any]:
@@ -141,7 +152,7 @@ def save(
     existing checkpoints and ``latest`` are untouched."""
     for stem, tdict in tensors.items():
         for key, t in tdict.items():
-            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            if not all_finite(t):
                 # A checkpoint is what a rollback or a resume trusts; never store a diverged model as one.
                 raise DivergedError(f"not saving checkpoint {name}: {stem} tensor '{key}' holds NaN or Inf; the "
                                     f"earlier checkpoints in {ckpt_dir} are untouched")
@@ -191,12 +202,13 @@ def _install(ckpt_dir: Path, tmp: Path, name: str, move_latest: bool) -> Path:
     return final
 
 
-def alias(ckpt_dir: Path, src: str, name: str, move_latest: bool = True) -> Path:
+def alias(ckpt_dir: Path, src: str, name: str, move_latest: bool = True, hashes: bool = True) -> Path:
     """Make checkpoint ``name`` hold exactly what ``src`` holds, by hard links (no second copy of the weights on disk,
     and no second write: ``final`` after the last numbered checkpoint costs nothing). Falls back to copying where the
-    file system has no hard links. Atomic like :func:`save`: a temp folder renamed into place."""
+    file system has no hard links. Atomic like :func:`save`: a temp folder renamed into place. ``hashes=False``
+    checks the source's files by size only (for a source this process has just written and hashed)."""
     source = ckpt_dir / src
-    verify(source)
+    verify(source, hashes)
     tmp = ckpt_dir / f".tmp-{name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -262,8 +274,9 @@ def prune(ckpt_dir: Path, keep_last: int, protect: set[str] = frozenset()) -> No
 # load
 
 
-def verify(folder: Path) -> dict[str, Any]:
-    """The folder's state.json if every listed file is present with the right size and SHA256; else GankitError."""
+def verify(folder: Path, hashes: bool = True) -> dict[str, Any]:
+    """The folder's state.json if every listed file is present with the right size and SHA256 (with ``hashes``);
+    else GankitError."""
     sj = folder / "state.json"
     if not sj.is_file():
         raise GankitError(f"checkpoint {folder} has no state.json; it is not a gankit checkpoint")
@@ -288,7 +301,7 @@ def verify(folder: Path) -> dict[str, Any]:
         p = folder / fname
         if not p.is_file():
             raise GankitError(f"checkpoint {folder} is missing {fname}")
-        if p.stat().st_size != meta.get("size") or sha256_file(p) != meta.get("sha256"):
+        if p.stat().st_size != meta.get("size") or (hashes and sha256_file(p) != meta.get("sha256")):
             raise GankitError(f"checkpoint {folder}: {fname} is damaged (size or SHA256 differs from state.json)")
     return state
 
@@ -427,6 +440,7 @@ class Checkpointer:
                  meta: dict[str, Any], keep_last: int, active: bool = True) -> None:
         self.dir, self.task, self.batcher = ckpt_dir, task, batcher
         self.config, self.meta, self.keep_last, self.active = config, meta, keep_last, active
+        self.last_written: str | None = None  # the checkpoint this process wrote (and hashed) last
 
     def save(self, name: str, loop_state: dict[str, Any], move_latest: bool = True) -> None:
         if not self.active:
@@ -447,12 +461,13 @@ class Checkpointer:
         if extra:
             state["task"] = extra
         save(self.dir, name, tensors, state, move_latest=move_latest)
+        self.last_written = name
         prune(self.dir, self.keep_last, protect={"final", "best"})
 
-    def alias(self, name: str, src: str) -> None:
+    def alias(self, name: str, src: str, move_latest: bool = True) -> None:
         """Checkpoint ``name`` as a hard-linked twin of ``src`` (saved a moment ago at the same step)."""
         if self.active:
-            alias(self.dir, src, name)
+            alias(self.dir, src, name, move_latest, hashes=src != self.last_written)
 
     def latest(self, say: Any = print) -> Checkpoint:
         return load_latest(self.dir, say=say)
@@ -487,6 +502,7 @@ class Checkpointer:
                 except (ValueError, KeyError) as e:
                     raise GankitError(f"checkpoint {ck.path}: optimizer '{name}' does not match this config ({e}); "
                                       f"a run resumes with the optimizer it was trained with") from None
+                match_layouts(opt)
             self.task.load_extra_state(ck.state.get("task", {}))
             self.batcher.load_state_dict(ck.state["data"])
             set_rng_state(ck.state["rng"])

@@ -183,8 +183,9 @@ def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data:
     stopped_by = "steps"
     try:
         if state.step == 0:
-            side.save("step-0000000")  # a good state to roll back to and a sign that this folder is a run
-            side.previews()
+            with side.best_after():  # `best` at step 0: a link to step 0's checkpoint, not a second write
+                side.previews()
+                side.save("step-0000000")  # a good state to roll back to and a sign that this folder is a run
         budget.start_clock()
         last_log = (time.monotonic(), state.step)
         stop_now: int | None = None  # the stop signal every rank acts on (a signal during a collective waits a step)
@@ -239,14 +240,15 @@ def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data:
                         shows.event(step, "d_collapse")
                     bar.set_postfix(progress_postfix(row, ips, budget.minutes_left()), refresh=False)
                 bar.update(1)
-                if step % sample_every == 0 and side.preview_pace.ready():
-                    side.previews()
-                if t_cfg.eval_every and step % t_cfg.eval_every == 0:
-                    side.validate()
-                if step % t_cfg.checkpoint_every == 0:
-                    side.save(f"step-{step:07d}")
-                    if side.plot_pace.ready():
-                        side.plots(gif=False)
+                with side.best_after():
+                    if step % sample_every == 0 and side.preview_pace.ready():
+                        side.previews()
+                    if t_cfg.eval_every and step % t_cfg.eval_every == 0:
+                        side.validate()
+                    if step % t_cfg.checkpoint_every == 0:
+                        side.save(f"step-{step:07d}")
+                if step % t_cfg.checkpoint_every == 0 and side.plot_pace.ready():
+                    side.plots(gif=False)
             if stop_now is not None:
                 bar.close()
                 side.save(f"step-{state.step:07d}")
@@ -254,11 +256,12 @@ def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data:
                 side.plots(gif=True)
                 raise Interrupted(stop_now, run.root, state.step)
         bar.close()
-        if state.step % t_cfg.checkpoint_every:  # else it was saved a moment ago
-            side.save(f"step-{state.step:07d}", move_latest=False)
+        with side.best_after():  # the final scores first, so the last checkpoint holds them and `best` links to it
+            if side.last_preview != state.step:  # the final grid, always
+                side.previews()
+            if state.step % t_cfg.checkpoint_every:  # else it was saved a moment ago
+                side.save(f"step-{state.step:07d}", move_latest=False)
         side.alias("final", f"step-{state.step:07d}")  # the same state: hard links, not a second write
-        if side.last_preview != state.step:  # the final grid, always
-            side.previews()
         side.plots(gif=True)
         run.summary({"step": state.step, "epoch": round(batcher.progress, 4), "stopped_by": stopped_by,
                      "seconds": round(time.monotonic() - budget.start, 1), "last": row, "rollbacks": state.rollbacks,

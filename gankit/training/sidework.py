@@ -96,6 +96,9 @@ class SideWork:
         self.preview_pace = Throttle(0 if sample_every or ddp.world_size() > 1 else preview_seconds)
         self.plot_pace = Throttle(PLOT_SECONDS)
         self.last_preview = -1
+        self.saved: tuple[int, str] | None = None  # (step, name) of the newest numbered checkpoint written
+        self.best_due = False  # a new best score whose checkpoint is not written yet
+        self.holding = False
 
     def save(self, name: str, move_latest: bool = True) -> None:
         self.state.best_value = self.best.value
@@ -104,11 +107,13 @@ class SideWork:
             ddp.check_same(self.task.modules, f"checkpoint {name}", self.task.extra_state() if ddp.active() else None)
             self.ckpt.save(name, self.state.to_json(), move_latest)  # rank 0 only
             ddp.barrier()
+        if name != "best":
+            self.saved = (self.state.step, name)
         ddp.reseed(self.seed, self.state.step)
 
-    def alias(self, name: str, src: str) -> None:
+    def alias(self, name: str, src: str, move_latest: bool = True) -> None:
         with self.clock.side("checkpoints"):
-            self.ckpt.alias(name, src)  # rank 0 only
+            self.ckpt.alias(name, src, move_latest)  # rank 0 only
             ddp.barrier()
 
     def validate(self) -> None:
@@ -117,7 +122,34 @@ class SideWork:
             if scores:
                 self.shows.row(self.state.step, self.progress(), {k: round(v, 6) for k, v in scores.items()})
         if self.best.update(scores):
+            self.best_due = True
+            if not self.holding:
+                self.save_best()
+
+    def save_best(self) -> None:
+        """Checkpoint ``best`` for a new best score: a hard-linked twin of this step's numbered checkpoint when one
+        was written after the score (same state, and its state.json already holds the new best value), else a write."""
+        if not self.best_due:
+            return
+        self.best_due = False
+        if self.saved is not None and self.saved[0] == self.state.step:
+            self.alias("best", self.saved[1], move_latest=False)
+        else:
             self.save("best", move_latest=False)
+
+    @contextmanager
+    def best_after(self) -> Iterator[None]:
+        """A step's validation, then its numbered checkpoint: ``best`` is settled at the end of the block, as a link
+        to that checkpoint instead of a second write of the same state (at step 0, at the end of a run, and at
+        checkpoint steps that also validate)."""
+        self.holding = True
+        try:
+            yield
+        except BaseException:
+            self.holding = False
+            raise
+        self.holding = False
+        self.save_best()
 
     def previews(self) -> None:
         if ddp.is_main():
