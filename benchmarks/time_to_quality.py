@@ -76,13 +76,9 @@ PER_CLASS = 200
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
-    import yaml
+    from gankit.config import parse_set as parse_one  # the CLI's --set parser (4e-4 is a number there, as users expect)
 
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        out[key] = yaml.safe_load(value)
-    return out
+    return dict(parse_one(item) for item in items)
 
 
 def recipe_config(name: str, extra: dict[str, Any], data_dir: str, minutes: float):

@@ -207,7 +207,7 @@ def test_pix2pix_trains_channels_last_with_fused_adam(tmp_path):
     from gankit.data.base import ImageData
     from gankit.tasks.pix2pix import Pix2PixTask
 
-    cfg = resolve(overrides=PIX2PIX)
+    cfg = resolve(overrides={**PIX2PIX, "train.channels_last": True})  # paired sets default to contiguous
     g = torch.Generator().manual_seed(0)
     imgs = torch.randint(0, 256, (4, 1, 32, 32), dtype=torch.uint8, generator=g)
     data = ImageData(imgs, torch.full((4,), -1), "t", [], torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=g))

@@ -284,8 +284,10 @@ def load_idx_dataset(name: str, cfg: DataConfig) -> ImageData:
 
 
 # gankit's recommended MNIST recipe beneath the user's config (configs/recommended/mnist.yaml spells it out, with the
-# measurements that chose it): DCGAN at the native 28x28, 2.4x more steps a minute than at 32x32.
-@dataset("mnist", channels=1, num_classes=10, cache_plan=partial(idx_plan, "mnist"), defaults={"data.image_size": 28})
+# measurements that chose it): DCGAN at the native 28x28 (2.4x more steps a minute than at 32x32) with 32 channels
+# (2.7x more steps a CPU-minute than 64, and a lower FD after 10).
+@dataset("mnist", channels=1, num_classes=10, cache_plan=partial(idx_plan, "mnist"),
+         defaults={"data.image_size": 28, "model.g_channels": 32, "model.d_channels": 32})
 def load_mnist(cfg: DataConfig) -> ImageData:
     """MNIST handwritten digits: 60,000 train / 10,000 test, (N, 1, 28, 28) uint8, labels 0-9."""
     return load_idx_dataset("mnist", cfg)

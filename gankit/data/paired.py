@@ -194,9 +194,12 @@ def _finish(a: torch.Tensor, b: torch.Tensor, name: str, cfg: DataConfig) -> Ima
     return ImageData(a, torch.full((a.shape[0],), -1, dtype=torch.int64), name, [], targets=b)
 
 
+# Paired sets train pix2pix contiguous: channels_last measured 10 % slower at 64x64 (200 steps, 2 threads, 2 rounds
+# each: 41.5 s against 37.0 s) and no faster at 256x256 (BENCHMARKS.md, issue 10); `--set train.channels_last=true`
+# still turns it on.
 @dataset(
     "paired", paired=True, own_resize=True, channels=3, default_epochs=100, distinct_val=True,
-    defaults={"model.name": "pix2pix", "data.image_size": 128, "train.batch_size": 4},
+    defaults={"model.name": "pix2pix", "data.image_size": 128, "train.batch_size": 4, "train.channels_last": False},
 )
 def load_paired(cfg: DataConfig) -> ImageData:
     """Image pairs from ``cfg.dir``, in either layout (detected):
@@ -314,7 +317,8 @@ def _sketch_crops(photos: list[np.ndarray], boxes: list[tuple[int, int, int, int
 
 @dataset(
     "sketch", paired=True, own_resize=True, channels=3, input_channels=1, embedded=True, default_epochs=60,
-    defaults={"data.image_size": 64, "train.batch_size": 8, "model.g_channels": 32, "model.d_channels": 32},
+    defaults={"data.image_size": 64, "train.batch_size": 8, "model.g_channels": 32, "model.d_channels": 32,
+              "train.channels_last": False},
 )
 def load_sketch(cfg: DataConfig) -> ImageData:
     """The embedded pix2pix default: pencil sketch (1 channel) -> colour crop (3 channels), no network, no cache.
