@@ -346,7 +346,8 @@ def plot(files: list[Path], png: Path, xmax: float) -> None:
             continue  # the PNG is the issue's 8,000-image unconditional comparison
         pts = r["points"]
         label = f"{r['name']} ({r['image_size']}px, {pts[-1]['step']} steps)"
-        line, = ax.plot([p["minutes"] for p in pts], [p["fd"] for p in pts], marker="o", label=label)
+        colour = plt.get_cmap("tab20")(len(ax.lines) % 20)  # more runs than tab10's colours
+        line, = ax.plot([p["minutes"] for p in pts], [p["fd"] for p in pts], marker="o", label=label, color=colour)
         # Minutes depend on the machine's load while the run trained; steps do not: the right panel separates the two.
         ax2.plot([p["step"] for p in pts], [p["fd"] for p in pts], marker="o", color=line.get_color(), label=label)
         floors[r["image_size"]] = r["real_held_out_fd"]

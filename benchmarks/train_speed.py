@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode, flop_registry
+from torch.utils.flop_counter import flop_registry
 
 from gankit.config.layering import resolve
 from gankit.data.base import Batcher, ImageData
