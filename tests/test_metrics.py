@@ -41,7 +41,7 @@ from gankit.metrics import (
     ssim,
 )
 from gankit.metrics import features as features_mod
-from gankit.metrics.features import classifier_key, resolve_inception
+from gankit.metrics.features import classifier_key, resolve_inception, train_classifier
 
 # ---------------------------------------------------------------------------------------------------------------------
 # FD
@@ -605,3 +605,18 @@ def test_classifier_training_shows_progress(tmp_path, capsys) -> None:
     assert "training a classifier on" in err and "classifier" in err and "batch" in err
     ClassifierFeatures.from_data(toy_data(), TINY, cache_dir=tmp_path / "other", progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_classifier_weights_do_not_depend_on_the_callers_thread_count() -> None:
+    """Convolutions sum in a thread-dependent order; training pins one thread so the judge is the same for everyone."""
+    before = torch.get_num_threads()
+    try:
+        nets = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            nets.append(train_classifier(toy_data(n=400), TINY, progress=False)[0].state_dict())
+            assert torch.get_num_threads() == threads  # the caller's setting is restored
+    finally:
+        torch.set_num_threads(before)
+    for k in nets[0]:
+        assert torch.equal(nets[0][k], nets[1][k]), k
