@@ -59,7 +59,8 @@ from gankit.training.loop import train
 from gankit.training.rundir import load_run_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "gankit" / "configs"
-# name -> (config file or None, dotted overrides). "default" is `gankit train --data mnist`.
+# name -> (config file or None, dotted overrides). "default" is `gankit train --data mnist`: the conditional recipe
+# since the third round (the second round's default+... runs were the unconditional one, "recommended" below).
 RECIPES: dict[str, tuple[str | None, dict[str, Any]]] = {
     "default": (None, {}),
     "report-004": ("reports/004-dcgan-mnist.yaml", {}),
@@ -107,11 +108,13 @@ def main() -> int:
     ap.add_argument("--plot", metavar="DIR", help="only draw the PNG from DIR/*.json")
     ap.add_argument("--png", default="benchmarks/results/ttq_fd_minutes.png")
     ap.add_argument("--xmax", type=float, default=20.0)
+    ap.add_argument("--only", help="with --plot: comma-separated run names to draw (default: the unconditional runs)")
     ap.add_argument("--table", metavar="DIR", help="only print Markdown tables of DIR/*.json")
     ap.add_argument("--rescore", metavar="DIR", help="only score DIR/*.json's saved samples again with today's judge")
     args = ap.parse_args()
     if args.plot:
-        plot(sorted(Path(args.plot).glob("*.json")), Path(args.png), args.xmax)
+        plot(sorted(Path(args.plot).glob("*.json")), Path(args.png), args.xmax,
+             args.only.split(",") if args.only else None)
         return 0
     if args.table:
         tables(sorted(Path(args.table).glob("*.json")))
@@ -331,7 +334,8 @@ def tables(files: list[Path]) -> None:
                       "(the judge on real held-out images)")
 
 
-def plot(files: list[Path], png: Path, xmax: float) -> None:
+def plot(files: list[Path], png: Path, xmax: float, only: list[str] | None = None) -> None:
+    """FD against minutes and steps. Without ``only``: the 8,000-image unconditional runs; with it: those names."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -342,8 +346,11 @@ def plot(files: list[Path], png: Path, xmax: float) -> None:
     clocks = set()
     for f in files:
         r = json.loads(f.read_text())
-        if r["train_images"] != 8000 or r.get("per_class_accuracy"):
-            continue  # the PNG is the issue's 8,000-image unconditional comparison
+        if only is not None:
+            if r["name"] not in only:
+                continue
+        elif r["train_images"] != 8000 or r.get("per_class_accuracy"):
+            continue  # the default PNG is the issue's 8,000-image unconditional comparison
         pts = r["points"]
         label = f"{r['name']} ({r['image_size']}px, {pts[-1]['step']} steps)"
         colour = plt.get_cmap("tab20")(len(ax.lines) % 20)  # more runs than tab10's colours
@@ -366,7 +373,8 @@ def plot(files: list[Path], png: Path, xmax: float) -> None:
         a.grid(alpha=0.3)
     ax.set_xlim(0, xmax)
     ax.set_ylabel("FD (gankit classifier features, 1,000 samples vs 1,000 held-out)")
-    ax.set_title("MNIST, 8,000 training images: FD against training " + ("CPU " if clocks == {"cpu"} else "") + "minutes")
+    ax.set_title("MNIST, 8,000 training images: FD against training " + ("CPU " if clocks == {"cpu"} else "") + "minutes",
+                 fontsize=10)
     ax2.set_title("the same points against generator steps")
     ax2.legend(fontsize=7)
     png.parent.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,7 @@ def test_shipped_recipe_ignores_data_set_defaults(path: Path, request):
     assert not diff, f"{path.name}: the data set's defaults change {diff}; pin these keys in the file"
 
 
-@pytest.mark.parametrize("data, file", [("mnist", "mnist.yaml"), ("folder", "folder-64.yaml")])
+@pytest.mark.parametrize("data, file", [("mnist", "mnist-conditional.yaml"), ("folder", "folder-64.yaml")])
 def test_data_set_default_is_the_recommended_recipe(data: str, file: str):
     """`gankit train --data X` (no config) trains what configs/recommended/X.yaml ships, budget aside."""
     by_flag = resolve(overrides={"data.name": data})
@@ -56,7 +56,7 @@ def test_data_set_default_is_the_recommended_recipe(data: str, file: str):
 
 def test_recommended_differs_from_the_plain_defaults(no_data_set_defaults):
     """The suggestion is not a no-op: without it `--data mnist` would train another recipe."""
-    shipped = resolve(file=CONFIGS / "recommended" / "mnist.yaml")
+    shipped = resolve(file=CONFIGS / "recommended" / "mnist-conditional.yaml")
     assert _without_budget(resolve(overrides={"data.name": "mnist"})) != _without_budget(shipped)
 
 

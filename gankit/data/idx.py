@@ -283,11 +283,15 @@ def load_idx_dataset(name: str, cfg: DataConfig) -> ImageData:
     return ImageData(torch.from_numpy(images), torch.from_numpy(labels), name, list(source.class_names))
 
 
-# gankit's recommended MNIST recipe beneath the user's config (configs/recommended/mnist.yaml spells it out, with the
-# measurements that chose it): DCGAN at the native 28x28 (2.4x more steps a minute than at 32x32) with 32 channels
-# (2.7x more steps a CPU-minute than 64, and a lower FD after 10).
+# gankit's recommended MNIST recipe beneath the user's config (configs/recommended/mnist-conditional.yaml spells it
+# out, with the measurements that chose it): MNIST has labels, so `--data mnist` trains the class-conditional DCGAN
+# (drawing classes in turn when no class is asked for) at the native 28x28, with an EMA of G. At the same CPU-minutes
+# it reaches a 3x lower FD than the best unconditional recipe (configs/recommended/mnist.yaml, for unlabelled
+# MNIST-like data). A narrow D (32 channels) and a G twice as wide: a step costs 1.6x less than the 64-channel
+# DCGAN's, and the wider G keeps improving where a 32-channel one levels off.
 @dataset("mnist", channels=1, num_classes=10, cache_plan=partial(idx_plan, "mnist"),
-         defaults={"data.image_size": 28, "model.g_channels": 32, "model.d_channels": 32})
+         defaults={"data.image_size": 28, "model.num_classes": 10, "model.g_channels": 64, "model.d_channels": 32,
+                   "train.ema_half_life": 10})
 def load_mnist(cfg: DataConfig) -> ImageData:
     """MNIST handwritten digits: 60,000 train / 10,000 test, (N, 1, 28, 28) uint8, labels 0-9."""
     return load_idx_dataset("mnist", cfg)
