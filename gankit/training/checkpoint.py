@@ -31,8 +31,8 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from ..core.errors import DivergedError, GankitError
-from .parts import all_finite
 from ..core.io import atomic_write_bytes, fsync_dir, part_file_pid, pid_alive, sha256_file
+from .parts import all_finite
 
 FORMAT = 1  # bump when the layout changes; loaders refuse formats they do not know
 STEP_RE = re.compile(r"^step-(\d+)$")
