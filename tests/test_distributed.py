@@ -123,6 +123,18 @@ def test_ada_on_two_processes_equals_one_and_resumes_exactly(tmp_path):
     assert _aug_p(part) == _aug_p(straight)
 
 
+def test_conditional_batchnorm_ema_recipe_on_two_processes(tmp_path):
+    """What `gankit train --data mnist` trains (conditional, BatchNorm, an EMA of G with standing statistics) runs on
+    two processes: rank 0's step-0 preview settles the EMA, and the other rank must hold the same tensors when the
+    consistency check compares them."""
+    cond = {**TINY, "model.g_batchnorm": True, "model.d_batchnorm": True, "model.num_classes": 10,
+            "train.ema_half_life": 1, "train.checkpoint_every": 4}
+    run = tmp_path / "cond"
+    _train2("--steps", "4", "--out", str(run), *_flags(cond))
+    ema = load_file(str(run / "checkpoints" / "final" / "ema.safetensors"))
+    assert any("running_mean" in k for k in ema) and all(bool(v.isfinite().all()) for v in ema.values())
+
+
 # A worker that trains normally except that on rank 1 one weight of G moves after the second step: the processes have
 # diverged, which the consistency check at the next checkpoint (step 4) must catch on every rank.
 DIVERGE = """

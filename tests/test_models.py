@@ -72,3 +72,37 @@ def test_every_registered_gan_model_builds():
         c = ModelConfig(name=name, z_dim=8, g_channels=8, d_channels=8, g_hidden=(16,), d_hidden=(16,))
         g, d = build_models(c, (1, 28, 28))
         assert d(g(torch.randn(2, 8))).shape == (2,)
+
+
+@pytest.mark.parametrize("upsample", ["nearest", "nearest_last"])
+def test_dcgan_nearest_upsampling(upsample):
+    c = ModelConfig(z_dim=8, g_channels=8, d_channels=8, g_upsample=upsample)
+    g, _ = build_models(c, (1, 28, 28))
+    transposed = [m for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    # The 1x1 -> 7x7 projection stays transposed; "nearest" replaces both stride-2 layers, "nearest_last" the last.
+    assert len(transposed) == (1 if upsample == "nearest" else 2)
+    assert sum(isinstance(m, torch.nn.Upsample) for m in g.modules()) == (2 if upsample == "nearest" else 1)
+    assert g(torch.randn(2, 8)).shape == (2, 1, 28, 28)
+
+
+def test_minibatch_std_sees_a_batch_without_variety():
+    from gankit.nets.blocks import MinibatchStd
+
+    layer = MinibatchStd(4)
+    same = torch.randn(1, 3, 5, 5).repeat(8, 1, 1, 1)
+    out = layer(same)
+    assert out.shape == (8, 4, 5, 5) and torch.equal(out[:, :3], same)
+    assert out[:, 3].abs().max() < 1e-3  # identical images: no spread (the 1e-8 under the root aside)
+    varied = layer(torch.randn(8, 3, 5, 5))
+    assert varied[:, 3].min() > 0.5  # unit-variance features: a spread near 1
+    # One value per group, the same in every position of every image of that group.
+    assert varied[:, 3].flatten(1).std(1).max() == 0
+    assert layer(torch.randn(6, 3, 5, 5)).shape == (6, 4, 5, 5)  # 6 does not divide by 4: one group of the whole batch
+
+
+def test_dcgan_discriminator_with_minibatch_std():
+    c = ModelConfig(z_dim=8, g_channels=8, d_channels=8, d_mbstd=4, num_classes=10)
+    g, d = build_models(c, (1, 28, 28))
+    y = torch.arange(8) % 10
+    assert d(g(torch.randn(8, 8), y), y).shape == (8,)
+    assert d.head.in_channels == 16 + 1

@@ -54,6 +54,8 @@ class ModelConfig:
     g_channels: int = 64
     d_channels: int = 64
     max_channels: int = 1024
+    g_upsample: Literal["transpose", "nearest", "nearest_last"] = "transpose"  # dcgan G's stride-2 layers
+    d_mbstd: int = 0  # dcgan D: minibatch standard deviation over groups of this many images (0 = off)
     # MLP models
     g_hidden: tuple[int, ...] = (256, 512, 1024)
     d_hidden: tuple[int, ...] = (1024, 512, 256)

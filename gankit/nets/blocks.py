@@ -110,3 +110,21 @@ class LabelConditioning(nn.Module):
 
     def logit(self, logit: Tensor, h: Tensor, y: Tensor | None) -> Tensor:
         return logit if self.projection is None else logit + self.projection(h, y)
+
+
+class MinibatchStd(nn.Module):
+    """Minibatch standard deviation (Karras et al. 2018): one extra feature map holding how much the features vary
+    across groups of ``group`` images, so D can see a batch with too little variety. Groups are whole-batch when the
+    batch does not divide."""
+
+    def __init__(self, group: int) -> None:
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        g = self.group if b % self.group == 0 else b
+        y = x.float().reshape(g, b // g, c, h, w)
+        y = (y.var(0, unbiased=False) + 1e-8).sqrt().mean((1, 2, 3))  # (b // g,)
+        y = y.to(x.dtype).repeat(g)[:, None, None, None].expand(b, 1, h, w)
+        return torch.cat([x, y], 1)

@@ -12,7 +12,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..core.errors import GankitError
-from .blocks import LabelConditioning, activation, with_label
+from .blocks import LabelConditioning, MinibatchStd, activation, with_label
 
 
 def plan(size: int) -> tuple[int, int]:
@@ -41,6 +41,7 @@ class DCGANGenerator(nn.Module):
         act: str = "relu",
         dropout: float = 0.0,
         num_classes: int = 0,
+        upsample: str = "transpose",
     ) -> None:
         super().__init__()
         c_img, size, _ = image_shape
@@ -55,7 +56,11 @@ class DCGANGenerator(nn.Module):
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             last = i == n - 1
-            layers.append(nn.ConvTranspose2d(w[i], c_img if last else w[i + 1], 4, 2, 1, bias=last or not batchnorm))
+            c_out, bias = (c_img if last else w[i + 1]), last or not batchnorm
+            if upsample == "nearest" or (upsample == "nearest_last" and last):
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w[i], c_out, 3, 1, 1, bias=bias)]
+            else:
+                layers.append(nn.ConvTranspose2d(w[i], c_out, 4, 2, 1, bias=bias))
         layers.append(nn.Tanh())
         self.net = nn.Sequential(*layers)
 
@@ -76,6 +81,7 @@ class DCGANDiscriminator(nn.Module):
         dropout: float = 0.0,
         num_classes: int = 0,
         conditioning: str = "concat",
+        mbstd: int = 0,
     ) -> None:
         super().__init__()
         c_img, size, _ = image_shape
@@ -93,8 +99,10 @@ class DCGANDiscriminator(nn.Module):
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             c_in = w[i]
+        if mbstd:
+            layers.append(MinibatchStd(mbstd))
         self.features = nn.Sequential(*layers)
-        self.head = nn.Conv2d(c_in, 1, base, 1, 0)
+        self.head = nn.Conv2d(c_in + (1 if mbstd else 0), 1, base, 1, 0)
         self.cond.set_features(c_in)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:

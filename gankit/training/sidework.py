@@ -103,6 +103,9 @@ class SideWork:
     def save(self, name: str, move_latest: bool = True) -> None:
         self.state.best_value = self.best.value
         with self.clock.side("checkpoints"):
+            # Every rank brings derived tensors up to date first: rank 0 may already have done so for a preview
+            # (the EMA's standing BatchNorm statistics), and the check below compares them.
+            self.task.settle()
             # every rank holds what rank 0 is about to write
             ddp.check_same(self.task.modules, f"checkpoint {name}", self.task.extra_state() if ddp.active() else None)
             self.ckpt.save(name, self.state.to_json(), move_latest)  # rank 0 only
