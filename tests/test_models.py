@@ -106,3 +106,31 @@ def test_dcgan_discriminator_with_minibatch_std():
     y = torch.arange(8) % 10
     assert d(g(torch.randn(8, 8), y), y).shape == (8,)
     assert d.head.in_channels == 16 + 1
+
+
+def test_dcgan_clamp_output_reaches_exact_black_and_white():
+    g, _ = build_models(ModelConfig(z_dim=8, g_channels=8, d_channels=8, g_output="clamp"), (1, 16, 16))
+    assert isinstance(g.net[-1], torch.nn.Hardtanh)
+    with torch.no_grad():
+        g.net[-2].bias.fill_(5.0)  # drive every pre-activation past 1: tanh would give 0.9999, clamp gives 1
+        assert bool((g(torch.randn(2, 8)) == 1).all())
+
+
+def test_class_conditional_batchnorm_in_dcgan_generator():
+    from gankit.nets.blocks import ClassBatchNorm2d
+
+    c = ModelConfig(z_dim=8, g_channels=8, d_channels=8, num_classes=10, g_class_norm=True)
+    g, _ = build_models(c, (1, 28, 28))
+    norms = [m for m in g.modules() if isinstance(m, ClassBatchNorm2d)]
+    assert len(norms) == 2 and not any(type(m) is torch.nn.BatchNorm2d and m.affine for m in g.modules())
+    scale = norms[0].scale.weight
+    assert abs(scale.mean().item() - 1) < 0.01 and scale.std().item() < 0.05  # DCGAN init: N(1, 0.02), not N(0, 0.02)
+    y = torch.arange(4)
+    assert g(torch.randn(4, 8), y).shape == (4, 1, 28, 28)
+    with torch.no_grad():  # each class has its own shift: changing class 3's moves only class 3's images
+        g.eval()
+        z = torch.randn(4, 8)
+        before = g(z, y)
+        norms[0].shift.weight[3] += 1.0
+        after = g(z, y)
+    assert torch.equal(before[:3], after[:3]) and not torch.equal(before[3], after[3])

@@ -64,10 +64,10 @@ def _check_dcgan(cfg: Config) -> None:
     plan(cfg.data.image_size)
 
 
-@model("dcgan", task="gan", fields=CONV_FIELDS | {"g_upsample", "d_mbstd"}, check=_check_dcgan)
+@model("dcgan", task="gan", fields=CONV_FIELDS | {"g_upsample", "g_output", "g_class_norm", "d_mbstd"}, check=_check_dcgan)
 def _dcgan(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> tuple[nn.Module, nn.Module]:
     g = DCGANGenerator(c.z_dim, shape, c.g_channels, c.max_channels, c.g_batchnorm, c.g_activation, c.g_dropout, c.num_classes,
-                       c.g_upsample)
+                       c.g_upsample, c.g_output, c.g_class_norm)
     d = DCGANDiscriminator(shape, c.d_channels, c.max_channels, c.d_batchnorm, c.d_activation, c.d_dropout, c.num_classes,
                            c.conditioning, c.d_mbstd)
     return g, d

@@ -59,6 +59,10 @@ def dcgan_init(module: nn.Module) -> None:
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
+    for m in module.modules():  # after the loop above, which took their tables for plain embeddings
+        if isinstance(m, ClassBatchNorm2d):
+            nn.init.normal_(m.scale.weight, 1.0, 0.02)
+            nn.init.zeros_(m.shift.weight)
 
 
 def add_spectral_norm(module: nn.Module) -> nn.Module:
@@ -128,3 +132,20 @@ class MinibatchStd(nn.Module):
         y = (y.var(0, unbiased=False) + 1e-8).sqrt().mean((1, 2, 3))  # (b // g,)
         y = y.to(x.dtype).repeat(g)[:, None, None, None].expand(b, 1, h, w)
         return torch.cat([x, y], 1)
+
+
+class ClassBatchNorm2d(nn.Module):
+    """Class-conditional BatchNorm (de Vries et al. 2017, as in SNGAN and BigGAN's G): statistics shared, the scale
+    and shift looked up per class, starting at the plain BatchNorm's 1 and 0."""
+
+    def __init__(self, features: int, num_classes: int) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(features, affine=False)
+        self.scale = nn.Embedding(num_classes, features)
+        self.shift = nn.Embedding(num_classes, features)
+        nn.init.ones_(self.scale.weight)
+        nn.init.zeros_(self.shift.weight)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        y = y.long()
+        return self.norm(x) * self.scale(y)[:, :, None, None] + self.shift(y)[:, :, None, None]

@@ -12,7 +12,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..core.errors import GankitError
-from .blocks import LabelConditioning, MinibatchStd, activation, with_label
+from .blocks import ClassBatchNorm2d, LabelConditioning, MinibatchStd, activation, with_label
 
 
 def plan(size: int) -> tuple[int, int]:
@@ -42,6 +42,8 @@ class DCGANGenerator(nn.Module):
         dropout: float = 0.0,
         num_classes: int = 0,
         upsample: str = "transpose",
+        output: str = "tanh",
+        class_norm: bool = False,
     ) -> None:
         super().__init__()
         c_img, size, _ = image_shape
@@ -51,7 +53,7 @@ class DCGANGenerator(nn.Module):
         layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim + num_classes, w[0], base, 1, 0, bias=not batchnorm)]
         for i in range(n):
             if batchnorm:
-                layers.append(nn.BatchNorm2d(w[i]))
+                layers.append(ClassBatchNorm2d(w[i], num_classes) if class_norm and num_classes else nn.BatchNorm2d(w[i]))
             layers.append(activation(act))
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
@@ -61,13 +63,16 @@ class DCGANGenerator(nn.Module):
                 layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w[i], c_out, 3, 1, 1, bias=bias)]
             else:
                 layers.append(nn.ConvTranspose2d(w[i], c_out, 4, 2, 1, bias=bias))
-        layers.append(nn.Tanh())
+        # tanh reaches -1 and 1 only in the limit; "clamp" (hardtanh) gives exact black and white, as digits have
+        layers.append(nn.Tanh() if output == "tanh" else nn.Hardtanh())
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         """z (B, z_dim), y (B,) labels when conditional -> images (B, C, H, W) in [-1, 1]."""
-        z = with_label(z, y, self.num_classes)
-        return self.net(z[:, :, None, None])
+        h = with_label(z, y, self.num_classes)[:, :, None, None]
+        for layer in self.net:
+            h = layer(h, y) if isinstance(layer, ClassBatchNorm2d) else layer(h)
+        return h
 
 
 class DCGANDiscriminator(nn.Module):
