@@ -194,6 +194,7 @@ CONFIGS = {
     "missing-config": lambda tmp: ([str(tmp / "nope.yaml")], "nope.yaml does not exist"),
     "unknown-model-flag": lambda tmp: (["--model", "dcgna"], "unknown model 'dcgna' (did you mean 'dcgan'?)"),
     "bad-set": lambda tmp: (["--set", "train.steps"], "expected key=value"),
+    "negative-mbstd": lambda tmp: (["--set", "model.d_mbstd=-1"], "model.d_mbstd=-1: use 0 (off)"),
 }
 
 DATA = {f.__name__.removeprefix("case_"): f for f in [

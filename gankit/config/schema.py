@@ -56,7 +56,7 @@ class ModelConfig:
     max_channels: int = 1024
     g_upsample: Literal["transpose", "nearest", "nearest_last"] = "transpose"  # dcgan G's stride-2 layers
     g_output: Literal["tanh", "clamp"] = "tanh"  # dcgan G's last activation
-    g_class_norm: bool = False  # conditional dcgan G: class-conditional BatchNorm scales and shifts as well
+    g_class_norm: bool = False  # conditional dcgan G with BatchNorm: per-class BatchNorm scales and shifts as well
     d_mbstd: int = 0  # dcgan D: minibatch standard deviation over groups of this many images (0 = off)
     # MLP models
     g_hidden: tuple[int, ...] = (256, 512, 1024)

@@ -15,6 +15,7 @@ from typing import Any
 import torch.nn as nn
 
 from ..config.schema import Config, ModelConfig
+from ..core.errors import GankitError
 from ..core.registry import Registry
 from .blocks import add_spectral_norm, dcgan_init, sample_noise
 from .dcgan import DCGANDiscriminator, DCGANGenerator, plan
@@ -62,6 +63,9 @@ def model_defaults(name: str) -> dict[str, Any]:
 
 def _check_dcgan(cfg: Config) -> None:
     plan(cfg.data.image_size)
+    m = cfg.model
+    if m.d_mbstd < 0:
+        raise GankitError(f"model.d_mbstd={m.d_mbstd}: use 0 (off) or a group size such as 4")
 
 
 @model("dcgan", task="gan", fields=CONV_FIELDS | {"g_upsample", "g_output", "g_class_norm", "d_mbstd"}, check=_check_dcgan)

@@ -1,0 +1,55 @@
+"""Issue 13: score finished MNIST runs' checkpoints by the mean classifier FD of several sample sets.
+
+One set of 1,000 samples scores a G to about 10 %: the same G gave 4.66 to 5.18 with noise seeds 1-5. Comparing
+recipes at equal steps therefore scores each checkpoint with ``--sets`` sets (noise seeds 1..N) against the judge's
+fixed 1,000-image reference, and reports their mean, the sets and the ratio to the real held-out row (the judge,
+split and reference are ``time_to_quality.Judge``'s). Runs must have trained on the judge's 8,000 images, e.g.
+
+    gankit train --data mnist --split test --data-dir ../shared/data/mnist --set data.holdout=2000 \\
+        --threads 1 --steps 7004 --out runs/c5-base [--set ...]
+    python benchmarks/score_runs.py runs/c5-base runs/c5-base:step-0006000 --data-dir ../shared/data/mnist \\
+        --json benchmarks/results/ttq-steps/round4.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from time_to_quality import N, Judge  # noqa: E402
+
+from gankit.data.base import to_uint8  # noqa: E402
+from gankit.tasks import load  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", help="RUN_DIR or RUN_DIR:CHECKPOINT (default: latest)")
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--sets", type=int, default=5, help="sample sets of 1,000 (noise seeds 1..SETS)")
+    ap.add_argument("--json", help="add the scores to this JSON file (keyed by RUN[:CHECKPOINT])")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    judge = Judge(args.data_dir, 28, 8000)
+    out = json.loads(Path(args.json).read_text()) if args.json and Path(args.json).exists() else {}
+    for spec in args.runs:
+        run, _, ckpt = spec.partition(":")
+        g = load(run, ckpt or "latest")
+        sets = [judge.fd(to_uint8(g.sample(N, seed=k))) for k in range(1, args.sets + 1)]
+        mean = sum(sets) / len(sets)
+        row = {"step": g.step, "fd": round(mean, 3), "fd_sets": [round(f, 3) for f in sets],
+               "ratio": round(mean / judge.real_fd, 3), "real_fd": round(judge.real_fd, 3)}
+        print(spec, json.dumps(row), flush=True)
+        out[spec] = row
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
