@@ -100,8 +100,9 @@ def test_minibatch_std_sees_a_batch_without_variety():
     assert layer(torch.randn(6, 3, 5, 5)).shape == (6, 4, 5, 5)  # 6 does not divide by 4: one group of the whole batch
 
 
-def test_dcgan_discriminator_with_minibatch_std():
-    c = ModelConfig(z_dim=8, g_channels=8, d_channels=8, d_mbstd=4, num_classes=10)
+@pytest.mark.parametrize("conditioning", ["concat", "projection"])
+def test_dcgan_discriminator_with_minibatch_std(conditioning):
+    c = ModelConfig(z_dim=8, g_channels=8, d_channels=8, d_mbstd=4, num_classes=10, conditioning=conditioning)
     g, d = build_models(c, (1, 28, 28))
     y = torch.arange(8) % 10
     assert d(g(torch.randn(8, 8), y), y).shape == (8,)

@@ -4,6 +4,10 @@ G: z -> ConvTranspose 4x4 (or 7x7 for 28) -> [ConvTranspose(4, 2, 1), BN, ReLU] 
 D: [Conv(4, 2, 1), BN, LeakyReLU(0.2)] ... down to 4x4 (7x7 for 28) -> Conv to one logit. No BN on D's first layer.
 Widths double with depth from ``channels`` at the image end, capped at ``max_channels``; for 64x64 with 64 channels
 G is exactly the reference 100 -> 512 -> 256 -> 128 -> 64 -> 3.
+
+Options (all off by default, so the above stays the reference): G's stride-2 layers as nearest upsampling + 3x3 conv
+(``upsample``), a hardtanh output (``output="clamp"``), class-conditional BatchNorm in a conditional G
+(``class_norm``), and a minibatch-stddev feature map before D's last layer (``mbstd``).
 """
 
 from __future__ import annotations
@@ -106,8 +110,9 @@ class DCGANDiscriminator(nn.Module):
             c_in = w[i]
         if mbstd:
             layers.append(MinibatchStd(mbstd))
+            c_in += 1  # the spread feature map
         self.features = nn.Sequential(*layers)
-        self.head = nn.Conv2d(c_in + (1 if mbstd else 0), 1, base, 1, 0)
+        self.head = nn.Conv2d(c_in, 1, base, 1, 0)
         self.cond.set_features(c_in)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
