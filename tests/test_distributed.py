@@ -128,7 +128,7 @@ def test_conditional_batchnorm_ema_recipe_on_two_processes(tmp_path):
     two processes: rank 0's step-0 preview settles the EMA, and the other rank must hold the same tensors when the
     consistency check compares them."""
     cond = {**TINY, "model.g_batchnorm": True, "model.d_batchnorm": True, "model.num_classes": 10,
-            "train.ema_half_life": 1, "train.checkpoint_every": 4}
+            "model.g_class_norm": True, "train.ema_half_life": 1, "train.checkpoint_every": 4}
     run = tmp_path / "cond"
     _train2("--steps", "4", "--out", str(run), *_flags(cond))
     ema = load_file(str(run / "checkpoints" / "final" / "ema.safetensors"))

@@ -30,6 +30,7 @@ GAN_FIELDS = frozenset({"name", "z_dim", "noise", "num_classes", "conditioning",
 LAYER_FIELDS = frozenset({"g_batchnorm", "d_batchnorm", "g_activation", "d_activation", "g_dropout", "d_dropout"})
 CONV_FIELDS = GAN_FIELDS | LAYER_FIELDS | {"g_channels", "d_channels", "max_channels"}
 MLP_FIELDS = GAN_FIELDS | LAYER_FIELDS | {"g_hidden", "d_hidden"}
+DCGAN_FIELDS = CONV_FIELDS | {"g_upsample", "g_output", "g_class_norm", "d_mbstd"}  # the generic DCGAN's own options
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ def _check_dcgan(cfg: Config) -> None:
         raise GankitError(f"model.d_mbstd={m.d_mbstd}: use 0 (off) or a group size such as 4")
 
 
-@model("dcgan", task="gan", fields=CONV_FIELDS | {"g_upsample", "g_output", "g_class_norm", "d_mbstd"}, check=_check_dcgan)
+@model("dcgan", task="gan", fields=DCGAN_FIELDS, check=_check_dcgan)
 def _dcgan(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> tuple[nn.Module, nn.Module]:
     g = DCGANGenerator(c.z_dim, shape, c.g_channels, c.max_channels, c.g_batchnorm, c.g_activation, c.g_dropout, c.num_classes,
                        c.g_upsample, c.g_output, c.g_class_norm)
