@@ -33,6 +33,8 @@ def main() -> None:
     ap.add_argument("--data-dir", required=True)
     ap.add_argument("--sets", type=int, default=5, help="sample sets of 1,000 (noise seeds 1..SETS)")
     ap.add_argument("--json", help="add the scores to this JSON file (keyed by RUN[:CHECKPOINT])")
+    ap.add_argument("--per-class", action="store_true",
+                    help="conditional runs: also the share of 200 samples per class the judge assigns to the class asked for")
     args = ap.parse_args()
     torch.set_num_threads(1)
     judge = Judge(args.data_dir, 28, 8000)
@@ -40,10 +42,17 @@ def main() -> None:
     for spec in args.runs:
         run, _, ckpt = spec.partition(":")
         g = load(run, ckpt or "latest")
+        if g.num_classes and not g.class_counts:
+            # runs from before gankit recorded the training images per class: the judge's 8,000 are the same images
+            g.class_counts = torch.bincount(judge.train_data.labels, minlength=g.num_classes).tolist()
         sets = [judge.fd(to_uint8(g.sample(N, seed=k))) for k in range(1, args.sets + 1)]
         mean = sum(sets) / len(sets)
         row = {"step": g.step, "fd": round(mean, 3), "fd_sets": [round(f, 3) for f in sets],
                "ratio": round(mean / judge.real_fd, 3), "real_fd": round(judge.real_fd, 3)}
+        if args.per_class and g.num_classes:
+            acc = [float((judge.ext(to_uint8(g.sample(200, seed=10 + k, class_id=k)))[1].argmax(1) == k).mean())
+                   for k in range(g.num_classes)]
+            row.update(per_class=[round(a, 3) for a in acc], requested=round(sum(acc) / len(acc), 4))
         print(spec, json.dumps(row), flush=True)
         out[spec] = row
     if args.json:

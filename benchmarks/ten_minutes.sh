@@ -11,18 +11,10 @@ print('fp32 peak GFLOP/s (2 threads, 4096):', round(matmul_peak(torch.float32, 4
 rm -rf runs/item4-mnist
 .venv/bin/gankit train --data mnist --split test --data-dir ../shared/data/mnist --max-minutes 10 --set data.holdout=2000 --threads 2 --out runs/item4-mnist --no-progress
 uptime
-PYTHONPATH=. .venv/bin/python -c "
-import sys, json, torch; sys.path.insert(0, 'benchmarks'); from time_to_quality import Judge
-from gankit.tasks import load; from gankit.data.base import to_uint8
-j = Judge('../shared/data/mnist', 28, 8000); g = load('runs/item4-mnist')
-# FD of one set of 1,000 samples moves by up to 10 % with the noise seed alone (4.66-5.18 for one G): the mean of 5 sets.
-fds = [j.fd(to_uint8(g.sample(1000, seed=k))) for k in range(1, 6)]; s = json.load(open('runs/item4-mnist/summary.json'))
-out = {'steps': g.step, 'seconds': s['seconds'], 'fd': sum(fds) / 5, 'fd_each': [round(f, 3) for f in fds], 'real_fd': j.real_fd,
-       'judge_acc': j.ext.accuracy, 'side_share': s.get('side_share')}
-if g.num_classes:  # the share of each requested class the judge finds (200 samples per class)
-    acc = [float((j.ext(to_uint8(g.sample(200, seed=10 + k, class_id=k)))[1].argmax(1) == k).mean()) for k in range(g.num_classes)]
-    out.update(per_class=[round(a, 3) for a in acc], overall=sum(acc) / len(acc))
-print(json.dumps(out))"
+# FD of one set of 1,000 samples moves by up to 10 % with the noise seed alone: the mean of 5 sets, and for a
+# conditional G the share of each requested class the judge finds (200 samples per class)
+PYTHONPATH=. .venv/bin/python benchmarks/score_runs.py runs/item4-mnist --data-dir ../shared/data/mnist --per-class
+.venv/bin/python -c "import json; s = json.load(open('runs/item4-mnist/summary.json')); print({k: s.get(k) for k in ('step', 'seconds', 'side_share')})"
 .venv/bin/gankit sample runs/item4-mnist --n 100 --seed 1 --force --out benchmarks/results/mnist_dcgan_grid.png
 date; uptime
 [ "$1" = mnist ] && exit 0

@@ -129,6 +129,30 @@ def test_conditional_class_sampling(tmp_path, tiny_overrides):
     out = tmp_path / "three.npy"
     assert main(["sample", str(run.dir), "--n", "4", "--class", "3", "--out", str(out)]) == 0
     assert main(["sample", str(run.dir), "--n", "4", "--class", "12", "--out", str(tmp_path / "twelve.npy")]) == 2
+    # without --class, samples take the classes in the training images' proportions (128 digits: not equal counts)
+    from gankit.data import load_dataset
+    from gankit.tasks import load
+
+    cfg = resolve(overrides=_for_model(tiny_overrides, {"model.num_classes": 10}))
+    counts = torch.bincount(load_dataset(cfg.data).labels, minlength=10)
+    assert len(set(counts.tolist())) > 1
+    gen = load(run.dir)
+    assert gen.class_counts == counts.tolist()
+    drawn = torch.bincount(gen.labels(1000), minlength=10)
+    assert (drawn - 1000 * counts / counts.sum()).abs().max() <= 1
+
+
+def test_class_sequence_keeps_proportions_in_every_prefix():
+    from gankit.tasks.gan import class_sequence
+
+    assert class_sequence([5, 5, 5], 7).tolist() == [0, 1, 2, 0, 1, 2, 0]  # equal counts: classes in turn
+    counts = torch.tensor([30, 0, 10, 60])
+    seq = class_sequence(counts.tolist(), 500)
+    assert 1 not in seq.tolist()  # a class with no training images is never drawn
+    for n in (1, 9, 100, 333, 500):
+        drawn = torch.bincount(seq[:n], minlength=4)
+        assert torch.equal(class_sequence(counts.tolist(), n), seq[:n])
+        assert (drawn - n * counts / counts.sum()).abs().max() < 1, (n, drawn)
 
 
 def test_nan_stops_with_exit_3_and_keeps_checkpoint(tmp_path, tiny_overrides, capsys):

@@ -44,6 +44,13 @@ class ImageData:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def class_counts(self) -> list[int]:
+        """Images per class (index = class id); empty when the set has no classes or unlabelled images. Saved with
+        every run so a conditional G is sampled in the proportions it was trained on."""
+        if not self.num_classes or len(self) == 0 or bool((self.labels < 0).any()):
+            return []
+        return torch.bincount(self.labels.long(), minlength=self.num_classes).tolist()
+
     @property
     def shape(self) -> tuple[int, int, int]:
         """(C, H, W) of one image."""

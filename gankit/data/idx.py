@@ -285,7 +285,7 @@ def load_idx_dataset(name: str, cfg: DataConfig) -> ImageData:
 
 # gankit's recommended MNIST recipe beneath the user's config (configs/recommended/mnist-conditional.yaml spells it
 # out, with the measurements that chose it): MNIST has labels, so `--data mnist` trains the class-conditional DCGAN
-# (drawing classes in turn when no class is asked for) at the native 28x28, with an EMA of G. At the same CPU-minutes
+# (drawing classes in the training images' proportions when no class is asked for) at the native 28x28, with an EMA of G. At the same CPU-minutes
 # it reaches a 3x lower FD than the best unconditional recipe (configs/recommended/mnist.yaml, for unlabelled
 # MNIST-like data). A narrow D (32 channels) and a G twice as wide: a step costs 1.6x less than the 64-channel
 # DCGAN's, and the wider G keeps improving where a 32-channel one levels off. Class-conditional BatchNorm in G

@@ -4,7 +4,7 @@ update), sampling from a trained run, and its scores."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -104,6 +104,26 @@ class EMA:
         return self.model
 
 
+def class_sequence(counts: list[int], n: int) -> Tensor:
+    """n class labels for sampling a conditional G: classes in the proportions of ``counts`` (the training images per
+    class), interleaved so that every prefix keeps them too (class k's i-th turn comes at (i + 1/2) / counts[k], ties
+    to the lower class). Equal counts give the classes in turn, 0, 1, ..., K-1, 0, ...
+
+    Why proportions: a conditional G models p(x | y), and the data's p(x) is the mix over p(y). Samples with every
+    class equally often are not samples of the data's distribution; on MNIST (class 1 is 11.5 % of the images, class 5
+    9.0 %) scoring such samples against real images raised the classifier FD by 2-13 % (BENCHMARKS.md)."""
+    c = torch.tensor(counts, dtype=torch.float64)
+    if n <= 0:
+        return torch.zeros(0, dtype=torch.long)
+    if c.numel() == 0 or float(c.sum()) <= 0:
+        raise ValueError("class_sequence needs at least one class with images")
+    turns = (n * c / c.sum()).ceil().long() + 1  # enough turns per class for any n-prefix
+    keys = [(torch.arange(int(t), dtype=torch.float64) + 0.5) / ck for ck, t in zip(c.tolist(), turns) if ck > 0]
+    ids = [torch.full((int(t),), k) for k, (ck, t) in enumerate(zip(c.tolist(), turns)) if ck > 0]
+    order = torch.sort(torch.cat(keys), stable=True).indices  # stable: equal keys keep class order
+    return torch.cat(ids)[order[:n]].long()
+
+
 @torch.no_grad()
 def generate(g: nn.Module, z: Tensor, labels: Tensor | None = None, batch: int = 500) -> Tensor:
     """(N, z_dim) noise -> (N, C, H, W) float in [-1, 1] on the CPU, in batches so N can be large; G in eval mode for
@@ -131,6 +151,9 @@ class GANTask:
                     f"set model.num_classes={data.num_classes}"
                 )
         self.cfg, self.device, self.data, self.val = cfg, device, data, val
+        # training images per class: the proportions samples are drawn in (EMA statistics, training-time FD)
+        counts = data.class_counts() if m.num_classes else []
+        self.class_counts = counts + [0] * (m.num_classes - len(counts)) if counts else [1] * m.num_classes
         self._fd_ref = None
         self.image_shape = data.shape
         self.g, self.d = build_models(m, self.image_shape)
@@ -183,10 +206,11 @@ class GANTask:
         return self.ema.ready() if self.ema is not None else self.g
 
     def _standing_noise(self, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor | None]:
-        """Noise (and classes in turn) for the EMA's BatchNorm statistics, drawn on the CPU for every device alike."""
+        """Noise (and classes in the training proportions) for the EMA's BatchNorm statistics, drawn on the CPU for
+        every device alike."""
         m = self.cfg.model
         z = sample_noise(n, m.z_dim, m.noise, "cpu", gen).to(self.device)
-        return z, (torch.arange(n, device=self.device) % m.num_classes) if m.num_classes else None
+        return z, class_sequence(self.class_counts, n).to(self.device) if m.num_classes else None
 
     # -- one step ---------------------------------------------------------------------------------------------------
     def _real(self, batcher: Batcher) -> tuple[Tensor, Tensor | None]:
@@ -275,8 +299,7 @@ class GANTask:
             self._fd_ref = FDReference(ext, ref.images[pick])
             gen = torch.Generator().manual_seed(self.cfg.seed + 777)
             self._eval_z = sample_noise(n, self.cfg.model.z_dim, self.cfg.model.noise, "cpu", gen)
-            k = max(self.cfg.model.num_classes, 1)
-            self._eval_y = torch.arange(n) % k if self.cfg.model.num_classes else None
+            self._eval_y = class_sequence(self.class_counts, n) if self.cfg.model.num_classes else None
         return {"eval/fd": self._fd_ref(to_uint8(generate(self.sampler, self._eval_z, self._eval_y)))}
 
     def images_per_step(self) -> int:
@@ -331,6 +354,7 @@ class TrainedGenerator:
     class_names: list[str]
     step: int
     run_dir: Path
+    class_counts: list[int] = field(default_factory=list)  # training images per class; empty: classes in turn
 
     @property
     def num_classes(self) -> int:
@@ -341,7 +365,8 @@ class TrainedGenerator:
         return sample_noise(n, self.config.model.z_dim, self.config.model.noise, "cpu", gen)
 
     def labels(self, n: int, class_id: int | None = None) -> Tensor | None:
-        """Requested class for every sample, or classes in turn (0, 1, ..., K-1, 0, ...) for a conditional G."""
+        """Requested class for every sample, or for a conditional G the classes in the training data's proportions
+        (:func:`class_sequence`; in turn for runs that did not record them)."""
         if not self.num_classes:
             if class_id is not None:
                 raise GankitError(f"--class {class_id}: run {self.run_dir} is not conditional (model.num_classes=0)")
@@ -350,7 +375,8 @@ class TrainedGenerator:
             if not 0 <= class_id < self.num_classes:
                 raise GankitError(f"--class {class_id}: run {self.run_dir} has classes 0..{self.num_classes - 1}")
             return torch.full((n,), class_id, dtype=torch.long)
-        return torch.arange(n) % self.num_classes
+        counts = self.class_counts if len(self.class_counts) == self.num_classes else [1] * self.num_classes
+        return class_sequence(counts, n)
 
     def generate(self, z: Tensor, labels: Tensor | None = None, batch: int = 500) -> Tensor:
         """(N, z_dim) noise -> (N, C, H, W) float in [-1, 1]; batched so N can be large."""
@@ -392,7 +418,8 @@ def load_generator(ck: Checkpoint, run: TrainedRun) -> TrainedGenerator:
     g, _ = build_models(run.config.model, shape)  # type: ignore[arg-type]
     load_module(g, ck.tensors["ema" if "ema" in ck.tensors else "g"], "generator", ck)
     g.eval()
-    return TrainedGenerator(g, run.config, shape, list(run.meta.get("class_names", [])), run.step, run.run_dir)  # type: ignore[arg-type]
+    return TrainedGenerator(g, run.config, shape, list(run.meta.get("class_names", [])), run.step, run.run_dir,  # type: ignore[arg-type]
+                            [int(c) for c in run.meta.get("class_counts", [])])
 
 
 def evaluate_generator(

@@ -113,7 +113,8 @@ def set_up(cfg: Config, run: RunDir, resume: bool, data: ImageData | None, devic
         raise GankitError("no training budget: set train.steps, train.epochs or train.max_minutes (--steps/--epochs/--max-minutes)")
     shape = data.shape if data.targets is None else tuple(int(v) for v in data.targets.shape[1:])
     meta = {"image_shape": list(shape), "input_channels": int(data.images.shape[1]), "num_images": len(data),
-            "class_names": data.class_names, "recipe": MODELS.get(cfg.model.name).task, "device": str(device),
+            "class_names": data.class_names, "class_counts": data.class_counts(),
+            "recipe": MODELS.get(cfg.model.name).task, "device": str(device),
             "threads": torch.get_num_threads(), "world_size": ddp.world_size()}
     ckpt = Checkpointer(run.checkpoints, task, batcher, cfg.to_dict(), meta, cfg.train.keep_last, run.active)
     state = TrainState()
