@@ -135,3 +135,44 @@ def test_class_conditional_batchnorm_in_dcgan_generator():
         norms[0].shift.weight[3] += 1.0
         after = g(z, y)
     assert torch.equal(before[:3], after[:3]) and not torch.equal(before[3], after[3])
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_dense_transpose_is_the_transposed_conv(channels_last, bias):
+    from gankit.nets.blocks import DenseTranspose2d
+
+    torch.manual_seed(0)
+    fast = DenseTranspose2d(12, 8, 7, 1, 0, bias=bias)
+    ref = torch.nn.ConvTranspose2d(12, 8, 7, 1, 0, bias=bias)
+    ref.load_state_dict(fast.state_dict())  # the same parameters under the same names
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    fast, ref = fast.to(memory_format=fmt), ref.to(memory_format=fmt)
+    x = torch.randn(5, 12, 1, 1, requires_grad=True)
+    out = fast(x)
+    assert out.shape == (5, 8, 7, 7) and out.is_contiguous(memory_format=fmt)
+    torch.testing.assert_close(out, ref(x))
+    g_fast = torch.autograd.grad(out.square().sum(), [x, fast.weight])
+    g_ref = torch.autograd.grad(ref(x).square().sum(), [x, ref.weight])
+    for a, b in zip(g_fast, g_ref):
+        torch.testing.assert_close(a, b)
+    wide = torch.randn(2, 12, 3, 3)  # not a 1x1 input: the transposed conv itself
+    torch.testing.assert_close(fast(wide), ref(wide))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_label_planes_join_in_the_first_conv_layout(channels_last):
+    from gankit.nets.blocks import LabelConditioning
+
+    cond = LabelConditioning(10, "concat")
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(4, 1, 6, 6).contiguous(memory_format=fmt).requires_grad_()
+    y = torch.tensor([0, 3, 9, 3])
+    out = cond.join(x, y, fmt)
+    assert out.shape == (4, 11, 6, 6) and out.is_contiguous(memory_format=fmt)
+    planes = torch.nn.functional.one_hot(y, 10).float()[:, :, None, None].expand(-1, -1, 6, 6)
+    assert torch.equal(out, torch.cat([x, planes], 1))
+    (grad,) = torch.autograd.grad((out * torch.arange(11.0)[:, None, None]).sum(), [x], retain_graph=True)
+    assert torch.equal(grad, torch.zeros_like(x))  # channel 0 has weight 0 in the sum above
+    (grad,) = torch.autograd.grad(out[:, 0].sum(), [x])
+    assert torch.equal(grad, torch.ones_like(x))

@@ -44,9 +44,44 @@ def with_label(z: Tensor, y: Tensor | None, num_classes: int) -> Tensor:
     return torch.cat([z, one_hot(y, num_classes).to(z)], 1) if num_classes else z
 
 
-def label_planes(y: Tensor, num_classes: int, h: int, w: int) -> Tensor:
-    """(B,) labels -> (B, K, H, W) constant one-hot planes, concatenated to a conv D's input."""
-    return one_hot(y, num_classes)[:, :, None, None].expand(-1, -1, h, w)
+def join_planes(x: Tensor, v: Tensor, memory_format: torch.memory_format) -> Tensor:
+    """Images (B, C, H, W) joined by constant planes holding v (B, K) -> (B, C + K, H, W) in ``memory_format``.
+
+    Written into one tensor of the conv's memory format rather than ``torch.cat``: cat returns NCHW when x has one
+    channel (a 1-channel tensor is both layouts), and a channels_last conv then copied its whole input again."""
+    b, c, h, w = x.shape
+    out = torch.empty((b, c + v.shape[1], h, w), dtype=x.dtype, device=x.device, memory_format=memory_format)
+    out[:, :c] = x
+    out[:, c:] = v[:, :, None, None]
+    return out
+
+
+def first_format(module: nn.Module) -> torch.memory_format:
+    """The memory format of a module's first 4-d parameter (its first conv's weight): channels_last or contiguous."""
+    for p in module.parameters():
+        if p.ndim == 4:
+            return torch.channels_last if not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last) \
+                else torch.contiguous_format
+    return torch.contiguous_format
+
+
+class DenseTranspose2d(nn.ConvTranspose2d):
+    """DCGAN's first G layer, a transposed conv from a 1x1 input (z) to a k x k map, computed as the matrix product it
+    is. Parameters, state dict and results are nn.ConvTranspose2d's; on the CPU oneDNN ran the conv form 5x slower
+    and copied the weight to another layout on every call (BENCHMARKS.md, "Training speed"). Any other input shape
+    falls back to the transposed conv."""
+
+    def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
+        if x.ndim != 4 or x.shape[2] != 1 or x.shape[3] != 1 or output_size is not None or self.groups != 1 \
+                or self.stride != (1, 1) or self.padding != (0, 0) or self.output_padding != (0, 0):
+            return super().forward(x, output_size)
+        w, (cin, cout, kh, kw) = self.weight, self.weight.shape
+        z = x.reshape(x.shape[0], cin)
+        if w.is_contiguous():  # (Cin, Cout*kh*kw): the output comes out NCHW
+            out = (z @ w.reshape(cin, cout * kh * kw)).view(-1, cout, kh, kw)
+        else:  # a channels_last weight is (Cin, kh, kw, Cout) in memory: the output comes out channels_last
+            out = (z @ w.permute(0, 2, 3, 1).reshape(cin, kh * kw * cout)).view(-1, kh, kw, cout).permute(0, 3, 1, 2)
+        return out if self.bias is None else out + self.bias[:, None, None]
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -105,11 +140,12 @@ class LabelConditioning(nn.Module):
         if self.num_classes and not self.concat:
             self.projection = Projection(self.num_classes, features)
 
-    def join(self, x: Tensor, y: Tensor | None) -> Tensor:
+    def join(self, x: Tensor, y: Tensor | None, memory_format: torch.memory_format = torch.contiguous_format) -> Tensor:
+        """D's input with the class joined ("concat"); images come out in ``memory_format``, the first conv's."""
         if not self.concat:
             return x
         if x.ndim == 4:
-            return torch.cat([x, label_planes(y, self.num_classes, x.shape[2], x.shape[3]).to(x)], 1)
+            return join_planes(x, one_hot(y, self.num_classes).to(x), memory_format)
         return torch.cat([x, one_hot(y, self.num_classes).to(x)], 1)
 
     def logit(self, logit: Tensor, h: Tensor, y: Tensor | None) -> Tensor:

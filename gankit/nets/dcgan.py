@@ -16,7 +16,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..core.errors import GankitError
-from .blocks import ClassBatchNorm2d, LabelConditioning, MinibatchStd, activation, with_label
+from .blocks import ClassBatchNorm2d, DenseTranspose2d, LabelConditioning, MinibatchStd, activation, first_format, with_label
 
 
 def plan(size: int) -> tuple[int, int]:
@@ -54,7 +54,7 @@ class DCGANGenerator(nn.Module):
         self.z_dim, self.num_classes, self.image_shape = z_dim, num_classes, tuple(image_shape)
         base, n = plan(size)
         w = widths(channels, n, max_channels)[::-1]  # inner (widest) first
-        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim + num_classes, w[0], base, 1, 0, bias=not batchnorm)]
+        layers: list[nn.Module] = [DenseTranspose2d(z_dim + num_classes, w[0], base, 1, 0, bias=not batchnorm)]
         for i in range(n):
             if batchnorm:
                 layers.append(ClassBatchNorm2d(w[i], num_classes) if class_norm and num_classes else nn.BatchNorm2d(w[i]))
@@ -117,5 +117,5 @@ class DCGANDiscriminator(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """x (B, C, H, W) in [-1, 1] -> logits (B,)."""
-        h = self.features(self.cond.join(x, y))  # (B, F, base, base)
+        h = self.features(self.cond.join(x, y, first_format(self.features)))  # (B, F, base, base)
         return self.cond.logit(self.head(h).flatten(1).squeeze(1), h.sum((2, 3)), y)
