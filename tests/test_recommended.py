@@ -61,7 +61,8 @@ def test_recommended_differs_from_the_plain_defaults(no_data_set_defaults):
 
 
 # The keys the two recipes were measured apart on (BENCHMARKS.md "Time to quality"); everything else is shared.
-MEASURED_APART = ("model.num_classes", "model.g_channels", "model.d_channels", "model.g_class_norm", "train.ema_half_life")
+MEASURED_APART = ("model.num_classes", "model.g_channels", "model.d_channels", "model.g_class_norm", "train.ema_half_life",
+                  "train.batch_size")
 
 
 def test_recommended_conditional_is_the_unconditional_plus_labels():

@@ -16,7 +16,8 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..core.errors import GankitError
-from .blocks import ClassBatchNorm2d, DenseTranspose2d, LabelConditioning, MinibatchStd, activation, first_format, with_label
+from .blocks import (ClassBatchNorm2d, DenseTranspose2d, LabelConditioning, MinibatchStd, activation, first_format,
+                     with_label)
 
 
 def plan(size: int) -> tuple[int, int]:
