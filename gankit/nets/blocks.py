@@ -67,9 +67,9 @@ def first_format(module: nn.Module) -> torch.memory_format:
 
 class DenseTranspose2d(nn.ConvTranspose2d):
     """DCGAN's first G layer, a transposed conv from a 1x1 input (z) to a k x k map, computed as the matrix product it
-    is. Parameters, state dict and results are nn.ConvTranspose2d's; on the CPU oneDNN ran the conv form 5x slower
-    and copied the weight to another layout on every call (BENCHMARKS.md, "Training speed"). Any other input shape
-    falls back to the transposed conv."""
+    is. Parameters, state dict and results are nn.ConvTranspose2d's; on the CPU oneDNN ran the conv form 2.3-3x
+    slower and copied the weight to another layout on every call (BENCHMARKS.md, "Time to quality", fifth round).
+    Any other input shape falls back to the transposed conv."""
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
         if x.ndim != 4 or x.shape[2] != 1 or x.shape[3] != 1 or output_size is not None or self.groups != 1 \

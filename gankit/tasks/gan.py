@@ -111,7 +111,8 @@ def class_sequence(counts: list[int], n: int) -> Tensor:
 
     Why proportions: a conditional G models p(x | y), and the data's p(x) is the mix over p(y). Samples with every
     class equally often are not samples of the data's distribution; on MNIST (class 1 is 11.5 % of the images, class 5
-    9.0 %) scoring such samples against real images raised the classifier FD by 2-13 % (BENCHMARKS.md)."""
+    9.0 %) they scored a classifier FD 0-14 % higher than the same Gs' samples in proportion (BENCHMARKS.md, "Time
+    to quality", fifth round)."""
     c = torch.tensor(counts, dtype=torch.float64)
     if n <= 0:
         return torch.zeros(0, dtype=torch.long)
