@@ -142,6 +142,14 @@ def test_conditional_class_sampling(tmp_path, tiny_overrides):
     assert (drawn - 1000 * counts / counts.sum()).abs().max() <= 1
 
 
+def test_classes_without_images_are_never_drawn(tmp_path, tiny_overrides):
+    from gankit.tasks import load
+
+    run = _train(tmp_path, "c12", tiny_overrides, **{"train.steps": 1, "model.num_classes": 12})  # digits has 10
+    labels = load(run.dir).labels(500)
+    assert set(labels.tolist()) == set(range(10))
+
+
 def test_class_sequence_keeps_proportions_in_every_prefix():
     from gankit.tasks.gan import class_sequence
 

@@ -153,8 +153,8 @@ class GANTask:
                 )
         self.cfg, self.device, self.data, self.val = cfg, device, data, val
         # training images per class: the proportions samples are drawn in (EMA statistics, training-time FD)
-        counts = data.class_counts() if m.num_classes else []
-        self.class_counts = counts + [0] * (m.num_classes - len(counts)) if counts else [1] * m.num_classes
+        # (classes past the data's, when model.num_classes is larger, have no images and are never drawn)
+        self.class_counts = (data.class_counts() or [1] * m.num_classes) if m.num_classes else []
         self._fd_ref = None
         self.image_shape = data.shape
         self.g, self.d = build_models(m, self.image_shape)
@@ -376,7 +376,7 @@ class TrainedGenerator:
             if not 0 <= class_id < self.num_classes:
                 raise GankitError(f"--class {class_id}: run {self.run_dir} has classes 0..{self.num_classes - 1}")
             return torch.full((n,), class_id, dtype=torch.long)
-        counts = self.class_counts if len(self.class_counts) == self.num_classes else [1] * self.num_classes
+        counts = self.class_counts if 0 < len(self.class_counts) <= self.num_classes else [1] * self.num_classes
         return class_sequence(counts, n)
 
     def generate(self, z: Tensor, labels: Tensor | None = None, batch: int = 500) -> Tensor:
