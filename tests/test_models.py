@@ -158,6 +158,10 @@ def test_dense_transpose_is_the_transposed_conv(channels_last, bias):
         torch.testing.assert_close(a, b)
     wide = torch.randn(2, 12, 3, 3)  # not a 1x1 input: the transposed conv itself
     torch.testing.assert_close(fast(wide), ref(wide))
+    spread = DenseTranspose2d(12, 8, 3, 1, 0, dilation=2)  # a dilated kernel is not a plain matrix product
+    plain = torch.nn.ConvTranspose2d(12, 8, 3, 1, 0, dilation=2)
+    plain.load_state_dict(spread.state_dict())
+    torch.testing.assert_close(spread(x), plain(x))
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

@@ -73,7 +73,8 @@ class DenseTranspose2d(nn.ConvTranspose2d):
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
         if x.ndim != 4 or x.shape[2] != 1 or x.shape[3] != 1 or output_size is not None or self.groups != 1 \
-                or self.stride != (1, 1) or self.padding != (0, 0) or self.output_padding != (0, 0):
+                or self.stride != (1, 1) or self.padding != (0, 0) or self.output_padding != (0, 0) \
+                or self.dilation != (1, 1):
             return super().forward(x, output_size)
         w, (cin, cout, kh, kw) = self.weight, self.weight.shape
         z = x.reshape(x.shape[0], cin)
