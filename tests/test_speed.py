@@ -243,6 +243,49 @@ def test_restored_adam_moments_take_their_parameters_layout():
     assert torch.equal(two_steps(False), two_steps(True))
 
 
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_layout_adam_updates_channels_last_weights_as_adam_does(monkeypatch, amsgrad):
+    """gankit's Adam hands the fused kernel flat views of channels_last tensors (no contiguous copies): the same
+    update as torch's fused and per-parameter Adam, bit for bit, and the flat path is really taken."""
+    import gankit.optim as optim
+
+    flattened, plain_order = [], optim.memory_order
+    monkeypatch.setattr(optim, "memory_order", lambda t: flattened.append(tuple(t.shape)) or plain_order(t))
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(8, 4, 3, 3), (6, 5, 4, 4), (7,)]
+    start = [torch.randn(s, generator=gen) for s in shapes]
+    grads = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(3)]
+    cl = (lambda t: t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t.clone())
+
+    def train(make) -> list[torch.Tensor]:
+        ps = [torch.nn.Parameter(cl(w)) for w in start]
+        opt = make(ps)
+        for gs in grads:
+            for p, g in zip(ps, gs):
+                p.grad = cl(g)
+            opt.step()
+        return [p.detach() for p in ps]
+
+    kw = dict(lr=1e-2, betas=(0.5, 0.99), weight_decay=1e-3, amsgrad=amsgrad)
+    ours = train(lambda ps: optim.LayoutAdam(ps, fused=True, **kw))
+    assert sorted(set(flattened)) == [(6, 5, 4, 4), (8, 4, 3, 3)]  # each tensor of both 4-d weights, each step
+    assert ours[0].is_contiguous(memory_format=torch.channels_last) and not ours[0].is_contiguous()
+    for reference in (train(lambda ps: torch.optim.Adam(ps, fused=True, **kw)),
+                      train(lambda ps: torch.optim.Adam(ps, foreach=False, **kw))):
+        assert all(torch.equal(a, b) for a, b in zip(ours, reference))
+
+
+def test_memory_order_views_dense_tensors_only():
+    from gankit.optim import memory_order
+
+    x = torch.arange(2 * 3 * 4 * 5.0).view(2, 3, 4, 5)
+    cl = x.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(memory_order(cl), cl.permute(0, 2, 3, 1).reshape(-1))
+    assert memory_order(cl).data_ptr() == cl.data_ptr()  # a view, not a copy
+    assert torch.equal(memory_order(x), x.reshape(-1))
+    assert memory_order(x[:, :, :2]) is None  # a slice has holes
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 def test_all_finite_finds_one_bad_value(bad):
     from gankit.training.parts import all_finite
