@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 import gankit
 from gankit.cli import main
 from gankit.config.layering import resolve
+from gankit.data.base import to_uint8
 
 
 def _for_model(tiny, extra):
@@ -113,6 +114,7 @@ def test_sample_api_and_cli(tmp_path, tiny_overrides):
     assert main(["sample", str(run.dir), "--n", "20", "--out", str(npy)]) == 0
     arr = np.load(npy, allow_pickle=False)
     assert arr.shape == (20, 16, 16, 1) and arr.dtype == np.uint8
+    assert not (tmp_path / "s.labels.npy").exists()  # an unconditional G has no classes to record
     assert main(["sample", str(run.dir), "--n", "20", "--out", str(tmp_path / "again.npy")]) == 0
     assert np.array_equal(arr, np.load(tmp_path / "again.npy"))
     png = tmp_path / "grid.png"
@@ -140,6 +142,20 @@ def test_conditional_class_sampling(tmp_path, tiny_overrides):
     assert gen.class_counts == counts.tolist()
     drawn = torch.bincount(gen.labels(1000), minlength=10)
     assert (drawn - 1000 * counts / counts.sum()).abs().max() <= 1
+    # the .npy's classes lie beside it, row for row: those drawn above, or the one asked for
+    assert np.load(tmp_path / "three.labels.npy").tolist() == [3] * 4
+    assert main(["sample", str(run.dir), "--n", "50", "--seed", "2", "--out", str(tmp_path / "mix.npy")]) == 0
+    labels = np.load(tmp_path / "mix.labels.npy", allow_pickle=False)
+    assert labels.tolist() == gen.labels(50).tolist() and labels.dtype == np.int64
+    images = np.load(tmp_path / "mix.npy")
+    again = gen.generate(gen.noise(50, 2), torch.from_numpy(labels))
+    assert np.array_equal(images, to_uint8(again).permute(0, 2, 3, 1).numpy())
+    # an existing labels file is not overwritten without --force, and nothing is written
+    (tmp_path / "new.labels.npy").write_bytes(b"keep")
+    assert main(["sample", str(run.dir), "--n", "4", "--out", str(tmp_path / "new.npy")]) == 2
+    assert not (tmp_path / "new.npy").exists() and (tmp_path / "new.labels.npy").read_bytes() == b"keep"
+    assert main(["sample", str(run.dir), "--n", "4", "--out", str(tmp_path / "new.npy"), "--force"]) == 0
+    assert np.load(tmp_path / "new.labels.npy").shape == (4,)
 
 
 def test_classes_without_images_are_never_drawn(tmp_path, tiny_overrides):

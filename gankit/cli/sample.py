@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..core.errors import GankitError
+from ..core.io import refuse_existing
 from .common import add_force_flag, make_parent, out_file
 
 
@@ -15,11 +17,6 @@ def _generator(args: argparse.Namespace):  # -> TrainedGenerator
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    import io
-
-    import numpy as np
-
-    from ..core.io import atomic_write_bytes
     from ..data.base import to_uint8
     from ..viz import save_grid
 
@@ -27,17 +24,41 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise GankitError(f"--n must be > 0, got {args.n}")
     out = out_file(args.out, (".png", ".npy"), args.force)
     gen = _generator(args)
-    x = gen.sample(args.n, seed=args.seed, class_id=args.class_id)
+    npy = out.suffix.lower() == ".npy"
+    # a conditional G's classes go beside the array (row i of one is the class of image i of the other): without
+    # --class they follow the training data's proportions, which a script reading the array cannot know
+    labels_out = labels_file(out) if npy and gen.num_classes else None
+    if labels_out is not None:
+        refuse_existing([labels_out], args.force)
+    labels = gen.labels(args.n, args.class_id)
+    x = gen.generate(gen.noise(args.n, args.seed), labels)
     make_parent(out)
-    if out.suffix.lower() == ".npy":
-        arr = to_uint8(x).permute(0, 2, 3, 1).contiguous().numpy()  # (N, H, W, C) uint8
-        buf = io.BytesIO()
-        np.save(buf, arr)
-        atomic_write_bytes(out, buf.getvalue())
+    if npy:
+        save_npy(out, to_uint8(x).permute(0, 2, 3, 1).contiguous().numpy())  # (N, H, W, C) uint8
+        if labels_out is not None:
+            save_npy(labels_out, labels.numpy())
     else:
         save_grid(x, out)
-    print(f"wrote {args.n} samples from {gen.run_dir} (step {gen.step}) to {out}")
+    print(f"wrote {args.n} samples from {gen.run_dir} (step {gen.step}) to {out}"
+          + (f", their classes to {labels_out}" if labels_out is not None else ""))
     return 0
+
+
+def labels_file(out: Path) -> Path:
+    """Where ``gankit sample --out X.npy`` puts a conditional G's classes: X.labels.npy."""
+    return out.with_name(out.stem + ".labels.npy")
+
+
+def save_npy(path: Path, arr) -> None:
+    import io
+
+    import numpy as np
+
+    from ..core.io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
@@ -64,7 +85,8 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("sample", help="draw samples from a trained run: .png grid or .npy uint8 (N, H, W, C)")
+    s = sub.add_parser("sample", help="draw samples from a trained run: .png grid or .npy uint8 (N, H, W, C); "
+                                          "a conditional run's classes go to X.labels.npy beside X.npy")
     s.add_argument("run")
     s.add_argument("--n", type=int, default=64)
     s.add_argument("--out", required=True)
