@@ -62,7 +62,7 @@ def test_recommended_differs_from_the_plain_defaults(no_data_set_defaults):
 
 # The keys the two recipes were measured apart on (BENCHMARKS.md "Time to quality"); everything else is shared.
 MEASURED_APART = ("model.num_classes", "model.g_channels", "model.d_channels", "model.g_class_norm", "train.ema_half_life",
-                  "train.batch_size", "optim.lr_g", "optim.lr_d")
+                  "train.batch_size")
 
 
 def test_recommended_conditional_is_the_unconditional_plus_labels():
