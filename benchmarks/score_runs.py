@@ -23,6 +23,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from time_to_quality import N, Judge  # noqa: E402
 
+FOLDER_N = 500  # a 3,781-image folder: 1,000 held out, half reference, half the real row
+
+from gankit.config import DataConfig  # noqa: E402
 from gankit.data.base import to_uint8  # noqa: E402
 from gankit.tasks import load  # noqa: E402
 
@@ -35,9 +38,14 @@ def main() -> None:
     ap.add_argument("--json", help="add the scores to this JSON file (keyed by RUN[:CHECKPOINT])")
     ap.add_argument("--per-class", action="store_true",
                     help="conditional runs: also the share of 200 samples per class the judge assigns to the class asked for")
+    ap.add_argument("--folder", action="store_true",
+                    help="--data-dir is a class-folder set (benchmarks/emoji_folder.py) at 64x64, the runs trained with "
+                         "data.split=all data.holdout=1000; sets and reference are then of 500")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    judge = Judge(args.data_dir, 28, 8000)
+    n = FOLDER_N if args.folder else N
+    judge = (Judge(args.data_dir, 64, 0, DataConfig(name="folder", dir=args.data_dir, split="all", image_size=64), n)
+             if args.folder else Judge(args.data_dir, 28, 8000))
     out = json.loads(Path(args.json).read_text()) if args.json and Path(args.json).exists() else {}
     for spec in args.runs:
         run, _, ckpt = spec.partition(":")
@@ -45,7 +53,7 @@ def main() -> None:
         if g.num_classes and not g.class_counts:
             # runs from before gankit recorded the training images per class: the judge's 8,000 are the same images
             g.class_counts = torch.bincount(judge.train_data.labels, minlength=g.num_classes).tolist()
-        sets = [judge.fd(to_uint8(g.sample(N, seed=k))) for k in range(1, args.sets + 1)]
+        sets = [judge.fd(to_uint8(g.sample(n, seed=k))) for k in range(1, args.sets + 1)]
         mean = sum(sets) / len(sets)
         row = {"step": g.step, "fd": round(mean, 3), "fd_sets": [round(f, 3) for f in sets],
                "ratio": round(mean / judge.real_fd, 3), "real_fd": round(judge.real_fd, 3)}

@@ -181,13 +181,17 @@ def main() -> int:
 class Judge:
     """The held-out split, the reference, the real row and the classifier that scores samples (see the docstring)."""
 
-    def __init__(self, data_dir: str, size: int, train_images: int) -> None:
-        full = load_dataset(DataConfig(name="mnist", dir=data_dir, split="test", image_size=size))
-        part, held = holdout_split(full, 2 * N)
+    def __init__(self, data_dir: str, size: int, train_images: int, data: DataConfig | None = None,
+                 n: int = N) -> None:
+        """``data``: another labelled data set than MNIST's test split (a class-folder set, ``data.split=all``); the
+        runs must then have trained with ``data.holdout=2n``, which keeps out the same images as the judge's."""
+        data = data or DataConfig(name="mnist", dir=data_dir, split="test", image_size=size)
+        full = load_dataset(data)
+        part, held = holdout_split(full, 2 * n)
         perm = torch.randperm(len(held), generator=torch.Generator().manual_seed(1))
-        self.ref, self.real = held.subset(perm[:N]), held.subset(perm[N:])
+        self.ref, self.real = held.subset(perm[:n]), held.subset(perm[n:])
         self.train_data = part
-        if train_images < len(part):
+        if 0 < train_images < len(part):  # 0: all
             pick = torch.randperm(len(part), generator=torch.Generator().manual_seed(2))[:train_images]
             self.train_data = part.subset(pick.sort().values)
         t0 = time.perf_counter()
