@@ -38,15 +38,16 @@ def main() -> None:
     ap.add_argument("--json", help="add the scores to this JSON file (keyed by RUN[:CHECKPOINT])")
     ap.add_argument("--per-class", action="store_true",
                     help="conditional runs: also the share of 200 samples per class the judge assigns to the class asked for")
-    ap.add_argument("--folder", action="store_true",
-                    help="--data-dir is a class-folder set (benchmarks/emoji_folder.py) at 64x64, the runs trained with "
-                         "data.split=all data.holdout=1000; sets and reference are then of 500")
+    ap.add_argument("--folder", type=int, metavar="SIZE",
+                    help="--data-dir is a class-folder set (benchmarks/emoji_folder.py) the runs trained on at SIZE x SIZE "
+                         "with data.split=all data.holdout=1000; sets and reference are then of 500")
     args = ap.parse_args()
     torch.set_num_threads(1)
     n = FOLDER_N if args.folder else N
-    judge = (Judge(args.data_dir, 64, 0, DataConfig(name="folder", dir=args.data_dir, split="all", image_size=64), n)
+    judge = (Judge(args.data_dir, args.folder, 0,
+                   DataConfig(name="folder", dir=args.data_dir, split="all", image_size=args.folder), n)
              if args.folder else Judge(args.data_dir, 28, 8000))
-    out = json.loads(Path(args.json).read_text()) if args.json and Path(args.json).exists() else {}
+    out: dict = {}
     for spec in args.runs:
         run, _, ckpt = spec.partition(":")
         g = load(run, ckpt or "latest")
@@ -63,9 +64,10 @@ def main() -> None:
             row.update(per_class=[round(a, 3) for a in acc], requested=round(sum(acc) / len(acc), 4))
         print(spec, json.dumps(row), flush=True)
         out[spec] = row
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+    if args.json:  # read again just before writing: another scoring may have added its runs meanwhile
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**(json.loads(path.read_text()) if path.exists() else {}), **out}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
