@@ -51,6 +51,22 @@ def images_by_category(index: list[dict]) -> dict[str, str]:
     return out
 
 
+def write_folder(tgz: Path, out: Path) -> dict[str, int]:
+    """The package's images, one folder per category under ``out``; returns images per folder."""
+    counts: dict[str, int] = {}
+    with tarfile.open(tgz) as tar:
+        wanted = images_by_category(json.load(tar.extractfile("package/emoji.json")))
+        for m in tar.getmembers():
+            name = m.name[len(IMAGES):] if m.name.startswith(IMAGES) else None
+            if not m.isfile() or name not in wanted:
+                continue
+            cat = folder_name(wanted[name])
+            (out / cat).mkdir(parents=True, exist_ok=True)
+            (out / cat / name).write_bytes(tar.extractfile(m).read())
+            counts[cat] = counts.get(cat, 0) + 1
+    return counts
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="the folder to write (must not exist, or be empty)")
@@ -62,18 +78,7 @@ def main() -> int:
         return 2
     # a file already at the destination with the pinned digest is used as it is (no network)
     tgz = fetch(URL, Path(args.tgz) if args.tgz else cache_dir() / "emoji" / Path(URL).name, sha256=SHA256)
-    with tarfile.open(tgz) as tar:
-        index = json.load(tar.extractfile("package/emoji.json"))
-        wanted = images_by_category(index)
-        counts: dict[str, int] = {}
-        for m in tar.getmembers():
-            name = m.name[len(IMAGES):] if m.name.startswith(IMAGES) else None
-            if not m.isfile() or name not in wanted:
-                continue
-            cat = folder_name(wanted[name])
-            (out / cat).mkdir(parents=True, exist_ok=True)
-            (out / cat / name).write_bytes(tar.extractfile(m).read())
-            counts[cat] = counts.get(cat, 0) + 1
+    counts = write_folder(tgz, out)
     print(f"{sum(counts.values())} images in {len(counts)} class folders under {out}: "
           + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return 0
