@@ -23,7 +23,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from gankit.core.io import cache_dir
+from gankit.core.io import cache_dir, sha256_file
 from gankit.data.download import fetch
 
 URL = "https://registry.npmjs.org/emoji-datasource-google/-/emoji-datasource-google-16.0.0.tgz"
@@ -32,9 +32,12 @@ IMAGES = "package/img/google/64/"
 SKIP = {"Component"}
 
 
+IMAGE_NAME = re.compile(r"[0-9a-f]+(-[0-9a-f]+)*\.png")  # '1f44b-1f3fb.png': never a path out of the folder
+
+
 def folder_name(category: str) -> str:
     """'Smileys & Emotion' -> 'smileys-emotion': a plain folder name that sorts like the category."""
-    return re.sub(r"[^a-z0-9]+", "-", category.lower()).strip("-")
+    return re.sub(r"[^a-z0-9]+", "-", category.lower()).strip("-") or "other"
 
 
 def images_by_category(index: list[dict]) -> dict[str, str]:
@@ -55,12 +58,15 @@ def write_folder(tgz: Path, out: Path) -> dict[str, int]:
     """The package's images, one folder per category under ``out``; returns images per folder."""
     counts: dict[str, int] = {}
     with tarfile.open(tgz) as tar:
-        wanted = images_by_category(json.load(tar.extractfile("package/emoji.json")))
+        index = tar.extractfile("package/emoji.json")
+        if index is None:
+            raise ValueError(f"{tgz}: package/emoji.json is not a file")
+        wanted = images_by_category(json.load(index))
         for m in tar.getmembers():
             name = m.name[len(IMAGES):] if m.name.startswith(IMAGES) else None
-            if not m.isfile() or name not in wanted:
+            if not m.isfile() or name not in wanted or not IMAGE_NAME.fullmatch(name):
                 continue
-            cat = folder_name(wanted[name])
+            cat = folder_name(wanted.pop(name))  # popped: a name twice in the archive counts once
             (out / cat).mkdir(parents=True, exist_ok=True)
             (out / cat / name).write_bytes(tar.extractfile(m).read())
             counts[cat] = counts.get(cat, 0) + 1
@@ -73,8 +79,12 @@ def main() -> int:
     ap.add_argument("--tgz", help="the package file, if already here (checked against the pinned sha256)")
     args = ap.parse_args()
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        print(f"error: --out {out} is not empty; give a new folder", file=sys.stderr)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        print(f"error: --out {out} is not an empty folder; give a new folder", file=sys.stderr)
+        return 2
+    if args.tgz and not (Path(args.tgz).is_file() and sha256_file(args.tgz) == SHA256):
+        print(f"error: --tgz {args.tgz} is not emoji-datasource-google 16.0.0 (sha256 {SHA256}); "
+              "leave --tgz out to download it", file=sys.stderr)
         return 2
     # a file already at the destination with the pinned digest is used as it is (no network)
     tgz = fetch(URL, Path(args.tgz) if args.tgz else cache_dir() / "emoji" / Path(URL).name, sha256=SHA256)

@@ -1,4 +1,5 @@
-"""Issue 13: score finished MNIST runs' checkpoints by the mean classifier FD of several sample sets.
+"""Issue 13: score finished runs' checkpoints by the mean classifier FD of several sample sets (MNIST runs, or with
+``--folder SIZE`` runs on a class-folder set such as benchmarks/emoji_folder.py's, where sets are of 500).
 
 One set of 1,000 samples scores a G to about 10 %: the same G gave 4.66 to 5.18 with noise seeds 1-5. Comparing
 recipes at equal steps therefore scores each checkpoint with ``--sets`` sets (noise seeds 1..N) against the judge's
@@ -23,18 +24,20 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from time_to_quality import N, Judge  # noqa: E402
 
-FOLDER_N = 500  # a 3,781-image folder: 1,000 held out, half reference, half the real row
-
 from gankit.config import DataConfig  # noqa: E402
+from gankit.core.io import atomic_write_bytes  # noqa: E402
 from gankit.data.base import to_uint8  # noqa: E402
 from gankit.tasks import load  # noqa: E402
+from gankit.training.rundir import load_run_config  # noqa: E402
+
+FOLDER_N = 500  # a 3,781-image folder: 1,000 held out, half reference, half the real row
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", help="RUN_DIR or RUN_DIR:CHECKPOINT (default: latest)")
     ap.add_argument("--data-dir", required=True)
-    ap.add_argument("--sets", type=int, default=5, help="sample sets of 1,000 (noise seeds 1..SETS)")
+    ap.add_argument("--sets", type=int, default=5, help="sample sets of 1,000, or 500 with --folder (noise seeds 1..SETS)")
     ap.add_argument("--json", help="add the scores to this JSON file (keyed by RUN[:CHECKPOINT])")
     ap.add_argument("--per-class", action="store_true",
                     help="conditional runs: also the share of 200 samples per class the judge assigns to the class asked for")
@@ -50,6 +53,13 @@ def main() -> None:
     out: dict = {}
     for spec in args.runs:
         run, _, ckpt = spec.partition(":")
+        if args.folder:  # the judge's reference must be images the run never trained on
+            d = load_run_config(Path(run)).data
+            if (d.name, d.split, d.holdout, d.image_size) != ("folder", "all", 2 * n, args.folder) or \
+                    Path(d.dir or "").resolve() != Path(args.data_dir).resolve():
+                sys.exit(f"error: {run} trained on {d.name} {d.dir} split={d.split} holdout={d.holdout} at "
+                         f"{d.image_size}; --folder {args.folder} judges runs on {args.data_dir} split=all "
+                         f"holdout={2 * n} at {args.folder}")
         g = load(run, ckpt or "latest")
         if g.num_classes and not g.class_counts:
             # runs from before gankit recorded the training images per class: the judge's 8,000 are the same images
@@ -57,7 +67,12 @@ def main() -> None:
         sets = [judge.fd(to_uint8(g.sample(n, seed=k))) for k in range(1, args.sets + 1)]
         mean = sum(sets) / len(sets)
         row = {"step": g.step, "fd": round(mean, 3), "fd_sets": [round(f, 3) for f in sets],
-               "ratio": round(mean / judge.real_fd, 3), "real_fd": round(judge.real_fd, 3)}
+               "ratio": round(mean / judge.real_fd, 3), "real_fd": round(judge.real_fd, 3),
+               "judge_accuracy": round(judge.ext.accuracy, 4)}
+        summary = Path(run) / "summary.json"
+        if summary.exists():  # how the run spent its time (a finished run)
+            done = json.loads(summary.read_text())
+            row.update({k: done[k] for k in ("seconds", "side_share") if k in done})
         if args.per_class and g.num_classes:
             acc = [float((judge.ext(to_uint8(g.sample(200, seed=10 + k, class_id=k)))[1].argmax(1) == k).mean())
                    for k in range(g.num_classes)]
@@ -67,7 +82,8 @@ def main() -> None:
     if args.json:  # read again just before writing: another scoring may have added its runs meanwhile
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({**(json.loads(path.read_text()) if path.exists() else {}), **out}, indent=1) + "\n")
+        merged = {**(json.loads(path.read_text()) if path.exists() else {}), **out}
+        atomic_write_bytes(path, (json.dumps(merged, indent=1) + "\n").encode())  # never half a file to read
 
 
 if __name__ == "__main__":

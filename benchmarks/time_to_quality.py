@@ -183,8 +183,9 @@ class Judge:
 
     def __init__(self, data_dir: str, size: int, train_images: int, data: DataConfig | None = None,
                  n: int = N) -> None:
-        """``data``: another labelled data set than MNIST's test split (a class-folder set, ``data.split=all``); the
-        runs must then have trained with ``data.holdout=2n``, which keeps out the same images as the judge's."""
+        """``data``: another labelled data set than MNIST's test split (a class-folder set, ``data.split=all``; its
+        own ``image_size`` then applies, not ``size``); the runs must then have trained with ``data.holdout=2n``,
+        which keeps out the same images as the judge's."""
         data = data or DataConfig(name="mnist", dir=data_dir, split="test", image_size=size)
         full = load_dataset(data)
         part, held = holdout_split(full, 2 * n)
@@ -195,7 +196,7 @@ class Judge:
             pick = torch.randperm(len(part), generator=torch.Generator().manual_seed(2))[:train_images]
             self.train_data = part.subset(pick.sort().values)
         t0 = time.perf_counter()
-        self.ext = build_extractor("classifier", part)  # always the 8,000, whatever the GAN trains on
+        self.ext = build_extractor("classifier", part)  # all the images outside the holdout, whatever the GAN trains on
         self.judge_images = len(part)
         self.seconds = time.perf_counter() - t0
         self.f_ref = self.ext(self.ref.images)[0]

@@ -37,7 +37,10 @@ def _package(path: Path) -> None:
              IMAGES + "1f600.png": _png((255, 200, 0, 255)), IMAGES + "1f44b.png": _png((200, 150, 100, 255)),
              IMAGES + "1f44b-1f3fb.png": _png((250, 220, 200, 255)), IMAGES + "1f3fb.png": _png((250, 220, 200, 255)),
              IMAGES + "1f44b-1f3ff.png": _png((90, 60, 40, 255)), IMAGES + "1f9ff.png": _png((0, 0, 255, 0)),
-             "package/img/google/sheets/64.png": _png((0, 0, 0, 255))}
+             "package/img/google/sheets/64.png": _png((0, 0, 0, 255)),
+             IMAGES + "../../../escape.png": _png((0, 0, 0, 255))}  # listed below: must still not leave the folder
+    index.append({"image": "../../../escape.png", "category": "Symbols", "has_img_google": True})
+    files["package/emoji.json"] = json.dumps(index).encode()
     with tarfile.open(path, "w:gz") as tar:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
@@ -56,6 +59,7 @@ def test_package_becomes_labelled_class_folders(tmp_path: Path):
     # the skin-tone variant with a Google image goes with its emoji; swatches, images the index says Google lacks,
     # and sheets are left out
     assert counts == {"people-body": 2, "smileys-emotion": 1}
+    assert not (tmp_path / "escape.png").exists() and not list(tmp_path.rglob("escape.png"))
     assert sorted(p.name for p in (tmp_path / "emoji" / "people-body").iterdir()) == ["1f44b-1f3fb.png", "1f44b.png"]
     data = load_dataset(DataConfig(name="folder", dir=str(tmp_path / "emoji"), split="all", image_size=32))
     assert data.class_names == ["people-body", "smileys-emotion"]
