@@ -30,8 +30,6 @@ URL = "https://registry.npmjs.org/emoji-datasource-google/-/emoji-datasource-goo
 SHA256 = "fb5fd131b362aab7a55542d2a147a79708cce0a8b1c1bbacd470172708b5c438"
 IMAGES = "package/img/google/64/"
 SKIP = {"Component"}
-
-
 IMAGE_NAME = re.compile(r"[0-9a-f]+(-[0-9a-f]+)*\.png")  # '1f44b-1f3fb.png': never a path out of the folder
 
 
