@@ -4,6 +4,10 @@ training step of the image-folder recipe at 64x64.
 One process builds the recipe's GAN at each width with ``train.augment=ada``, fixes p (no adaptation), and times
 steps with the augmentation on and off, alternating rounds so both see the same machine; medians of the rounds.
 
+It also times the augmentation alone, as a step uses it (two batches forward, for D, and one forward and backward,
+for G), against the way gankit computed it before 2026-11-30 (the three colour ops one after another, translation
+by advanced indexing), alternating the two in one process, at the folder recipe's shape and at MNIST's.
+
     python benchmarks/augment_cost.py [--threads 1] [--p 0.8] [--json benchmarks/results/augment_cost.json]
 """
 
@@ -24,8 +28,65 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_speed import build  # noqa: E402
 
 from gankit.config.layering import resolve  # noqa: E402
+from gankit.data.augment import (  # noqa: E402
+    AUG_OPS, Augment, brightness, contrast, cutout, cutout_size, saturation, translation_shift)
 
 RECIPE = Path(__file__).resolve().parent.parent / "gankit" / "configs" / "recommended" / "folder-64.yaml"
+
+
+def translate_by_index(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """The baseline: gankit's translation before 2026-11-30 (one advanced index moving whole pixels; its backward is
+    an accumulating index_put). Same output as ``gankit.data.augment.translate``."""
+    b, _, h, w = x.shape
+    rows = torch.arange(h).view(1, h) - shift[:, :1]
+    cols = torch.arange(w).view(1, w) - shift[:, 1:]
+    inside = ((rows >= 0) & (rows < h)).view(b, h, 1, 1) & ((cols >= 0) & (cols < w)).view(b, 1, w, 1)
+    bidx = torch.arange(b).view(b, 1, 1)
+    out = x.permute(0, 2, 3, 1)[bidx, rows.clamp(0, h - 1).view(b, h, 1), cols.clamp(0, w - 1).view(b, 1, w)]
+    return (out * inside.to(x.dtype)).permute(0, 3, 1, 2)
+
+
+def baseline_pipeline(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
+    """color,translation,cutout as gankit computed it before: the same draws, the ops one after another."""
+    n, _, h, w = x.shape
+    for op, make in ((brightness, lambda u: u - 0.5), (saturation, lambda u: u * 2.0), (contrast, lambda u: u + 0.5)):
+        on = torch.rand(n, generator=gen) < p
+        u = make(torch.rand(n, generator=gen))
+        x = op(x, u * on if op is brightness else torch.where(on, u, torch.ones_like(u)))
+    on = torch.rand(n, generator=gen) < p
+    sy, sx = translation_shift(h), translation_shift(w)
+    dy = (torch.rand(n, generator=gen) * (2 * sy + 1)).floor().long() - sy
+    dx = (torch.rand(n, generator=gen) * (2 * sx + 1)).floor().long() - sx
+    x = translate_by_index(x, torch.stack([dy, dx], dim=1) * on.view(n, 1))
+    return AUG_OPS.get("cutout")(x, p, gen)
+
+
+def gankit_pipeline(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
+    aug = Augment(("color", "translation", "cutout"), p=p)
+    aug.gen = gen  # draw from the caller's stream, as the baseline does
+    return aug(x)
+
+
+def pipeline_ms(shape: tuple[int, int, int, int], p: float, rounds: int) -> dict[str, float]:
+    """Median ms of one step's augmentation (2 batches forward, 1 forward + backward), baseline vs gankit's."""
+    x = torch.rand(shape).mul(2).sub(1).contiguous(memory_format=torch.channels_last)
+    check = (torch.Generator().manual_seed(0), torch.Generator().manual_seed(0))
+    assert torch.allclose(baseline_pipeline(x, check[0], p), gankit_pipeline(x, check[1], p), atol=1e-5)
+    times: dict[str, list[float]] = {"baseline": [], "gankit": []}
+    for r in range(rounds + 1):  # round 0 warms up
+        for name, pipe in (("baseline", baseline_pipeline), ("gankit", gankit_pipeline)):
+            gen = torch.Generator().manual_seed(r)
+            t0 = time.perf_counter()
+            for _ in range(5):
+                pipe(x, gen, p)
+                pipe(x, gen, p)
+                leaf = x.detach().requires_grad_()
+                pipe(leaf, gen, p).sum().backward()
+            if r:
+                times[name].append((time.perf_counter() - t0) / 5)
+    base, ours = statistics.median(times["baseline"]), statistics.median(times["gankit"])
+    return {"shape": list(shape), "p": p, "baseline_ms": round(base * 1e3, 2), "gankit_ms": round(ours * 1e3, 2),
+            "speedup": round(base / ours, 2)}
 
 
 def main() -> int:
@@ -38,6 +99,10 @@ def main() -> int:
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    ops = []
+    for shape in ((64, 3, 64, 64), (32, 1, 28, 28)):  # the folder recipe's batch; MNIST's default batch
+        ops.append(pipeline_ms(shape, args.p, args.rounds))
+        print(json.dumps(ops[-1]), flush=True)
     built = {}
     for w in (int(x) for x in args.widths.split(",")):
         cfg = resolve(file=RECIPE, overrides={"data.channels": 3, "model.g_channels": w,
@@ -65,7 +130,8 @@ def main() -> int:
         print(json.dumps(rows[-1]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"date": str(date.today()), "machine": platform.processor() or
-                                               platform.machine(), "threads": args.threads, "rows": rows},
+                                               platform.machine(), "threads": args.threads, "rows": rows,
+                                               "augmentation_alone": ops},
                                               indent=1) + "\n")
     return 0
 

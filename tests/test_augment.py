@@ -9,7 +9,9 @@ import torch.nn.functional as F
 from gankit.data.augment import (
     AUG_OPS,
     Augment,
+    brightness,
     build_augment,
+    color,
     contrast,
     cutout,
     cutout_score,
@@ -79,6 +81,30 @@ def test_saturation_is_identity_for_grey_and_contrast_keeps_the_mean() -> None:
     out = contrast(y, torch.full((4,), 0.5))
     assert torch.allclose(out.mean(dim=(1, 2, 3)), y.mean(dim=(1, 2, 3)), atol=1e-6)
     assert (out.std(dim=(1, 2, 3)) < y.std(dim=(1, 2, 3))).all()
+
+
+@pytest.mark.parametrize("c", [1, 3])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_color_is_brightness_then_saturation_then_contrast(c: int, channels_last: bool) -> None:
+    # The fused transform is the three applied in turn, up to rounding, for any parameters (neutral ones included).
+    x = batch(b=6, c=c, size=12).contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    delta = torch.tensor([0.0, 0.4, -0.3, 0.0, 0.1, -0.5])
+    sat = torch.tensor([1.0, 0.0, 1.9, 1.0, 0.7, 1.3])
+    con = torch.tensor([1.0, 1.4, 0.5, 0.6, 1.0, 1.2])
+    expected = contrast(saturation(brightness(x, delta), sat), con)
+    assert torch.allclose(color(x, delta, sat, con), expected, atol=2e-6)
+    # Neutral parameters leave the image bit for bit (ADA's untouched samples).
+    assert torch.equal(color(x, torch.zeros(6), torch.ones(6), torch.ones(6)), x)
+
+
+def test_color_op_draws_as_the_three_ops_in_turn() -> None:
+    # "color" and "brightness,saturation,contrast" draw the same parameters from the same stream, p < 1 included.
+    x = batch(b=64, c=3, size=8)
+    fused = Augment(("color",), seed=5, p=0.5)
+    apart = Augment(("brightness", "saturation", "contrast"), seed=5, p=0.5)
+    for _ in range(2):
+        assert torch.allclose(fused(x), apart(x), atol=2e-6)
+    assert torch.equal(fused.gen.get_state(), apart.gen.get_state())
 
 
 # -- exact geometry ---------------------------------------------------------------------------------------------------
