@@ -120,6 +120,20 @@ def test_translation_is_an_exact_pixel_shift_with_zero_fill() -> None:
     assert torch.equal(translate(x, torch.zeros(2, 2, dtype=torch.long)), x)
 
 
+@pytest.mark.parametrize("size,dtype", [(28, torch.float32), (64, torch.float32), (255, torch.float32),
+                                        (64, torch.bfloat16), (256, torch.float16)])
+def test_translation_matches_padding_and_slicing_at_every_size(size: int, dtype: torch.dtype) -> None:
+    # translate samples at whole-pixel coordinates; rounding must never land on a neighbour, in any dtype or size.
+    s = translation_shift(size)
+    shifts = torch.tensor([[dy, dx] for dy in (-s, -1, 0, 3, s) for dx in (-s, 0, 2, s)])
+    x = batch(b=len(shifts), c=3, size=size).to(dtype)
+    padded = F.pad(x, (s, s, s, s))
+    expected = torch.stack([padded[i, :, s - dy : s - dy + size, s - dx : s - dx + size]
+                            for i, (dy, dx) in enumerate(shifts.tolist())])
+    out = translate(x, shifts)
+    assert out.dtype == dtype and torch.equal(out, expected)
+
+
 def test_translation_op_stays_within_an_eighth() -> None:
     assert translation_shift(32) == 4 and translation_shift(8) == 1 and translation_shift(64) == 8
     # A single bright pixel in the middle moves by at most 4 pixels at 32x32 and, over many draws, by all of them.

@@ -208,8 +208,8 @@ def folder_plan(cfg: DataConfig) -> CachePlan:
 
 
 # gankit's recommended folder recipe beneath the user's config (configs/recommended/folder-64.yaml has the measurements):
-# 64x64, a DCGAN of 8 channels (the most steps per CPU minute that still draw well), no augmentation (ADA cost more
-# steps than it gave back in 10 minutes).
+# 64x64, a DCGAN of 8 channels (the most steps per CPU minute that still draw well), no augmentation (with ADA FD was
+# worse in 10 minutes, before and after its ops got faster).
 @dataset("folder", own_resize=True, channels=0, num_classes=0, cache_plan=folder_plan,
          defaults={"data.image_size": 64, "model.g_channels": 8, "model.d_channels": 8, "train.augment": "none"})
 def load_folder(cfg: DataConfig) -> ImageData:
