@@ -29,7 +29,7 @@ from train_speed import build  # noqa: E402
 
 from gankit.config.layering import resolve  # noqa: E402
 from gankit.data.augment import (  # noqa: E402
-    AUG_OPS, Augment, brightness, contrast, cutout, cutout_size, saturation, translation_shift)
+    AUG_OPS, Augment, brightness, contrast, saturation, translation_shift)
 
 RECIPE = Path(__file__).resolve().parent.parent / "gankit" / "configs" / "recommended" / "folder-64.yaml"
 
