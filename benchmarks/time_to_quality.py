@@ -349,6 +349,7 @@ def plot(files: list[Path], png: Path, xmax: float, only: list[str] | None = Non
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5))
     floors = {}
     clocks = set()
+    sizes: set[int] = set()  # training images of the runs drawn, for the title
     for f in files:
         r = json.loads(f.read_text())
         if only is not None:
@@ -364,6 +365,7 @@ def plot(files: list[Path], png: Path, xmax: float, only: list[str] | None = Non
         ax2.plot([p["step"] for p in pts], [p["fd"] for p in pts], marker="o", color=line.get_color(), label=label)
         floors[r["image_size"]] = r["real_held_out_fd"]
         clocks.add(r.get("clock", "wall"))
+        sizes.add(r["train_images"])
     minutes = ("training CPU minutes (1 thread; scoring excluded)" if clocks == {"cpu"} else
                "training minutes (1 thread, shared 2-core CPU; scoring excluded)")
     for a, xlabel in ((ax, minutes), (ax2, "generator steps")):
@@ -378,8 +380,9 @@ def plot(files: list[Path], png: Path, xmax: float, only: list[str] | None = Non
         a.grid(alpha=0.3)
     ax.set_xlim(0, xmax)
     ax.set_ylabel("FD (gankit classifier features, 1,000 samples vs 1,000 held-out)")
-    ax.set_title("MNIST, 8,000 training images: FD against training " + ("CPU " if clocks == {"cpu"} else "") + "minutes",
-                 fontsize=10)
+    images = " / ".join(f"{n:,}" for n in sorted(sizes))
+    ax.set_title(f"MNIST, {images} training images: FD against training " + ("CPU " if clocks == {"cpu"} else "")
+                 + "minutes", fontsize=10)
     ax2.set_title("the same points against generator steps")
     ax2.legend(fontsize=7)
     png.parent.mkdir(parents=True, exist_ok=True)
