@@ -5,7 +5,7 @@ One process builds the recipe's GAN at each width with ``train.augment=ada``, fi
 steps with the augmentation on and off, alternating rounds so both see the same machine; medians of the rounds.
 
 It also times the augmentation alone, as a step uses it (two batches forward, for D, and one forward and backward,
-for G), against the way gankit computed it before 2026-11-30 (the three colour ops one after another, translation
+for G), against the way gankit computed it before commit 58e7a9f (the three colour ops one after another, translation
 by advanced indexing), alternating the two in one process, at the folder recipe's shape and at MNIST's.
 
     python benchmarks/augment_cost.py [--threads 1] [--p 0.8] [--json benchmarks/results/augment_cost.json]
@@ -21,6 +21,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -29,13 +30,13 @@ from train_speed import build  # noqa: E402
 
 from gankit.config.layering import resolve  # noqa: E402
 from gankit.data.augment import (  # noqa: E402
-    AUG_OPS, Augment, brightness, contrast, saturation, translation_shift)
+    AUG_OPS, Augment, translation_shift)
 
 RECIPE = Path(__file__).resolve().parent.parent / "gankit" / "configs" / "recommended" / "folder-64.yaml"
 
 
 def translate_by_index(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """The baseline: gankit's translation before 2026-11-30 (one advanced index moving whole pixels; its backward is
+    """The baseline: gankit's translation before commit 58e7a9f (one advanced index moving whole pixels; its backward is
     an accumulating index_put). Same output as ``gankit.data.augment.translate``."""
     b, _, h, w = x.shape
     rows = torch.arange(h).view(1, h) - shift[:, :1]
@@ -47,13 +48,12 @@ def translate_by_index(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 
 
 def baseline_pipeline(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
-    """color,translation,cutout as gankit computed it before: the same draws, the ops one after another."""
+    """color,translation,cutout as gankit computed it before commit 58e7a9f: the same draws, the three colour ops one
+    after another (what the "color" op did then), translation by ``translate_by_index``."""
     n, _, h, w = x.shape
-    for op, make in ((brightness, lambda u: u - 0.5), (saturation, lambda u: u * 2.0), (contrast, lambda u: u + 0.5)):
-        on = torch.rand(n, generator=gen) < p
-        u = make(torch.rand(n, generator=gen))
-        x = op(x, u * on if op is brightness else torch.where(on, u, torch.ones_like(u)))
-    on = torch.rand(n, generator=gen) < p
+    for name in ("brightness", "saturation", "contrast"):
+        x = AUG_OPS.get(name)(x, p, gen)
+    on = torch.rand(n, generator=gen) < p  # the translation op's draws
     sy, sx = translation_shift(h), translation_shift(w)
     dy = (torch.rand(n, generator=gen) * (2 * sy + 1)).floor().long() - sy
     dx = (torch.rand(n, generator=gen) * (2 * sx + 1)).floor().long() - sx
@@ -67,7 +67,7 @@ def gankit_pipeline(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Te
     return aug(x)
 
 
-def pipeline_ms(shape: tuple[int, int, int, int], p: float, rounds: int) -> dict[str, float]:
+def pipeline_ms(shape: tuple[int, int, int, int], p: float, rounds: int) -> dict[str, Any]:
     """Median ms of one step's augmentation (2 batches forward, 1 forward + backward), baseline vs gankit's."""
     x = torch.rand(shape).mul(2).sub(1).contiguous(memory_format=torch.channels_last)
     check = (torch.Generator().manual_seed(0), torch.Generator().manual_seed(0))
@@ -99,7 +99,7 @@ def main() -> int:
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    ops = []
+    ops: list[dict[str, Any]] = []
     for shape in ((64, 3, 64, 64), (32, 1, 28, 28)):  # the folder recipe's batch; MNIST's default batch
         ops.append(pipeline_ms(shape, args.p, args.rounds))
         print(json.dumps(ops[-1]), flush=True)

@@ -87,7 +87,8 @@ def test_saturation_is_identity_for_grey_and_contrast_keeps_the_mean() -> None:
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_color_is_brightness_then_saturation_then_contrast(c: int, channels_last: bool) -> None:
     # The fused transform is the three applied in turn, up to rounding, for any parameters (neutral ones included).
-    x = batch(b=6, c=c, size=12).contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = batch(b=6, c=c, size=12).contiguous(memory_format=fmt)
     delta = torch.tensor([0.0, 0.4, -0.3, 0.0, 0.1, -0.5])
     sat = torch.tensor([1.0, 0.0, 1.9, 1.0, 0.7, 1.3])
     con = torch.tensor([1.0, 1.4, 0.5, 0.6, 1.0, 1.2])
@@ -120,18 +121,31 @@ def test_translation_is_an_exact_pixel_shift_with_zero_fill() -> None:
     assert torch.equal(translate(x, torch.zeros(2, 2, dtype=torch.long)), x)
 
 
-@pytest.mark.parametrize("size,dtype", [(28, torch.float32), (64, torch.float32), (255, torch.float32),
-                                        (64, torch.bfloat16), (256, torch.float16)])
-def test_translation_matches_padding_and_slicing_at_every_size(size: int, dtype: torch.dtype) -> None:
-    # translate samples at whole-pixel coordinates; rounding must never land on a neighbour, in any dtype or size.
-    s = translation_shift(size)
-    shifts = torch.tensor([[dy, dx] for dy in (-s, -1, 0, 3, s) for dx in (-s, 0, 2, s)])
-    x = batch(b=len(shifts), c=3, size=size).to(dtype)
+@pytest.mark.parametrize("h,w,dtype", [(28, 28, torch.float32), (64, 64, torch.float32), (255, 255, torch.float32),
+                                       (12, 31, torch.float32), (1, 9, torch.float32), (64, 28, torch.float64),
+                                       (64, 64, torch.bfloat16), (256, 256, torch.float16)])
+def test_translation_matches_padding_and_slicing(h: int, w: int, dtype: torch.dtype) -> None:
+    # translate samples at whole-pixel coordinates; rounding must never land on a neighbour, in any dtype or shape,
+    # and shifts as large as the image (or larger) leave only zeros.
+    s = max(h, w) + 3
+    shifts = torch.tensor([[dy, dx] for dy in (-h - 3, -h, -1, 0, 3, h) for dx in (-w, 0, 2, w + 3)])
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(len(shifts), 3, h, w, generator=g) * 2 - 1).to(dtype)
     padded = F.pad(x, (s, s, s, s))
-    expected = torch.stack([padded[i, :, s - dy : s - dy + size, s - dx : s - dx + size]
+    expected = torch.stack([padded[i, :, s - dy : s - dy + h, s - dx : s - dx + w]
                             for i, (dy, dx) in enumerate(shifts.tolist())])
     out = translate(x, shifts)
     assert out.dtype == dtype and torch.equal(out, expected)
+
+
+def test_translation_gradient_is_the_reverse_shift() -> None:
+    # d/dx sum(translate(x, s) * y) = translate(y, -s), exactly (each kept pixel has one source).
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 3, 10, 13, generator=g, requires_grad=True)
+    y = torch.rand(4, 3, 10, 13, generator=g)
+    shifts = torch.tensor([[2, -3], [0, 0], [-9, 12], [1, 5]])
+    (translate(x, shifts) * y).sum().backward()
+    assert x.grad is not None and torch.equal(x.grad, translate(y, -shifts))
 
 
 def test_translation_op_stays_within_an_eighth() -> None:

@@ -87,8 +87,8 @@ def color(x: Tensor, delta: Tensor, sat: Tensor, con: Tensor) -> Tensor:
     """
     b, c = x.shape[:2]
     delta, sat, con = (t.to(device=x.device, dtype=x.dtype).view(b, 1, 1, 1) for t in (delta, sat, con))
-    # The channel mean as a sum of channel slices: a reduction over the channel axis is slow when that axis is the
-    # innermost one (channels_last).
+    # The channel mean as a sum of channel slices: for direct callers with channels_last batches, where a reduction
+    # over the (innermost) channel axis is slow; Augment hands the ops contiguous batches.
     m = x[:, :1]
     for i in range(1, c):
         m = m + x[:, i : i + 1]
@@ -106,16 +106,18 @@ def translate(x: Tensor, shift: Tensor) -> Tensor:
     b, _, h, w = x.shape
     # Nearest-neighbour sampling at whole-pixel offsets is an exact shift, and grid_sample's kernels (forward and
     # backward) are several times faster than advanced indexing, whose backward (an accumulating index_put) was
-    # most of the cost of augmenting a 64x64 batch (benchmarks/augment_cost.py). The grid is computed in float32 at
-    # least: at align_corners=True pixel i sits at -1 + 2i/(size-1), and nearest rounding recovers i exactly while
-    # the coordinate's error stays far below half a pixel, which half precision would not promise for large images.
+    # most of the cost of augmenting a 64x64 batch (benchmarks/augment_cost.py). With align_corners=False pixel i's
+    # centre is at (2i + 1) / size - 1 (any size, 1 included); nearest rounding recovers i exactly as long as the
+    # coordinate's error stays far below half a pixel, hence a float32 grid at least (half precision would not
+    # promise that for large images). On CUDA the backward is flagged nondeterministic (atomic adds), though no two
+    # output pixels share a source here, so its sums are exact; torch.use_deterministic_algorithms(True) refuses it.
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    shift = shift.to(device=x.device, dtype=work.dtype)
+    shift = shift.to(device=x.device, dtype=torch.long).to(work.dtype)  # whole pixels, as documented
     rows = torch.arange(h, device=x.device, dtype=work.dtype).view(1, h) - shift[:, :1]  # (B, H) source rows
     cols = torch.arange(w, device=x.device, dtype=work.dtype).view(1, w) - shift[:, 1:]  # (B, W) source columns
-    grid = torch.stack([(cols * (2.0 / (w - 1)) - 1.0).view(b, 1, w).expand(b, h, w),
-                        (rows * (2.0 / (h - 1)) - 1.0).view(b, h, 1).expand(b, h, w)], dim=-1)  # (B, H, W, (x, y))
-    out = F.grid_sample(work, grid, mode="nearest", padding_mode="zeros", align_corners=True)  # outside -> 0
+    grid = torch.stack([((2 * cols + 1) / w - 1).view(b, 1, w).expand(b, h, w),
+                        ((2 * rows + 1) / h - 1).view(b, h, 1).expand(b, h, w)], dim=-1)  # (B, H, W, (x, y))
+    out = F.grid_sample(work, grid, mode="nearest", padding_mode="zeros", align_corners=False)  # outside -> 0
     return out.to(x.dtype)
 
 
@@ -168,39 +170,46 @@ def _mix_factor(factor: Tensor, on: Tensor) -> Tensor:
     return torch.where(on, factor, torch.ones_like(factor))
 
 
+# Each colour op's draws: applied?, then its parameter (neutral where not applied). One place, so the single ops and
+# "color" draw the same numbers in the same order.
+def _draw_brightness(gen: Draws, n: int, p: float) -> Tensor:
+    on = _applied(gen, n, p)
+    return (_uniform(gen, n) - 0.5) * on
+
+
+def _draw_saturation(gen: Draws, n: int, p: float) -> Tensor:
+    on = _applied(gen, n, p)
+    return _mix_factor(_uniform(gen, n) * 2.0, on)
+
+
+def _draw_contrast(gen: Draws, n: int, p: float) -> Tensor:
+    on = _applied(gen, n, p)
+    return _mix_factor(_uniform(gen, n) + 0.5, on)
+
+
 @AUG_OPS.register("brightness")  # add a per-image offset in [-0.5, 0.5)
 def _brightness_op(x: Tensor, p: float, gen: Draws) -> Tensor:
-    on = _applied(gen, x.shape[0], p)
-    delta = (_uniform(gen, x.shape[0]) - 0.5) * on
-    return brightness(x, delta.to(x.device))
+    return brightness(x, _draw_brightness(gen, x.shape[0], p).to(x.device))
 
 
 @AUG_OPS.register("saturation")  # scale deviation from the channel mean by [0, 2)
 def _saturation_op(x: Tensor, p: float, gen: Draws) -> Tensor:
-    on = _applied(gen, x.shape[0], p)
-    factor = _mix_factor(_uniform(gen, x.shape[0]) * 2.0, on)
-    return saturation(x, factor.to(x.device))
+    return saturation(x, _draw_saturation(gen, x.shape[0], p).to(x.device))
 
 
 @AUG_OPS.register("contrast")  # scale deviation from the image mean by [0.5, 1.5)
 def _contrast_op(x: Tensor, p: float, gen: Draws) -> Tensor:
-    on = _applied(gen, x.shape[0], p)
-    factor = _mix_factor(_uniform(gen, x.shape[0]) + 0.5, on)
-    return contrast(x, factor.to(x.device))
+    return contrast(x, _draw_contrast(gen, x.shape[0], p).to(x.device))
 
 
 @AUG_OPS.register("color")  # brightness, saturation, contrast (each applied independently with p)
 def _color_op(x: Tensor, p: float, gen: Draws) -> Tensor:
-    # Drawn in the order the three ops draw when run one after another (each: applied?, then its parameter), so the
-    # policies "color" and "brightness,saturation,contrast" draw the same numbers; applied at once by ``color``.
+    # The three ops' draws in their order, so "color" and "brightness,saturation,contrast" draw the same numbers;
+    # applied at once by ``color`` (two passes over the batch instead of about ten).
     n = x.shape[0]
-    on = _applied(gen, n, p)
-    delta = (_uniform(gen, n) - 0.5) * on
-    on = _applied(gen, n, p)
-    sat = _mix_factor(_uniform(gen, n) * 2.0, on)
-    on = _applied(gen, n, p)
-    con = _mix_factor(_uniform(gen, n) + 0.5, on)
-    return color(x, delta, sat, con)
+    delta = _draw_brightness(gen, n, p)
+    sat = _draw_saturation(gen, n, p)
+    return color(x, delta, sat, _draw_contrast(gen, n, p))
 
 
 @AUG_OPS.register("translation")  # shift by up to 1/8 of the size, zero fill
