@@ -1,4 +1,4 @@
-"""gankit's recommended recipes: `--data mnist` and `--data folder` train them by default, the shipped
+"""gankit's recommended recipes: `--data mnist`, `--data folder` and `--data cifar10` train them by default, the shipped
 configs/recommended/*.yaml spell them out, and report configs stay faithful to their reports (the data sets' suggested
 settings never leak into them)."""
 
@@ -46,7 +46,8 @@ def test_shipped_recipe_ignores_data_set_defaults(path: Path, request):
     assert not diff, f"{path.name}: the data set's defaults change {diff}; pin these keys in the file"
 
 
-@pytest.mark.parametrize("data, file", [("mnist", "mnist-conditional.yaml"), ("folder", "folder-64.yaml")])
+@pytest.mark.parametrize("data, file", [("mnist", "mnist-conditional.yaml"), ("folder", "folder-64.yaml"),
+                                        ("cifar10", "cifar10-32.yaml")])
 def test_data_set_default_is_the_recommended_recipe(data: str, file: str):
     """`gankit train --data X` (no config) trains what configs/recommended/X.yaml ships, budget aside."""
     by_flag = resolve(overrides={"data.name": data})

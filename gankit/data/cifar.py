@@ -216,7 +216,11 @@ def cifar_plan(cfg: DataConfig) -> CachePlan:
     return CachePlan("cifar10", "cifar10", files[0].parent, files, settings, n * channels * cfg.image_size**2, build)
 
 
-@dataset("cifar10", channels=3, num_classes=10, cache_plan=cifar_plan)
+# gankit's recommended CIFAR-10 recipe beneath the user's config (configs/recommended/cifar10-32.yaml has the
+# measurements): a DCGAN of 32 channels, batch 32, an EMA of G, no augmentation: the lowest FD per 10 CPU-minutes found.
+@dataset("cifar10", channels=3, num_classes=10, cache_plan=cifar_plan,
+         defaults={"model.g_channels": 32, "model.d_channels": 32, "train.batch_size": 32, "train.ema_half_life": 10,
+                   "train.augment": "none"})
 def load_cifar10(cfg: DataConfig) -> ImageData:
     """CIFAR-10: 50,000 train / 10,000 test colour images, (N, 3, 32, 32) uint8, labels 0-9 (airplane..truck).
 
