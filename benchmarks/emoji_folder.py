@@ -16,7 +16,6 @@ the case the folder recipe is for. The images are not committed; the script make
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -24,7 +23,7 @@ import tarfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from npm_data import build  # noqa: E402
+import npm_data  # noqa: E402
 
 URL = "https://registry.npmjs.org/emoji-datasource-google/-/emoji-datasource-google-16.0.0.tgz"
 SHA256 = "fb5fd131b362aab7a55542d2a147a79708cce0a8b1c1bbacd470172708b5c438"
@@ -72,17 +71,11 @@ def write_folder(tgz: Path, out: Path) -> dict[str, int]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True, help="the folder to write (must not exist, or be empty)")
-    ap.add_argument("--tgz", help="the package file, if already here (checked against the pinned sha256)")
-    args = ap.parse_args()
-    out = Path(args.out)
-    counts = build(out, args.tgz, URL, SHA256, "emoji-datasource-google 16.0.0", write_folder)
-    if counts is None:
-        return 2
-    print(f"{sum(counts.values())} images in {len(counts)} class folders under {out}: "
-          + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    return 0
+    def summary(out: Path, counts: dict[str, int]) -> str:
+        return (f"{sum(counts.values())} images in {len(counts)} class folders under {out}: "
+                + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+    return npm_data.main(__doc__, URL, SHA256, "emoji-datasource-google 16.0.0", write_folder, summary)
 
 
 if __name__ == "__main__":

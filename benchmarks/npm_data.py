@@ -3,6 +3,7 @@ downloaded with gankit's own ``fetch`` and written into a new folder, with one-l
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import sys
 import tarfile
@@ -48,3 +49,18 @@ def build(out: Path, tgz: str | None, url: str, sha256: str, package: str,
     finally:
         if partial is not None:
             shutil.rmtree(partial, ignore_errors=True)
+
+
+def main(doc: str, url: str, sha256: str, package: str, write: Callable[[Path, Path], dict[str, int]],
+         summary: Callable[[Path, dict[str, int]], str]) -> int:
+    """The scripts' command line (``--out``, ``--tgz``): 0 after printing ``summary(out, counts)``, 2 after an error."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="the folder to write (must not exist, or be empty)")
+    ap.add_argument("--tgz", help="the package file, if already here (checked against the pinned sha256)")
+    args = ap.parse_args()
+    out = Path(args.out)
+    counts = build(out, args.tgz, url, sha256, package, write)
+    if counts is None:
+        return 2
+    print(summary(out, counts))
+    return 0
