@@ -33,6 +33,7 @@ from .rundir import RunDir, default_run_dir
 from .precision import configure_backends
 from .sidework import SideWork
 from .state import TrainState
+from ..workers import usable_cores
 
 
 @dataclass
@@ -44,14 +45,6 @@ class Run:
     epoch: float
     stopped_by: str
     metrics: dict[str, float] = field(default_factory=dict)
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (affinity/cgroup-aware where the OS says), not the machine's total."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return max(1, os.cpu_count() or 1)
 
 
 def pick_device(name: str) -> torch.device:
