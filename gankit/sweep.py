@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .config.schema import BUDGET_KEYS, NOT_IDENTITY, flatten, fmt_value, parse_set
+from .config.schema import fmt_value, parse_set, resume_change
 from .core.errors import DivergedError, GankitError
 from .core.io import write_json
 
@@ -74,17 +74,6 @@ def run_name(point: dict[str, Any]) -> str:
     """A safe folder name for a grid point: ``optim.name=adam,model.z_dim=10`` (odd characters become '_')."""
     text = ",".join(f"{k}={fmt_value(v)}" for k, v in point.items())
     return re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)[:200] or "run"
-
-
-def _config_change(saved: dict[str, Any], new: dict[str, Any]) -> str | None:
-    """The first key (outside budgets and watching options) whose value differs, as 'key: old -> new'."""
-    a, b = flatten(saved), flatten(new)
-    for key in sorted(set(a) | set(b)):
-        if key in NOT_IDENTITY or key in BUDGET_KEYS:
-            continue
-        if a.get(key) != b.get(key):
-            return f"{key}: {a.get(key)!r} -> {b.get(key)!r}"
-    return None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -154,7 +143,7 @@ def run_sweep(
             continue
         resume = is_run_dir(run_dir)
         if resume:
-            change = _config_change(load_run_config(run_dir).to_dict(), cfg.to_dict())
+            change = resume_change(load_run_config(run_dir).to_dict(), cfg.to_dict())
             if change:
                 raise GankitError(f"{run_dir} was trained with another config ({change}); use another --out")
             say(f"{tag}: resuming")

@@ -27,7 +27,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise GankitError("pass either CONFIG.yaml or --resume RUN_DIR, not both (a run keeps its own config)")
         if args.out:
             raise GankitError("--out and --resume both name the run folder; drop --out")
-        cfg = resume_config(load_run_config(Path(args.resume)).to_dict(), flags)
+        cfg = resume_config(load_run_config(Path(args.resume)).to_dict(), flags, args.resume)
     else:
         cfg = resolve(file=args.config, overrides=flags)
     run = train(cfg, out=args.out, resume=args.resume)

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from ..config.layering import validate
-from ..config.schema import Config, to_dict
+from ..config.schema import Config, refuse_resume_change, to_dict
 from ..core.errors import DivergedError, GankitError, Interrupted
 from ..data import Batcher, load_dataset
 from ..data.base import ImageData
@@ -29,7 +29,7 @@ from . import distributed as ddp
 from .checkpoint import Checkpointer, candidates
 from .outputs import RunOutputs
 from .parts import BestKeeper, Budget, Monitor, StopFlag, nonfinite, nonfinite_weights, set_lr
-from .rundir import RunDir, default_run_dir
+from .rundir import RunDir, default_run_dir, load_run_config
 from .precision import configure_backends
 from .sidework import SideWork
 from .state import TrainState
@@ -160,6 +160,9 @@ def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data:
     run = RunDir(root, ddp.rank())
     if resume is None:
         ddp.from_main(run.check_new, "the run folder check")
+    else:  # a Python caller's Config may differ from the run's own in more than a budget: refused before any write
+        ddp.from_main(lambda: refuse_resume_change(load_run_config(Path(root)).to_dict(), cfg.to_dict(), root),
+                      "the resumed run's config check")
     # One writer per run folder, taken before anything is written (a new run's folder is made here); close() gives
     # it back, and removes a new folder that a failed set-up left empty.
     run.lock()
