@@ -49,6 +49,11 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         v = getattr(args, attr, None)
         if v is not None:
             out[key] = v
+    for key in BUDGET_KEYS:
+        flag = "--" + key.split(".", 1)[1].replace("_", "-")
+        if key in out and not out[key] > 0:  # 0 means "not set" in a config file; as a flag it would end nothing
+            raise GankitError(f"{flag} {out[key]}: a budget must be > 0 (0 means 'not set' in a config file); "
+                              f"omit {flag} to use the config's budget")
     if getattr(args, "no_progress", False):
         out["train.progress"] = False
     for item in args.set or []:
