@@ -319,11 +319,24 @@ def verify(folder: Path, hashes: bool = True) -> dict[str, Any]:
 
 
 class Vanished(GankitError):
-    """A checkpoint folder that was removed while it was being read: a running `gankit train` pruned or replaced it.
-    Not damage: a reader lists the checkpoints again."""
+    """A checkpoint folder that was removed or replaced while it was being read: a running `gankit train` pruned it
+    or saved it anew. Not damage: a reader lists the checkpoints again."""
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    try:
+        st = folder.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def read(folder: Path) -> Checkpoint:
+    """The checkpoint in ``folder``, every file verified. GankitError when it is damaged; :class:`Vanished` when a
+    training run removed or replaced the folder meanwhile (a replaced one could have mixed two saves' files)."""
+    before = _identity(folder)
+    if before is None:
+        raise Vanished(f"checkpoint {folder} was removed before it could be read")
     try:
         state = verify(folder)
         tensors = {}
@@ -335,11 +348,13 @@ def read(folder: Path) -> Checkpoint:
             except Exception as e:  # safetensors raises its own error types for malformed headers
                 raise GankitError(f"checkpoint {folder}: {fname} cannot be read as safetensors ({e})") from None
     except (GankitError, FileNotFoundError) as e:
-        if not folder.is_dir():  # gone mid-read (pruned by a training run), so "missing file" was not damage
-            raise Vanished(f"checkpoint {folder} was removed while being read") from None
+        if _identity(folder) != before:  # pruned or saved anew mid-read: what looked damaged may not be
+            raise Vanished(f"checkpoint {folder} was removed or replaced while being read") from None
         if isinstance(e, FileNotFoundError):
             raise GankitError(f"checkpoint {folder}: {Path(e.filename or '?').name} disappeared while being read") from None
         raise
+    if _identity(folder) != before:
+        raise Vanished(f"checkpoint {folder} was replaced while being read")
     return Checkpoint(folder, state, tensors)
 
 
@@ -378,7 +393,8 @@ def load_latest(ckpt_dir: Path, say=print) -> Checkpoint:
                           f"and train again")
     errors: list[str] = []
     tried: set[Path] = set()
-    for _ in range(1000):  # each pass reads a folder not tried before; a bound that no real run reaches
+    replaced: dict[Path, int] = {}
+    for _ in range(1000):  # each pass reads a folder not tried before (or one saved anew); a bound no run reaches
         fresh = [c for c in candidates(ckpt_dir) if c not in tried]
         if not fresh:
             break
@@ -387,6 +403,9 @@ def load_latest(ckpt_dir: Path, say=print) -> Checkpoint:
         try:
             ck = read(folder)
         except Vanished:
+            replaced[folder] = replaced.get(folder, 0) + 1
+            if replaced[folder] < 3:  # saved anew under the same name: read the new one (pruned: it is not listed)
+                tried.discard(folder)
             continue
         except GankitError as e:
             errors.append(str(e))
