@@ -643,8 +643,8 @@ def test_a_damaged_newest_checkpoint_is_named_when_sampling(run_copy: Path, tmp_
     lines = out.err.strip().splitlines()
     assert len(lines) == 4 and "Traceback" not in out.err, out.err
     assert re.search(r"^gankit: warning: checkpoint \S*final: g\.safetensors is damaged", lines[0]), lines
-    assert lines[-1] == (f"gankit: warning: using checkpoint step-0000002 (step 2) because 3 newer one(s) in {ckdir} "
-                         f"are damaged")
+    assert lines[-1] == (f"gankit: warning: using checkpoint step-0000002 (step 2) of {ckdir}: the 3 tried "
+                         f"before it are damaged")
     gankit.load(str(run_copy))  # the Python API says the same on stderr
     assert capsys.readouterr().err.strip().splitlines()[-1] == lines[-1]
 
@@ -656,4 +656,4 @@ def test_step_0_standing_in_is_called_untrained(tmp_path: Path, capsys: pytest.C
     flip_byte(bad / "g.safetensors", 10)
     said: list[str] = []
     assert checkpoint.load_latest(ckdir, say=said.append).step == 0
-    assert said[-1] == f"warning: using checkpoint step-0000000 (step 0 - an untrained model) because 1 newer one(s) in {ckdir} are damaged"
+    assert said[-1] == f"warning: using checkpoint step-0000000 (step 0 - an untrained model) of {ckdir}: the 1 tried before it are damaged"

@@ -254,4 +254,4 @@ def test_final_is_a_copy_of_the_last_checkpoint(tmp_path, tiny_overrides, capsys
     said = []
     loaded = checkpoint.load_latest(ck, say=said.append)
     assert loaded.step == 7 and loaded.path.name == "step-0000007"
-    assert said[-1] == f"warning: using checkpoint step-0000007 (step 7) because 1 newer one(s) in {ck} are damaged"
+    assert said[-1] == f"warning: using checkpoint step-0000007 (step 7) of {ck}: the 1 tried before it are damaged"

@@ -413,8 +413,8 @@ def load_latest(ckpt_dir: Path, say=print) -> Checkpoint:
             continue
         if errors:
             untrained = " - an untrained model" if ck.step == 0 else ""
-            say(f"warning: using checkpoint {folder.name} (step {ck.step}{untrained}) because {len(errors)} newer "
-                f"one(s) in {ckpt_dir} are damaged")
+            say(f"warning: using checkpoint {folder.name} (step {ck.step}{untrained}) of {ckpt_dir}: the "
+                f"{len(errors)} tried before it are damaged")
         return ck
     if not errors:
         raise GankitError(f"{ckpt_dir.parent} has no checkpoints left (they were removed while being read); try again")
