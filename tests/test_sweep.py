@@ -64,6 +64,9 @@ def test_sweep_runs_skips_resumes_and_compares(tmp_path, tiny_overrides, capsys)
     err = capsys.readouterr().err
     assert "finished, skipped" in err and "resuming" in err
     assert (out / names[1] / "summary.json").exists()
+    rerun = json.loads((out / "sweep.json").read_text())["runs"]
+    assert [{k: r.get(k) for k in ("status", "step", "stopped_by")} for r in rerun] == [
+        {"status": "done", "step": 2, "stopped_by": "steps"}] * 2  # the skipped run's numbers too
 
     report = tmp_path / "report"
     assert main(["compare", str(out), "--out", str(report)]) == 0
