@@ -144,11 +144,12 @@ def launch(args: argparse.Namespace) -> int:
         made = default_run_dir(cfg.model.name, cfg.data.name)
         args.argv = [*args.argv, "--out", str(made)]
     cmd = torchrun_command(args)
-    proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.PIPE)
+    ours = getattr(sys.stderr, "buffer", None)  # (a caller that replaced sys.stderr gets torchrun's output as is)
+    proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.PIPE if ours is not None else None)
     got: list[int] = []
-    err = LauncherErr(sys.stderr.buffer, lambda: bool(got))
-    pump = threading.Thread(target=err.pump, args=(proc.stderr,), daemon=True)
-    pump.start()
+    pump = threading.Thread(target=LauncherErr(ours, lambda: bool(got)).pump, args=(proc.stderr,), daemon=True)
+    if ours is not None:
+        pump.start()
 
     def forward(signum: int, frame: object) -> None:
         got.append(signum)
@@ -157,7 +158,8 @@ def launch(args: argparse.Namespace) -> int:
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         rc = proc.wait()
-        pump.join()
+        if pump.is_alive():
+            pump.join()
     finally:
         for s, h in old.items():
             signal.signal(s, h)
