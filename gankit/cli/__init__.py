@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import signal
 import sys
 
@@ -38,11 +39,15 @@ def _terminate(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so temp files are removed on the way out (the training loop and the launcher put
-    # their own handlers in place while they run). Only the main thread may set handlers.
-    try:
-        old_term = signal.signal(signal.SIGTERM, _terminate)
-    except ValueError:
-        old_term = None
+    # their own handlers in place while they run). Not in a torchrun worker: there SIGTERM is how torchrun takes the
+    # group down after a failure, and a Python handler would wait for a blocked collective. Only the main thread may
+    # set handlers.
+    old_term = None
+    if "TORCHELASTIC_RUN_ID" not in os.environ and os.environ.get("WORLD_SIZE", "1") in ("", "1"):
+        try:
+            old_term = signal.signal(signal.SIGTERM, _terminate)
+        except ValueError:
+            pass
     try:
         args = build_parser().parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --nproc` hands them on to torchrun
