@@ -22,13 +22,22 @@ def resolve(file: Any = None, overrides: dict[str, Any] | None = None, base: dic
 
 def train(config: "Config | dict | str | None" = None, out: str | None = None, resume: str | None = None,
           **overrides: Any) -> "Run":
-    """Train a GAN. ``config``: a Config, a dict of sections, a YAML path, or None for the defaults;
-    ``overrides``: dotted keys (``**{"train.steps": 100}``). Returns a :class:`gankit.training.loop.Run`."""
+    """Train a GAN. ``config``: a Config, a dict of sections, a YAML path, or None for the defaults (with ``resume``:
+    the run's own config); ``overrides``: dotted keys (``**{"train.steps": 100}``). A resumed run may change only its
+    budget and side settings (:data:`gankit.config.schema.RESUME_MAY_CHANGE`). Returns a
+    :class:`gankit.training.loop.Run`."""
     from .config.schema import budget_overrides
     from .training.loop import train as _train
 
     overrides = budget_overrides(overrides)  # as on the command line: a budget given here replaces the file's
-    if isinstance(config, Config):
+    if resume is not None and config is None:  # continue with the run's own config, as `train --resume` does
+        from pathlib import Path
+
+        from .config.layering import resume_config
+        from .training.rundir import load_run_config
+
+        cfg = resume_config(load_run_config(Path(resume)).to_dict(), overrides, resume)
+    elif isinstance(config, Config):
         cfg = config.replace(**overrides) if overrides else config
     elif isinstance(config, dict):
         cfg = resolve(base=config, overrides=overrides)

@@ -13,6 +13,7 @@ from .config.schema import read_yaml
 from .core.errors import GankitError
 from .core.io import atomic_write_bytes, read_jsonl, refuse_existing, series
 from .report import md_escape
+from .sweep import sweep_run_dirs
 from .config.schema import NOT_IDENTITY, flatten, fmt_value
 
 FILES = {"report": "report.html", "losses": "losses.png", "samples": "samples.png", "summary": "summary.md"}  # what compare writes into --out
@@ -75,7 +76,7 @@ def collect_runs(paths: list[str], say: Any = print) -> list[RunInfo]:
         if (p / "config.yaml").is_file():
             found.append(p)
         elif (p / "sweep.json").is_file():
-            for d in _sweep_dirs(p):
+            for d in sweep_run_dirs(p):
                 if (d / "config.yaml").is_file():
                     found.append(d)
                 else:
@@ -91,25 +92,6 @@ def collect_runs(paths: list[str], say: Any = print) -> list[RunInfo]:
     if not unique:
         raise GankitError("nothing to compare: no run has started yet")
     return [read_run(d, say) for d in unique]
-
-
-def _sweep_dirs(sweep: Path) -> list[Path]:
-    """The run folders sweep.json lists; anything but a list of {"dir": "a plain name"} is a one-line error (a
-    hand-edited or foreign sweep.json must not point compare outside the sweep folder either)."""
-    damaged = GankitError(f"{sweep / 'sweep.json'} is damaged; pass the run folders themselves")
-    try:
-        runs = json.loads((sweep / "sweep.json").read_bytes())["runs"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-        raise damaged from None
-    if not isinstance(runs, list):
-        raise damaged
-    dirs = []
-    for r in runs:
-        name = r.get("dir") if isinstance(r, dict) else None
-        if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
-            raise damaged
-        dirs.append(sweep / name)
-    return dirs
 
 
 def label_runs(runs: list[RunInfo]) -> list[str]:

@@ -607,12 +607,47 @@ def render(run_dirs: list[Path], interpolation: bool = True) -> str:
     return page(f"gankit: {len(runs)} runs compared", runs_section(runs))
 
 
-def write_report(run_dirs: list[Path], out: Path | None = None, interpolation: bool = True) -> Path:
+def report_run_dirs(paths: list[Path], say: Any = print) -> list[Path]:
+    """The run folders behind ``paths``, in order and once each: a run folder as given, a sweep folder's runs (from
+    its sweep.json). What a shell glob brings along besides runs (``runs/sweep1/*`` holds sweep.json, and perhaps a
+    compare report folder) is left out with a note (``say``). A path that does not exist, a lone path that is not a
+    run, or nothing left is a one-line GankitError."""
+    from .sweep import sweep_run_dirs
+
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if (p / "config.yaml").is_file():
+            found.append(p)
+        elif p.is_dir() and (p / "sweep.json").is_file():
+            for d in sweep_run_dirs(p):
+                if (d / "config.yaml").is_file():
+                    found.append(d)
+                else:
+                    say(f"note: {d} has not started yet; left out")
+        elif not p.exists():
+            raise GankitError(f"{p} does not exist; pass run folders (the --out of `gankit train`) or a sweep folder")
+        elif len(paths) == 1:
+            raise GankitError(f"{p} is not a run folder (no config.yaml); pass the --out folder of a `gankit train`")
+        else:
+            say(f"note: {p} is not a run folder; left out")
+    unique = list({d.resolve(): d for d in found}.values())
+    if not unique:
+        raise GankitError("no run folders among the paths given; pass the --out folders of `gankit train` runs")
+    return unique
+
+
+def write_report(run_dirs: list[Path], out: Path | None = None, interpolation: bool = True,
+                 say: Any = None) -> Path:
     """Write one self-contained HTML report for ``run_dirs`` to ``out`` (default: RUN/report.html for one run);
-    returns the path. Raises GankitError when a folder is not a run, or when ``out`` is missing for several runs."""
+    returns the path. ``run_dirs`` may hold sweep folders and, with other runs, files a glob brought along (see
+    :func:`report_run_dirs`; ``say`` gets the notes, stderr by default). Raises GankitError when a lone folder is not
+    a run, or when ``out`` is missing for several runs."""
+    import sys
+
     from .core.io import atomic_write_bytes
 
-    run_dirs = [Path(d) for d in run_dirs]
+    run_dirs = report_run_dirs([Path(d) for d in run_dirs],
+                               say if say is not None else (lambda m: print(m, file=sys.stderr)))
     if out is None:
         if len(run_dirs) != 1:
             raise GankitError("a report on several runs needs --out FILE.html")

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .config.schema import BUDGET_KEYS, NOT_IDENTITY, flatten, fmt_value, parse_set
+from .config.schema import fmt_value, parse_set, resume_change
 from .core.errors import DivergedError, GankitError
 from .core.io import write_json
 
@@ -76,15 +76,37 @@ def run_name(point: dict[str, Any]) -> str:
     return re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)[:200] or "run"
 
 
-def _config_change(saved: dict[str, Any], new: dict[str, Any]) -> str | None:
-    """The first key (outside budgets and watching options) whose value differs, as 'key: old -> new'."""
-    a, b = flatten(saved), flatten(new)
-    for key in sorted(set(a) | set(b)):
-        if key in NOT_IDENTITY or key in BUDGET_KEYS:
-            continue
-        if a.get(key) != b.get(key):
-            return f"{key}: {a.get(key)!r} -> {b.get(key)!r}"
-    return None
+def sweep_run_dirs(sweep: Path) -> list[Path]:
+    """The run folders a sweep folder's sweep.json lists; anything but a list of {"dir": "a plain name"} is a one-line
+    error (a hand-edited or foreign sweep.json must not point compare or report outside the sweep folder either)."""
+    damaged = GankitError(f"{sweep / 'sweep.json'} is damaged; pass the run folders themselves")
+    try:
+        runs = json.loads((sweep / "sweep.json").read_bytes())["runs"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        raise damaged from None
+    if not isinstance(runs, list):
+        raise damaged
+    dirs = []
+    for r in runs:
+        name = r.get("dir") if isinstance(r, dict) else None
+        if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+            raise damaged
+        dirs.append(sweep / name)
+    return dirs
+
+
+def finished(run_dir: Path) -> dict[str, Any]:
+    """A finished run's step, epoch and stopped_by, read back from its summary.json (what sweep.json lists for a run
+    trained in an earlier call); the keys that file lacks or holds damaged are left out."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    if not isinstance(summary, dict):
+        return {}
+    kinds = {"step": int, "epoch": (int, float), "stopped_by": str}
+    return {k: summary[k] for k, kind in kinds.items()
+            if isinstance(summary.get(k), kind) and not isinstance(summary.get(k), bool)}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -133,12 +155,20 @@ def run_sweep(
             previous = {r["name"]: r for r in json.loads(sweep_file.read_text()).get("runs", [])}
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
             raise GankitError(f"{sweep_file} is damaged; remove it (the run folders are kept) and run again") from None
+    def carried(name: str) -> dict[str, Any]:
+        """What sweep.json said of a run before (its status, and the error of a diverged one)."""
+        if (out / name / "summary.json").is_file():
+            return {"status": "done", **finished(out / name)}
+        before = previous.get(name, {})
+        return {"status": before.get("status", "pending"),
+                **({"error": before["error"]} if isinstance(before.get("error"), str) else {})}
+
     state = {
         "configs": [str(f) if f else None for f in files],
         "overrides": base,
         "grid": grid,
-        "runs": [{"name": n, "dir": n, "config": str(f) if f else None, "overrides": p,
-                  "status": previous.get(n, {}).get("status", "pending")} for n, (f, p) in zip(names, pairs)],
+        "runs": [{"name": n, "dir": n, "config": str(f) if f else None, "overrides": p, **carried(n)}
+                 for n, (f, p) in zip(names, pairs)],
     }
     write_json(sweep_file, state)
 
@@ -147,14 +177,14 @@ def run_sweep(
         tag = f"[{i + 1}/{len(pairs)}] {entry['name']}"
         if (run_dir / "summary.json").is_file():
             say(f"{tag}: finished, skipped")
-            entry["status"] = "done"
+            entry.update(status="done", **finished(run_dir))
             continue
         if entry["status"] == "diverged":
             say(f"{tag}: diverged earlier, skipped (delete {run_dir} to try again)")
             continue
         resume = is_run_dir(run_dir)
         if resume:
-            change = _config_change(load_run_config(run_dir).to_dict(), cfg.to_dict())
+            change = resume_change(load_run_config(run_dir).to_dict(), cfg.to_dict())
             if change:
                 raise GankitError(f"{run_dir} was trained with another config ({change}); use another --out")
             say(f"{tag}: resuming")

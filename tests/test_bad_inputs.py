@@ -418,3 +418,173 @@ def test_corpus_helpers_make_what_they_claim(tmp_path: Path) -> None:
                          ids=["epochs-nan", "epochs-inf", "seed-2**70"])
 def test_non_finite_or_huge_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
     one_error(capsys, ["train", "--out", str(tmp_path / "r"), *TINY, "--set", "data.limit=16", *args], args[0][2:])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# resume, sample and launch defects of issue #31
+
+
+@pytest.mark.parametrize("args, key", [
+    (["--data", "sketch"], "data.name: 'digits' -> 'sketch'"), (["--seed", "5"], "seed: 0 -> 5"),
+    (["--split", "test"], "data.split"), (["--set", "data.holdout=4"], "data.holdout"),
+    (["--set", "data.image_size=32"], "data.image_size"), (["--set", "model.z_dim=7"], "model.z_dim"),
+    (["--set", "loss.name=hinge"], "loss.name"), (["--data-dir", "elsewhere"], "data.dir"),
+], ids=["data", "seed", "split", "holdout", "image_size", "z_dim", "loss", "data_dir"])
+def test_resume_refuses_a_change_of_what_the_checkpoints_mean(a_run: Path, capsys: pytest.CaptureFixture[str],
+                                                              args: list[str], key: str) -> None:
+    before = snapshot(a_run)
+    one_error(capsys, ["train", "--resume", str(a_run), "--steps", "4", *args], key, "would change what its "
+              "checkpoints mean", "start a new run with --out")
+    assert snapshot(a_run) == before  # run.json, config.yaml, checkpoints: byte for byte
+
+
+def test_resume_may_change_budgets_and_side_settings(a_run: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from gankit.config.schema import RESUME_MAY_CHANGE
+
+    assert {"train.steps", "train.threads", "train.keep_last", "train.log_every"} <= RESUME_MAY_CHANGE
+    assert not {"data.name", "data.dir", "seed", "data.holdout", "model.z_dim", "train.batch_size"} & RESUME_MAY_CHANGE
+    run = tmp_path / "run"
+    shutil.copytree(a_run, run)
+    assert main(["train", "--resume", str(run), "--steps", "3", "--threads", "1", "--seed", "0", "--data", "digits",
+                 "--set", "train.log_every=1", "--set", "train.keep_last=1", "--no-progress"]) == 0
+    assert json.loads((run / "summary.json").read_text())["step"] == 3
+    # the Python API: without a config, a resume continues with the run's own; a Config that differs is refused
+    import gankit
+
+    own = Config.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+    with pytest.raises(GankitError, match="seed: 0 -> 9 would change what its checkpoints mean"):
+        gankit.train(own.replace(**{"seed": 9, "train.steps": 4}), resume=str(run))
+    assert gankit.train(resume=str(run), **{"train.steps": 4}).step == 4
+
+
+def test_sample_npy_never_leaves_classes_of_an_earlier_array(a_run: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """X.labels.npy (a conditional sample's classes) is replaced or removed together with X.npy: an unconditional
+    sample with --force removes it; without --force an orphan one is refused, as X.npy itself would be."""
+    out, labels = tmp_path / "x.npy", tmp_path / "x.labels.npy"
+    np.save(out, np.zeros((3, 16, 16, 1), np.uint8))
+    np.save(labels, np.arange(3))  # as an earlier `sample` of a conditional run left them
+    assert main(["sample", str(a_run), "--n", "4", "--out", str(out), "--force"]) == 0
+    assert np.load(out).shape == (4, 16, 16, 1) and not labels.exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]
+    out.unlink()
+    np.save(labels, np.arange(3))
+    one_error(capsys, ["sample", str(a_run), "--n", "4", "--out", str(out)], "x.labels.npy already exists", "--force")
+    assert not out.exists() and np.load(labels).tolist() == [0, 1, 2]
+
+
+_SLOW_SAMPLE = """
+import os, sys, time
+import gankit.core.io as io
+from gankit.cli import main
+
+real = io.os.fsync
+def slow(fd):  # hold the write open: the temp file is complete, not yet renamed
+    print("writing", flush=True)
+    time.sleep(60)
+    real(fd)
+io.os.fsync = slow
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_while_sample_writes_leaves_no_temp_file(a_run: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "big.npy"
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_SAMPLE, "sample", str(a_run), "--n", "64", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[1]),
+                                                                                          os.environ.get("PYTHONPATH")]))})
+    try:
+        assert proc.stdout.readline() == "writing\n"
+        assert [p for p in tmp_path.iterdir() if p.name.startswith(".big.npy.")]  # the temp file is there now
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and "Traceback" not in err and "terminated by SIGTERM" in err, err
+    assert list(tmp_path.iterdir()) == []  # neither big.npy nor .big.npy.<pid>.<random>.part
+
+
+def test_a_write_removes_temp_files_that_killed_writers_left(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from gankit.core.io import atomic_write_bytes
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # a PID that is gone (the OS does not reuse it at once)
+    stale = tmp_path / f".x.npy.{dead}.abc123.part"  # what SIGKILL during a write leaves
+    other = tmp_path / f".x.npy.more.{dead}.abc123.part"  # the temp file of another name (x.npy.more)
+    live = tmp_path / f".x.npy.{os.getpid()}.abc123.part"  # a writer still at work
+    for p in (stale, other, live):
+        p.write_bytes(b"half")
+    atomic_write_bytes(tmp_path / "x.npy", b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, live.name, "x.npy"])
+
+
+def test_device_mps_without_mps_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    one_error(capsys, ["train", "--device", "mps", "--out", str(tmp_path / "r"), "--steps", "1", *TINY],
+              "train.device='mps'", "no usable MPS", "train.device=cpu")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("flag", ["--steps", "--epochs", "--max-minutes"])
+def test_zero_budget_flags_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str) -> None:
+    one_error(capsys, ["train", flag, "0", "--out", str(tmp_path / "r"), *TINY], f"{flag} 0", "must be > 0",
+              "0 means 'not set' in a config file", f"omit {flag}")
+    assert not (tmp_path / "r").exists()
+
+
+def test_threads_far_above_the_usable_cores_warn(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from gankit.training import loop
+
+    monkeypatch.setattr(loop, "usable_cores", lambda: 1)  # the same check on any machine: 3 threads for 1 core
+    try:
+        assert main(["train", "--out", str(tmp_path / "r"), "--steps", "1", "--set", "data.limit=16", *TINY,
+                     "--set", "train.threads=3"]) == 0
+    finally:
+        torch.set_num_threads(1)
+    warnings = [x for x in capsys.readouterr().err.splitlines() if "train.threads=3" in x]
+    assert warnings == ["warning: train.threads=3 is more than twice the 1 cores this process may use, which makes "
+                        "every step slower; use --threads 1 (or 0 for that default)"]
+    assert main(["train", "--out", str(tmp_path / "r2"), "--steps", "1", "--set", "data.limit=16", *TINY]) == 0
+    assert "train.threads" not in capsys.readouterr().err  # 1 thread on 1 core: no warning
+
+
+def test_default_run_folders_started_in_the_same_second_differ(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import datetime
+
+    from gankit.training.rundir import default_run_dir
+
+    now = datetime(2026, 12, 4, 12, 0, 0)
+    first = default_run_dir("dcgan", "digits", tmp_path, now)
+    assert first == tmp_path / "20261204-120000-dcgan-digits" and first.is_dir()
+    with ThreadPoolExecutor(8) as pool:
+        more = list(pool.map(lambda _: default_run_dir("dcgan", "digits", tmp_path, now), range(8)))
+    names = {first, *more}
+    assert len(names) == 9 and all(p.is_dir() and not any(p.iterdir()) for p in names)
+    assert tmp_path / "20261204-120000-dcgan-digits-9" in names
+
+
+def test_a_default_run_folder_is_removed_when_the_run_fails_before_writing(tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str],
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    one_error(capsys, ["train", "--data", "folder", "--data-dir", str(tmp_path / "none"), "--steps", "1", *TINY],
+              "none", alone=False)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

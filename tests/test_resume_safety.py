@@ -419,6 +419,10 @@ def test_no_code_executing_loaders_in_the_package() -> None:
 
 
 def test_resume_into_a_different_model_names_both(run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A model key given with --resume is refused by name before anything loads (see RESUME_MAY_CHANGE); one edited
+    into config.yaml by hand gets as far as the weights, whose error names both models."""
+    from gankit.config.schema import Config, dump_yaml, read_yaml
+
     config_before = (run_copy / "config.yaml").read_bytes()
     for key, value, needle in [("model.z_dim", 16, "model.z_dim 8 vs 16"),
                                ("model.g_channels", 16, "model.g_channels 8 vs 16")]:
@@ -426,8 +430,14 @@ def test_resume_into_a_different_model_names_both(run_copy: Path, capsys: pytest
         err = capsys.readouterr().err
         line = error_line(err)
         assert len(err.strip().splitlines()) == 1
+        assert f"{key}: 8 -> 16 would change what its checkpoints mean" in line, line
+        assert (run_copy / "config.yaml").read_bytes() == config_before
+        edited = Config.from_dict(read_yaml(run_copy / "config.yaml")).replace(**{key: value})
+        (run_copy / "config.yaml").write_text(dump_yaml(edited))
+        assert main(["train", "--resume", str(run_copy), "--steps", "8"]) == 2
+        line = error_line(capsys.readouterr().err)
         assert "holds a different g" in line and needle in line and "(checkpoint vs this config)" in line, line
-    assert (run_copy / "config.yaml").read_bytes() == config_before
+        (run_copy / "config.yaml").write_bytes(config_before)
 
 
 def test_unknown_checkpoint_format_names_both_versions(run_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -568,3 +578,82 @@ def test_max_minutes_stops_on_time_and_shows_time_left(tmp_path: Path, capsys: p
     assert summary["stopped_by"] == "time" and summary["step"] > 0
     assert checkpoint.load_latest(run / "checkpoints").step == summary["step"]
     assert "left=" in capsys.readouterr().err  # the progress bar's countdown
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# loading while a training run prunes, and saying which checkpoint stands in for a damaged one (issue #31)
+
+
+def test_a_checkpoint_pruned_while_being_read_is_not_an_error(run_copy: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """gankit.load() during training with keep_last=1: between listing and reading, a save of step 8 prunes step 6
+    (the race of #31, made to happen every time). The loader lists again and reads step 8: no FileNotFoundError, no
+    fallback to an older step, and no warning (nothing is damaged)."""
+    ckdir = run_copy / "checkpoints"
+    shutil.rmtree(ckdir / "final")
+    (ckdir / "latest").write_text("step-0000006\n")
+    real = checkpoint.sha256_file
+
+    def prune_while_reading(path):  # the training run's save + prune, at the worst moment
+        if Path(path).parent.name == "step-0000006" and not (ckdir / "step-0000008").exists():
+            shutil.copytree(ckdir / "step-0000006", ckdir / "step-0000008")
+            state = json.loads((ckdir / "step-0000008" / "state.json").read_text())
+            (ckdir / "step-0000008" / "state.json").write_text(json.dumps({**state, "step": 8}))
+            (ckdir / "latest").write_text("step-0000008\n")
+            shutil.rmtree(ckdir / "step-0000006")
+        return real(path)
+
+    monkeypatch.setattr(checkpoint, "sha256_file", prune_while_reading)
+    gen = gankit.load(str(run_copy))
+    assert gen.step == 8 and gen.sample(2, seed=0).shape == (2, 1, 16, 16)
+    assert capsys.readouterr().err == ""
+    # the same when the named checkpoint itself is renewed while it is read (`best` moves aside for a moment)
+    (ckdir / "best").mkdir()
+    for f in (ckdir / "step-0000004").iterdir():
+        shutil.copy(f, ckdir / "best" / f.name)
+
+    def renew_best(path):
+        if Path(path).parent.name == "best" and not (ckdir / ".renewed").exists():
+            (ckdir / ".renewed").touch()
+            os.replace(ckdir / "best", ckdir / ".gone")
+            shutil.copytree(ckdir / "step-0000008", ckdir / "best")
+        return real(path)
+
+    monkeypatch.setattr(checkpoint, "sha256_file", renew_best)
+    assert gankit.load(str(run_copy), "best").step == 8
+
+
+def test_a_damaged_newest_checkpoint_is_named_when_sampling(run_copy: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """`final` is a copy, not hard links: a damaged last numbered checkpoint leaves `final` whole (and the other way
+    round). When every newer one is damaged, sample says which checkpoint it used and why."""
+    ckdir = run_copy / "checkpoints"
+    for f in (ckdir / "final").iterdir():
+        assert f.stat().st_ino != (ckdir / "step-0000006" / f.name).stat().st_ino, f.name
+    flip_byte(ckdir / "step-0000006" / "g.safetensors")
+    assert checkpoint.read(ckdir / "final").step == 6  # untouched by the damage to its twin
+    assert main(["sample", str(run_copy), "--n", "4", "--out", str(tmp_path / "a.png")]) == 0
+    out = capsys.readouterr()
+    assert "(step 6)" in out.out and out.err == ""  # `latest` is final, which is whole: nothing to say
+    flip_byte(ckdir / "final" / "g.safetensors")
+    flip_byte(ckdir / "step-0000004" / "d.safetensors")
+    assert main(["sample", str(run_copy), "--n", "4", "--out", str(tmp_path / "b.png")]) == 0
+    out = capsys.readouterr()
+    assert "(step 2)" in out.out
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 4 and "Traceback" not in out.err, out.err
+    assert re.search(r"^gankit: warning: checkpoint \S*final: g\.safetensors is damaged", lines[0]), lines
+    assert lines[-1] == (f"gankit: warning: using checkpoint step-0000002 (step 2) of {ckdir}: the 3 tried "
+                         f"before it are damaged")
+    gankit.load(str(run_copy))  # the Python API says the same on stderr
+    assert capsys.readouterr().err.strip().splitlines()[-1] == lines[-1]
+
+
+def test_step_0_standing_in_is_called_untrained(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ckdir = tmp_path / "checkpoints"
+    _save(ckdir, "step-0000000", 0)
+    bad = _save(ckdir, "step-0000005", 5)
+    flip_byte(bad / "g.safetensors", 10)
+    said: list[str] = []
+    assert checkpoint.load_latest(ckdir, say=said.append).step == 0
+    assert said[-1] == f"warning: using checkpoint step-0000000 (step 0 - an untrained model) of {ckdir}: the 1 tried before it are damaged"

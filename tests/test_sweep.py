@@ -34,11 +34,29 @@ def test_sweep_runs_skips_resumes_and_compares(tmp_path, tiny_overrides, capsys)
     mtimes = {n: (out / n / "summary.json").stat().st_mtime_ns for n in names}
     capsys.readouterr()
 
-    # Again: both finished runs are skipped, untouched.
+    first = [{k: r[k] for k in ("step", "epoch", "stopped_by")} for r in sweep["runs"]]
+    assert first == [{"step": 2, "epoch": 0.25, "stopped_by": "steps"}] * 2
+
+    # Again: both finished runs are skipped, untouched, and sweep.json still lists what they did (#31).
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert err.count("finished, skipped") == 2
     assert {n: (out / n / "summary.json").stat().st_mtime_ns for n in names} == mtimes
+    again = json.loads((out / "sweep.json").read_text())["runs"]
+    assert [{k: r.get(k) for k in ("step", "epoch", "stopped_by")} for r in again] == first
+
+    # README's `gankit report runs/sweep1/* --out sweep1.html`: the glob brings sweep.json along; it is left out
+    # with a note, and so is a folder that is not a run (here a compare report inside the sweep)
+    (out / "report").mkdir()
+    html = tmp_path / "sweep1.html"
+    assert main(["report", *sorted(str(p) for p in out.iterdir()), "--out", str(html)]) == 0
+    std = capsys.readouterr()
+    assert f"note: {out / 'sweep.json'} is not a run folder; left out" in std.err
+    assert f"note: {out / 'report'} is not a run folder; left out" in std.err and "wrote" in std.out
+    page = html.read_text()
+    assert all(n in page for n in names)
+    assert main(["report", str(out), "--out", str(tmp_path / "sweep2.html")]) == 0  # the sweep folder itself
+    (out / "report").rmdir()
 
     # A run that stopped before its summary is resumed from its checkpoint, not restarted.
     (out / names[1] / "summary.json").unlink()
@@ -46,6 +64,9 @@ def test_sweep_runs_skips_resumes_and_compares(tmp_path, tiny_overrides, capsys)
     err = capsys.readouterr().err
     assert "finished, skipped" in err and "resuming" in err
     assert (out / names[1] / "summary.json").exists()
+    rerun = json.loads((out / "sweep.json").read_text())["runs"]
+    assert [{k: r.get(k) for k in ("status", "step", "stopped_by")} for r in rerun] == [
+        {"status": "done", "step": 2, "stopped_by": "steps"}] * 2  # the skipped run's numbers too
 
     report = tmp_path / "report"
     assert main(["compare", str(out), "--out", str(report)]) == 0

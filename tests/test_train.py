@@ -237,12 +237,21 @@ def test_run_writes_a_report_and_tensorboard_events(tmp_path, tiny_overrides):
     assert "loss/d" in events.Tags()["scalars"] and events.Tags()["images"]
 
 
-def test_final_is_a_hard_linked_twin_of_the_last_checkpoint(tmp_path, tiny_overrides):
-    """The last step is written once: `final` shares its files (no second write, no second copy on disk)."""
+def test_final_is_a_copy_of_the_last_checkpoint(tmp_path, tiny_overrides, capsys):
+    """The last step is serialised once; `final` holds the same bytes in files of its own (not hard links), so one
+    damaged file cannot damage both, and loading falls back from either to the other (#31)."""
     from gankit.training import checkpoint
 
     run = _train(tmp_path, "fin", tiny_overrides, **{"train.steps": 7, "train.checkpoint_every": 5})
     ck = run.dir / "checkpoints"
     for f in (ck / "final").iterdir():
-        assert f.stat().st_ino == (ck / "step-0000007" / f.name).stat().st_ino, f.name
+        twin = ck / "step-0000007" / f.name
+        assert f.stat().st_ino != twin.stat().st_ino and f.read_bytes() == twin.read_bytes(), f.name
     assert checkpoint.latest_name(ck) == "final" and checkpoint.load_latest(ck).step == 7
+    data = bytearray((ck / "final" / "g.safetensors").read_bytes())
+    data[-10] ^= 0xFF
+    (ck / "final" / "g.safetensors").write_bytes(bytes(data))
+    said = []
+    loaded = checkpoint.load_latest(ck, say=said.append)
+    assert loaded.step == 7 and loaded.path.name == "step-0000007"
+    assert said[-1] == f"warning: using checkpoint step-0000007 (step 7) of {ck}: the 1 tried before it are damaged"

@@ -1,16 +1,18 @@
 """The `gankit` command: one module per command, each with ``register(sub)`` and a thin ``cmd_*`` that parses,
 calls the library and reports. Heavy modules (torch) are imported inside the commands, so `--help` is instant.
 
-Exit codes: 0 success, 2 bad input, 3 training diverged, 130/143 interrupted (a checkpoint was saved).
+Exit codes: 0 success, 2 bad input, 3 training diverged, 130/143 interrupted (in training: a checkpoint was saved).
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import os
+import signal
 import sys
 
-from ..core.errors import GankitError, Interrupted
+from ..core.errors import GankitError, Interrupted, Terminated
 from . import eval as eval_cmd
 from . import listing, report, sample, sweep, train, translate
 from .common import Parser
@@ -31,7 +33,21 @@ def _one_line(msg: object) -> str:
     return " ".join(str(msg).split())
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM unwinds like Ctrl-C, so temp files are removed on the way out (the training loop and the launcher put
+    # their own handlers in place while they run). Not in a torchrun worker: there SIGTERM is how torchrun takes the
+    # group down after a failure, and a Python handler would wait for a blocked collective. Only the main thread may
+    # set handlers.
+    old_term = None
+    if "TORCHELASTIC_RUN_ID" not in os.environ and os.environ.get("WORLD_SIZE", "1") in ("", "1"):
+        try:
+            old_term = signal.signal(signal.SIGTERM, _terminate)
+        except ValueError:
+            pass
     try:
         args = build_parser().parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --nproc` hands them on to torchrun
@@ -45,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gankit: interrupted", file=sys.stderr)
         return 130
+    except Terminated as e:
+        print("gankit: terminated by SIGTERM", file=sys.stderr)
+        return e.exit_code
     except BrokenPipeError:  # `gankit list | head`: the reader left, nothing is wrong
         return 0
     except OSError as e:
@@ -53,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         hint = " (disk full: free space or choose another --out)" if e.errno == errno.ENOSPC else ""
         print(f"gankit: error: {_one_line(f'{what}{e.strerror or e}{hint}')}", file=sys.stderr)
         return 2
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
 
 
 if __name__ == "__main__":

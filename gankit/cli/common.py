@@ -36,7 +36,8 @@ def add_data_flags(p: argparse.ArgumentParser, every: str = "") -> None:
     p.add_argument("--steps", type=int, help=f"budget{every} in generator updates")
     p.add_argument("--epochs", type=float, help=f"budget{every} in passes over the data")
     p.add_argument("--max-minutes", type=float, help=f"wall-clock budget{every}; the run stops and saves when it is spent")
-    p.add_argument("--threads", type=int, help="CPU threads (default: the cores this process may use)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: the cores this process may use; more than twice "
+                                               "those is warned about, as it slows every step)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key, e.g. optim.lr_g=1e-4")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -49,6 +50,11 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         v = getattr(args, attr, None)
         if v is not None:
             out[key] = v
+    for key in BUDGET_KEYS:
+        flag = "--" + key.split(".", 1)[1].replace("_", "-")
+        if key in out and not out[key] > 0:  # 0 means "not set" in a config file; as a flag it would end nothing
+            raise GankitError(f"{flag} {out[key]}: a budget must be > 0 (0 means 'not set' in a config file); "
+                              f"omit {flag} to use the config's budget")
     if getattr(args, "no_progress", False):
         out["train.progress"] = False
     for item in args.set or []:

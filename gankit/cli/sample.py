@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..core.errors import GankitError
@@ -28,15 +30,20 @@ def cmd_sample(args: argparse.Namespace) -> int:
     # a conditional G's classes go beside the array (row i of one is the class of image i of the other): without
     # --class they follow the training data's proportions, which a script reading the array cannot know
     labels_out = labels_file(out) if npy and gen.num_classes else None
-    if labels_out is not None:
-        refuse_existing([labels_out], args.force)
+    if npy:
+        # X.labels.npy belongs to X.npy: an old one (of an earlier conditional sample) must not outlive the array it
+        # describes, so it is replaced or removed with it - and, like X.npy, only with --force
+        refuse_existing([labels_file(out)], args.force)
     labels = gen.labels(args.n, args.class_id)
     x = gen.generate(gen.noise(args.n, args.seed), labels)
     make_parent(out)
     if npy:
-        save_npy(out, to_uint8(x).permute(0, 2, 3, 1).contiguous().numpy())  # (N, H, W, C) uint8
-        if labels_out is not None:
-            save_npy(labels_out, labels.numpy())
+        arr = to_uint8(x).permute(0, 2, 3, 1).contiguous().numpy()  # (N, H, W, C) uint8
+        with set_aside(labels_file(out)) as old_labels:  # an old X.labels.npy comes back only if X.npy stays old
+            save_npy(out, arr)
+            old_labels.clear()  # X.npy is new: its old classes must not come back, whatever happens next
+            if labels_out is not None:
+                save_npy(labels_out, labels.numpy())
     else:
         save_grid(x, out)
     print(f"wrote {args.n} samples from {gen.run_dir} (step {gen.step}) to {out}"
@@ -47,6 +54,31 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def labels_file(out: Path) -> Path:
     """Where ``gankit sample --out X.npy`` puts a conditional G's classes: X.labels.npy."""
     return out.with_name(out.stem + ".labels.npy")
+
+
+@contextmanager
+def set_aside(path: Path) -> Iterator[list[Path]]:
+    """Move ``path`` (if it exists) out of the way, under a temp name of :func:`gankit.core.io.atomic_writer`'s
+    pattern (so a kill leaves nothing that a later write does not remove). Yields a list holding the moved copy; if
+    the block fails while the list still holds it and no new ``path`` was written, it is put back. Otherwise (the
+    block ended, or emptied the list) it is deleted."""
+    import os
+    import secrets
+
+    held: list[Path] = []
+    if path.exists() or path.is_symlink():
+        held.append(path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part"))
+        os.replace(path, held[0])
+    moved = list(held)
+    try:
+        yield held
+    except BaseException:
+        if held and not path.exists():
+            os.replace(held[0], path)
+        raise
+    finally:
+        for p in moved:
+            p.unlink(missing_ok=True)
 
 
 def save_npy(path: Path, arr) -> None:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
-from ..core.errors import GankitError
+from ..core.errors import GankitError, Interrupted
 from .common import add_data_flags, overrides
 
 
@@ -27,11 +32,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise GankitError("pass either CONFIG.yaml or --resume RUN_DIR, not both (a run keeps its own config)")
         if args.out:
             raise GankitError("--out and --resume both name the run folder; drop --out")
-        cfg = resume_config(load_run_config(Path(args.resume)).to_dict(), flags)
+        cfg = resume_config(load_run_config(Path(args.resume)).to_dict(), flags, args.resume)
     else:
         cfg = resolve(file=args.config, overrides=flags)
-    run = train(cfg, out=args.out, resume=args.resume)
-    if int(os.environ.get("RANK", "0")) != 0:  # one report per run, from the process that wrote it
+    rank = int(os.environ.get("RANK", "0"))
+    try:
+        run = train(cfg, out=args.out, resume=args.resume)
+    except Interrupted as e:
+        if rank != 0:  # "checkpoint saved" once, from the process that saved it
+            return e.exit_code
+        raise
+    if rank != 0:  # one report per run, from the process that wrote it
         return 0
     print(f"done: {run.step} steps ({run.epoch:.2f} epochs, stopped by {run.stopped_by}). Results in {run.dir}/")
     print(f"  samples: {run.dir}/samples/   progress: {run.dir}/progress.gif   losses: {run.dir}/losses.png")
@@ -77,10 +88,14 @@ def torchrun_command(args: argparse.Namespace) -> list[str]:
             raise GankitError(f"--nnodes {nnodes} needs --rdzv-endpoint HOST:PORT (an address of machine 0 that every "
                               f"machine can reach, and a free port there)")
         host, port = args.rdzv_endpoint.rsplit(":", 1)
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise GankitError(f"--rdzv-endpoint {args.rdzv_endpoint}: the port must be a number in 1..65535")
         cmd += ["--nnodes", str(nnodes)]
+        if args.node_rank is not None and not 0 <= args.node_rank < nnodes:
+            raise GankitError(f"--node-rank {args.node_rank} is not in [0, {nnodes}) for --nnodes {nnodes}")
+        if nnodes == 1 or args.node_rank == 0:  # this machine hosts the rendezvous: its port must be free here
+            check_port_free(host.strip("[]"), int(port), args.rdzv_endpoint)
         if args.node_rank is not None:
-            if not 0 <= args.node_rank < nnodes:
-                raise GankitError(f"--node-rank {args.node_rank} is not in [0, {nnodes}) for --nnodes {nnodes}")
             cmd += ["--node-rank", str(args.node_rank), "--master-addr", host, "--master-port", port]
         else:
             cmd += ["--rdzv-backend", "c10d", "--rdzv-endpoint", args.rdzv_endpoint, "--rdzv-id", "gankit"]
@@ -88,19 +103,53 @@ def torchrun_command(args: argparse.Namespace) -> list[str]:
     return [*cmd, "-m", "gankit", *rest]  # rest starts with "train"
 
 
+def check_port_free(host: str, port: int, endpoint: str) -> None:
+    """GankitError when another program listens on ``port`` here: torchrun would wait on it (c10d) or fail with a
+    traceback (static). Probed by binding it, on every interface (where torch's store listens) and on ``host``; a
+    host that is not an address of this machine is left for torchrun to report."""
+    import errno
+    import socket
+
+    for family, addr in ((socket.AF_INET, ""), (socket.AF_INET6, "::"), (socket.AF_UNSPEC, host)):
+        try:
+            infos = socket.getaddrinfo(addr or None, port, family, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+        except (socket.gaierror, OSError):
+            continue
+        for fam, kind, proto, _, sockaddr in infos[:1]:
+            try:
+                with socket.socket(fam, kind, proto) as s:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free to torch
+                    if fam == socket.AF_INET6:
+                        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    s.bind(sockaddr)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise GankitError(f"--rdzv-endpoint {endpoint}: port {port} is in use by another program on this "
+                                      f"machine; choose a free port (or stop that program)") from None
+                # EADDRNOTAVAIL and the like: not an address of this machine, or no IPv6 here
+
+
 def launch(args: argparse.Namespace) -> int:
     """Run torchrun for the user. Its own session, so a Ctrl-C reaches the workers once (forwarded here, then by
     torchrun), not twice (a second SIGINT means "stop now, do not save"). Exit: the workers' code, 128 + signal
-    after a signal (130/143: rank 0 saved)."""
+    after a signal (130/143: rank 0 saved). torchrun's stderr passes through :class:`LauncherErr`, which drops
+    torchrun's own traceback and shutdown notes after a signal this launcher forwarded (the workers' lines stay)."""
+    torchrun_command(args)  # every launcher flag checked (and the port probed) before a run folder is named
+    made: Path | None = None
     if not args.out and not args.resume:  # a restart must find the same folder: name it once, here
         from ..config.layering import resolve
         from ..training.rundir import default_run_dir
 
         cfg = resolve(file=args.config, overrides=overrides(args))
-        args.argv = [*args.argv, "--out", str(default_run_dir(cfg.model.name, cfg.data.name))]
+        made = default_run_dir(cfg.model.name, cfg.data.name)
+        args.argv = [*args.argv, "--out", str(made)]
     cmd = torchrun_command(args)
-    proc = subprocess.Popen(cmd, start_new_session=True)
+    ours = getattr(sys.stderr, "buffer", None)  # (a caller that replaced sys.stderr gets torchrun's output as is)
+    proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.PIPE if ours is not None else None)
     got: list[int] = []
+    pump = threading.Thread(target=LauncherErr(ours, lambda: bool(got)).pump, args=(proc.stderr,), daemon=True)
+    if ours is not None:
+        pump.start()
 
     def forward(signum: int, frame: object) -> None:
         got.append(signum)
@@ -109,12 +158,70 @@ def launch(args: argparse.Namespace) -> int:
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         rc = proc.wait()
+        if pump.is_alive():
+            pump.join()
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+    if made is not None:
+        with contextlib.suppress(OSError):
+            made.rmdir()  # only if the workers left it empty (they failed before writing)
     if got:
         return 128 + got[0]
     return rc
+
+
+class LauncherErr:
+    """torchrun's stderr on the way to ours, as it comes (progress bars redraw live). Once ``signalled()``, lines are
+    held whole and two kinds dropped: torchrun's agent notes ("Received 15 death signal", "Sending process N closing
+    signal") and the traceback of its SignalException: the user sent the signal, and the workers say what it did."""
+
+    AGENT_NOTE = re.compile(rb"^[IWEDC]\d{4} [\d:.]+ +\d+ \S*torch/distributed/elastic/")
+
+    def __init__(self, out: BinaryIO, signalled: Callable[[], bool]) -> None:
+        self.out, self.signalled = out, signalled
+        self.pending = b""  # a line not complete yet (line mode)
+        self.block: list[bytes] | None = None  # a traceback being held until its last line says what it is
+
+    def pump(self, stream: BinaryIO) -> None:
+        while chunk := os.read(stream.fileno(), 65536):
+            self.feed(chunk)
+        self.close()
+
+    def feed(self, data: bytes) -> None:
+        if not self.signalled() and not self.pending and self.block is None:
+            self._write(data)
+            return
+        self.pending += data
+        *lines, self.pending = self.pending.split(b"\n")
+        for line in lines:
+            self._line(line + b"\n")
+
+    def close(self) -> None:
+        if self.pending:
+            self._line(self.pending)
+            self.pending = b""
+        if self.block is not None:
+            self._write(b"".join(self.block))
+            self.block = None
+
+    def _line(self, line: bytes) -> None:
+        if self.block is not None:
+            self.block.append(line)
+            if line[:1] not in (b" ", b"\t", b"\n", b"\r"):  # the exception's own line ends a traceback
+                block, self.block = self.block, None
+                if b"SignalException" not in line:
+                    self._write(b"".join(block))
+            return
+        if line.startswith(b"Traceback (most recent call last):"):
+            self.block = [line]
+        elif not self.AGENT_NOTE.match(line):
+            self._write(line)
+
+    def _write(self, data: bytes) -> None:
+        with contextlib.suppress(OSError, ValueError):  # our stderr closed: nothing to tell
+            self.out.write(data)
+            self.out.flush()
 
 
 def register(sub: argparse._SubParsersAction) -> None:

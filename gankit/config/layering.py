@@ -17,7 +17,8 @@ from ..data.registry import DATASETS
 from ..losses import LOSSES
 from ..nets import MODELS
 from ..optim import OPTIMIZERS
-from .schema import Config, DataConfig, ModelConfig, check_values, deep_merge, read_yaml, set_dotted
+from .schema import (Config, DataConfig, ModelConfig, check_values, deep_merge, read_yaml, refuse_resume_change,
+                     set_dotted)
 
 
 def resolve(
@@ -73,12 +74,14 @@ def check_model_keys(model_name: str, keys: set[str]) -> None:
         )
 
 
-def resume_config(saved: dict[str, Any], overrides: dict[str, Any]) -> Config:
-    """A run's saved config with command-line overrides (e.g. a longer budget) on top; validated."""
+def resume_config(saved: dict[str, Any], overrides: dict[str, Any], run_dir: Any = "RUN") -> Config:
+    """A run's saved config with command-line overrides on top; validated. Only a budget or a side setting may
+    change (:data:`~gankit.config.schema.RESUME_MAY_CHANGE`): anything else is a one-line error naming the key."""
     layered = deep_merge({}, saved)
     for key, value in overrides.items():
         set_dotted(layered, key, value)
     cfg = Config.from_dict(layered)
+    refuse_resume_change(Config.from_dict(saved).to_dict(), cfg.to_dict(), run_dir)
     check_model_keys(cfg.model.name, {k.split(".", 1)[1] for k in overrides if k.startswith("model.")})
     validate(cfg)
     return cfg

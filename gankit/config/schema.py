@@ -402,10 +402,43 @@ def check_values(cfg: Config) -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 # comparing configs
 
-# Keys that change how a run is watched, not what it computes: runs that differ only here are the same run.
-NOT_IDENTITY = {"train.progress", "train.threads", "train.device", "train.log_every", "train.sample_every",
-                "train.preview_seconds", "train.compile", "train.dist_timeout",
-                "train.checkpoint_every", "train.keep_last", "data.dir", "data.cache_dir", "data.download"}
+# Keys that change how a run is watched or where its files are, not what it computes.
+WATCH_KEYS = frozenset({"train.progress", "train.threads", "train.device", "train.log_every", "train.sample_every",
+                        "train.preview_seconds", "train.compile", "train.dist_timeout", "train.checkpoint_every",
+                        "train.keep_last", "data.cache_dir", "data.download"})
+# Runs that differ only in these keys are the same run (compare and report leave them out of their tables). The
+# data's folder is one of them: the same files read from another path are the same data.
+NOT_IDENTITY = WATCH_KEYS | {"data.dir"}
+# The one rule of what a continued run (`train --resume`, a re-run sweep) may change: its budget and the settings
+# beside the training step (watching, pacing of samples, scores and checkpoints, what to do on NaN). Every other key
+# changes what the checkpoints mean - their shapes, the data or its order, the losses - and is refused. data.dir is
+# refused too: another folder may hold other images, which no check could tell.
+RESUME_MAY_CHANGE = frozenset({*BUDGET_KEYS, *WATCH_KEYS, "train.eval_every", "train.tensorboard", "data.cache",
+                               "train.on_nan", "train.nan_lr_factor", "train.nan_max_rollbacks"})
+
+
+def resume_change(saved: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """The first key outside :data:`RESUME_MAY_CHANGE` whose value differs between two config dicts, as
+    ``"key: old -> new"``; None when the new config may continue the saved run."""
+    a, b = flatten(saved), flatten(new)
+    for key in sorted(set(a) | set(b)):
+        if key not in RESUME_MAY_CHANGE and _canon(a.get(key)) != _canon(b.get(key)):
+            return f"{key}: {a.get(key)!r} -> {b.get(key)!r}"
+    return None
+
+
+def _canon(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value  # a saved list and a built tuple are the same value
+
+
+def refuse_resume_change(saved: dict[str, Any], new: dict[str, Any], run_dir: Any) -> None:
+    """GankitError naming the first key that a continued run may not change (see :data:`RESUME_MAY_CHANGE`)."""
+    change = resume_change(saved, new)
+    if change:
+        raise GankitError(
+            f"--resume {run_dir}: {change} would change what its checkpoints mean; a resume may change only the "
+            f"budget (--steps/--epochs/--max-minutes) and side settings (logging, previews, evaluation and checkpoint "
+            f"pacing, threads, device); start a new run with --out for this change (nothing was written)")
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

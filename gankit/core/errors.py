@@ -28,3 +28,11 @@ class Interrupted(Exception):
         self.exit_code = 128 + signum
         name = signal.Signals(signum).name
         super().__init__(f"{name} at step {step}: checkpoint saved; continue with `gankit train --resume {run_dir}`")
+
+
+class Terminated(BaseException):
+    """SIGTERM outside a training loop (which saves and raises :class:`Interrupted` instead). The CLI's handler
+    raises it so that ``finally`` blocks run: a half-written temp file is removed, not left behind. Exit code 143.
+    A BaseException, like KeyboardInterrupt, so that ``except Exception`` clean-ups do not swallow it."""
+
+    exit_code = 143

@@ -7,6 +7,7 @@ leaves either the old file or the new one, never a truncated one, and an OSError
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -39,6 +40,7 @@ def names_file(path: Path) -> Iterator[None]:
 def atomic_writer(path: str | Path) -> Iterator[IO[bytes]]:
     """``with atomic_writer(p) as f: f.write(...)``: ``p`` appears complete or not at all (the old file stays)."""
     path = Path(path)
+    remove_stale_parts(path)
     # The PID in the temp name lets a clean-up tell a live writer's file from one a killed process left.
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
     tmp = Path(tmp_name)
@@ -90,6 +92,24 @@ def part_file_pid(name: str) -> int | None:
         return None
     parts = name[:-5].rsplit(".", 2)
     return int(parts[-2]) if len(parts) == 3 and parts[-2].isdigit() else None
+
+
+def remove_stale_parts(path: Path) -> None:
+    """Remove the temp files of ``path`` (``.NAME.PID.RANDOM.part``) that a killed writer left: those of processes
+    that are gone. SIGKILL or a power cut leave one; the next write of the same file cleans up after it."""
+    prefix = f".{path.name}."
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return  # the folder is missing or unreadable: mkstemp says so in its own words
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        pid = part_file_pid(entry.name)
+        # the name has exactly NAME's parts before PID.RANDOM (so .a.npy's temp is not taken for .a.npy.x's)
+        if pid is not None and entry.name[len(prefix):].count(".") == 2 and pid != os.getpid() and not pid_alive(pid):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

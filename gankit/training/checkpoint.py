@@ -21,6 +21,7 @@ import os
 import random
 import re
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -202,11 +203,14 @@ def _install(ckpt_dir: Path, tmp: Path, name: str, move_latest: bool) -> Path:
     return final
 
 
-def alias(ckpt_dir: Path, src: str, name: str, move_latest: bool = True, hashes: bool = True) -> Path:
-    """Make checkpoint ``name`` hold exactly what ``src`` holds, by hard links (no second copy of the weights on disk,
-    and no second write: ``final`` after the last numbered checkpoint costs nothing). Falls back to copying where the
-    file system has no hard links. Atomic like :func:`save`: a temp folder renamed into place. ``hashes=False``
-    checks the source's files by size only (for a source this process has just written and hashed)."""
+def alias(ckpt_dir: Path, src: str, name: str, move_latest: bool = True, hashes: bool = True,
+          copy: bool = False) -> Path:
+    """Make checkpoint ``name`` hold exactly what ``src`` holds, without serialising the state again. By default by
+    hard links (no second copy on disk: ``best`` following a numbered checkpoint costs nothing); ``copy=True`` writes
+    independent files, verified against their hashes, so that damage to one name's files (a disk error, a stray
+    write into a file) cannot damage the other: ``final`` is such a copy of the last numbered checkpoint. Falls back
+    to copying where the file system has no hard links. Atomic like :func:`save`: a temp folder renamed into place.
+    ``hashes=False`` checks the source's files by size only (for a source this process has just written and hashed)."""
     source = ckpt_dir / src
     verify(source, hashes)
     tmp = ckpt_dir / f".tmp-{name}-{os.getpid()}"
@@ -215,14 +219,22 @@ def alias(ckpt_dir: Path, src: str, name: str, move_latest: bool = True, hashes:
     tmp.mkdir()
     try:
         for f in source.iterdir():
+            if copy:
+                _write_file(tmp / f.name, f.read_bytes())
+                continue
             try:
                 os.link(f, tmp / f.name)
             except OSError:
                 shutil.copy2(f, tmp / f.name)
         fsync_dir(tmp)
+        if copy:
+            verify(tmp, hashes=True)  # the copy is the good one only if it matches the hashes the save recorded
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise GankitError(f"cannot write checkpoint {ckpt_dir / name}: {e.strerror or e}") from None
+    except GankitError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return _install(ckpt_dir, tmp, name, move_latest)
 
 
@@ -306,14 +318,43 @@ def verify(folder: Path, hashes: bool = True) -> dict[str, Any]:
     return state
 
 
+class Vanished(GankitError):
+    """A checkpoint folder that was removed or replaced while it was being read: a running `gankit train` pruned it
+    or saved it anew. Not damage: a reader lists the checkpoints again."""
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    try:
+        st = folder.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def read(folder: Path) -> Checkpoint:
-    state = verify(folder)
-    tensors = {}
-    for fname in state["files"]:
-        try:
-            tensors[fname.removesuffix(".safetensors")] = load_file(str(folder / fname))
-        except Exception as e:  # safetensors raises its own error types for malformed headers
-            raise GankitError(f"checkpoint {folder}: {fname} cannot be read as safetensors ({e})") from None
+    """The checkpoint in ``folder``, every file verified. GankitError when it is damaged; :class:`Vanished` when a
+    training run removed or replaced the folder meanwhile (a replaced one could have mixed two saves' files)."""
+    before = _identity(folder)
+    if before is None:
+        raise Vanished(f"checkpoint {folder} was removed before it could be read")
+    try:
+        state = verify(folder)
+        tensors = {}
+        for fname in state["files"]:
+            try:
+                tensors[fname.removesuffix(".safetensors")] = load_file(str(folder / fname))
+            except FileNotFoundError:
+                raise
+            except Exception as e:  # safetensors raises its own error types for malformed headers
+                raise GankitError(f"checkpoint {folder}: {fname} cannot be read as safetensors ({e})") from None
+    except (GankitError, FileNotFoundError) as e:
+        if _identity(folder) != before:  # pruned or saved anew mid-read: what looked damaged may not be
+            raise Vanished(f"checkpoint {folder} was removed or replaced while being read") from None
+        if isinstance(e, FileNotFoundError):
+            raise GankitError(f"checkpoint {folder}: {Path(e.filename or '?').name} disappeared while being read") from None
+        raise
+    if _identity(folder) != before:
+        raise Vanished(f"checkpoint {folder} was replaced while being read")
     return Checkpoint(folder, state, tensors)
 
 
@@ -344,30 +385,63 @@ def candidates(ckpt_dir: Path) -> list[Path]:
 
 
 def load_latest(ckpt_dir: Path, say=print) -> Checkpoint:
-    """The newest checkpoint that verifies; damaged ones are reported (``say``) and skipped."""
-    cands = candidates(ckpt_dir)
-    if not cands:
+    """The newest checkpoint that verifies. Damaged ones are reported (``say``) and skipped, and when one was skipped
+    a last line says which checkpoint is used instead. A checkpoint that a running training removes while it is read
+    (pruned after a newer save) is no damage: the folder is listed again and the newest one now there is read."""
+    if not candidates(ckpt_dir):
         raise GankitError(f"{ckpt_dir.parent} has no checkpoints (it was stopped before its first save); delete it "
                           f"and train again")
-    errors = []
-    for folder in cands:
+    errors: list[str] = []
+    tried: set[Path] = set()
+    replaced: dict[Path, int] = {}
+    for _ in range(1000):  # each pass reads a folder not tried before (or one saved anew); a bound no run reaches
+        fresh = [c for c in candidates(ckpt_dir) if c not in tried]
+        if not fresh:
+            break
+        folder = fresh[0]
+        tried.add(folder)
         try:
-            return read(folder)
+            ck = read(folder)
+        except Vanished:
+            replaced[folder] = replaced.get(folder, 0) + 1
+            if replaced[folder] < 3:  # saved anew under the same name: read the new one (pruned: it is not listed)
+                tried.discard(folder)
+            continue
         except GankitError as e:
             errors.append(str(e))
             say(f"warning: {e}; trying the previous checkpoint")
+            continue
+        if errors:
+            untrained = " - an untrained model" if ck.step == 0 else ""
+            say(f"warning: using checkpoint {folder.name} (step {ck.step}{untrained}) of {ckpt_dir}: the "
+                f"{len(errors)} tried before it are damaged")
+        return ck
+    if not errors:
+        raise GankitError(f"{ckpt_dir.parent} has no checkpoints left (they were removed while being read); try again")
     raise GankitError(f"no readable checkpoint in {ckpt_dir} ({len(errors)} tried); the newest: {errors[0]}")
 
 
-def load_named(run_dir: Path, which: str) -> Checkpoint:
-    """'latest' (newest good), 'final', 'best' or a folder name under checkpoints/."""
+def warn(msg: str) -> None:
+    """How loading for inference (sample, eval, export, gankit.load) reports a skipped checkpoint: stderr."""
+    print(f"gankit: {msg}", file=sys.stderr, flush=True)
+
+
+def load_named(run_dir: Path, which: str, say=warn) -> Checkpoint:
+    """'latest' (newest good; ``say`` reports what was skipped and what is used), 'final', 'best' or a folder name
+    under checkpoints/."""
     ckpt_dir = run_dir / "checkpoints"
     if which == "latest":
-        return load_latest(ckpt_dir, say=lambda m: None)
+        return load_latest(ckpt_dir, say=say)
     found = folders(ckpt_dir)
     if which not in found:
         raise GankitError(f"{run_dir} has no checkpoint '{which}'; available: {', '.join(sorted(found)) or 'none'}")
-    return read(found[which])
+    try:
+        return read(found[which])
+    except Vanished:  # replaced while being read (`best` moves aside for a moment when it is renewed)
+        again = folders(ckpt_dir)
+        if which not in again:
+            raise GankitError(f"{run_dir}: checkpoint '{which}' was removed while being read") from None
+        return read(again[which])
 
 
 def load_module(
@@ -464,10 +538,11 @@ class Checkpointer:
         self.last_written = name
         prune(self.dir, self.keep_last, protect={"final", "best"})
 
-    def alias(self, name: str, src: str, move_latest: bool = True) -> None:
-        """Checkpoint ``name`` as a hard-linked twin of ``src`` (saved a moment ago at the same step)."""
+    def alias(self, name: str, src: str, move_latest: bool = True, copy: bool = False) -> None:
+        """Checkpoint ``name`` as a twin of ``src`` (saved a moment ago at the same step): hard links, or with
+        ``copy`` independent files (see :func:`alias`)."""
         if self.active:
-            alias(self.dir, src, name, move_latest, hashes=src != self.last_written)
+            alias(self.dir, src, name, move_latest, hashes=src != self.last_written, copy=copy)
 
     def latest(self, say: Any = print) -> Checkpoint:
         return load_latest(self.dir, say=say)

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from ..config.layering import validate
-from ..config.schema import Config, to_dict
+from ..config.schema import Config, refuse_resume_change, to_dict
 from ..core.errors import DivergedError, GankitError, Interrupted
 from ..data import Batcher, load_dataset
 from ..data.base import ImageData
@@ -29,7 +29,7 @@ from . import distributed as ddp
 from .checkpoint import Checkpointer, candidates
 from .outputs import RunOutputs
 from .parts import BestKeeper, Budget, Monitor, StopFlag, nonfinite, nonfinite_weights, set_lr
-from .rundir import RunDir, default_run_dir
+from .rundir import RunDir, default_run_dir, load_run_config
 from .precision import configure_backends
 from .sidework import SideWork
 from .state import TrainState
@@ -60,6 +60,11 @@ def pick_device(name: str) -> torch.device:
         raise GankitError(f"train.device={name!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise GankitError(f"train.device={name!r} but CUDA is not available here; use train.device=cpu")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise GankitError(f"train.device={name!r} but this PyTorch has no usable MPS (Apple GPU) backend here; use "
+                          f"train.device=cpu (or auto)")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise GankitError(f"train.device={name!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
     return dev
 
 
@@ -88,7 +93,11 @@ def set_up(cfg: Config, run: RunDir, resume: bool, data: ImageData | None, devic
     """Threads, device and seeds; the data, its validation split and the task; checkpoints (restored on resume)."""
     validate(cfg)  # Python callers may build a Config by hand; the CLI validated it already
     # Per process; by default the machine's cores are split between the processes torchrun started on it.
-    torch.set_num_threads(cfg.train.threads or max(1, usable_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    cores = usable_cores()
+    if cfg.train.threads > 2 * cores:  # oversubscribed threads wait on each other: steps get many times slower
+        run.say(f"warning: train.threads={cfg.train.threads} is more than twice the {cores} cores this process may "
+                f"use, which makes every step slower; use --threads {cores} (or 0 for that default)")
+    torch.set_num_threads(cfg.train.threads or max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     device = device if device is not None else pick_device(cfg.train.device)  # cuda:LOCAL_RANK under torchrun
     configure_backends(device, cfg.train.tf32)
     seed_everything(cfg.seed)
@@ -150,9 +159,12 @@ def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data:
     # Every rank must agree on the folder (a default name holds the time) and on whether it may be used.
     root = ddp.from_main(lambda: resume if resume is not None else out if out is not None
                          else default_run_dir(cfg.model.name, cfg.data.name), "the run folder")
-    run = RunDir(root, ddp.rank())
+    run = RunDir(root, ddp.rank(), reserved=resume is None and out is None)
     if resume is None:
         ddp.from_main(run.check_new, "the run folder check")
+    else:  # a Python caller's Config may differ from the run's own in more than a budget: refused before any write
+        ddp.from_main(lambda: refuse_resume_change(load_run_config(Path(root)).to_dict(), cfg.to_dict(), root),
+                      "the resumed run's config check")
     # One writer per run folder, taken before anything is written (a new run's folder is made here); close() gives
     # it back, and removes a new folder that a failed set-up left empty.
     run.lock()
@@ -255,7 +267,9 @@ def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data:
                 side.previews()
             if state.step % t_cfg.checkpoint_every:  # else it was saved a moment ago
                 side.save(f"step-{state.step:07d}", move_latest=False)
-        side.alias("final", f"step-{state.step:07d}")  # the same state: hard links, not a second write
+        # The same state, not serialised again, but a copy rather than hard links: one damaged file must not take
+        # both the last numbered checkpoint and `final` with it (loading falls back from one to the other).
+        side.alias("final", f"step-{state.step:07d}", copy=True)
         side.plots(gif=True)
         run.summary({"step": state.step, "epoch": round(batcher.progress, 4), "stopped_by": stopped_by,
                      "seconds": round(time.monotonic() - budget.start, 1), "last": row, "rollbacks": state.rollbacks,

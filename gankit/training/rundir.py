@@ -41,9 +41,20 @@ def process_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def default_run_dir(model: str, data: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{model}-{data}"
+def default_run_dir(model: str, data: str, root: str | Path = "runs", now: datetime | None = None) -> Path:
+    """A new, empty run folder ``runs/<time>-<model>-<data>``, created here so that it is this run's alone: two runs
+    started in the same second (a script, a sweep on two shells) get ``...-2``, ``...-3`` (mkdir is exclusive)."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        path = root / (f"{stamp}-{model}-{data}" + (f"-{n}" if n > 1 else ""))
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise GankitError(f"{root} already holds 9999 runs named {stamp}-{model}-{data}*; pass --out")  # pragma: no cover
 
 
 def is_run_dir(path: Path) -> bool:
@@ -62,8 +73,9 @@ def load_run_config(run_dir: Path) -> Config:
 class RunDir:
     """Paths and writes of one run folder."""
 
-    def __init__(self, root: str | Path, rank: int | None = None) -> None:
+    def __init__(self, root: str | Path, rank: int | None = None, reserved: bool = False) -> None:
         self.root = Path(root)
+        self.reserved = reserved  # root is an empty folder made for this run (default_run_dir): lock() owns it
         self.rank = process_rank() if rank is None else rank
         self.active = self.rank == 0
         self._metrics: IO[str] | None = None
@@ -109,6 +121,8 @@ class RunDir:
         if not self.active:
             return
         self._made = [p for p in (self.root, *self.root.parents) if not p.exists()]
+        if self.reserved and self.root not in self._made:
+            self._made.insert(0, self.root)  # removed again by unlock() if nothing was written into it
         self.root.mkdir(parents=True, exist_ok=True)
         mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                            "started": datetime.now().isoformat(timespec="seconds")}).encode()

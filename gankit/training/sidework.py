@@ -114,9 +114,9 @@ class SideWork:
             self.saved = (self.state.step, name)
         ddp.reseed(self.seed, self.state.step)
 
-    def alias(self, name: str, src: str, move_latest: bool = True) -> None:
+    def alias(self, name: str, src: str, move_latest: bool = True, copy: bool = False) -> None:
         with self.clock.side("checkpoints"):
-            self.ckpt.alias(name, src, move_latest)  # rank 0 only
+            self.ckpt.alias(name, src, move_latest, copy)  # rank 0 only
             ddp.barrier()
 
     def validate(self) -> None:
