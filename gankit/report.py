@@ -484,6 +484,10 @@ def run_section(run: RunData, defaults: dict[str, Any] | None = None, interpolat
                                 if x)),
         (f"best {best[0]}" if best else "best", f"{_fmt(best[2])} at step {best[1]}" if best else None),
     ]))
+    if isinstance(origin := run.meta.get("init_from"), dict):  # train.init_from: where the weights came from
+        parts.append(f'<p class="note">fine-tuned from {esc(origin.get("checkpoint"))} (step {esc(origin.get("step"))}'
+                     f'; {esc(", ".join(map(str, origin.get("parts", []))))}; model {esc(origin.get("model"))} on '
+                     f'{esc(origin.get("data"))})</p>')
     if run.meta.get("class_names") and int(cfg.get("model.num_classes") or 0):
         parts.append(f'<p class="note">classes: {esc(", ".join(map(str, run.meta["class_names"])))}</p>')
     if defaults is None:

@@ -133,6 +133,13 @@ class TrainConfig:
     tf32: bool = True  # CUDA: TensorFloat-32 matmuls and convolutions (faster, ~10-bit mantissa products)
     sync_bn: bool = False  # several processes on CUDA: BatchNorm -> SyncBatchNorm (statistics over the global batch)
     dist_timeout: float = 10.0  # minutes a collective waits for the other processes before the run fails
+    # gradient accumulation: each update sums the gradients of this many micro-batches of batch_size / accumulate
+    accumulate: int = 1
+    # fine-tuning: start from another run's weights (a checkpoint folder; --init-from RUN resolves it), not its
+    # optimizer state or step; which parts; how many of D's first weight layers stay fixed
+    init_from: str | None = None
+    init_parts: tuple[Literal["g", "d", "ema"], ...] = ("g", "d", "ema")
+    freeze_d: int = 0
 
 
 @dataclass(frozen=True)
@@ -395,6 +402,16 @@ def check_values(cfg: Config) -> None:
         raise GankitError(f"loss.r1_gamma must be >= 0 and loss.r1_every >= 1, got {cfg.loss.r1_gamma} and {cfg.loss.r1_every}")
     if not 0 < cfg.train.ada_target < 1 or not cfg.train.ada_kimg > 0:
         raise GankitError(f"train.ada_target must be in (0, 1) and train.ada_kimg > 0, got {cfg.train.ada_target} and {cfg.train.ada_kimg}")
+    if cfg.train.accumulate < 1 or cfg.train.batch_size % cfg.train.accumulate:
+        raise GankitError(f"train.accumulate={cfg.train.accumulate} must be >= 1 and divide train.batch_size="
+                          f"{cfg.train.batch_size} (micro-batches of batch_size / accumulate images)")
+    if not cfg.train.init_parts:
+        raise GankitError("train.init_parts is empty; name some of g, d, ema (e.g. --init-parts g,d)")
+    if cfg.train.freeze_d < 0:
+        raise GankitError(f"train.freeze_d must be >= 0, got {cfg.train.freeze_d}")
+    if cfg.train.freeze_d and not cfg.train.init_from:
+        raise GankitError(f"train.freeze_d={cfg.train.freeze_d} freezes layers of a D that was trained elsewhere; "
+                          f"give --init-from RUN too (or set train.freeze_d=0)")
     if not 0 < cfg.train.nan_lr_factor < 1:
         raise GankitError(f"train.nan_lr_factor must be in (0, 1), got {cfg.train.nan_lr_factor}")
 
