@@ -458,7 +458,8 @@ def load_generator(ck: Checkpoint, run: TrainedRun) -> TrainedGenerator:
 
 def evaluate_generator(
     gen: TrainedGenerator, cfg: Config, *, n: int, features: str, split: str | None, inception_path: str | None, parzen: bool,
-    seed: int, progress: bool, **_: Any,
+    seed: int, progress: bool, protocol: str | None = None, ref_stats: Any = None,
+    save_ref_stats: str | Path | None = None, **_: Any,
 ) -> dict[str, Any]:
     """`gankit eval` of a GAN run: n samples against the run's held-out or test images; writes memorisation.png."""
     from ..metrics import score_samples
@@ -467,7 +468,8 @@ def evaluate_generator(
     labels = gen.labels(n) if gen.num_classes else None
     samples = to_uint8(gen.generate(gen.noise(n, seed), labels))
     res = score_samples(samples, test, train, features=features, inception_path=inception_path, sample_labels=labels,
-                   parzen=parzen, seed=seed, progress=progress, sheet_path=gen.run_dir / "memorisation.png")
+                   parzen=parzen, seed=seed, progress=progress, sheet_path=gen.run_dir / "memorisation.png",
+                   protocol=protocol, ref_stats=ref_stats, save_ref_stats=save_ref_stats)
     res.update(run=str(gen.run_dir), step=gen.step, split=split or ("holdout" if cfg.data.holdout else "test"))
     return res
 
