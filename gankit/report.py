@@ -435,6 +435,28 @@ def _stepper(frames: list[tuple[int, list[tuple[str, str]]]], caption: str) -> s
             f'{"".join(figs)}<p class="note">{esc(caption)}</p></div>')
 
 
+def eval_protocol(metrics: dict[str, Any]) -> str | None:
+    """What makes two `gankit eval` results comparable, as one line: feature network (and its file), protocol, N,
+    split and FD reference. None for a run that was not evaluated."""
+    if not metrics or metrics.get("fd") is None:
+        return None
+    parts = [f"{metrics.get('features')}", f"protocol {metrics.get('protocol') or 'unrecorded'}",
+             f"N {metrics.get('n_samples')}", f"split {metrics.get('split')}",
+             f"features {metrics.get('features_id')}"]
+    if metrics.get("fd_reference") not in (None, "images"):
+        parts.append(f"FD vs {metrics['fd_reference']}")
+    return ", ".join(parts)
+
+
+def protocol_warnings(protocols: list[str | None]) -> list[str]:
+    """One cell per run: a warning where the evaluated runs were not scored under one protocol (their metrics are
+    then not comparable), else ''."""
+    seen = {p for p in protocols if p is not None}
+    if len(seen) <= 1:
+        return ["" for _ in protocols]
+    return ["" if p is None else "⚠ evaluated differently from other runs: metrics not comparable" for p in protocols]
+
+
 def _metrics_section(metrics: dict[str, Any]) -> str:
     """metrics.json (`gankit eval`) as metric | value | real data, the baselines beside the numbers they anchor."""
     if not metrics:
@@ -452,7 +474,8 @@ def _metrics_section(metrics: dict[str, Any]) -> str:
     if not rows:
         return ""
     n = metrics.get("n_samples")
-    where = ", ".join(f"{k} {esc(metrics[k])}" for k in ("n_samples", "n_real_test", "features_id", "step", "split")
+    where = ", ".join(f"{k} {esc(metrics[k])}" for k in ("n_samples", "n_real_test", "features_id", "step", "split",
+                                                         "protocol", "resize", "features_sha256", "fd_reference")
                       if metrics.get(k) is not None)
     if all(r[2] is None for r in rows):  # nothing to read against (pix2pix scores compare with targets already)
         rows = [r[:2] for r in rows]
@@ -564,21 +587,29 @@ def runs_section(runs: list[RunData]) -> str:
         r.differs = {k: r.config.get(k) for k in differing}
     eval_keys = sorted({k for r in runs for k in _keys(r.rows, "eval/")})
     metric_keys = [k for k in (*METRIC_LABELS, *BASELINES) if any(isinstance(r.metrics.get(k), (int, float)) for r in runs)]
+    protocols = [eval_protocol(r.metrics) for r in runs]
+    warnings = protocol_warnings(protocols)
     head = ["run", *differing, "steps", "seconds", "images/s", "last loss/d", "last loss/g",
             *[f"last {k}" for k in eval_keys], *[f"best {k}" for k in eval_keys if k in dict(_best_keys())],
             *[METRIC_LABELS.get(k) or BASELINES[k][0] for k in metric_keys]]
+    if any(protocols):
+        head += ["eval protocol", "warning"]
     rows = []
-    for r in runs:
+    for r, proto, warn in zip(runs, protocols, warnings):
         best = best_step(r.rows)
         rows.append([r.label, *[_value(r.config.get(k)) for k in differing],
                      r.summary.get("step", _last(r.rows, "step")), r.summary.get("seconds"), images_per_s(r.rows),
                      _last(r.rows, "loss/d"), _last(r.rows, "loss/g"), *[_last(r.rows, k) for k in eval_keys],
                      *[(best[2] if best and best[0] == k else None) for k in eval_keys if k in dict(_best_keys())],
-                     *[r.metrics.get(k) for k in metric_keys]])
+                     *[r.metrics.get(k) for k in metric_keys], *([proto, warn] if any(protocols) else [])])
     parts = [f"<h1>{len(runs)} runs compared</h1>",
              f'<p class="note">config keys that differ: {esc(", ".join(differing) or "none")}. Click a column '
              "header to sort.</p>",
              table(head, rows, sortable=True, cls="runs")]
+    if any(warnings):
+        parts.insert(2, '<p class="note warning">⚠ the runs\' gankit eval results were made under different protocols '
+                        '(feature network, resize, N, split or reference): their metric columns are not comparable; '
+                        'see the eval protocol column.</p>')
     parts.append("<h2>Curves</h2>")
     charts = [svg_chart([(r.label, _series(r.rows, k)) for r in runs], k) for k in ("loss/d", "loss/g")
               if any(_series(r.rows, k) for r in runs)]

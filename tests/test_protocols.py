@@ -185,3 +185,23 @@ def test_run_eval_records_protocol(tmp_path, tiny_overrides, standin):
     res = json.loads((run.dir / "metrics.json").read_text())
     assert res["protocol"] == "clean" and res["n_samples"] == 20 and res["split"] == "holdout"
     assert len(res["features_sha256"]) == 64 and read_ref_stats(tmp_path / "ref.npz").n == 40
+
+
+def test_compare_warns_when_protocols_differ(tmp_path):
+    from gankit.compare import compare
+
+    base = {"fd": 1.0, "features": "inception", "features_id": "inception-ab", "n_samples": 100, "split": "test",
+            "fd_reference": "images"}
+    for name, proto in (("a", "clean"), ("b", "legacy-tensorflow"), ("c", "clean")):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.yaml").write_text(f"seed: {ord(name)}\n")
+        (d / "metrics.json").write_text(json.dumps({**base, "protocol": proto}))
+    files = compare([str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "cmp")
+    md = files["summary"].read_text()
+    assert "protocol clean" in md and "protocol legacy-tensorflow" in md and "**Warning:**" in md
+    assert md.count("metrics not comparable") == 2
+    html = files["report"].read_text()
+    assert "eval protocol" in html and "not comparable" in html
+    same = compare([str(tmp_path / "a"), str(tmp_path / "c")], tmp_path / "cmp2")
+    assert "not comparable" not in same["summary"].read_text() and "not comparable" not in same["report"].read_text()
