@@ -12,7 +12,7 @@ from typing import Any
 from .config.schema import read_yaml
 from .core.errors import GankitError
 from .core.io import atomic_write_bytes, read_jsonl, refuse_existing, series
-from .report import eval_protocol, md_escape, protocol_warnings
+from .report import SPREAD_KEYS, eval_protocol, md_escape, protocol_warnings, seed_groups, spread_table
 from .config.schema import NOT_IDENTITY, flatten, fmt_value
 
 FILES = {"report": "report.html", "losses": "losses.png", "samples": "samples.png", "summary": "summary.md"}  # what compare writes into --out
@@ -224,6 +224,14 @@ def summary_md(runs: list[RunInfo], differing: list[str]) -> str:
                  *[_last(r.rows, k) for k in eval_keys], *[r.metrics.get(k) for k in metric_keys],
                  *([r.protocol, warn] if evaluated else [])]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    scores = [{**{k: v for k in eval_keys if isinstance(v := _last(r.rows, k), (int, float))},
+               **{k: r.metrics[k] for k in SPREAD_KEYS if k in r.metrics}} for r in runs]
+    if groups := seed_groups([r.config for r in runs], scores):
+        head, rows = spread_table(groups, [[runs[i].config.get("seed") for i in g.members] for g in groups])
+        lines += ["", "## Over seeds", "", "Runs whose configs differ only by the seed: mean ± sample standard deviation "
+                  "(n = runs with that score).", "",
+                  "| " + " | ".join(map(md_escape, head)) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     if any(warnings):
         lines += ["", "**Warning:** the runs' `gankit eval` results were made under different protocols (feature "
                   "network, resize, N, split or reference); their metric columns are not comparable."]

@@ -64,6 +64,16 @@ def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
     return grid
 
 
+def add_seeds(grid: dict[str, list[Any]], seeds: int, first: int = 0) -> dict[str, list[Any]]:
+    """The grid with a last (fastest) axis ``seed`` = first .. first + seeds - 1: every point trained on ``seeds``
+    seeds, so `gankit compare` can show each metric's mean and spread over them."""
+    if seeds < 2:
+        raise GankitError(f"--seeds {seeds}: give 2 or more seeds (a spread needs at least two runs)")
+    if "seed" in grid:
+        raise GankitError("--seeds and --grid seed=... both set the seeds; give one of them")
+    return {**grid, "seed": list(range(first, first + seeds))}
+
+
 def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """The product of the grid, first key slowest: [{key: value, ...}, ...]."""
     keys = list(grid)
