@@ -87,7 +87,9 @@ def resume_config(saved: dict[str, Any], overrides: dict[str, Any]) -> Config:
 def validate(cfg: Config) -> None:
     """Every check of a whole config: values (schema), names (registries), and the model's own check."""
     check_values(cfg)
-    DATASETS.get(cfg.data.name)
+    if cfg.data.resize != "auto" and not DATASETS.get(cfg.data.name).own_resize:
+        raise GankitError(f"data.resize={cfg.data.resize} is for image folders and pairs of any aspect ratio; data "
+                          f"'{cfg.data.name}' is square already: leave data.resize=auto")
     spec = MODELS.get(cfg.model.name)
     LOSSES.get(cfg.loss.name)
     OPTIMIZERS.get(cfg.optim.name)

@@ -36,6 +36,10 @@ class DataConfig:
     # auto = memmap when the decoded set exceeds 1 GiB or 25% of available memory (folder, mnist-likes, cifar10)
     cache: Literal["ram", "memmap", "auto"] = "auto"
     holdout: int = 0  # keep a fixed random N images (seed 0) of the split out of training, for validation and eval
+    # images of another aspect ratio: crop (centre), pad (whole image, bars of pad_value) or stretch; auto = the
+    # reader's own (folder: crop, paired: stretch). Folder and paired data.
+    resize: Literal["auto", "crop", "pad", "stretch"] = "auto"
+    pad_value: int = 0  # 0..255, the bars' gray level with resize=pad
     # paired (image-to-image) data
     direction: Literal["AtoB", "BtoA"] = "AtoB"
     load_size: int = 0  # jitter: resize to load_size, random-crop back to image_size (0 = image_size * 286 / 256)
@@ -396,6 +400,8 @@ def check_values(cfg: Config) -> None:
         raise GankitError(f"train.nan_max_rollbacks must be >= 0, got {cfg.train.nan_max_rollbacks}")
     if cfg.train.threads > 1024:
         raise GankitError(f"train.threads={cfg.train.threads} is not a thread count; use 0 (the cores this process may use) or a small number")
+    if not 0 <= cfg.data.pad_value <= 255:
+        raise GankitError(f"data.pad_value must be a gray level in 0..255, got {cfg.data.pad_value}")
     if cfg.data.channels not in (0, 1, 3):
         raise GankitError(f"data.channels must be 0 (the data set's own), 1 or 3, got {cfg.data.channels}")
     if cfg.loss.r1_gamma < 0 or cfg.loss.r1_every < 1:

@@ -20,6 +20,7 @@ from PIL import Image, ImageFilter, ImageOps
 from ..config.schema import DataConfig
 from ..core.errors import GankitError
 from .base import ImageData
+from .fit import fit_square
 from .folder import IMAGE_EXTENSIONS, _to_gray_or_rgb
 from .registry import dataset
 from .safety import WalkGuard
@@ -151,14 +152,24 @@ def _decode(path: Path, channels: int) -> Image.Image:
     return im
 
 
-def _side(img: Image.Image, size: int, path: Path, what: str) -> np.ndarray:
-    """One side of a pair resized to size x size: (size, size) for 'L', (size, size, 3) for 'RGB', uint8."""
+def _side(img: Image.Image, size: int, path: Path, what: str, fit: tuple[str, int] = ("stretch", 0)) -> np.ndarray:
+    """One side of a pair fitted to size x size per ``fit`` = (data.resize, data.pad_value); (size, size) for 'L',
+    (size, size, 3) for 'RGB', uint8. Both sides of a pair have the same size, so they stay aligned."""
     w, h = img.size
     if w < MIN_SIDE or h < MIN_SIDE:
         raise GankitError(f"{path}: {what} is {w}x{h} px; each side of a pair must be at least {MIN_SIDE}x{MIN_SIDE}")
-    if (w, h) != (size, size):
-        img = img.resize((size, size), Image.Resampling.BICUBIC)  # bicubic, as the pix2pix reference loader
+    if fit[0] == "stretch":
+        if (w, h) != (size, size):
+            img = img.resize((size, size), Image.Resampling.BICUBIC)  # bicubic, as the pix2pix reference loader
+    else:
+        img = fit_square(img, size, fit[0], fit[1], Image.Resampling.BICUBIC)
     return np.asarray(img, dtype=np.uint8)
+
+
+def paired_fit(cfg: DataConfig) -> tuple[str, int]:
+    """(resize mode, pad value) of paired data: data.resize, stretched for auto (as the pix2pix reference)."""
+    mode = "stretch" if cfg.resize == "auto" else cfg.resize
+    return mode, cfg.pad_value if mode == "pad" else 0
 
 
 def _stack(sides: list[np.ndarray]) -> torch.Tensor:
@@ -169,7 +180,7 @@ def _stack(sides: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).contiguous()
 
 
-def _split_halves(path: Path, size: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+def _split_halves(path: Path, size: int, channels: int, fit: tuple[str, int] = ("stretch", 0)) -> tuple[np.ndarray, np.ndarray]:
     """A side-by-side file -> (A = left half, B = right half), each resized to size x size."""
     img = _decode(path, channels)
     w, h = img.size
@@ -178,14 +189,16 @@ def _split_halves(path: Path, size: int, channels: int) -> tuple[np.ndarray, np.
             f"{path}: width {w} is odd, so it cannot be split into two equal halves (A left, B right); "
             f"crop it to an even width or put A and B in A/ and B/ folders"
         )
-    a = _side(img.crop((0, 0, w // 2, h)), size, path, "the left half (A)")
-    b = _side(img.crop((w // 2, 0, w, h)), size, path, "the right half (B)")
+    a = _side(img.crop((0, 0, w // 2, h)), size, path, "the left half (A)", fit)
+    b = _side(img.crop((w // 2, 0, w, h)), size, path, "the right half (B)", fit)
     return a, b
 
 
-def _read_pair(pair: tuple[Path, Path], size: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+def _read_pair(pair: tuple[Path, Path], size: int, channels: int,
+               fit: tuple[str, int] = ("stretch", 0)) -> tuple[np.ndarray, np.ndarray]:
     pa, pb = pair
-    return _side(_decode(pa, channels), size, pa, "image A"), _side(_decode(pb, channels), size, pb, "image B")
+    return (_side(_decode(pa, channels), size, pa, "image A", fit),
+            _side(_decode(pb, channels), size, pb, "image B", fit))
 
 
 def _finish(a: torch.Tensor, b: torch.Tensor, name: str, cfg: DataConfig) -> ImageData:
@@ -210,7 +223,7 @@ def load_paired(cfg: DataConfig) -> ImageData:
       each (``A/train``) or outside (``train/A``).
 
     Splits: 'val' falls back to 'test' and back; without split folders everything is 'train'; 'all' joins them.
-    Each side is resized (bicubic) to ``cfg.image_size`` square. Channels per side: 1 if every image of that side is
+    Each side is resized (bicubic) to ``cfg.image_size`` square (``data.resize``: stretched unless crop or pad). Channels per side: 1 if every image of that side is
     grayscale, else 3; ``cfg.channels`` (1 or 3) forces both sides. Returns images = A, targets = B (swapped by
     ``direction: BtoA``), uint8 (N, C, S, S); labels are -1.
     """
@@ -238,7 +251,8 @@ def load_paired(cfg: DataConfig) -> ImageData:
         read = _split_halves if isinstance(src, Path) else _read_pair
         # Pillow releases the GIL while decoding and resampling, so threads give a real speed-up on big folders.
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            decoded = pool.map(lambda item: read(item, cfg.image_size, cfg.channels), items)  # type: ignore[arg-type]
+            fit = paired_fit(cfg)
+            decoded = pool.map(lambda item: read(item, cfg.image_size, cfg.channels, fit), items)  # type: ignore[arg-type]
             for a, b in decoded:
                 a_sides.append(a)
                 b_sides.append(b)
