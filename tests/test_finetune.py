@@ -203,3 +203,11 @@ def test_bad_accumulate_is_one_line(tmp_path, tiny_overrides, capsys, value, nee
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and needle in err[0], err
     assert not (tmp_path / "o").exists()
+
+
+def test_resume_refuses_init_flags(tmp_path, tiny_overrides, source, capsys):
+    half = _train(tmp_path, "h", tiny_overrides, **{"train.steps": 1})
+    for extra in (["--init-from", str(source)], ["--set", "train.freeze_d=1"]):
+        rc = main(["train", "--resume", str(half.dir), "--steps", "2", *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and "start a new run" in err[0], err

@@ -27,7 +27,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise GankitError("pass either CONFIG.yaml or --resume RUN_DIR, not both (a run keeps its own config)")
         if args.out:
             raise GankitError("--out and --resume both name the run folder; drop --out")
-        if args.init_from or args.init_parts or args.freeze_d is not None:
+        if any(k in flags for k in ("train.init_from", "train.init_parts", "train.freeze_d")):
             raise GankitError("--init-from/--init-parts/--freeze-d start a new run; a resumed run continues from its "
                               "own checkpoint (its config keeps where it started)")
         cfg = resume_config(load_run_config(Path(args.resume)).to_dict(), flags)
