@@ -12,7 +12,6 @@ from safetensors.torch import load_file
 import gankit
 from gankit.cli import main
 from gankit.config.layering import resolve
-from gankit.core.errors import GankitError
 from gankit.data.base import Batcher
 from gankit.data import load_dataset
 from gankit.tasks.gan import GANTask
