@@ -115,6 +115,7 @@ def run_sweep(
     resumed, diverged ones recorded and skipped on later calls. Every run's config is resolved before anything
     trains, so a bad value fails at once. Returns the sweep.json data."""
     from .config.layering import resolve
+    from .training.finetune import resolve_source
     from .training.loop import train
     from .training.rundir import is_run_dir, load_run_config
 
@@ -134,6 +135,9 @@ def run_sweep(
     if len(set(names)) < len(names):  # the same config twice, or two points alike once made safe
         names = [f"{i:03d}-{n}" for i, n in enumerate(names)]
     cfgs = [resolve(file=f, overrides={**base, **p}) for f, p in pairs]
+    # train.init_from as its run will record it (the checkpoint folder), so a resumed sweep sees the same config
+    cfgs = [c.replace(**{"train.init_from": str(resolve_source(c.train.init_from))}) if c.train.init_from else c
+            for c in cfgs]
 
     out.mkdir(parents=True, exist_ok=True)
     sweep_file = out / "sweep.json"

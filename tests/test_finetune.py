@@ -210,3 +210,16 @@ def test_resume_refuses_init_flags(tmp_path, tiny_overrides, source, capsys):
         rc = main(["train", "--resume", str(half.dir), "--steps", "2", *extra])
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and len(err) == 1 and "start a new run" in err[0], err
+
+
+def test_sweep_with_init_from_resumes(tmp_path, tiny_overrides, source):
+    """A sweep given a run folder as train.init_from records the checkpoint folder, and running it again (resume)
+    finds the same config."""
+    from gankit.sweep import run_sweep
+
+    base = {**tiny_overrides, "train.steps": 1, "train.init_from": str(source)}
+    first = run_sweep(None, {"seed": [0, 1]}, tmp_path / "sw", base, say=lambda m: None)
+    assert all(r["status"] == "done" for r in first["runs"])
+    (tmp_path / "sw" / first["runs"][0]["dir"] / "summary.json").unlink()  # as if stopped: the sweep resumes it
+    again = run_sweep(None, {"seed": [0, 1]}, tmp_path / "sw", base, say=lambda m: None)
+    assert all(r["status"] == "done" for r in again["runs"])
