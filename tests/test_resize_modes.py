@@ -57,3 +57,33 @@ def test_bad_resize_settings(tmp_path, capsys, sets, needle):
     rc = main(["train", "--steps", "1", "--out", str(tmp_path / "o"), *sum((["--set", s] for s in sets), [])])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and needle in err[0], err
+
+
+def test_pix2pix_non_square(tmp_path):
+    """pix2pix on 32-wide, 16-high pairs: trains (with the jitter), keeps the shape, and translates at it."""
+    import json
+
+    for side in ("A", "B"):
+        (tmp_path / side).mkdir()
+        for i in range(4):
+            a = np.random.default_rng(i).integers(0, 256, (24, 48, 3), dtype=np.uint8)
+            Image.fromarray(a if side == "A" else 255 - a, "RGB").save(tmp_path / side / f"{i}.png")
+    out = tmp_path / "run"
+    sets = {"data.image_size": 32, "data.image_height": 16, "model.patch": 16, "model.g_channels": 8,
+            "model.d_channels": 8, "train.batch_size": 2, "train.progress": False, "train.threads": 1}
+    rc = main(["train", "--data", "paired", "--data-dir", str(tmp_path), "--steps", "2", "--out", str(out),
+               *sum((["--set", f"{k}={v}"] for k, v in sets.items()), [])])
+    assert rc == 0
+    assert json.loads((out / "run.json").read_text())["image_shape"] == [3, 16, 32]
+    rc = main(["translate", str(out), str(tmp_path / "A" / "0.png"), "--out", str(tmp_path / "t")])
+    assert rc == 0 and Image.open(tmp_path / "t" / "0.png").size == (32, 16)
+
+
+@pytest.mark.parametrize("sets, needle", [
+    (["data.image_height=16"], "non-square images are for pix2pix"),
+    (["model.name=pix2pix", "data.name=sketch", "data.image_height=16"], "non-square images are for pix2pix"),
+])
+def test_non_square_refused_elsewhere(tmp_path, capsys, sets, needle):
+    rc = main(["train", "--steps", "1", "--out", str(tmp_path / "o"), *sum((["--set", s] for s in sets), [])])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and needle in err[0], err

@@ -28,6 +28,7 @@ class DataConfig:
     dir: str | None = None  # where the standard files are; None = the cache dir (downloaded on demand)
     split: Literal["train", "test", "all", "val"] = "train"
     image_size: int = 32  # images are resized to image_size x image_size (28 keeps MNIST native)
+    image_height: int = 0  # 0 = square; else images are image_size wide and image_height high (pix2pix, paired data)
     channels: int = 0  # 0 = the data set's own; 1 or 3 converts
     download: bool = True  # fetch missing standard files from the official mirrors into cache_dir
     cache_dir: str | None = None  # default: $GANKIT_CACHE or ~/.cache/gankit
@@ -400,6 +401,8 @@ def check_values(cfg: Config) -> None:
         raise GankitError(f"train.nan_max_rollbacks must be >= 0, got {cfg.train.nan_max_rollbacks}")
     if cfg.train.threads > 1024:
         raise GankitError(f"train.threads={cfg.train.threads} is not a thread count; use 0 (the cores this process may use) or a small number")
+    if cfg.data.image_height < 0:
+        raise GankitError(f"data.image_height must be >= 0 (0 = square images), got {cfg.data.image_height}")
     if not 0 <= cfg.data.pad_value <= 255:
         raise GankitError(f"data.pad_value must be a gray level in 0..255, got {cfg.data.pad_value}")
     if cfg.data.channels not in (0, 1, 3):

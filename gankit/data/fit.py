@@ -16,22 +16,23 @@ from PIL import Image
 RESIZE_MODES = ("crop", "pad", "stretch")
 
 
-def fit_square(im: Image.Image, size: int, mode: str, pad_value: int = 0,
+def fit_square(im: Image.Image, size: int | tuple[int, int], mode: str, pad_value: int = 0,
                resample: Image.Resampling = Image.Resampling.LANCZOS) -> Image.Image:
-    """``im`` ('L' or 'RGB') as size x size per ``mode`` (one resampling step each)."""
+    """``im`` ('L' or 'RGB') as size x size, or (width, height) for a tuple, per ``mode`` (one resampling step)."""
     w, h = im.size
+    tw, th = (size, size) if isinstance(size, int) else size
     if mode == "stretch":
-        return im if (w, h) == (size, size) else im.resize((size, size), resample, reducing_gap=3.0)
-    if mode == "crop":
-        s = min(w, h)
-        left, top = (w - s) / 2, (h - s) / 2
-        return im.resize((size, size), resample, box=(left, top, left + s, top + s), reducing_gap=3.0)
+        return im if (w, h) == (tw, th) else im.resize((tw, th), resample, reducing_gap=3.0)
+    if mode == "crop":  # the largest centred box of the target's aspect ratio
+        cw, ch = (w, w * th / tw) if w * th <= h * tw else (h * tw / th, h)
+        left, top = (w - cw) / 2, (h - ch) / 2
+        return im.resize((tw, th), resample, box=(left, top, left + cw, top + ch), reducing_gap=3.0)
     if mode == "pad":
-        scale = size / max(w, h)
-        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        scale = min(tw / w, th / h)
+        nw, nh = max(1, min(tw, round(w * scale))), max(1, min(th, round(h * scale)))
         inner = im if (w, h) == (nw, nh) else im.resize((nw, nh), resample, reducing_gap=3.0)
         fill = pad_value if im.mode == "L" else (pad_value,) * 3
-        canvas = Image.new(im.mode, (size, size), fill)
-        canvas.paste(inner, ((size - nw) // 2, (size - nh) // 2))
+        canvas = Image.new(im.mode, (tw, th), fill)
+        canvas.paste(inner, ((tw - nw) // 2, (th - nh) // 2))
         return canvas
     raise ValueError(f"unknown resize mode {mode!r}")  # config validation names the choices first
