@@ -373,7 +373,9 @@ def format_table(results: dict[str, Any]) -> str:
     rows = [
         ("samples", f"{r.get('n_samples')} vs {r.get('n_real_test')} real test images ({r.get('n_real_train')} training)"),
         ("features", f"{r.get('features_id')} ({r.get('features_dim')}-d" + (f", held-out accuracy {acc:.4f})" if acc is not None else ")")),
-        ("FD", _num(r.get("fd"), ".4f")),
+        ("protocol", f"{r.get('protocol')}: {r.get('resize')}"),
+        ("FD", _num(r.get("fd"), ".4f") + ("" if r.get("fd_reference") in (None, "images")
+                                           else f"   (against {r.get('fd_reference')})")),
         ("KID", f"{_num(r.get('kid_mean'), '.5f')} ± {_num(r.get('kid_std'), '.5f')}"),
         ("IS", f"{_num(r.get('is_mean'), '.3f')} ± {_num(r.get('is_std'), '.3f')}   (real: {_num(r.get('is_real_mean'), '.3f')})"),
         ("precision / recall", f"{_num(r.get('precision'), '.4f')} / {_num(r.get('recall'), '.4f')}"),
