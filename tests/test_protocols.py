@@ -205,3 +205,18 @@ def test_compare_warns_when_protocols_differ(tmp_path):
     assert "eval protocol" in html and "not comparable" in html
     same = compare([str(tmp_path / "a"), str(tmp_path / "c")], tmp_path / "cmp2")
     assert "not comparable" not in same["summary"].read_text() and "not comparable" not in same["report"].read_text()
+
+
+def test_ref_stats_must_be_a_regular_file(tmp_path):
+    with pytest.raises(GankitError, match="--ref-stats"):
+        read_ref_stats(tmp_path / "missing.npz")
+    with pytest.raises(GankitError, match="--ref-stats"):
+        read_ref_stats("/dev/zero")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(GankitError, match="not an .npz"):
+        read_ref_stats(tmp_path / "junk.npz")
+    import pickle
+
+    (tmp_path / "pickle.npz").write_bytes(pickle.dumps({"mu": [0.0], "sigma": [[1.0]]}))
+    with pytest.raises(GankitError, match="a pickle, which is never loaded"):
+        read_ref_stats(tmp_path / "pickle.npz")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +33,11 @@ import torch
 from PIL import Image
 
 from ..core.errors import GankitError
-from ..core.io import atomic_write_bytes
+from ..core.io import atomic_write_bytes, open_regular
 from ..core.registry import Registry
 
 INCEPTION_SIZE = 299
+MAX_STATS_BYTES = 1 << 30  # a 2048-d mu/sigma in float64 is 34 MB; even 8192-d features stay below this
 
 
 def resize_clean(images: torch.Tensor, size: int = INCEPTION_SIZE) -> torch.Tensor:
@@ -115,9 +117,14 @@ def read_ref_stats(path: str | Path, protocol: str | None = None) -> RefStats:
     records another protocol is refused. Every problem is a one-line GankitError naming the file."""
     p = Path(path)
     where = f"--ref-stats {p}"
-    if not p.is_file():
-        raise GankitError(f"{where}: no such file")
-    data = p.read_bytes()
+    with open_regular(p, "--ref-stats") as f:  # regular files only: a FIFO or device never blocks or streams
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_STATS_BYTES:
+            raise GankitError(f"{where}: {size} bytes is far more than statistics files hold; not a statistics file")
+        data = f.read()
+    if not data.startswith(b"PK"):  # an .npz is a zip of .npy arrays; numpy would take anything else for a pickle
+        kind = "a pickle, which is never loaded" if data[:1] == b"\x80" else "not an .npz (a zip of .npy arrays)"
+        raise GankitError(f"{where}: {kind}; statistics files hold the arrays 'mu' and 'sigma'")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             keys = set(z.files)
@@ -129,8 +136,10 @@ def read_ref_stats(path: str | Path, protocol: str | None = None) -> RefStats:
             rec_protocol, features_id, n = _text(z, "protocol"), _text(z, "features_id"), _text(z, "n")
     except GankitError:
         raise
-    except ValueError as e:  # numpy: "Object arrays cannot be loaded when allow_pickle=False"
-        raise GankitError(f"{where}: holds pickled (object) data, which is never loaded: {str(e).splitlines()[0]}") from None
+    except ValueError as e:
+        if "pickle" in str(e):  # numpy: "Object arrays cannot be loaded when allow_pickle=False", or a bare pickle
+            raise GankitError(f"{where}: holds pickled data, which is never loaded ({str(e).splitlines()[0]})") from None
+        raise GankitError(f"{where}: not a readable .npz ({str(e).splitlines()[0]})") from None
     except (OSError, zipfile.BadZipFile, EOFError, KeyError) as e:
         raise GankitError(f"{where}: not a readable .npz ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     if mu.dtype.kind not in "fiu" or sigma.dtype.kind not in "fiu":
