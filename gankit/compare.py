@@ -12,7 +12,7 @@ from typing import Any
 from .config.schema import read_yaml
 from .core.errors import GankitError
 from .core.io import atomic_write_bytes, read_jsonl, refuse_existing, series
-from .report import md_escape
+from .report import SPREAD_KEYS, eval_protocol, md_escape, protocol_warnings, seed_groups, spread_table
 from .sweep import sweep_run_dirs
 from .config.schema import NOT_IDENTITY, flatten, fmt_value
 
@@ -28,6 +28,7 @@ class RunInfo:
     rows: list[dict[str, Any]]  # metrics.jsonl
     summary: dict[str, Any]  # summary.json, {} while unfinished
     metrics: dict[str, float]  # numbers of metrics.json (gankit eval), flattened
+    protocol: str | None  # how metrics.json was made (report.eval_protocol), None when not evaluated
     sample: Path | None  # the last samples/step-*.png
     label: str = ""
     differs: dict[str, Any] = field(default_factory=dict)
@@ -47,6 +48,7 @@ def read_run(run_dir: Path, say: Any = print) -> RunInfo:
 
     summary: dict[str, Any] = {}
     metrics: dict[str, float] = {}
+    protocol: str | None = None
     for name, target in (("summary.json", "summary"), ("metrics.json", "metrics")):
         f = run_dir / name
         if f.is_file():
@@ -59,9 +61,10 @@ def read_run(run_dir: Path, say: Any = print) -> RunInfo:
                 summary = data if isinstance(data, dict) else {}
             else:
                 metrics = _numbers(data)
+                protocol = eval_protocol(data) if isinstance(data, dict) else None
     samples = sorted((run_dir / "samples").glob("step-*.png"))
     return RunInfo(run_dir, flatten(read_yaml(run_dir / "config.yaml")), read_jsonl(run_dir / "metrics.jsonl"),
-                   summary, metrics, samples[-1] if samples else None)
+                   summary, metrics, protocol, samples[-1] if samples else None)
 
 
 def collect_runs(paths: list[str], say: Any = print) -> list[RunInfo]:
@@ -188,18 +191,32 @@ def samples_png(runs: list[RunInfo]) -> bytes:
 def summary_md(runs: list[RunInfo], differing: list[str]) -> str:
     eval_keys = sorted({k for r in runs for row in r.rows for k in row if k.startswith("eval/")})
     metric_keys = sorted({k for r in runs for k in r.metrics})
+    warnings = protocol_warnings([r.protocol for r in runs])
+    evaluated = any(r.protocol for r in runs)
     head = ["run", "differing config", "steps", "epochs", "seconds", "last D loss", "last G loss",
-            *eval_keys, *metric_keys]
+            *eval_keys, *metric_keys, *(["eval protocol", "warning"] if evaluated else [])]
     lines = ["# Comparison", "",
              f"{len(runs)} run(s); differing config keys: {md_escape(', '.join(differing) or 'none')}.", "",
              "| " + " | ".join(map(md_escape, head)) + " |", "|" + "---|" * len(head)]
-    for r in runs:
+    for r, warn in zip(runs, warnings):
         last_row = next((row for row in reversed(r.rows) if "step" in row), {})
         cells = [r.dir.name, ", ".join(f"{k}={fmt_value(v)}" for k, v in r.differs.items()),
                  r.summary.get("step", last_row.get("step")), r.summary.get("epoch", last_row.get("epoch")),
                  r.summary.get("seconds"), _last(r.rows, "loss/d"), _last(r.rows, "loss/g"),
-                 *[_last(r.rows, k) for k in eval_keys], *[r.metrics.get(k) for k in metric_keys]]
+                 *[_last(r.rows, k) for k in eval_keys], *[r.metrics.get(k) for k in metric_keys],
+                 *([r.protocol, warn] if evaluated else [])]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    scores = [{**{k: v for k in eval_keys if isinstance(v := _last(r.rows, k), (int, float))},
+               **{k: r.metrics[k] for k in SPREAD_KEYS if k in r.metrics}} for r in runs]
+    if groups := seed_groups([r.config for r in runs], scores):
+        head, rows = spread_table(groups, [[runs[i].config.get("seed") for i in g.members] for g in groups])
+        lines += ["", "## Over seeds", "", "Runs whose configs differ only by the seed: mean ± sample standard deviation "
+                  "(n = runs with that score).", "",
+                  "| " + " | ".join(map(md_escape, head)) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    if any(warnings):
+        lines += ["", "**Warning:** the runs' `gankit eval` results were made under different protocols (feature "
+                  "network, resize, N, split or reference); their metric columns are not comparable."]
     lines += ["", "`eval/*` columns are the last values in metrics.jsonl; the others after the losses come from each "
               "run's metrics.json (`gankit eval`). Unfinished runs have no seconds.", ""]
     return "\n".join(lines)

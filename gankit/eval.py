@@ -15,6 +15,7 @@ from .core.io import write_json as write_json_file
 from .data import DATASETS
 from .data.safety import load_npy_checked
 from .data.splits import classifier_and_reference
+from .nets import MODELS
 from .tasks import load, task_of
 from .training.rundir import load_run_config
 
@@ -42,15 +43,46 @@ def evaluate_run(
     checkpoint: str = "latest",
     seed: int = 0,
     progress: bool = True,
+    protocol: str | None = None,
+    ref_stats: str | Path | None = None,
+    save_ref_stats: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Metrics of a run: the run's task scores its own inference (samples for GANs, translations for pix2pix)."""
+    """Metrics of a run: the run's task scores its own inference (samples for GANs, translations for pix2pix).
+    ``protocol``, ``ref_stats`` and ``save_ref_stats``: see :func:`gankit.metrics.score_samples` (GAN runs)."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     if data_dir is not None:
         cfg = cfg.replace(**{"data.dir": data_dir})
+    fid = fid_options(features, protocol, ref_stats, save_ref_stats)
+    if fid and MODELS.get(cfg.model.name).task != "gan":
+        raise GankitError(f"--protocol/--ref-stats/--save-ref-stats score generated samples; run {run_dir} is a "
+                          f"{cfg.model.name} (image-to-image) run")
     model = load(run_dir, checkpoint)
     return task_of(cfg).evaluate(model, cfg, n=n, features=features, split=split, inception_path=inception_path,
-                                 parzen=parzen, seed=seed, progress=progress)
+                                 parzen=parzen, seed=seed, progress=progress, **fid)
+
+
+def fid_options(features: str, protocol: str | None, ref_stats: str | Path | None,
+                save_ref_stats: str | Path | None) -> dict[str, Any]:
+    """The FID protocol keyword arguments of score_samples, checked before anything is computed: a known protocol
+    (Inception only), a readable and sane statistics file, a .npz name to write."""
+    from .metrics.protocols import DEFAULT_PROTOCOL, PROTOCOLS, read_ref_stats
+
+    out: dict[str, Any] = {}
+    if protocol is not None:
+        PROTOCOLS.get(protocol)
+        if features != "inception":
+            raise GankitError(f"--protocol {protocol} names how images reach the Inception network; add --features "
+                              f"inception")
+        out["protocol"] = protocol
+    if ref_stats is not None:
+        want = protocol or (DEFAULT_PROTOCOL if features == "inception" else "native")
+        out["ref_stats"] = read_ref_stats(ref_stats, want)
+    if save_ref_stats is not None:
+        if Path(save_ref_stats).suffix != ".npz":
+            raise GankitError(f"--save-ref-stats {save_ref_stats}: give a file name ending in .npz")
+        out["save_ref_stats"] = save_ref_stats
+    return out
 
 
 def evaluate_npy(
@@ -63,12 +95,16 @@ def evaluate_npy(
     parzen: bool = True,
     seed: int = 0,
     progress: bool = True,
+    protocol: str | None = None,
+    ref_stats: str | Path | None = None,
+    save_ref_stats: str | Path | None = None,
 ) -> dict[str, Any]:
     """Metrics of any uint8 (N, H, W, C) .npy of samples against data set ``data``: compare with other tools' output.
     ``classifier_images`` in the result says which images trained the classifier (see
     :func:`gankit.data.splits.classifier_and_reference`)."""
     from .metrics import score_samples
 
+    fid = fid_options(features, protocol, ref_stats, save_ref_stats)
     samples = load_samples_npy(path)
     c, h, _ = samples.shape[1:]
     base = DataConfig(name=data, dir=data_dir, image_size=int(h), channels=int(c))
@@ -77,7 +113,7 @@ def evaluate_npy(
     if progress:
         print(f"eval: classifier trained on {described}", file=sys.stderr, flush=True)
     res = score_samples(samples, test, train, features=features, inception_path=inception_path, parzen=parzen, seed=seed,
-                   progress=progress)
+                        progress=progress, **fid)
     res.update(samples=str(path), data=data, split=split, classifier_images=described)
     return res
 

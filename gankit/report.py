@@ -435,6 +435,89 @@ def _stepper(frames: list[tuple[int, list[tuple[str, str]]]], caption: str) -> s
             f'{"".join(figs)}<p class="note">{esc(caption)}</p></div>')
 
 
+SPREAD_KEYS = ("fd", "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "parzen_mean",
+               "label_accuracy", "l1", "psnr", "ssim")  # metrics.json numbers shown as mean ± std over seeds
+
+
+@dataclass
+class SeedGroup:
+    """Runs whose configs differ only by ``seed``: each score's mean, sample std (n - 1) and n over them."""
+
+    label: str  # the config keys that set this group apart from the other runs
+    members: list[int]  # indices into the runs given
+    stats: dict[str, tuple[float, float, int]]
+
+    @staticmethod
+    def cell(stat: tuple[float, float, int] | None) -> str:
+        return "" if stat is None else f"{stat[0]:.4g} ± {stat[1]:.2g} (n={stat[2]})"
+
+
+def seed_groups(configs: list[dict[str, Any]], scores: list[dict[str, float]]) -> list[SeedGroup]:
+    """Groups of two or more runs whose flattened configs are equal but for ``seed`` (and keys that only change how a
+    run is watched), with mean ± std of every score in ``scores`` (per run: name -> number; a run without a score
+    does not count in its n)."""
+    from .config.schema import NOT_IDENTITY
+
+    def identity(cfg: dict[str, Any]) -> str:
+        return json.dumps({k: v for k, v in cfg.items() if k != "seed" and k not in NOT_IDENTITY}, sort_keys=True,
+                          default=str)
+
+    by: dict[str, list[int]] = {}
+    for i, cfg in enumerate(configs):
+        by.setdefault(identity(cfg), []).append(i)
+    keys = sorted({k for cfg in configs for k in cfg})
+    apart = [k for k in keys if k != "seed" and k not in NOT_IDENTITY and k not in QUIET_KEYS
+             and len({json.dumps(cfg.get(k), sort_keys=True, default=str) for cfg in configs}) > 1]
+    groups = []
+    for members in by.values():
+        if len(members) < 2:
+            continue
+        stats: dict[str, tuple[float, float, int]] = {}
+        for key in sorted({k for i in members for k in scores[i]}):
+            vals = [scores[i][key] for i in members if isinstance(scores[i].get(key), (int, float))]
+            if len(vals) >= 2:
+                mean = sum(vals) / len(vals)
+                std = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5
+                stats[key] = (mean, std, len(vals))
+        first = configs[members[0]]
+        label = ", ".join(f"{k}={first.get(k)}" for k in apart) or "all runs"
+        groups.append(SeedGroup(label, members, stats))
+    return groups
+
+
+def spread_table(groups: list[SeedGroup], seeds: list[list[Any]]) -> tuple[list[str], list[list[Any]]]:
+    """(head, rows) of mean ± std per seed group, one column per score any group has."""
+    keys = sorted({k for g in groups for k in g.stats}, key=lambda k: (not k.startswith("eval/"), k))
+    head = ["runs differing only by seed", "seeds", *keys]
+    rows = [[g.label, ", ".join(map(str, s)), *[SeedGroup.cell(g.stats.get(k)) for k in keys]]
+            for g, s in zip(groups, seeds)]
+    return head, rows
+
+
+def eval_protocol(metrics: dict[str, Any]) -> str | None:
+    """What makes two `gankit eval` results comparable, as one line: feature network (and its file), protocol, N,
+    split and FD reference. None for a run that was not evaluated."""
+    if not metrics or metrics.get("fd") is None:
+        return None
+    shown = {"features": "{}", "protocol": "protocol {}", "n_samples": "N {}", "split": "split {}",
+             "features_id": "features {}"}
+    parts = [fmt.format(metrics[k]) for k, fmt in shown.items() if metrics.get(k) is not None]
+    if metrics.get("protocol") is None:
+        parts.insert(1, "protocol unrecorded")
+    if metrics.get("fd_reference") not in (None, "images"):
+        parts.append(f"FD vs {metrics['fd_reference']}")
+    return ", ".join(parts)
+
+
+def protocol_warnings(protocols: list[str | None]) -> list[str]:
+    """One cell per run: a warning where the evaluated runs were not scored under one protocol (their metrics are
+    then not comparable), else ''."""
+    seen = {p for p in protocols if p is not None}
+    if len(seen) <= 1:
+        return ["" for _ in protocols]
+    return ["" if p is None else "⚠ evaluated differently from other runs: metrics not comparable" for p in protocols]
+
+
 def _metrics_section(metrics: dict[str, Any]) -> str:
     """metrics.json (`gankit eval`) as metric | value | real data, the baselines beside the numbers they anchor."""
     if not metrics:
@@ -452,7 +535,8 @@ def _metrics_section(metrics: dict[str, Any]) -> str:
     if not rows:
         return ""
     n = metrics.get("n_samples")
-    where = ", ".join(f"{k} {esc(metrics[k])}" for k in ("n_samples", "n_real_test", "features_id", "step", "split")
+    where = ", ".join(f"{k} {esc(metrics[k])}" for k in ("n_samples", "n_real_test", "features_id", "step", "split",
+                                                         "protocol", "resize", "features_sha256", "fd_reference")
                       if metrics.get(k) is not None)
     if all(r[2] is None for r in rows):  # nothing to read against (pix2pix scores compare with targets already)
         rows = [r[:2] for r in rows]
@@ -484,6 +568,10 @@ def run_section(run: RunData, defaults: dict[str, Any] | None = None, interpolat
                                 if x)),
         (f"best {best[0]}" if best else "best", f"{_fmt(best[2])} at step {best[1]}" if best else None),
     ]))
+    if isinstance(origin := run.meta.get("init_from"), dict):  # train.init_from: where the weights came from
+        parts.append(f'<p class="note">fine-tuned from {esc(origin.get("checkpoint"))} (step {esc(origin.get("step"))}'
+                     f'; {esc(", ".join(map(str, origin.get("parts", []))))}; model {esc(origin.get("model"))} on '
+                     f'{esc(origin.get("data"))})</p>')
     if run.meta.get("class_names") and int(cfg.get("model.num_classes") or 0):
         parts.append(f'<p class="note">classes: {esc(", ".join(map(str, run.meta["class_names"])))}</p>')
     if defaults is None:
@@ -560,21 +648,29 @@ def runs_section(runs: list[RunData]) -> str:
         r.differs = {k: r.config.get(k) for k in differing}
     eval_keys = sorted({k for r in runs for k in _keys(r.rows, "eval/")})
     metric_keys = [k for k in (*METRIC_LABELS, *BASELINES) if any(isinstance(r.metrics.get(k), (int, float)) for r in runs)]
+    protocols = [eval_protocol(r.metrics) for r in runs]
+    warnings = protocol_warnings(protocols)
     head = ["run", *differing, "steps", "seconds", "images/s", "last loss/d", "last loss/g",
             *[f"last {k}" for k in eval_keys], *[f"best {k}" for k in eval_keys if k in dict(_best_keys())],
             *[METRIC_LABELS.get(k) or BASELINES[k][0] for k in metric_keys]]
+    if any(protocols):
+        head += ["eval protocol", "warning"]
     rows = []
-    for r in runs:
+    for r, proto, warn in zip(runs, protocols, warnings):
         best = best_step(r.rows)
         rows.append([r.label, *[_value(r.config.get(k)) for k in differing],
                      r.summary.get("step", _last(r.rows, "step")), r.summary.get("seconds"), images_per_s(r.rows),
                      _last(r.rows, "loss/d"), _last(r.rows, "loss/g"), *[_last(r.rows, k) for k in eval_keys],
                      *[(best[2] if best and best[0] == k else None) for k in eval_keys if k in dict(_best_keys())],
-                     *[r.metrics.get(k) for k in metric_keys]])
+                     *[r.metrics.get(k) for k in metric_keys], *([proto, warn] if any(protocols) else [])])
     parts = [f"<h1>{len(runs)} runs compared</h1>",
              f'<p class="note">config keys that differ: {esc(", ".join(differing) or "none")}. Click a column '
              "header to sort.</p>",
              table(head, rows, sortable=True, cls="runs")]
+    if any(warnings):
+        parts.insert(2, '<p class="note warning">⚠ the runs\' gankit eval results were made under different protocols '
+                        '(feature network, resize, N, split or reference): their metric columns are not comparable; '
+                        'see the eval protocol column.</p>')
     parts.append("<h2>Curves</h2>")
     charts = [svg_chart([(r.label, _series(r.rows, k)) for r in runs], k) for k in ("loss/d", "loss/g")
               if any(_series(r.rows, k) for r in runs)]
@@ -590,6 +686,14 @@ def runs_section(runs: list[RunData]) -> str:
         else:
             cells.append(f'<figure><p class="note">no samples yet</p><figcaption>{esc(r.label)}</figcaption></figure>')
     parts.append(f'<div class="gallery">{"".join(cells)}</div>')
+    scores = [{**{k: v for k in eval_keys if isinstance(v := _last(r.rows, k), (int, float))},
+               **{k: r.metrics[k] for k in SPREAD_KEYS if isinstance(r.metrics.get(k), (int, float))}} for r in runs]
+    if groups := seed_groups([r.config for r in runs], scores):
+        head, rows = spread_table(groups, [[runs[i].config.get("seed") for i in g.members] for g in groups])
+        parts.append("<h2>Over seeds</h2>")
+        parts.append('<p class="note">runs whose configs differ only by the seed: mean ± sample standard deviation '
+                     '(n = runs with that score). eval/* values are each run\'s last.</p>')
+        parts.append(table(head, rows, cls="seeds"))
     if differing:
         parts.append("<h2>Config keys that differ</h2>")
         parts.append(table(["key", *[r.label for r in runs]],

@@ -64,6 +64,16 @@ def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
     return grid
 
 
+def add_seeds(grid: dict[str, list[Any]], seeds: int, first: int = 0) -> dict[str, list[Any]]:
+    """The grid with a last (fastest) axis ``seed`` = first .. first + seeds - 1: every point trained on ``seeds``
+    seeds, so `gankit compare` can show each metric's mean and spread over them."""
+    if seeds < 2:
+        raise GankitError(f"--seeds {seeds}: give 2 or more seeds (a spread needs at least two runs)")
+    if "seed" in grid:
+        raise GankitError("--seeds and --grid seed=... both set the seeds; give one of them")
+    return {**grid, "seed": list(range(first, first + seeds))}
+
+
 def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """The product of the grid, first key slowest: [{key: value, ...}, ...]."""
     keys = list(grid)
@@ -127,6 +137,7 @@ def run_sweep(
     resumed, diverged ones recorded and skipped on later calls. Every run's config is resolved before anything
     trains, so a bad value fails at once. Returns the sweep.json data."""
     from .config.layering import resolve
+    from .training.finetune import resolve_source
     from .training.loop import train
     from .training.rundir import is_run_dir, load_run_config
 
@@ -146,6 +157,9 @@ def run_sweep(
     if len(set(names)) < len(names):  # the same config twice, or two points alike once made safe
         names = [f"{i:03d}-{n}" for i, n in enumerate(names)]
     cfgs = [resolve(file=f, overrides={**base, **p}) for f, p in pairs]
+    # train.init_from as its run will record it (the checkpoint folder), so a resumed sweep sees the same config
+    cfgs = [c.replace(**{"train.init_from": str(resolve_source(c.train.init_from))}) if c.train.init_from else c
+            for c in cfgs]
 
     out.mkdir(parents=True, exist_ok=True)
     sweep_file = out / "sweep.json"

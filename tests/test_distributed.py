@@ -96,6 +96,15 @@ def test_two_processes_equal_one_and_resume_on_one(tmp_path):
     assert _max_diff(_weights(straight), _weights(two)) < TOL
 
 
+def test_accumulation_on_two_processes_equals_one_big_batch(tmp_path):
+    """train.accumulate=3 on 2 processes (shards of 8 and 7 images, each cut into 3 micro-batches) gives the update of
+    one process with the whole batch of 15 at once."""
+    two = tmp_path / "two"
+    _train2("--steps", "4", "--out", str(two), *_flags({**TINY, "train.accumulate": 3}))
+    one = _one_process(tmp_path / "one", 4)
+    assert _max_diff(_weights(one), _weights(two)) < TOL
+
+
 def _train2(*args: str) -> subprocess.CompletedProcess:
     r = subprocess.run([*_torchrun("--standalone", "--nproc-per-node", "2"), *args], env=_env(), capture_output=True,
                        text=True, timeout=120)

@@ -16,6 +16,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.n <= 0:
         raise GankitError(f"--n must be > 0, got {args.n}")
+    fid = {"protocol": args.protocol, "ref_stats": args.ref_stats, "save_ref_stats": args.save_ref_stats}
+    if args.save_ref_stats:
+        refuse_existing([Path(args.save_ref_stats)], args.force)
     if args.samples:
         if args.run:
             raise GankitError("pass either RUN_DIR or --samples FILE.npy, not both")
@@ -24,7 +27,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else Path(args.samples).with_suffix(".metrics.json")
         refuse_existing([out], args.force)  # beside the user's own file: theirs, not gankit's
         res = evaluate_npy(args.samples, args.data, args.data_dir, args.split or "test", args.features, args.inception,
-                           not args.no_parzen, args.seed)
+                           not args.no_parzen, args.seed, **fid)
     else:
         if not args.run:
             raise GankitError("give a RUN_DIR (or --samples FILE.npy --data NAME)")
@@ -33,7 +36,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.out:
             refuse_existing([out], args.force)
         res = evaluate_run(args.run, args.n, args.features, args.split, args.data_dir, args.inception,
-                           not args.no_parzen, args.checkpoint, args.seed)
+                           not args.no_parzen, args.checkpoint, args.seed, **fid)
     if "fd" in res and "precision" in res:
         print(format_table(res))
     else:
@@ -63,5 +66,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--checkpoint", default="latest")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-parzen", action="store_true", help="skip the Parzen-window estimate")
+    e.add_argument("--protocol", metavar="NAME", help="FID protocol of --features inception: legacy-tensorflow "
+                                                      "(default; TTUR, stylegan2-ada) or clean (clean-fid)")
+    e.add_argument("--ref-stats", metavar="FILE.npz", help="FD against these statistics (keys mu, sigma, as published "
+                                                           "FID reference files) instead of the real images")
+    e.add_argument("--save-ref-stats", metavar="FILE.npz", help="also write the statistics of the real comparison "
+                                                                "images (for --ref-stats later, or other tools)")
     add_force_flag(e)
     e.set_defaults(func=cmd_eval)

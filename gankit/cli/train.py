@@ -26,12 +26,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.nproc is not None and int(os.environ.get("WORLD_SIZE", "1")) == 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
         return launch(args)
-    flags = overrides(args)
+    flags = {**overrides(args), **init_overrides(args)}
     if args.resume:
         if args.config:
             raise GankitError("pass either CONFIG.yaml or --resume RUN_DIR, not both (a run keeps its own config)")
         if args.out:
             raise GankitError("--out and --resume both name the run folder; drop --out")
+        if any(k in flags for k in ("train.init_from", "train.init_parts", "train.freeze_d")):
+            raise GankitError("--init-from/--init-parts/--freeze-d start a new run; a resumed run continues from its "
+                              "own checkpoint (its config keeps where it started)")
         cfg = resume_config(load_run_config(Path(args.resume)).to_dict(), flags, args.resume)
     else:
         cfg = resolve(file=args.config, overrides=flags)
@@ -49,6 +52,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     for line in task_of(cfg).next_steps(run.dir):
         print(f"  {line}")
     return 0
+
+
+def init_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The train.init_* keys of --init-from (resolved to the checkpoint folder it names, so the run's config.yaml
+    starts from the same weights when re-run), --init-parts and --freeze-d."""
+    from ..training.finetune import resolve_source
+
+    out: dict[str, object] = {}
+    if args.init_from:
+        out["train.init_from"] = str(resolve_source(args.init_from))
+    if args.init_parts:
+        out["train.init_parts"] = [p.strip() for p in args.init_parts.split(",") if p.strip()]
+    if args.freeze_d is not None:
+        out["train.freeze_d"] = args.freeze_d
+    return out
 
 
 # launcher flag -> how many values it takes (1, or 0 for a switch), dropped from what the workers get
@@ -234,6 +252,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--on-nan", choices=["stop", "rollback"])
     t.add_argument("--out", help="run folder to create (default runs/<time>-<model>-<data>)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run exactly where it stopped")
+    f = t.add_argument_group("fine-tuning (a new run that starts from another run's weights)")
+    f.add_argument("--init-from", metavar="RUN", help="a run folder (its final, else newest checkpoint) or a "
+                                                      "checkpoint folder; weights only: optimizer and step start fresh")
+    f.add_argument("--init-parts", metavar="g,d,ema", help="which weights to take (default g,d,ema)")
+    f.add_argument("--freeze-d", type=int, metavar="N", help="keep D's first N weight layers fixed (default 0)")
     d = t.add_argument_group("several processes (runs torchrun; `torchrun ... -m gankit train` works too)")
     d.add_argument("--nproc", type=int, help="processes on this machine (one per GPU on CUDA); train.batch_size is "
                                              "the global batch, split between all processes")

@@ -52,7 +52,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     names = _output_names(files)
     refuse_existing((out / n for n in names), args.force)
     tr = load(args.run, args.checkpoint, want=Translator)
-    size = tr.image_shape[1]
+    size = (tr.image_shape[2], tr.image_shape[1])  # (width, height): non-square runs too
     out.mkdir(parents=True, exist_ok=True)
     for i in range(0, len(files), 16):
         a = torch.stack([read_input_image(p, tr.in_channels, size) for p in files[i : i + 16]])

@@ -28,6 +28,7 @@ class DataConfig:
     dir: str | None = None  # where the standard files are; None = the cache dir (downloaded on demand)
     split: Literal["train", "test", "all", "val"] = "train"
     image_size: int = 32  # images are resized to image_size x image_size (28 keeps MNIST native)
+    image_height: int = 0  # 0 = square; else images are image_size wide and image_height high (pix2pix, paired data)
     channels: int = 0  # 0 = the data set's own; 1 or 3 converts
     download: bool = True  # fetch missing standard files from the official mirrors into cache_dir
     cache_dir: str | None = None  # default: $GANKIT_CACHE or ~/.cache/gankit
@@ -36,6 +37,10 @@ class DataConfig:
     # auto = memmap when the decoded set exceeds 1 GiB or 25% of available memory (folder, mnist-likes, cifar10)
     cache: Literal["ram", "memmap", "auto"] = "auto"
     holdout: int = 0  # keep a fixed random N images (seed 0) of the split out of training, for validation and eval
+    # images of another aspect ratio: crop (centre), pad (whole image, bars of pad_value) or stretch; auto = the
+    # reader's own (folder: crop, paired: stretch). Folder and paired data.
+    resize: Literal["auto", "crop", "pad", "stretch"] = "auto"
+    pad_value: int = 0  # 0..255, the bars' gray level with resize=pad
     # paired (image-to-image) data
     direction: Literal["AtoB", "BtoA"] = "AtoB"
     load_size: int = 0  # jitter: resize to load_size, random-crop back to image_size (0 = image_size * 286 / 256)
@@ -133,6 +138,13 @@ class TrainConfig:
     tf32: bool = True  # CUDA: TensorFloat-32 matmuls and convolutions (faster, ~10-bit mantissa products)
     sync_bn: bool = False  # several processes on CUDA: BatchNorm -> SyncBatchNorm (statistics over the global batch)
     dist_timeout: float = 10.0  # minutes a collective waits for the other processes before the run fails
+    # gradient accumulation: each update sums the gradients of this many micro-batches of batch_size / accumulate
+    accumulate: int = 1
+    # fine-tuning: start from another run's weights (a checkpoint folder; --init-from RUN resolves it), not its
+    # optimizer state or step; which parts; how many of D's first weight layers stay fixed
+    init_from: str | None = None
+    init_parts: tuple[Literal["g", "d", "ema"], ...] = ("g", "d", "ema")
+    freeze_d: int = 0
 
 
 @dataclass(frozen=True)
@@ -389,12 +401,26 @@ def check_values(cfg: Config) -> None:
         raise GankitError(f"train.nan_max_rollbacks must be >= 0, got {cfg.train.nan_max_rollbacks}")
     if cfg.train.threads > 1024:
         raise GankitError(f"train.threads={cfg.train.threads} is not a thread count; use 0 (the cores this process may use) or a small number")
+    if cfg.data.image_height < 0:
+        raise GankitError(f"data.image_height must be >= 0 (0 = square images), got {cfg.data.image_height}")
+    if not 0 <= cfg.data.pad_value <= 255:
+        raise GankitError(f"data.pad_value must be a gray level in 0..255, got {cfg.data.pad_value}")
     if cfg.data.channels not in (0, 1, 3):
         raise GankitError(f"data.channels must be 0 (the data set's own), 1 or 3, got {cfg.data.channels}")
     if cfg.loss.r1_gamma < 0 or cfg.loss.r1_every < 1:
         raise GankitError(f"loss.r1_gamma must be >= 0 and loss.r1_every >= 1, got {cfg.loss.r1_gamma} and {cfg.loss.r1_every}")
     if not 0 < cfg.train.ada_target < 1 or not cfg.train.ada_kimg > 0:
         raise GankitError(f"train.ada_target must be in (0, 1) and train.ada_kimg > 0, got {cfg.train.ada_target} and {cfg.train.ada_kimg}")
+    if cfg.train.accumulate < 1 or cfg.train.batch_size % cfg.train.accumulate:
+        raise GankitError(f"train.accumulate={cfg.train.accumulate} must be >= 1 and divide train.batch_size="
+                          f"{cfg.train.batch_size} (micro-batches of batch_size / accumulate images)")
+    if not cfg.train.init_parts:
+        raise GankitError("train.init_parts is empty; name some of g, d, ema (e.g. --init-parts g,d)")
+    if cfg.train.freeze_d < 0:
+        raise GankitError(f"train.freeze_d must be >= 0, got {cfg.train.freeze_d}")
+    if cfg.train.freeze_d and not cfg.train.init_from:
+        raise GankitError(f"train.freeze_d={cfg.train.freeze_d} freezes layers of a D that was trained elsewhere; "
+                          f"give --init-from RUN too (or set train.freeze_d=0)")
     if not 0 < cfg.train.nan_lr_factor < 1:
         raise GankitError(f"train.nan_lr_factor must be in (0, 1), got {cfg.train.nan_lr_factor}")
 

@@ -7,7 +7,8 @@ with other extensions (notes.txt, .csv) are ignored, but a file with an image ex
 error: silently dropping images would change the data behind the user's back.
 
 Every image is decoded with Pillow, flattened to 8-bit gray or RGB (alpha composited on white, palettes expanded,
-16-bit scaled), its shorter side resized to ``data.image_size`` and center-cropped to a square, so the set is sized
+16-bit scaled), its shorter side resized to ``data.image_size`` and center-cropped to a square (``data.resize``: or padded, or
+stretched; gankit/data/fit.py), so the set is sized
 here (registered with ``own_resize``) rather than by the generic tensor resize.
 """
 
@@ -28,6 +29,7 @@ from ..core.errors import GankitError
 from .base import ImageData
 from .memmap import Alloc, CachePlan
 from .registry import dataset
+from .fit import fit_square
 from .safety import WalkGuard, walk_files
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -120,16 +122,9 @@ def _to_gray_or_rgb(im: Image.Image) -> tuple[Image.Image, bool]:
     return im.convert("RGB"), False  # RGB, CMYK, YCbCr, LAB, HSV, colour palettes
 
 
-def _fit_square(im: Image.Image, size: int) -> Image.Image:
-    """Resize the shorter side to ``size`` and center-crop to size x size, in one resampling step."""
-    w, h = im.size
-    s = min(w, h)
-    left, top = (w - s) / 2, (h - s) / 2
-    return im.resize((size, size), Image.Resampling.LANCZOS, box=(left, top, left + s, top + s), reducing_gap=3.0)
-
-
-def _decode(path: Path, size: int, channels: int) -> tuple[np.ndarray, bool]:
-    """One file -> ((size, size) or (size, size, 3) uint8, source is gray). Any decoding failure names the file."""
+def _decode(path: Path, size: int, channels: int, fit: tuple[str, int] = ("crop", 0)) -> tuple[np.ndarray, bool]:
+    """One file -> ((size, size) or (size, size, 3) uint8, source is gray), fitted per ``fit`` = (data.resize,
+    data.pad_value). Any decoding failure names the file."""
     try:
         with Image.open(path) as im:
             im.load()  # decode fully now, so truncation is caught here
@@ -139,7 +134,7 @@ def _decode(path: Path, size: int, channels: int) -> tuple[np.ndarray, bool]:
                 im = im.convert("L")
             elif channels == 3 and gray:
                 im = im.convert("RGB")
-            return np.asarray(_fit_square(im, size)), gray
+            return np.asarray(fit_square(im, size, fit[0], fit[1])), gray
     except Exception as e:  # corrupt files fail in many ways (OSError, SyntaxError, ValueError, ...)
         raise GankitError(f"cannot decode image {path} ({type(e).__name__}: {e}); remove or replace the file") from e
 
@@ -163,7 +158,8 @@ def list_folder(cfg: DataConfig) -> tuple[Path, list[Path], list[int], list[str]
 
 
 def decode_into(
-    files: list[Path], size: int, channels: int, alloc: Alloc, desc: str, progress: bool = False, chunk: int = 256
+    files: list[Path], size: int, channels: int, alloc: Alloc, desc: str, progress: bool = False, chunk: int = 256,
+    fit: tuple[str, int] = ("crop", 0),
 ) -> np.ndarray:
     """Decode ``files`` one by one into ``alloc((N, C, size, size))`` uint8 and return that array.
 
@@ -180,7 +176,7 @@ def decode_into(
         total=n, desc=desc, unit="img", file=sys.stderr, disable=not show or not sys.stderr.isatty(), leave=False
     ) as bar:
         for start in range(0, n, chunk):  # bounded: at most one chunk of decoded images waits to be copied
-            decoded = pool.map(lambda p: _decode(p, size, channels), files[start : start + chunk])
+            decoded = pool.map(lambda p: _decode(p, size, channels, fit), files[start : start + chunk])
             for i, (a, _gray) in enumerate(decoded, start):
                 if a.ndim == 3 and out.shape[1] == 1:  # first colour image of an auto-channel folder
                     wide = alloc((n, 3, size, size))
@@ -192,15 +188,24 @@ def decode_into(
     return out
 
 
+def folder_fit(cfg: DataConfig) -> tuple[str, int]:
+    """(resize mode, pad value) of a folder: data.resize, centre crop for auto; the pad value only matters for pad."""
+    mode = "crop" if cfg.resize == "auto" else cfg.resize
+    return mode, cfg.pad_value if mode == "pad" else 0
+
+
 def folder_plan(cfg: DataConfig) -> CachePlan:
     """The 'folder' reader as a :class:`CachePlan`: listing done, decoding deferred to ``build``."""
     folder, files, labels, class_names = list_folder(cfg)
     channels = cfg.channels if cfg.channels in (1, 3) else 0
     settings = {"reader": "folder", "split": cfg.split, "image_size": cfg.image_size, "channels": channels,
                 "limit": cfg.limit}
+    fit = folder_fit(cfg)
+    if fit != ("crop", 0):  # caches made before data.resize existed keep their keys
+        settings.update(resize=fit[0], pad_value=fit[1])
 
     def build(alloc: Alloc) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        images = decode_into(files, cfg.image_size, channels, alloc, f"caching {folder.name}", progress=True)
+        images = decode_into(files, cfg.image_size, channels, alloc, f"caching {folder.name}", progress=True, fit=fit)
         return images, np.asarray(labels, np.int64), class_names
 
     nbytes = len(files) * (channels or 3) * cfg.image_size**2  # an upper bound while the channels are unknown
@@ -222,5 +227,5 @@ def load_folder(cfg: DataConfig) -> ImageData:
     folder, files, labels, class_names = list_folder(cfg)
     channels = cfg.channels if cfg.channels in (1, 3) else 0
     images = decode_into(files, cfg.image_size, channels, lambda shape: np.empty(shape, np.uint8),
-                         f"decoding {folder.name}")
+                         f"decoding {folder.name}", fit=folder_fit(cfg))
     return ImageData(torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64), "folder", class_names)

@@ -20,6 +20,7 @@ from PIL import Image, ImageFilter, ImageOps
 from ..config.schema import DataConfig
 from ..core.errors import GankitError
 from .base import ImageData
+from .fit import fit_square
 from .folder import IMAGE_EXTENSIONS, _to_gray_or_rgb
 from .registry import dataset
 from .safety import WalkGuard
@@ -151,14 +152,26 @@ def _decode(path: Path, channels: int) -> Image.Image:
     return im
 
 
-def _side(img: Image.Image, size: int, path: Path, what: str) -> np.ndarray:
-    """One side of a pair resized to size x size: (size, size) for 'L', (size, size, 3) for 'RGB', uint8."""
+def _side(img: Image.Image, size: int | tuple[int, int], path: Path, what: str,
+          fit: tuple[str, int] = ("stretch", 0)) -> np.ndarray:
+    """One side of a pair fitted to size x size, or (width, height), per ``fit`` = (data.resize, data.pad_value);
+    (H, W) for 'L', (H, W, 3) for 'RGB', uint8. Both sides of a pair have the same size, so they stay aligned."""
     w, h = img.size
     if w < MIN_SIDE or h < MIN_SIDE:
         raise GankitError(f"{path}: {what} is {w}x{h} px; each side of a pair must be at least {MIN_SIDE}x{MIN_SIDE}")
-    if (w, h) != (size, size):
-        img = img.resize((size, size), Image.Resampling.BICUBIC)  # bicubic, as the pix2pix reference loader
+    wh = (size, size) if isinstance(size, int) else size
+    if fit[0] == "stretch":
+        if (w, h) != wh:
+            img = img.resize(wh, Image.Resampling.BICUBIC)  # bicubic, as the pix2pix reference loader
+    else:
+        img = fit_square(img, size, fit[0], fit[1], Image.Resampling.BICUBIC)
     return np.asarray(img, dtype=np.uint8)
+
+
+def paired_fit(cfg: DataConfig) -> tuple[str, int]:
+    """(resize mode, pad value) of paired data: data.resize, stretched for auto (as the pix2pix reference)."""
+    mode = "stretch" if cfg.resize == "auto" else cfg.resize
+    return mode, cfg.pad_value if mode == "pad" else 0
 
 
 def _stack(sides: list[np.ndarray]) -> torch.Tensor:
@@ -169,7 +182,7 @@ def _stack(sides: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).contiguous()
 
 
-def _split_halves(path: Path, size: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+def _split_halves(path: Path, size: int | tuple[int, int], channels: int, fit: tuple[str, int] = ("stretch", 0)) -> tuple[np.ndarray, np.ndarray]:
     """A side-by-side file -> (A = left half, B = right half), each resized to size x size."""
     img = _decode(path, channels)
     w, h = img.size
@@ -178,14 +191,16 @@ def _split_halves(path: Path, size: int, channels: int) -> tuple[np.ndarray, np.
             f"{path}: width {w} is odd, so it cannot be split into two equal halves (A left, B right); "
             f"crop it to an even width or put A and B in A/ and B/ folders"
         )
-    a = _side(img.crop((0, 0, w // 2, h)), size, path, "the left half (A)")
-    b = _side(img.crop((w // 2, 0, w, h)), size, path, "the right half (B)")
+    a = _side(img.crop((0, 0, w // 2, h)), size, path, "the left half (A)", fit)
+    b = _side(img.crop((w // 2, 0, w, h)), size, path, "the right half (B)", fit)
     return a, b
 
 
-def _read_pair(pair: tuple[Path, Path], size: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+def _read_pair(pair: tuple[Path, Path], size: int | tuple[int, int], channels: int,
+               fit: tuple[str, int] = ("stretch", 0)) -> tuple[np.ndarray, np.ndarray]:
     pa, pb = pair
-    return _side(_decode(pa, channels), size, pa, "image A"), _side(_decode(pb, channels), size, pb, "image B")
+    return (_side(_decode(pa, channels), size, pa, "image A", fit),
+            _side(_decode(pb, channels), size, pb, "image B", fit))
 
 
 def _finish(a: torch.Tensor, b: torch.Tensor, name: str, cfg: DataConfig) -> ImageData:
@@ -210,7 +225,7 @@ def load_paired(cfg: DataConfig) -> ImageData:
       each (``A/train``) or outside (``train/A``).
 
     Splits: 'val' falls back to 'test' and back; without split folders everything is 'train'; 'all' joins them.
-    Each side is resized (bicubic) to ``cfg.image_size`` square. Channels per side: 1 if every image of that side is
+    Each side is resized (bicubic) to ``cfg.image_size`` square (``data.resize``: stretched unless crop or pad). Channels per side: 1 if every image of that side is
     grayscale, else 3; ``cfg.channels`` (1 or 3) forces both sides. Returns images = A, targets = B (swapped by
     ``direction: BtoA``), uint8 (N, C, S, S); labels are -1.
     """
@@ -238,7 +253,9 @@ def load_paired(cfg: DataConfig) -> ImageData:
         read = _split_halves if isinstance(src, Path) else _read_pair
         # Pillow releases the GIL while decoding and resampling, so threads give a real speed-up on big folders.
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            decoded = pool.map(lambda item: read(item, cfg.image_size, cfg.channels), items)  # type: ignore[arg-type]
+            fit = paired_fit(cfg)
+            wh = (cfg.image_size, cfg.image_height or cfg.image_size)
+            decoded = pool.map(lambda item: read(item, wh, cfg.channels, fit), items)  # type: ignore[arg-type]
             for a, b in decoded:
                 a_sides.append(a)
                 b_sides.append(b)
@@ -363,7 +380,8 @@ def augment_pairs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The pix2pix training jitter, applied identically to each input and its target.
 
-    a: (B, C_a, H, W), b: (B, C_b, H, W), float (e.g. [-1, 1]). Both are resized (bilinear) to load_size x load_size,
+    a: (B, C_a, H, W), b: (B, C_b, H, W), float (e.g. [-1, 1]). Both are resized (bilinear) to load_size x load_size
+    (non-square: load_size wide, the height in proportion),
     cropped back to H x W at a random position per sample (the same for a and b), and, when ``flip``, mirrored left
     to right per sample with probability 1/2. Returns new tensors of the input shapes, on the input device; the
     result is a pure function of the inputs and the generator's state (draws happen on the generator's device).
@@ -371,13 +389,14 @@ def augment_pairs(
     if a.shape[0] != b.shape[0] or a.shape[-2:] != b.shape[-2:]:
         raise ValueError(f"a {tuple(a.shape)} and b {tuple(b.shape)} must be aligned batches")
     n, ca, h, w = a.shape
-    if load_size < max(h, w):
-        raise GankitError(f"data.load_size={load_size} must be >= the image size {max(h, w)}")
+    if load_size < w:
+        raise GankitError(f"data.load_size={load_size} must be >= the image width {w}")
+    load_h = load_size if h == w else round(h * load_size / w)  # non-square: the aspect ratio kept
     x = torch.cat([a, b.to(a.dtype)], 1)  # one resize and one gather for both sides keeps them aligned
-    if load_size != h or load_size != w:
-        x = F.interpolate(x, size=(load_size, load_size), mode="bilinear", align_corners=False)
+    if load_size != w or load_h != h:
+        x = F.interpolate(x, size=(load_h, load_size), mode="bilinear", align_corners=False)
     gdev = generator.device
-    top = torch.randint(0, load_size - h + 1, (n,), generator=generator, device=gdev).to(x.device)
+    top = torch.randint(0, load_h - h + 1, (n,), generator=generator, device=gdev).to(x.device)
     left = torch.randint(0, load_size - w + 1, (n,), generator=generator, device=gdev).to(x.device)
     cols = torch.arange(w, device=x.device).expand(n, w)
     if flip:
@@ -391,10 +410,11 @@ def augment_pairs(
     return out[:, :ca].contiguous(), out[:, ca:].to(b.dtype).contiguous()
 
 
-def read_input_image(path: Path, channels: int, size: int) -> torch.Tensor:
+def read_input_image(path: Path, channels: int, size: int | tuple[int, int]) -> torch.Tensor:
     """One image as uint8 (C, S, S), decoded exactly as training pairs are (EXIF rotation, transparency on white,
-    16-bit scaling), converted to ``channels`` and resized to ``size``: what `gankit translate` feeds a model."""
-    im = _decode(path, channels).resize((size, size), Image.BICUBIC)
+    16-bit scaling), converted to ``channels`` and resized to ``size`` (a side, or (width, height)): what
+    `gankit translate` feeds a model."""
+    im = _decode(path, channels).resize((size, size) if isinstance(size, int) else size, Image.BICUBIC)
     arr = np.asarray(im, dtype=np.uint8)
     arr = arr[:, :, None] if arr.ndim == 2 else arr
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)

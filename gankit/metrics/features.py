@@ -43,6 +43,7 @@ from ..data.download import fetch, sha256_file
 from ..data.transforms import convert_channels, resize
 from ..core.errors import GankitError
 from ..core.registry import Registry
+from .protocols import DEFAULT_PROTOCOL, PROTOCOLS
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -63,6 +64,8 @@ class FeatureExtractor(ABC):
     dim: int  # F
     num_classes: int  # K (0 when the extractor gives no probabilities)
     batch_size: int = 256  # images per forward pass unless the caller says otherwise
+    protocol: str = "native"  # how images reach the network (FID protocols: gankit.metrics.protocols)
+    resize: str = "none"  # that resize, in words, as results record it
 
     @abstractmethod
     def extract(self, images: torch.Tensor, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -78,7 +81,8 @@ class FeatureExtractor(ABC):
 
     def info(self) -> dict[str, Any]:
         """JSON-ready description for results files."""
-        return {"name": self.name, "identity": self.identity, "dim": self.dim, "num_classes": self.num_classes}
+        return {"name": self.name, "identity": self.identity, "dim": self.dim, "num_classes": self.num_classes,
+                "protocol": self.protocol, "resize": self.resize}
 
 
 # A builder takes the labelled training data (None when the extractor needs none) and where to find or keep weights.
@@ -92,10 +96,19 @@ def build_extractor(
     inception_path: str | Path | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    protocol: str | None = None,
 ) -> FeatureExtractor:
     """The extractor registered as ``name``; ``train`` is needed by ``classifier``, ``inception_path`` by ``inception``
-    when the file is not in the cache."""
-    return FEATURES.get(name)(train=train, inception_path=inception_path, cache_dir=cache_dir, progress=progress)
+    when the file is not in the cache; ``protocol`` (an FID protocol name) only applies to ``inception``."""
+    builder = FEATURES.get(name)
+    if protocol is None:
+        return builder(train=train, inception_path=inception_path, cache_dir=cache_dir, progress=progress)
+    PROTOCOLS.get(protocol)  # an unknown name is a one-line error before any network is loaded
+    if name != "inception":
+        raise GankitError(f"--protocol {protocol} names how images reach the Inception network; use it with "
+                          f"--features inception (the {name} features have a resize of their own)")
+    return builder(train=train, inception_path=inception_path, cache_dir=cache_dir, progress=progress,
+                   protocol=protocol)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -247,6 +260,7 @@ class ClassifierFeatures(FeatureExtractor):
     """The trained domain classifier as a feature extractor; build with :meth:`from_data`."""
 
     name = "classifier"
+    resize = "antialiased resize to the classifier's input size where it differs"
 
     def __init__(self, net: DomainClassifier, meta: dict[str, Any]) -> None:
         self.net = net.eval()
@@ -501,7 +515,9 @@ class InceptionFeatures(FeatureExtractor):
     name = "inception"
     batch_size = 32  # 299x299 activations: a CPU-friendly amount of memory
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, protocol: str = DEFAULT_PROTOCOL) -> None:
+        self.protocol, self.resize = protocol, PROTOCOLS.get(protocol).resize
+        self._features = PROTOCOLS.get(protocol).features
         self.path = Path(path)
         self.sha256 = sha256_file(self.path)  # recorded in the identity, so results name the exact file
         if INCEPTION_SHA256 is not None and self.sha256 != INCEPTION_SHA256:
@@ -522,18 +538,21 @@ class InceptionFeatures(FeatureExtractor):
         c = images.shape[1]
         if c not in (1, 3):
             raise GankitError(f"Inception features take 1- or 3-channel images, got {c} channels")
+        # probabilities: from the output layer applied to the features, or (a file without it, legacy protocol
+        # only) from the network's own second output; none otherwise
+        own_probs = self._head is None and self.protocol == DEFAULT_PROTOCOL
         feats, probs = [], []
         for i in range(0, images.shape[0], batch_size):
-            x = images[i : i + batch_size].expand(-1, 3, -1, -1).to(torch.float32)  # [0, 255], as the network expects
-            f = self.model(x, return_features=True)
+            x = images[i : i + batch_size].expand(-1, 3, -1, -1)  # gray as RGB, uint8 [0, 255]
+            f = self._features(self.model, x)  # the protocol's resize, then the network
             feats.append(f.float())
             if self._head is not None:
                 probs.append(torch.softmax(f.double() @ self._head.T, dim=1))
-            else:
-                probs.append(self.model(x, no_output_bias=True).double())
+            elif own_probs:
+                probs.append(self.model(x.to(torch.float32), no_output_bias=True).double())
         if not feats:
             return np.zeros((0, self.dim), np.float32), np.zeros((0, self.num_classes))
-        return torch.cat(feats).numpy(), torch.cat(probs).numpy()
+        return torch.cat(feats).numpy(), (torch.cat(probs).numpy() if probs else None)
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "sha256": self.sha256, "url": INCEPTION_URL}
@@ -545,10 +564,11 @@ def _build_inception(
     inception_path: str | Path | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    protocol: str = DEFAULT_PROTOCOL,
 ) -> FeatureExtractor:
     path = resolve_inception(inception_path, cache_dir, progress=progress)
-    _say(progress, f"inception features: {path}")
-    return InceptionFeatures(path)
+    _say(progress, f"inception features: {path} (protocol {protocol})")
+    return InceptionFeatures(path, protocol)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -560,6 +580,7 @@ class PixelFeatures(FeatureExtractor):
     (paired image-to-image data), where neither a domain classifier nor Inception is at hand."""
 
     name = "pixels"
+    resize = "antialiased resize to 16x16"
 
     def __init__(self, size: int = 16) -> None:
         self.size = size

@@ -27,6 +27,7 @@ from .inception_score import inception_score
 from .kid import kid
 from .parzen import parzen_evaluate
 from .prdc import nearest_neighbours, prdc
+from .protocols import RefStats, write_ref_stats
 
 # key -> meaning; the result of score_samples() has exactly these keys, in this order.
 RESULT_KEYS: dict[str, str] = {
@@ -36,6 +37,10 @@ RESULT_KEYS: dict[str, str] = {
     "features": "feature extractor name (classifier or inception)",
     "features_id": "identity of the extractor's weights (classifier cache key, or Inception file hash)",
     "features_dim": "feature dimension",
+    "features_sha256": "SHA256 of the feature network's file (Inception; None for the trained classifier and pixels)",
+    "protocol": "how images reach the feature network: an FID protocol (legacy-tensorflow, clean) for Inception",
+    "resize": "that protocol's resize, in words",
+    "fd_reference": "what FD compares with: 'images' (the real comparison images) or the --ref-stats file and its SHA256",
     "classifier_accuracy": "held-out accuracy of the domain classifier (None if none was trained)",
     "fd": "Fréchet distance, samples vs real test, in feature space (lower is better)",
     "kid_mean": "KID, cubic kernel, unbiased MMD² mean over 100 subsets (lower is better)",
@@ -63,6 +68,22 @@ RESULT_KEYS: dict[str, str] = {
     "seed": "seed of the random subsets (KID, Parzen validation split)",
     "seconds": "wall-clock time of the evaluation",
 }
+
+
+def check_ref_stats(ref: RefStats | None, extractor: FeatureExtractor) -> None:
+    """A reference statistics file fits these features: the same dimension and, where the file records them, the
+    same feature network and protocol (else FD would compare numbers made differently)."""
+    if ref is None:
+        return
+    if extractor.dim and ref.mu.shape[0] != extractor.dim:
+        raise GankitError(f"--ref-stats {ref.path}: statistics of {ref.mu.shape[0]}-d features, but the {extractor.name} "
+                          f"features are {extractor.dim}-d (published FID files need --features inception)")
+    if ref.features_id is not None and ref.features_id != extractor.identity:
+        raise GankitError(f"--ref-stats {ref.path}: made with features {ref.features_id}, this evaluation uses "
+                          f"{extractor.identity}; the numbers would not be comparable")
+    if ref.protocol is not None and ref.protocol != extractor.protocol:
+        raise GankitError(f"--ref-stats {ref.path}: made under protocol '{ref.protocol}', this evaluation uses "
+                          f"'{extractor.protocol}'; pass --protocol {ref.protocol}")
 
 
 NN_TRAIN_MAX = 10_000  # training images searched for nearest neighbours (a seeded sample beyond that)
@@ -114,6 +135,9 @@ def score_samples(
     extractor: FeatureExtractor | None = None,
     sheet_path: str | Path | None = None,
     parzen_val: int = 1000,
+    protocol: str | None = None,
+    ref_stats: RefStats | None = None,
+    save_ref_stats: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score generated images against a data set; returns a dict with exactly the keys of :data:`RESULT_KEYS`.
 
@@ -125,6 +149,10 @@ def score_samples(
     parzen: compute the Parzen log-likelihood (σ chosen on ``min(parzen_val, 20%)`` of ``real_test``, the mean taken
         over the rest of it).
     sheet_path: also write :func:`memorisation_sheet` there, reusing the computed features.
+    protocol: the FID protocol of the Inception extractor (gankit.metrics.protocols; default legacy-tensorflow).
+    ref_stats: FD against these statistics (a published reference file) instead of ``real_test``'s features; the
+        other metrics still use ``real_test``.
+    save_ref_stats: also write the statistics of ``real_test``'s features there (.npz with mu, sigma).
     """
     start = time.perf_counter()
     _check_images(samples, "samples")
@@ -136,7 +164,8 @@ def score_samples(
                 "load the data at the samples' size and channels"
             )
     if extractor is None:
-        extractor = build_extractor(features, real_train, inception_path, cache_dir, progress)
+        extractor = build_extractor(features, real_train, inception_path, cache_dir, progress, protocol)
+    check_ref_stats(ref_stats, extractor)
     # Class coverage always uses the domain classifier: Inception's 1008 ImageNet classes say nothing about digits.
     classifier: ClassifierFeatures | None = extractor if isinstance(extractor, ClassifierFeatures) else None
     if classifier is None and bool((real_train.labels >= 0).all()) and len(real_train) >= 10:
@@ -161,11 +190,22 @@ def score_samples(
         features=extractor.name,
         features_id=extractor.identity,
         features_dim=extractor.dim,
+        features_sha256=getattr(extractor, "sha256", None),
+        protocol=extractor.protocol,
+        resize=extractor.resize,
+        fd_reference="images" if ref_stats is None else f"{ref_stats.path} (sha256 {ref_stats.sha256})",
         classifier_accuracy=None if classifier is None else classifier.accuracy,
         seed=seed,
     )
     _say(progress, "FD, KID, IS")
-    out["fd"] = frechet_fd(f_s, f_te)
+    if ref_stats is None:
+        out["fd"] = frechet_fd(f_s, f_te)
+    else:
+        out["fd"] = frechet_distance(*feature_stats(f_s), ref_stats.mu, ref_stats.sigma)
+    if save_ref_stats is not None:
+        write_ref_stats(save_ref_stats, *feature_stats(f_te), protocol=extractor.protocol,
+                        features_id=extractor.identity, n=len(real_test))
+        _say(progress, f"wrote the statistics of the {len(real_test)} real comparison images to {save_ref_stats}")
     out["kid_mean"], out["kid_std"] = kid(f_s, f_te, seed=seed)
     if p_s is not None and p_te is not None:
         splits_s, splits_te = min(10, len(samples)), min(10, len(real_test))
@@ -333,7 +373,9 @@ def format_table(results: dict[str, Any]) -> str:
     rows = [
         ("samples", f"{r.get('n_samples')} vs {r.get('n_real_test')} real test images ({r.get('n_real_train')} training)"),
         ("features", f"{r.get('features_id')} ({r.get('features_dim')}-d" + (f", held-out accuracy {acc:.4f})" if acc is not None else ")")),
-        ("FD", _num(r.get("fd"), ".4f")),
+        ("protocol", f"{r.get('protocol')}: {r.get('resize')}"),
+        ("FD", _num(r.get("fd"), ".4f") + ("" if r.get("fd_reference") in (None, "images")
+                                           else f"   (against {r.get('fd_reference')})")),
         ("KID", f"{_num(r.get('kid_mean'), '.5f')} ± {_num(r.get('kid_std'), '.5f')}"),
         ("IS", f"{_num(r.get('is_mean'), '.3f')} ± {_num(r.get('is_std'), '.3f')}   (real: {_num(r.get('is_real_mean'), '.3f')})"),
         ("precision / recall", f"{_num(r.get('precision'), '.4f')} / {_num(r.get('recall'), '.4f')}"),

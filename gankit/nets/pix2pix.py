@@ -53,7 +53,7 @@ def _suggest(size: int) -> str:
     return f"{lo} or {hi}" if lo != hi else str(lo)
 
 
-def unet_depth(image_size: int) -> int:
+def unet_depth(image_size: int, key: str = "data.image_size") -> int:
     """The number of halvings of the U-Net for square images of side ``image_size``.
 
     Rule: halve while the size is even (and so >= 2). Powers of two go down to 1x1 (256 -> 8 halvings, as in the
@@ -62,14 +62,14 @@ def unet_depth(image_size: int) -> int:
     translate it; sizes that are multiples of 32 work best.
     """
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise GankitError(f"data.image_size={image_size!r}: must be a positive integer")
+        raise GankitError(f"{key}={image_size!r}: must be a positive integer")
     depth, s = 0, image_size
     while s % 2 == 0 and s >= 2:
         s //= 2
         depth += 1
     if depth < 3:
         raise GankitError(
-            f"data.image_size={image_size}: the pix2pix U-Net halves the image while its size stays even and needs "
+            f"{key}={image_size}: the pix2pix U-Net halves the image while its size stays even and needs "
             f"at least 3 halvings, so the size must be a multiple of 8; try {_suggest(image_size)}"
         )
     return depth
@@ -94,10 +94,12 @@ class UNetGenerator(nn.Module):
         norm: str = "batch",
         dropout: float = 0.5,
         dropout_layers: int = 3,
+        image_height: int = 0,
     ) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.image_size = in_channels, out_channels, image_size
-        n = self.depth = unet_depth(image_size)
+        # non-square (image_height > 0): as many halvings as both sides allow
+        n = self.depth = min(unet_depth(image_size), unet_depth(image_height or image_size, "data.image_height"))
         w = [min(channels * 2**i, max_channels) for i in range(n)]
         bias = norm != "batch"  # a bias right before batch norm is cancelled by its mean
         # Encoder: down[i] maps size/2^i -> size/2^(i+1), w[i] channels out.
@@ -234,6 +236,8 @@ class PatchDiscriminator(nn.Module):
 
 def _check_pix2pix(cfg: Config) -> None:
     size = cfg.data.image_size
+    if cfg.data.image_height:
+        unet_depth(cfg.data.image_height, "data.image_height")
     if cfg.train.d_steps != 1:
         raise GankitError(f"train.d_steps={cfg.train.d_steps}: pix2pix updates D and G once per batch; set it to 1")
     if cfg.train.augment != "none" or cfg.loss.r1_gamma:
@@ -241,7 +245,7 @@ def _check_pix2pix(cfg: Config) -> None:
                           "geometry must match: set train.augment=none and loss.r1_gamma=0 (data.jitter/flip augment pairs)")
     unet_depth(size)
     patch_specs(cfg.model.patch)
-    if patch_output_size(size, cfg.model.patch) < 1:
+    if patch_output_size(min(size, cfg.data.image_height or size), cfg.model.patch) < 1:
         raise GankitError(
             f"model.patch={cfg.model.patch} needs images larger than data.image_size={size}; "
             f"use a smaller patch (16 or 1) or a larger image size"
@@ -273,8 +277,6 @@ def _pix2pix(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0
     if cond_channels < 1:
         raise GankitError("model pix2pix needs paired data (an input image per target); use --data sketch or paired")
     c_out, h, w = shape
-    if h != w:
-        raise GankitError(f"model pix2pix needs square images, got {h}x{w}; set data.image_size")
-    g = UNetGenerator(cond_channels, c_out, h, c.g_channels, c.max_channels, c.norm, c.g_dropout)
+    g = UNetGenerator(cond_channels, c_out, w, c.g_channels, c.max_channels, c.norm, c.g_dropout, image_height=h)
     d = PatchDiscriminator(cond_channels + c_out, c.d_channels, c.patch, c.norm, c.max_channels)
     return g, d

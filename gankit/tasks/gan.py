@@ -22,6 +22,7 @@ from ..nets import build_models, sample_noise
 from ..optim import build_optimizer
 from ..training import distributed as ddp
 from ..training.checkpoint import Checkpoint, load_module
+from ..training.finetune import frozen_parameters
 from ..training.precision import Precision
 from .base import TASKS, TaskSpec, TrainedRun
 
@@ -44,9 +45,22 @@ def memory_format_for(on: bool, *nets: nn.Module) -> torch.memory_format:
     return torch.channels_last
 
 
-def set_requires_grad(m: nn.Module, flag: bool) -> None:
+def set_requires_grad(m: nn.Module, flag: bool, frozen: frozenset[nn.Parameter] | set[nn.Parameter] = frozenset()) -> None:
+    """requires_grad of every parameter of ``m``; those in ``frozen`` (train.freeze_d) stay off."""
     for p in m.parameters():
-        p.requires_grad_(flag)
+        p.requires_grad_(flag and p not in frozen)
+
+
+def micro_batches(real: Tensor, y: Tensor | None, z: Tensor, n: int) -> list[tuple[Tensor, Tensor | None, Tensor, float]]:
+    """(real, labels, noise, weight) for each of ``n`` micro-batches of one batch (train.accumulate); weight is the
+    micro-batch's share of the batch, so that the weighted mean losses sum to the batch's mean loss. ``n`` 1: the
+    batch itself with weight 1. A process's shard smaller than ``n`` gives one micro-batch per image."""
+    if n == 1:
+        return [(real, y, z, 1.0)]
+    n = min(n, real.shape[0])
+    reals, zs = torch.tensor_split(real, n), torch.tensor_split(z, n)
+    ys = torch.tensor_split(y, n) if y is not None else [None] * n
+    return [(r, yi, zi, r.shape[0] / real.shape[0]) for r, yi, zi in zip(reals, ys, zs)]
 
 
 def _identity(x: Tensor) -> Tensor:
@@ -178,6 +192,11 @@ class GANTask:
             self.augment.shard = (ddp.shard_start(cfg.train.batch_size), cfg.train.batch_size)
             self.augment.reduce = ddp.all_reduce
         self.d_updates = 0  # D updates so far: lazy R1 runs on every r1_every-th
+        # fine-tuning (train.freeze_d): D's first layers keep the weights they were initialised with
+        self.frozen_d = frozenset(frozen_parameters(self.d, cfg.train.freeze_d)) if cfg.train.freeze_d else frozenset()
+        if cfg.train.accumulate > 1 and self.augment is not None:
+            raise GankitError(f"train.accumulate={cfg.train.accumulate} with train.augment={cfg.train.augment!r} is "
+                              f"not supported yet (augmentation draws per call); use one of them")
         # The latent noise of each step: the whole global batch from this generator (the same on every process),
         # each process keeping its shard, so N processes use the noise one process would.
         self.z_gen = torch.Generator(device=device).manual_seed(cfg.seed + 31337)
@@ -229,53 +248,67 @@ class GANTask:
         b = cfg.train.batch_size
         g.train()
         d.train()
-        set_requires_grad(d, True)
+        set_requires_grad(d, True, frozen=self.frozen_d)
         out: dict[str, Tensor] = {}
         for k in range(cfg.train.d_steps):
             real, y = self._real(batcher)
             z = ddp.shard(sample_noise(b, cfg.model.z_dim, cfg.model.noise, self.device, self.z_gen))
             share = real.shape[0] / b  # this process's weight in the global batch's mean loss
             last = k == cfg.train.d_steps - 1
-            # On the last D update, G's forward pass is kept with its graph and reused by the G update
-            # (one G forward per step instead of two, as in the reference DCGAN code).
-            with self.prec.autocast():
-                with torch.set_grad_enabled(last):
-                    fake = self.g_fwd(z, y)
-                fake_d = fake.detach()
-                d_real = self.d_fwd(self._noisy(aug(real), t), y)
-                d_fake = self.d_fwd(self._noisy(aug(fake_d), t), y)
-                loss_d = loss.d(d_real, d_fake, cfg.loss.label_smoothing)
-            if self.augment is not None:
-                self.augment.update(d_real.detach())  # ADA: p follows how sure D is of the (augmented) reals
+            micro = micro_batches(real, y, z, cfg.train.accumulate)
             r1_w = r1_weight(self.d_updates, gamma=cfg.loss.r1_gamma, every=cfg.loss.r1_every)
-            if r1_w:
-                r1 = r1_penalty(lambda x: d(aug(x), y), real)  # w.r.t. the image before augmentation
-                loss_d = loss_d + r1_w * r1
-                out["r1"] = r1.detach()
-            self.d_updates += 1
-            if loss.gradient_penalty:
-                gp = gradient_penalty(lambda x: d(x, y), real, fake_d)
-                loss_d = loss_d + cfg.loss.gp_weight * gp
-                out["gp"] = gp.detach()
             self.opt_d.zero_grad(set_to_none=True)
-            self.prec.backward_step(loss_d, "d", self.opt_d, lambda: ddp.sync_grads(d, share))
+            sums: dict[str, Tensor] = {}
+            for real_i, y_i, z_i, w in micro:
+                # On the last D update, G's forward pass is kept with its graph and reused by the G update (one G
+                # forward per step instead of two, as in the reference DCGAN code); with accumulation the G update
+                # redoes it per micro-batch, so that only one micro-batch's graph is held at a time.
+                with self.prec.autocast():
+                    with torch.set_grad_enabled(last and len(micro) == 1):
+                        fake = self.g_fwd(z_i, y_i)
+                    fake_d = fake.detach()
+                    d_real = self.d_fwd(self._noisy(aug(real_i), t), y_i)
+                    d_fake = self.d_fwd(self._noisy(aug(fake_d), t), y_i)
+                    loss_d = loss.d(d_real, d_fake, cfg.loss.label_smoothing)
+                parts = {"d/real": d_real.detach().mean(), "d/fake": d_fake.detach().mean()}
+                if self.augment is not None:
+                    self.augment.update(d_real.detach())  # ADA: p follows how sure D is of the (augmented) reals
+                if r1_w:
+                    r1 = r1_penalty(lambda x: d(aug(x), y_i), real_i)  # w.r.t. the image before augmentation
+                    loss_d = loss_d + r1_w * r1
+                    parts["r1"] = r1.detach()
+                if loss.gradient_penalty:
+                    gp = gradient_penalty(lambda x: d(x, y_i), real_i, fake_d)
+                    loss_d = loss_d + cfg.loss.gp_weight * gp
+                    parts["gp"] = gp.detach()
+                parts["loss/d"] = loss_d.detach()
+                # each micro-batch's mean loss weighted by its share: the gradients sum to the whole batch's mean
+                self.prec.backward(loss_d if w == 1 else loss_d * w, "d")
+                for key, v in parts.items():
+                    sums[key] = v if w == 1 else sums.get(key, 0) + v * w
+            self.d_updates += 1
+            self.prec.step("d", self.opt_d, lambda: ddp.sync_grads(d, share))
+            out.update(sums)
             if loss.weight_clip:
                 with torch.no_grad():
                     for p in d.parameters():
                         p.clamp_(-cfg.loss.clip, cfg.loss.clip)
         # G update: D's weights are frozen so backward skips their gradients.
         set_requires_grad(d, False)
-        with self.prec.autocast():
-            d_gen = self.d_fwd(self._noisy(aug(fake), t), y)
-            loss_g = loss.g(d_gen)
         self.opt_g.zero_grad(set_to_none=True)
-        self.prec.backward_step(loss_g, "g", self.opt_g, lambda: ddp.sync_grads(g, share))
+        loss_g_sum: Tensor | float = 0.0
+        for _, y_i, z_i, w in micro:  # the last D update's noise
+            with self.prec.autocast():
+                if len(micro) > 1:
+                    fake = self.g_fwd(z_i, y_i)
+                d_gen = self.d_fwd(self._noisy(aug(fake), t), y_i)
+                loss_g = loss.g(d_gen)
+            self.prec.backward(loss_g if w == 1 else loss_g * w, "g")
+            loss_g_sum = loss_g.detach() if w == 1 else loss_g_sum + loss_g.detach() * w
+        self.prec.step("g", self.opt_g, lambda: ddp.sync_grads(g, share))
         if self.ema is not None:
             self.ema.update(g)
-        out["loss/d"] = loss_d.detach()
-        out["loss/g"] = loss_g.detach()
-        out["d/real"] = d_real.detach().mean()
-        out["d/fake"] = d_fake.detach().mean()
+        out["loss/g"] = loss_g_sum  # type: ignore[assignment]
         if self.augment is not None and self.augment.adaptive:
             out["aug/p"] = torch.tensor(self.augment.p)
         return out
@@ -425,7 +458,8 @@ def load_generator(ck: Checkpoint, run: TrainedRun) -> TrainedGenerator:
 
 def evaluate_generator(
     gen: TrainedGenerator, cfg: Config, *, n: int, features: str, split: str | None, inception_path: str | None, parzen: bool,
-    seed: int, progress: bool, **_: Any,
+    seed: int, progress: bool, protocol: str | None = None, ref_stats: Any = None,
+    save_ref_stats: str | Path | None = None, **_: Any,
 ) -> dict[str, Any]:
     """`gankit eval` of a GAN run: n samples against the run's held-out or test images; writes memorisation.png."""
     from ..metrics import score_samples
@@ -434,7 +468,8 @@ def evaluate_generator(
     labels = gen.labels(n) if gen.num_classes else None
     samples = to_uint8(gen.generate(gen.noise(n, seed), labels))
     res = score_samples(samples, test, train, features=features, inception_path=inception_path, sample_labels=labels,
-                   parzen=parzen, seed=seed, progress=progress, sheet_path=gen.run_dir / "memorisation.png")
+                   parzen=parzen, seed=seed, progress=progress, sheet_path=gen.run_dir / "memorisation.png",
+                   protocol=protocol, ref_stats=ref_stats, save_ref_stats=save_ref_stats)
     res.update(run=str(gen.run_dir), step=gen.step, split=split or ("holdout" if cfg.data.holdout else "test"))
     return res
 

@@ -55,6 +55,9 @@ class Pix2PixTask:
         loss = LOSSES.get(cfg.loss.name)
         if loss.gradient_penalty or loss.weight_clip:
             raise GankitError(f"loss.name={cfg.loss.name} is not supported by pix2pix; use non_saturating, lsgan or hinge")
+        if cfg.train.accumulate > 1 or cfg.train.freeze_d:
+            raise GankitError(f"train.accumulate and train.freeze_d are not supported by {cfg.model.name} yet (GAN "
+                              f"models only); set them to 1 and 0 (--init-from works)")
         self.cfg, self.device, self.loss = cfg, device, loss
         self.in_channels = data.images.shape[1]
         self.image_shape = tuple(data.targets.shape[1:])

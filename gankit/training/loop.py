@@ -27,6 +27,7 @@ from ..nets import MODELS
 from ..tasks import Task, TaskSpec, task_of
 from . import distributed as ddp
 from .checkpoint import Checkpointer, candidates
+from .finetune import apply_init, resolve_source
 from .outputs import RunOutputs
 from .parts import BestKeeper, Budget, Monitor, StopFlag, nonfinite, nonfinite_weights, set_lr
 from .rundir import RunDir, default_run_dir, load_run_config
@@ -105,7 +106,14 @@ def set_up(cfg: Config, run: RunDir, resume: bool, data: ImageData | None, devic
     if data is None:
         data = ddp.main_first(lambda: load_dataset(cfg.data))  # a download or cache build happens once per machine
     data, val = spec.split_validation(cfg, data, run.say)
+    if cfg.train.init_from and not resume:  # the folder the config records: the same weights when it is re-run
+        cfg = cfg.replace(**{"train.init_from": str(resolve_source(cfg.train.init_from))})
     task = spec.build(cfg, data, device, val)
+    shape = data.shape if data.targets is None else tuple(int(v) for v in data.targets.shape[1:])
+    origin = None
+    if cfg.train.init_from and not resume:  # a resumed run's weights come from its own checkpoint
+        origin = apply_init(task.modules, cfg.train.init_from, cfg.train.init_parts, MODELS.get(cfg.model.name).task,
+                            to_dict(cfg.model), shape, run.say)
     if cfg.train.sync_bn:
         ddp.convert_sync_bn({k: m for k, m in task.modules.items() if k != "ema"}, device)
     ddp.broadcast_modules(task.modules)  # identical start even if a seed-dependent init differed
@@ -113,16 +121,19 @@ def set_up(cfg: Config, run: RunDir, resume: bool, data: ImageData | None, devic
     budget = Budget(cfg, batcher.batches_per_epoch)
     if budget.steps is None and not cfg.train.max_minutes:
         raise GankitError("no training budget: set train.steps, train.epochs or train.max_minutes (--steps/--epochs/--max-minutes)")
-    shape = data.shape if data.targets is None else tuple(int(v) for v in data.targets.shape[1:])
     meta = {"image_shape": list(shape), "input_channels": int(data.images.shape[1]), "num_images": len(data),
             "class_names": data.class_names, "class_counts": data.class_counts(),
             "recipe": MODELS.get(cfg.model.name).task, "device": str(device),
             "threads": torch.get_num_threads(), "world_size": ddp.world_size()}
+    if origin is not None:
+        meta["init_from"] = origin
     ckpt = Checkpointer(run.checkpoints, task, batcher, cfg.to_dict(), meta, cfg.train.keep_last, run.active)
     state = TrainState()
     if resume:
         ck = ddp.from_main(lambda: ckpt.latest(say=run.say), "the checkpoint")  # only rank 0 needs the run folder
         ckpt.restore(ck, to_dict(cfg.model))
+        if "init_from" in ck.state.get("meta", {}):
+            meta["init_from"] = ck.state["meta"]["init_from"]  # where a fine-tuned run started, kept in run.json
         ddp.reseed(cfg.seed, ck.step)  # rank 0 has the saved RNG state; the other ranks derive theirs
         state = TrainState.from_json(ck.step, ck.state)
         was = ck.state.get("meta", {}).get("world_size", 1)

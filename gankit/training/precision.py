@@ -73,14 +73,24 @@ class Precision:
         """backward() then opt.step(), through the optimizer's loss scaler under fp16 (the caller zeroes grads).
         ``before_step`` runs on the true (unscaled) gradients just before the step: the all-reduce of several
         processes, so every rank's scaler sees the same gradients and skips or steps alike."""
+        self.backward(loss, name)
+        self.step(name, opt, before_step)
+
+    def backward(self, loss: torch.Tensor, name: str) -> None:
+        """backward() of one loss (scaled under fp16); several calls before :meth:`step` sum their gradients
+        (gradient accumulation, train.accumulate)."""
+        scaler = self.scalers.get(name)
+        (loss if scaler is None else scaler.scale(loss)).backward()
+
+    def step(self, name: str, opt: torch.optim.Optimizer, before_step: Callable[[], None] | None = None) -> None:
+        """opt.step() on the gradients summed since the caller zeroed them (unscaled first, skipped on Inf/NaN
+        under fp16)."""
         scaler = self.scalers.get(name)
         if scaler is None:
-            loss.backward()
             if before_step is not None:
                 before_step()
             opt.step()
             return
-        scaler.scale(loss).backward()
         scaler.unscale_(opt)
         if before_step is not None:
             before_step()
