@@ -18,7 +18,7 @@ from ..losses import LOSSES
 from ..nets import MODELS
 from ..optim import OPTIMIZERS
 from .schema import (Config, DataConfig, ModelConfig, check_values, deep_merge, read_yaml, refuse_resume_change,
-                     set_dotted)
+                     set_dotted, to_dict)
 
 
 def resolve(
@@ -30,14 +30,22 @@ def resolve(
     layered: dict[str, Any] = dict(base or {})
     if file is not None:
         layered = deep_merge(layered, read_yaml(file))
+    # A saved run's config.yaml lists every model key at its value, the other models' keys at their defaults: those
+    # say nothing, so `gankit train RUN/config.yaml` re-runs the run. A key the model does not read is an error only
+    # where it asks for something (a value other than the default, or any value given on the command line).
+    file_model = dict(layered["model"]) if isinstance(layered.get("model"), dict) else {}
+    user_model_keys: set[str] = set()  # the model keys that ask for something (checked below)
     for key, value in (overrides or {}).items():
         set_dotted(layered, key, value)
+        if key.startswith("model."):
+            user_model_keys.add(key.split(".", 1)[1])
 
     def section(name: str) -> dict[str, Any]:
         sec = layered.get(name)
         return sec if isinstance(sec, dict) else {}
 
-    user_model_keys = set(section("model"))
+    if "name" in section("model"):
+        user_model_keys.add("name")
     model_name = str(section("model").get("name", ModelConfig.name))
     data_name = str(section("data").get("name", DataConfig.name))
     if "name" not in section("data") and model_name in MODELS and MODELS.get(model_name).default_data:
@@ -53,6 +61,8 @@ def resolve(
         model_name = str(under.get("model", {}).get("name", model_name))  # e.g. paired data -> pix2pix
     under = deep_merge({"model": dict(MODELS.get(model_name).defaults) if model_name in MODELS else {}}, under)
     layered = deep_merge(under, layered)
+    baseline = deep_merge(to_dict(ModelConfig()), under["model"])
+    user_model_keys |= {k for k, v in file_model.items() if k not in baseline or not _same(v, baseline[k])}
     cfg = Config.from_dict(layered)
     check_model_keys(cfg.model.name, user_model_keys)
     if not (cfg.train.steps or cfg.train.epochs or cfg.train.max_minutes):
@@ -60,6 +70,12 @@ def resolve(
         cfg = cfg.replace(**{"train.epochs": DATASETS.get(cfg.data.name).default_epochs})
     validate(cfg)
     return cfg
+
+
+def _same(a: Any, b: Any) -> bool:
+    """YAML gives lists where the schema holds tuples."""
+    norm = (lambda v: list(v) if isinstance(v, (list, tuple)) else v)
+    return norm(a) == norm(b)
 
 
 def check_model_keys(model_name: str, keys: set[str]) -> None:
