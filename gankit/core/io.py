@@ -165,7 +165,7 @@ def cache_dir(configured: str | None = None) -> Path:
 # reading untrusted paths: regular files only
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "a folder"
     if stat.S_ISFIFO(mode):
@@ -190,7 +190,7 @@ def check_regular_file(path: str | Path, what: str) -> Path:
     except OSError as e:
         raise GankitError(f"{what} {p} cannot be read ({e.strerror or e})") from None
     if not stat.S_ISREG(st.st_mode):
-        raise GankitError(f"{what} {p} is {_kind(st.st_mode)}, not a regular file; give the path of a file")
+        raise GankitError(f"{what} {p} is {file_kind(st.st_mode)}, not a regular file; give the path of a file")
     return p
 
 
@@ -212,7 +212,7 @@ def open_regular(path: str | Path, what: str) -> BinaryIO:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise GankitError(f"{what} {p} is {_kind(st.st_mode)}, not a regular file; give the path of a file")
+            raise GankitError(f"{what} {p} is {file_kind(st.st_mode)}, not a regular file; give the path of a file")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")

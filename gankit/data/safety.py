@@ -9,12 +9,18 @@ Three mistakes this module exists to prevent, each seen with hostile or damaged 
   the wrong class, and a link out of the data root reads files the user never pointed at.
 
 Everything here raises :class:`GankitError` with a one-line message naming the file.
+
+Every command that reads a path the user gave (or a file inside a folder the user gave) opens it with
+:func:`open_user_file`, and lists such a folder with :func:`list_user_folder`: one set of rules for translate's inputs,
+``eval --samples``, ``--inception``, and whatever reads user files next (reference statistics, an initial checkpoint,
+a search-space file).
 """
 
 from __future__ import annotations
 
 import ast
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,7 +30,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ..core.errors import GankitError
-from ..core.io import check_regular_file, open_regular  # noqa: F401  (re-exported: the readers use them from here)
+from ..core.io import check_regular_file, file_kind, open_regular  # noqa: F401  (re-exported: the readers use them)
 
 # An upper bound for any single array we decode from a file, whatever memory the machine has: far above every data
 # set gankit reads in RAM, far below what a forged header can claim.
@@ -120,7 +126,7 @@ def read_npy_header_checked(path: str | Path, what: str = ".npy file", limit: in
     beyond ``limit`` bytes (default: :data:`MAX_ARRAY_BYTES`). Memory is not checked here; see
     :func:`load_npy_checked`.
     """
-    with open_regular(path, what) as f:
+    with open_user_file(path, what) as f:
         header = _read_npy_header(f, f"{what} {path}")
         size = os.fstat(f.fileno()).st_size
     _check_npy(header, size, f"{what} {path}", limit)
@@ -146,7 +152,7 @@ def load_npy_checked(path: str | Path, what: str = ".npy file", mmap: bool = Fal
 
     Never unpickles. With ``mmap`` the array is mapped copy-on-write (no memory check, nothing read up front).
     """
-    with open_regular(path, what) as f:
+    with open_user_file(path, what) as f:
         header = _read_npy_header(f, f"{what} {path}")
         _check_npy(header, os.fstat(f.fileno()).st_size, f"{what} {path}", None)
         if mmap:
@@ -158,6 +164,98 @@ def load_npy_checked(path: str | Path, what: str = ".npy file", mmap: bool = Fal
             return np.load(f, allow_pickle=False)
         except (ValueError, OSError) as e:
             raise GankitError(f"{what} {path} is not a plain .npy array ({' '.join(str(e).split())[:100]})") from None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# files and folders a user names
+
+
+def open_user_file(path: str | Path, what: str, *, root: str | Path | None = None,
+                   max_bytes: int | None = None) -> BinaryIO:
+    """Open a file the user named, or a file inside a folder the user named, for binary reading.
+
+    Contract (every failure is a :class:`GankitError` with one line that starts with ``what`` and the path, says what
+    the path is and what is expected; nothing is read before the checks pass):
+
+    - Only a regular file is opened. A FIFO, a device, a socket or a folder is refused and never blocks: the path is
+      opened non-blocking and checked with ``fstat`` on the open descriptor (so a file swapped in after a check is
+      caught too), then switched back to blocking reads.
+    - ``root``: the folder the user named when the file was found by listing it. The file's real path (every link
+      resolved) must lie inside ``root``'s real path: a link inside the folder is followed, a link that leads out of
+      it is refused, and the file opened must be the one at that real path. Without ``root`` (a path the user typed)
+      links are followed: the user pointed at the file.
+    - ``max_bytes``: a larger file is refused before anything is read (size sanity for files read whole).
+
+    Returns the open file, positioned at its start; the caller closes it (``with open_user_file(...) as f``).
+    """
+    p = Path(path)
+    real = os.path.realpath(p) if root is not None else None
+    if root is not None and not is_within(real, os.path.realpath(root)):
+        raise GankitError(f"{what} {p} is a link to {real}, outside {Path(root)}/; gankit does not follow links out of "
+                          f"the folder you name (copy the file in, or name it directly)")
+    f = open_regular(p, what)
+    try:
+        st = os.fstat(f.fileno())
+        if real is not None:
+            try:
+                same = os.stat(real)
+            except OSError:
+                same = None
+            if same is None or (same.st_dev, same.st_ino) != (st.st_dev, st.st_ino):
+                raise GankitError(f"{what} {p} changed while it was opened; try again")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise GankitError(f"{what} {p} is {_gib(st.st_size)}, more than the {_gib(max_bytes)} such a file can "
+                              f"be; is it the right file?")
+        return f
+    except BaseException:
+        f.close()
+        raise
+
+
+def list_user_folder(folder: str | Path, keep: Callable[[str], bool]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The entries of a folder the user named (not its sub-folders) whose names ``keep`` accepts, hidden names
+    skipped, sorted by name: ``(files, refused)``.
+
+    ``files``: regular files, or links to regular files inside ``folder``. ``refused``: ``(path, reason)`` for every
+    other entry ``keep`` accepts that gankit will not read: a FIFO, a device, a socket, a dangling link, a link out of
+    the folder (reason names its target). Nothing is opened, so a FIFO cannot block. Sub-folders are left out.
+    """
+    top = Path(folder)
+    real_top = os.path.realpath(top)
+    try:
+        entries = sorted(os.scandir(top), key=lambda e: e.name)
+    except OSError as e:
+        raise GankitError(f"cannot list folder {top} ({e.strerror or e})") from None
+    files: list[Path] = []
+    refused: list[tuple[Path, str]] = []
+    for e in entries:
+        if e.name.startswith(".") or not keep(e.name):
+            continue
+        p = Path(e.path)
+        if e.is_symlink():
+            target = os.path.realpath(p)
+            if not is_within(target, real_top):
+                refused.append((p, f"a link to {target}, outside {top}/"))
+                continue
+        try:
+            mode = os.stat(p).st_mode
+        except OSError:
+            refused.append((p, "a dangling link"))
+            continue
+        if stat.S_ISDIR(mode):
+            continue
+        if not stat.S_ISREG(mode):
+            refused.append((p, f"{file_kind(mode)}, not a regular file"))
+            continue
+        files.append(p)
+    return files, refused
+
+
+def refused_line(refused: list[tuple[Path, str]]) -> str:
+    """One line naming what :func:`list_user_folder` refused: the first two entries and a count of the rest."""
+    shown = "; ".join(f"{p.name} is {why}" for p, why in refused[:2])
+    more = f"; and {len(refused) - 2} more" if len(refused) > 2 else ""
+    return f"{shown}{more}"
 
 
 # ---------------------------------------------------------------------------------------------------------------------
