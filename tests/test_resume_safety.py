@@ -203,8 +203,8 @@ def test_a_signal_during_set_up_is_kept_and_the_run_stops_at_its_first_step(tmp_
 
     toy = ImageData(torch.randint(0, 256, (32, 1, 16, 16), dtype=torch.uint8), torch.full((32,), -1), "toy")
     with pytest.raises(Interrupted) as stopped:
-        gankit.train(resolve(overrides={**TINY, "train.steps": 50, "train.progress": False}), out=str(tmp_path / "run"),
-                     data=toy)
+        loop.train(resolve(overrides={**TINY, "train.steps": 50, "train.progress": False}), out=str(tmp_path / "run"),
+                   data=toy)
     assert stopped.value.exit_code == 143 and "at step 0" in str(stopped.value)
     assert checkpoint.load_latest(tmp_path / "run" / "checkpoints").step == 0
     assert signal.getsignal(signal.SIGTERM) == before  # the caller's handler is back
