@@ -15,12 +15,13 @@ def _inputs(path: Path) -> tuple[list[Path], Path | None]:
     entries that are not regular files inside it (a FIFO, a device, a link out of the folder) stop the command before
     anything is read or written, named: translating the rest silently would lose them."""
     from ..data.folder import IMAGE_EXTENSIONS
-    from ..data.safety import list_user_folder, refused_line
+    from ..data.safety import list_user_folder, open_user_file, refused_line
 
     if not path.exists():
         raise GankitError(f"input {path} does not exist")
     if not path.is_dir():
-        return [path], None  # opened by open_user_file, which refuses anything but a regular file
+        open_user_file(path, "input").close()  # a regular file, checked now (a FIFO would block a plain open)
+        return [path], None
     files, refused = list_user_folder(path, lambda name: Path(name).suffix.lower() in IMAGE_EXTENSIONS)
     if refused:
         raise GankitError(f"input folder {path}: {len(refused)} entr{'y' if len(refused) == 1 else 'ies'} not read: "

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -494,22 +494,39 @@ def resolve_inception(
 INCEPTION_MAX_BYTES = 2 << 30  # the real file is ~92 MiB
 
 
+def torchscript_problem(f: BinaryIO) -> str | None:
+    """What keeps an open file from being TorchScript, in gankit's words, or None when it looks like TorchScript:
+    a zip archive holding ``code/`` and ``constants.pkl``. Reads the first bytes and the zip's directory only."""
+    f.seek(0)
+    head = f.read(8)
+    if not head.startswith(b"PK\x03\x04"):
+        return f"it is not a zip archive (it starts with {head!r})"
+    f.seek(0)
+    try:
+        names = zipfile.ZipFile(f).namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        return f"a damaged or truncated zip archive ({e})"
+    if not any(n.endswith("/constants.pkl") for n in names) or not any("/code/" in n for n in names):
+        return "a zip archive without TorchScript code (a torch.save checkpoint or state dict?)"
+    return None
+
+
+def check_torchscript(path: str | Path, what: str, expected: str) -> None:
+    """GankitError unless ``path`` is a regular file (see :func:`open_user_file`) that looks like TorchScript: cheap
+    enough to run before any slow work, so a wrong file is named at once."""
+    with open_user_file(path, what, max_bytes=INCEPTION_MAX_BYTES) as f:
+        problem = torchscript_problem(f)
+    if problem:
+        raise GankitError(f"{what} {path} is not a TorchScript file: {problem}; expected {expected}")
+
+
 def load_torchscript(raw: bytes, where: str, expected: str) -> torch.jit.ScriptModule:
     """A TorchScript module from a file's bytes, on the CPU, in eval mode; or a GankitError in gankit's words saying
-    what the file is not and what is expected (never PyTorch's zip-reader text). TorchScript files are zip archives
-    holding ``code/`` and ``constants.pkl``; anything else is refused before PyTorch parses it."""
-    if not raw.startswith(b"PK\x03\x04"):
-        head = raw[:8]
-        raise GankitError(f"{where} is not a TorchScript file: it is not a zip archive (it starts with {head!r}); "
-                          f"expected {expected}")
-    try:
-        names = zipfile.ZipFile(io.BytesIO(raw)).namelist()
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
-        raise GankitError(f"{where} is not a TorchScript file: a damaged or truncated zip archive ({e}); "
-                          f"expected {expected}") from None
-    if not any(n.endswith("/constants.pkl") for n in names) or not any("/code/" in n for n in names):
-        raise GankitError(f"{where} is not a TorchScript file: a zip archive without TorchScript code (a torch.save "
-                          f"checkpoint or state dict?); expected {expected}")
+    what the file is not and what is expected (never PyTorch's zip-reader text): anything that is not a zip archive
+    with TorchScript code is refused before PyTorch parses it."""
+    problem = torchscript_problem(io.BytesIO(raw))
+    if problem:
+        raise GankitError(f"{where} is not a TorchScript file: {problem}; expected {expected}")
     try:
         with warnings.catch_warnings():  # TorchScript is deprecated, but it is the format this file ships in
             warnings.simplefilter("ignore", DeprecationWarning)
