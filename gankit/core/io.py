@@ -3,6 +3,10 @@
 Every file gankit writes for a user (pictures, reports, JSON, checkpoints, downloads, caches) goes through
 :func:`atomic_writer`: a temp file in the destination's folder, fsynced, then renamed over the destination. A kill
 leaves either the old file or the new one, never a truncated one, and an OSError names the file the user knows.
+
+Every file gankit reads from a path a user gave (configs, data files, translate's inputs, ``--samples``,
+``--inception``) is opened with :func:`open_user_file`: regular files only, no link out of a named folder, sizes
+checked first.
 """
 
 from __future__ import annotations
@@ -177,6 +181,10 @@ def file_kind(mode: int) -> str:
     return "not a regular file"
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
+
+
 def check_regular_file(path: str | Path, what: str) -> Path:
     """``path`` if it is (a link to) a regular file; else GankitError '``what`` PATH does not exist / is a device'.
 
@@ -218,4 +226,55 @@ def open_regular(path: str | Path, what: str) -> BinaryIO:
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
+        raise
+
+
+def is_within(path: str | Path, root: str | Path) -> bool:
+    """Whether real path ``path`` equals or lies below real path ``root`` (both already resolved)."""
+    try:
+        Path(path).relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+def open_user_file(path: str | Path, what: str, *, root: str | Path | None = None,
+                   max_bytes: int | None = None) -> BinaryIO:
+    """Open a file the user named, or a file inside a folder the user named, for binary reading.
+
+    Contract (every failure is a :class:`GankitError` with one line that starts with ``what`` and the path, says what
+    the path is and what is expected; nothing is read before the checks pass):
+
+    - Only a regular file is opened. A FIFO, a device, a socket or a folder is refused and never blocks: the path is
+      opened non-blocking and checked with ``fstat`` on the open descriptor (so a file swapped in after a check is
+      caught too), then switched back to blocking reads.
+    - ``root``: the folder the user named when the file was found by listing it. The file's real path (every link
+      resolved) must lie inside ``root``'s real path: a link inside the folder is followed, a link that leads out of
+      it is refused, and the file opened must be the one at that real path. Without ``root`` (a path the user typed)
+      links are followed: the user pointed at the file.
+    - ``max_bytes``: a larger file is refused before anything is read (size sanity for files read whole).
+
+    Returns the open file, positioned at its start; the caller closes it (``with open_user_file(...) as f``).
+    """
+    p = Path(path)
+    real = os.path.realpath(p) if root is not None else None
+    if root is not None and not is_within(real, os.path.realpath(root)):
+        raise GankitError(f"{what} {p} is a link to {real}, outside {Path(root)}/; gankit does not follow links out of "
+                          f"the folder you name (copy the file in, or name it directly)")
+    f = open_regular(p, what)
+    try:
+        st = os.fstat(f.fileno())
+        if real is not None:
+            try:
+                same = os.stat(real)
+            except OSError:
+                same = None
+            if same is None or (same.st_dev, same.st_ino) != (st.st_dev, st.st_ino):
+                raise GankitError(f"{what} {p} changed while it was opened; try again")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise GankitError(f"{what} {p} is {_size(st.st_size)}, more than the {_size(max_bytes)} such a file can "
+                              f"be; is it the right file?")
+        return f
+    except BaseException:
+        f.close()
         raise

@@ -11,7 +11,8 @@ Three mistakes this module exists to prevent, each seen with hostile or damaged 
 Everything here raises :class:`GankitError` with a one-line message naming the file.
 
 Every command that reads a path the user gave (or a file inside a folder the user gave) opens it with
-:func:`open_user_file`, and lists such a folder with :func:`list_user_folder`: one set of rules for translate's inputs,
+:func:`open_user_file` (defined in :mod:`gankit.core.io`, re-exported here), and lists such a folder with
+:func:`list_user_folder`: one set of rules for translate's inputs,
 ``eval --samples``, ``--inception``, and whatever reads user files next (reference statistics, an initial checkpoint,
 a search-space file).
 """
@@ -30,7 +31,9 @@ from typing import BinaryIO
 import numpy as np
 
 from ..core.errors import GankitError
-from ..core.io import check_regular_file, file_kind, open_regular  # noqa: F401  (re-exported: the readers use them)
+# Re-exported: the readers and commands use them from here. open_user_file lives in core so that config files (core and
+# config may not import data) are opened by the same function.
+from ..core.io import check_regular_file, file_kind, is_within, open_regular, open_user_file  # noqa: F401
 
 # An upper bound for any single array we decode from a file, whatever memory the machine has: far above every data
 # set gankit reads in RAM, far below what a forged header can claim.
@@ -170,48 +173,6 @@ def load_npy_checked(path: str | Path, what: str = ".npy file", mmap: bool = Fal
 # files and folders a user names
 
 
-def open_user_file(path: str | Path, what: str, *, root: str | Path | None = None,
-                   max_bytes: int | None = None) -> BinaryIO:
-    """Open a file the user named, or a file inside a folder the user named, for binary reading.
-
-    Contract (every failure is a :class:`GankitError` with one line that starts with ``what`` and the path, says what
-    the path is and what is expected; nothing is read before the checks pass):
-
-    - Only a regular file is opened. A FIFO, a device, a socket or a folder is refused and never blocks: the path is
-      opened non-blocking and checked with ``fstat`` on the open descriptor (so a file swapped in after a check is
-      caught too), then switched back to blocking reads.
-    - ``root``: the folder the user named when the file was found by listing it. The file's real path (every link
-      resolved) must lie inside ``root``'s real path: a link inside the folder is followed, a link that leads out of
-      it is refused, and the file opened must be the one at that real path. Without ``root`` (a path the user typed)
-      links are followed: the user pointed at the file.
-    - ``max_bytes``: a larger file is refused before anything is read (size sanity for files read whole).
-
-    Returns the open file, positioned at its start; the caller closes it (``with open_user_file(...) as f``).
-    """
-    p = Path(path)
-    real = os.path.realpath(p) if root is not None else None
-    if root is not None and not is_within(real, os.path.realpath(root)):
-        raise GankitError(f"{what} {p} is a link to {real}, outside {Path(root)}/; gankit does not follow links out of "
-                          f"the folder you name (copy the file in, or name it directly)")
-    f = open_regular(p, what)
-    try:
-        st = os.fstat(f.fileno())
-        if real is not None:
-            try:
-                same = os.stat(real)
-            except OSError:
-                same = None
-            if same is None or (same.st_dev, same.st_ino) != (st.st_dev, st.st_ino):
-                raise GankitError(f"{what} {p} changed while it was opened; try again")
-        if max_bytes is not None and st.st_size > max_bytes:
-            raise GankitError(f"{what} {p} is {_gib(st.st_size)}, more than the {_gib(max_bytes)} such a file can "
-                              f"be; is it the right file?")
-        return f
-    except BaseException:
-        f.close()
-        raise
-
-
 def list_user_folder(folder: str | Path, keep: Callable[[str], bool]) -> tuple[list[Path], list[tuple[Path, str]]]:
     """The entries of a folder the user named (not its sub-folders) whose names ``keep`` accepts, hidden names
     skipped, sorted by name: ``(files, refused)``.
@@ -260,15 +221,6 @@ def refused_line(refused: list[tuple[Path, str]]) -> str:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # folder walks
-
-
-def is_within(path: str | Path, root: str | Path) -> bool:
-    """Whether real path ``path`` equals or lies below real path ``root`` (both already resolved)."""
-    try:
-        Path(path).relative_to(root)
-        return True
-    except ValueError:
-        return False
 
 
 @dataclass

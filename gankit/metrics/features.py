@@ -531,9 +531,10 @@ def load_torchscript(raw: bytes, where: str, expected: str) -> torch.jit.ScriptM
         with warnings.catch_warnings():  # TorchScript is deprecated, but it is the format this file ships in
             warnings.simplefilter("ignore", DeprecationWarning)
             return torch.jit.load(io.BytesIO(raw), map_location="cpu").eval()
-    except Exception:  # noqa: BLE001 - PyTorch's reader fails in many ways on a damaged archive; its text means nothing here
-        raise GankitError(f"{where} is not a TorchScript file PyTorch {torch.__version__.split('+')[0]} can load (a damaged "
-                          f"archive, or one saved by an incompatible version); expected {expected}") from None
+    except Exception:  # noqa: BLE001 - PyTorch's reader fails in many ways on a damaged archive; its text says nothing
+        version = torch.__version__.split("+")[0]
+        raise GankitError(f"{where} is not a TorchScript file PyTorch {version} can load (a damaged archive, or one "
+                          f"saved by an incompatible version); expected {expected}") from None
 
 
 class InceptionFeatures(FeatureExtractor):
