@@ -588,3 +588,79 @@ def test_a_default_run_folder_is_removed_when_the_run_fails_before_writing(tmp_p
     one_error(capsys, ["train", "--data", "folder", "--data-dir", str(tmp_path / "none"), "--steps", "1", *TINY],
               "none", alone=False)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+# paths a command reads (issue 29's probe): translate's inputs, eval --samples and --inception all open files through
+# gankit.data.safety.open_user_file. A FIFO would block a plain open() for ever: a regression hangs until
+# pytest-timeout stops it.
+
+
+def _translate_folder(tmp: Path, run: Path, bad: Callable[[Path], None]) -> list[str]:
+    d = image_folder(tmp / "in", n=1)
+    bad(d)
+    return ["translate", str(run), str(d), "--out", str(tmp / "out")]
+
+
+def _inception(tmp: Path, make: Callable[[Path], None]) -> list[str]:
+    np.save(tmp / "s.npy", np.zeros((4, 8, 8, 1), np.uint8))
+    make(tmp / "inception.pt")
+    return ["eval", "--samples", str(tmp / "s.npy"), "--data", "digits", "--features", "inception", "--inception",
+            str(tmp / "inception.pt"), "--out", str(tmp / "out" / "m.json")]
+
+
+def _state_dict_zip(p: Path) -> None:
+    import torch
+
+    torch.save({"w": torch.zeros(3)}, p)
+
+
+def _outside(tmp: Path) -> Path:
+    secret = tmp / "secret.txt"
+    secret.write_text("not yours to read\n")
+    return secret
+
+
+USER_PATHS: dict[str, Callable[[Path, Path], tuple[list[str], tuple[str, ...]]]] = {
+    "translate-fifo-in-folder": lambda tmp, run: (
+        _translate_folder(tmp, run, lambda d: os.mkfifo(d / "x.png")),
+        ("input folder", "1 entry not read", "x.png is a FIFO (named pipe)", "nothing was written")),
+    "translate-link-out-of-folder": lambda tmp, run: (
+        _translate_folder(tmp, run, lambda d: (d / "x.png").symlink_to(_outside(tmp))),
+        ("x.png is a link to", "secret.txt, outside", "move it out of the folder")),
+    "translate-fifo-named": lambda tmp, run: (
+        ["translate", str(run), str(_mkfifo(tmp / "x.png")), "--out", str(tmp / "out")],
+        ("input", "x.png is a FIFO (named pipe), not a regular file")),
+    "eval-samples-fifo": lambda tmp, run: (
+        ["eval", "--samples", str(_mkfifo(tmp / "s.npy")), "--data", "digits", "--out", str(tmp / "out" / "m.json")],
+        ("--samples", "s.npy is a FIFO (named pipe)")),
+    "inception-text-file": lambda tmp, run: (
+        _inception(tmp, lambda p: p.write_text("not a network\n")),
+        ("--inception", "inception.pt is not a TorchScript file: it is not a zip archive", "expected inception-2015")),
+    "inception-state-dict": lambda tmp, run: (
+        _inception(tmp, _state_dict_zip),
+        ("inception.pt is not a TorchScript file", "without TorchScript code", "expected inception-2015")),
+    "inception-truncated-zip": lambda tmp, run: (
+        _inception(tmp, lambda p: (_state_dict_zip(p), p.write_bytes(p.read_bytes()[:60]))),
+        ("inception.pt is not a TorchScript file", "zip archive", "expected inception-2015")),
+    "inception-fifo": lambda tmp, run: (
+        _inception(tmp, lambda p: os.mkfifo(p)),
+        ("--inception", "inception.pt is a FIFO (named pipe)")),
+}
+
+
+def _mkfifo(p: Path) -> Path:
+    os.mkfifo(p)
+    return p
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+@pytest.mark.parametrize("case", USER_PATHS)
+def test_bad_user_paths(a_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.png").write_bytes(png_bytes())  # the user's own file in the output folder
+    argv, needles = USER_PATHS[case](tmp_path, a_run)
+    before = snapshot(tmp_path)
+    line = one_error(capsys, argv, *needles)
+    assert "miniz" not in line and "PytorchStreamReader" not in line  # gankit's words, not the zip reader's
+    assert snapshot(tmp_path) == before  # nothing written, nothing read away

@@ -6,7 +6,6 @@ import dataclasses
 import gzip
 import os
 import pickle
-import signal
 import struct
 import tarfile
 from pathlib import Path
@@ -264,25 +263,14 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
-class _Deadline:
-    """Fails the test instead of hanging it when a read blocks (a FIFO with no writer)."""
-
-    def __enter__(self) -> None:
-        signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError("blocked")))
-        signal.alarm(5)
-
-    def __exit__(self, *exc: object) -> None:
-        signal.alarm(0)
-
-
 def test_devices_fifos_and_folders_are_refused(tmp_path: Path) -> None:
     fifo = tmp_path / "pipe.npy"
     os.mkfifo(fifo)
-    with _Deadline():
-        with pytest.raises(GankitError, match="pipe.npy is a FIFO"):
-            load_samples_npy(fifo)
-        with pytest.raises(GankitError, match="FIFO"):
-            read_idx(fifo)
+    # A reader that blocked on the FIFO would hang here until pytest-timeout (pyproject.toml) stops the test.
+    with pytest.raises(GankitError, match="pipe.npy is a FIFO"):
+        load_samples_npy(fifo)
+    with pytest.raises(GankitError, match="FIFO"):
+        read_idx(fifo)
     with pytest.raises(GankitError, match="/dev/zero is a device"):
         load_samples_npy("/dev/zero")
     with pytest.raises(GankitError, match="IDX file /dev/zero is a device"):
@@ -295,6 +283,40 @@ def test_devices_fifos_and_folders_are_refused(tmp_path: Path) -> None:
     (tmp_path / "t10k-images-idx3-ubyte").symlink_to("/dev/zero")
     with pytest.raises(GankitError, match="device"):
         read_idx(tmp_path / "t10k-images-idx3-ubyte")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_open_user_file_and_list_user_folder_keep_their_contract(tmp_path: Path) -> None:
+    """The one way commands open user paths: regular files only (never blocking on a FIFO), no link out of the folder
+    a file was listed from (a link inside it is fine), a size limit before anything is read."""
+    from gankit.data.safety import list_user_folder, open_user_file
+
+    top, outside = tmp_path / "in", tmp_path / "secret.png"
+    top.mkdir()
+    outside.write_bytes(b"x" * 10)
+    (top / "a.png").write_bytes(b"a" * 10)
+    (top / "inside.png").symlink_to(top / "a.png")
+    (top / "out.png").symlink_to(outside)
+    (top / "gone.png").symlink_to(top / "nowhere.png")
+    os.mkfifo(top / "pipe.png")
+    (top / "sub.png").mkdir()
+    (top / ".hidden.png").write_bytes(b"h")
+    (top / "notes.txt").write_bytes(b"t")
+    files, refused = list_user_folder(top, lambda name: name.endswith(".png"))
+    assert [p.name for p in files] == ["a.png", "inside.png"]
+    assert [(p.name, why.split(",")[0]) for p, why in refused] == [
+        ("gone.png", "a dangling link"), ("out.png", f"a link to {outside.resolve()}"),
+        ("pipe.png", "a FIFO (named pipe)")]
+    with open_user_file(top / "inside.png", "input", root=top) as f:
+        assert f.read() == b"a" * 10
+    with open_user_file(top / "out.png", "input") as f:  # named directly: the user pointed at it
+        assert f.read() == b"x" * 10
+    with pytest.raises(GankitError, match=r"input .*out.png is a link to .*secret.png, outside"):
+        open_user_file(top / "out.png", "input", root=top)
+    with pytest.raises(GankitError, match="pipe.png is a FIFO"):  # would block a plain open() for ever
+        open_user_file(top / "pipe.png", "input")
+    with pytest.raises(GankitError, match="a.png is 10 bytes, more than the 9 bytes"):
+        open_user_file(top / "a.png", "input", max_bytes=9)
 
 
 def test_idx_headers_claiming_more_than_the_file_holds(tmp_path: Path) -> None:

@@ -147,8 +147,8 @@ def test_conditional_batchnorm_ema_recipe_on_two_processes(tmp_path):
 # A worker that trains normally except that on rank 1 one weight of G moves after the second step: the processes have
 # diverged, which the consistency check at the next checkpoint (step 4) must catch on every rank.
 DIVERGE = """
-import os, sys, torch
-from gankit.cli import main
+import os, torch
+from gankit.cli import run
 from gankit.tasks.gan import GANTask
 step = GANTask.step
 def perturbed(self, batcher, t):
@@ -160,29 +160,27 @@ def perturbed(self, batcher, t):
             w[(0,) * w.ndim] += 1e-3
     return out
 GANTask.step = perturbed
-sys.exit(main())
+run()  # what `python -m gankit` runs
 """
 
 
 def test_consistency_check_names_the_tensor_and_stops_every_rank(tmp_path):
     script = tmp_path / "diverge.py"
     script.write_text(DIVERGE)
-    start = time.monotonic()
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                         str(script), "train", "--steps", "8", "--out", str(tmp_path / "run"),
                         *_flags({**TINY, "train.checkpoint_every": 4})], env=_env(), capture_output=True, text=True,
-                       timeout=120)
-    took = time.monotonic() - start
+                       timeout=120)  # a rank left waiting for a collective that never comes fails here
     # Both ranks stop with the one-line error. Found by pattern, not by line: the two processes share one stderr pipe,
     # and their lines can land run together.
     errors = re.findall(r"gankit: error: at checkpoint step-(\d+): tensor '(g\.[^']+)' differs between rank", r.stderr)
     assert r.returncode != 0 and len(errors) == 2, r.stderr[-3000:]
     assert all(step == "0000004" for step, _ in errors), errors
     assert r.stderr.count("gankit: error:") == 2, r.stderr[-3000:]  # nothing else went wrong
-    # ... and exit non-zero: 2, or -15 where torchrun's SIGTERM (sent to the rest once one worker failed) came first
+    # ... and exit non-zero: 2, or -15 where torchrun's SIGTERM (sent to the rest once one worker failed) came first;
+    # never -6 (SIGABRT in the interpreter's teardown: see gankit.cli.run)
     codes = [int(line.split(":")[1].split()[0]) for line in r.stderr.splitlines() if line.strip().startswith("exitcode")]
     assert len(codes) == 2 and set(codes) <= {2, -15} and 2 in codes, r.stderr[-3000:]
-    assert took < 90  # no rank waits for a collective that will never come
     assert not (tmp_path / "run" / "checkpoints" / "step-0000004").exists()  # nothing inconsistent was written
 
 
@@ -247,20 +245,15 @@ def _sigterm_run(out):
 
 
 def test_sigterm_stops_all_ranks_saves_and_exits_143(tmp_path):
-    # Up to 3 tries: one try in five lost the signal in this session's tests on a loaded machine and the cause is not
-    # yet found (see the closing note); the behaviour must still hold on one of them, and each try is checked whole.
-    for attempt in range(3):
-        out = tmp_path / f"run{attempt}"
-        rc, err = _sigterm_run(out)
-        steps = {line.split("SIGTERM at step ")[1].split(":")[0] for line in err.splitlines() if "SIGTERM at step" in line}
-        latest = out / "checkpoints" / "latest"
-        if rc == 143 and err.count("SIGTERM at step") == 1 and len(steps) == 1 and latest.is_file():
-            break
+    out = tmp_path / "run"
+    rc, err = _sigterm_run(out)
     assert rc == 143, err[-2000:]
     # "checkpoint saved" once, from rank 0 (rank 1 stops silently), and no torchrun SignalException traceback (#31)
-    assert err.count("SIGTERM at step") == 1 and "Traceback" not in err and "SignalException" not in err, err[-2000:]
-    assert len(steps) == 1
-    saved = latest.read_text().strip()
+    assert err.count("SIGTERM at step") == 1, err[-2000:]
+    assert "Traceback" not in err and "SignalException" not in err, err[-2000:]
+    steps = set(re.findall(r"SIGTERM at step (\d+):", err))  # by pattern: the ranks share one stderr pipe
+    assert len(steps) == 1, err[-2000:]
+    saved = (out / "checkpoints" / "latest").read_text().strip()
     assert saved == f"step-{int(steps.pop()):07d}" and saved != "step-0000000"
 
 

@@ -177,6 +177,39 @@ def test_signal_saves_a_checkpoint_and_resume_finishes(tmp_path: Path, sig: int,
     assert json.loads((run / "summary.json").read_text())["step"] == step + 3
 
 
+def test_a_signal_during_set_up_is_kept_and_the_run_stops_at_its_first_step(tmp_path: Path, monkeypatch) -> None:
+    """train() catches stop signals from its first line, not only in the loop: a SIGTERM that lands during set-up
+    (under torchrun: on one rank earlier than on the other) saves and stops, instead of killing the process."""
+    import gankit.training.loop as loop
+    from gankit.core.errors import Interrupted
+    from gankit.training.parts import StopFlag
+
+    real = loop.set_up
+
+    def set_up_with_a_signal(*args, **kwargs):
+        handler = signal.getsignal(signal.SIGTERM)
+        # Checked before the signal is sent: without a StopFlag here the SIGTERM would end the test process itself.
+        assert isinstance(getattr(handler, "__self__", None), StopFlag), handler
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # the Python handler runs at the next bytecode boundary of the main thread
+            if handler.__self__.signum is not None:
+                break
+            time.sleep(0.001)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "set_up", set_up_with_a_signal)
+    before = signal.getsignal(signal.SIGTERM)
+    from gankit.data.base import ImageData
+
+    toy = ImageData(torch.randint(0, 256, (32, 1, 16, 16), dtype=torch.uint8), torch.full((32,), -1), "toy")
+    with pytest.raises(Interrupted) as stopped:
+        loop.train(resolve(overrides={**TINY, "train.steps": 50, "train.progress": False}), out=str(tmp_path / "run"),
+                   data=toy)
+    assert stopped.value.exit_code == 143 and "at step 0" in str(stopped.value)
+    assert checkpoint.load_latest(tmp_path / "run" / "checkpoints").step == 0
+    assert signal.getsignal(signal.SIGTERM) == before  # the caller's handler is back
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # kill -9 at random moments
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,11 @@ from gankit.core.yamlio import (
     load_yaml_file,
     load_yaml_text,
 )
+
+
+# "Refused at once" is shown by what refuses: the anchor, the depth or the file type is named before anything is
+# expanded or read. No test here times itself (a busy machine is slow, not wrong); a hang (reading /dev/zero forever,
+# waiting on a FIFO, expanding an alias bomb) is stopped by pytest-timeout (pyproject.toml: timeout = 300).
 
 
 def one_line_error(call, *needles: str) -> str:
@@ -57,9 +61,7 @@ def test_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
     text = billion_laughs(9)
     assert len(text) < 700  # the 0.5 KB file
     p = write(tmp_path, text)
-    t0 = time.perf_counter()
     one_line_error(lambda: read_yaml(p), "c.yaml", "line 1", "anchors (&a) are not allowed")
-    assert time.perf_counter() - t0 < 1.0
 
 
 def test_aliases_and_anchors_are_refused_alone(tmp_path: Path) -> None:
@@ -80,9 +82,7 @@ def test_nesting_at_the_limit_is_read() -> None:
 
 
 def test_very_deep_nesting_is_refused_quickly() -> None:
-    t0 = time.perf_counter()
     one_line_error(lambda: load_yaml_text("[" * 30_000 + "]" * 30_000, "x"), "nested more than")
-    assert time.perf_counter() - t0 < 1.0
 
 
 def test_duplicate_keys_name_the_key_and_both_lines(tmp_path: Path) -> None:
@@ -105,18 +105,14 @@ def test_python_tags_are_refused_by_name(tmp_path: Path) -> None:
 def test_dev_zero_is_refused_not_read_forever() -> None:
     if not Path("/dev/zero").exists():
         pytest.skip("no /dev/zero here")
-    t0 = time.perf_counter()
     one_line_error(lambda: read_yaml("/dev/zero"), "/dev/zero is a device, not a regular file")
-    assert time.perf_counter() - t0 < 1.0
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
 def test_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
     fifo = tmp_path / "c.yaml"
     os.mkfifo(fifo)
-    t0 = time.perf_counter()
     one_line_error(lambda: read_yaml(fifo), "c.yaml is a FIFO (named pipe), not a regular file")
-    assert time.perf_counter() - t0 < 1.0
 
 
 def test_oversize_file_is_refused(tmp_path: Path) -> None:

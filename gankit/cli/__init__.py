@@ -77,5 +77,21 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, old_term)
 
 
+def run(argv: list[str] | None = None) -> None:
+    """``python -m gankit``: :func:`main`, then exit with its code.
+
+    A torchrun worker (WORLD_SIZE > 1; the process group is already destroyed when ``main`` returns) leaves with
+    ``os._exit``, as multiprocessing's child processes do, instead of running the interpreter's teardown: there gloo's
+    C++ threads could still release objects that need the interpreter, and a thread that asks for it while it shuts
+    down is stopped with std::terminate -- "terminate called without an active exception", SIGABRT, seen after a
+    consistency-check error had already been reported (exit 2 became -6)."""
+    code = main(argv)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -16,6 +16,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.n <= 0:
         raise GankitError(f"--n must be > 0, got {args.n}")
+    if args.inception and args.features == "inception":  # a wrong file named before minutes of sampling, not after
+        from ..metrics.features import INCEPTION_FILE, INCEPTION_URL, check_torchscript
+
+        check_torchscript(args.inception, "--inception", f"{INCEPTION_FILE} from {INCEPTION_URL}")
     fid = {"protocol": args.protocol, "ref_stats": args.ref_stats, "save_ref_stats": args.save_ref_stats}
     if args.save_ref_stats:
         refuse_existing([Path(args.save_ref_stats)], args.force)

@@ -10,17 +10,26 @@ from ..core.io import refuse_existing
 from .common import add_force_flag
 
 
-def _inputs(path: Path) -> list[Path]:
+def _inputs(path: Path) -> tuple[list[Path], Path | None]:
+    """The images to translate and the folder they were listed from (None for one file named directly). A folder's
+    entries that are not regular files inside it (a FIFO, a device, a link out of the folder) stop the command before
+    anything is read or written, named: translating the rest silently would lose them."""
     from ..data.folder import IMAGE_EXTENSIONS
+    from ..data.safety import list_user_folder, open_user_file, refused_line
 
     if not path.exists():
         raise GankitError(f"input {path} does not exist")
-    if path.is_file():
-        return [path]
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    if not path.is_dir():
+        open_user_file(path, "input").close()  # a regular file, checked now (a FIFO would block a plain open)
+        return [path], None
+    files, refused = list_user_folder(path, lambda name: Path(name).suffix.lower() in IMAGE_EXTENSIONS)
+    if refused:
+        raise GankitError(f"input folder {path}: {len(refused)} entr{'y' if len(refused) == 1 else 'ies'} not read: "
+                          f"{refused_line(refused)}; move {'it' if len(refused) == 1 else 'them'} out of the folder "
+                          f"(nothing was written)")
     if not files:
         raise GankitError(f"input folder {path} has no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-    return files
+    return files, path
 
 
 def _output_names(files: list[Path]) -> list[str]:
@@ -48,14 +57,14 @@ def cmd_translate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.is_file():
         raise GankitError(f"--out {out} is a file; give a folder for the translated images")
-    files = _inputs(Path(args.input))
+    files, root = _inputs(Path(args.input))
     names = _output_names(files)
     refuse_existing((out / n for n in names), args.force)
     tr = load(args.run, args.checkpoint, want=Translator)
     size = (tr.image_shape[2], tr.image_shape[1])  # (width, height): non-square runs too
     out.mkdir(parents=True, exist_ok=True)
     for i in range(0, len(files), 16):
-        a = torch.stack([read_input_image(p, tr.in_channels, size) for p in files[i : i + 16]])
+        a = torch.stack([read_input_image(p, tr.in_channels, size, root=root) for p in files[i : i + 16]])
         y = to_uint8(tr.translate(to_float(a))).permute(0, 2, 3, 1).numpy()
         for name, img in zip(names[i : i + 16], y):
             atomic_write_bytes(out / name, encode(Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)))

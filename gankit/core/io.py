@@ -3,6 +3,10 @@
 Every file gankit writes for a user (pictures, reports, JSON, checkpoints, downloads, caches) goes through
 :func:`atomic_writer`: a temp file in the destination's folder, fsynced, then renamed over the destination. A kill
 leaves either the old file or the new one, never a truncated one, and an OSError names the file the user knows.
+
+Every file gankit reads from a path a user gave (configs, data files, translate's inputs, ``--samples``,
+``--inception``) is opened with :func:`open_user_file`: regular files only, no link out of a named folder, sizes
+checked first.
 """
 
 from __future__ import annotations
@@ -185,7 +189,7 @@ def cache_dir(configured: str | None = None) -> Path:
 # reading untrusted paths: regular files only
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "a folder"
     if stat.S_ISFIFO(mode):
@@ -195,6 +199,10 @@ def _kind(mode: int) -> str:
     if stat.S_ISSOCK(mode):
         return "a socket"
     return "not a regular file"
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n} bytes"
 
 
 def check_regular_file(path: str | Path, what: str) -> Path:
@@ -210,7 +218,7 @@ def check_regular_file(path: str | Path, what: str) -> Path:
     except OSError as e:
         raise GankitError(f"{what} {p} cannot be read ({e.strerror or e})") from None
     if not stat.S_ISREG(st.st_mode):
-        raise GankitError(f"{what} {p} is {_kind(st.st_mode)}, not a regular file; give the path of a file")
+        raise GankitError(f"{what} {p} is {file_kind(st.st_mode)}, not a regular file; give the path of a file")
     return p
 
 
@@ -232,10 +240,61 @@ def open_regular(path: str | Path, what: str) -> BinaryIO:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise GankitError(f"{what} {p} is {_kind(st.st_mode)}, not a regular file; give the path of a file")
+            raise GankitError(f"{what} {p} is {file_kind(st.st_mode)}, not a regular file; give the path of a file")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
+        raise
+
+
+def is_within(path: str | Path, root: str | Path) -> bool:
+    """Whether real path ``path`` equals or lies below real path ``root`` (both already resolved)."""
+    try:
+        Path(path).relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+def open_user_file(path: str | Path, what: str, *, root: str | Path | None = None,
+                   max_bytes: int | None = None) -> BinaryIO:
+    """Open a file the user named, or a file inside a folder the user named, for binary reading.
+
+    Contract (every failure is a :class:`GankitError` with one line that starts with ``what`` and the path, says what
+    the path is and what is expected; nothing is read before the checks pass):
+
+    - Only a regular file is opened. A FIFO, a device, a socket or a folder is refused and never blocks: the path is
+      opened non-blocking and checked with ``fstat`` on the open descriptor (so a file swapped in after a check is
+      caught too), then switched back to blocking reads.
+    - ``root``: the folder the user named when the file was found by listing it. The file's real path (every link
+      resolved) must lie inside ``root``'s real path: a link inside the folder is followed, a link that leads out of
+      it is refused, and the file opened must be the one at that real path. Without ``root`` (a path the user typed)
+      links are followed: the user pointed at the file.
+    - ``max_bytes``: a larger file is refused before anything is read (size sanity for files read whole).
+
+    Returns the open file, positioned at its start; the caller closes it (``with open_user_file(...) as f``).
+    """
+    p = Path(path)
+    real = os.path.realpath(p) if root is not None else None
+    if root is not None and not is_within(real, os.path.realpath(root)):
+        raise GankitError(f"{what} {p} is a link to {real}, outside {Path(root)}/; gankit does not follow links out of "
+                          f"the folder you name (copy the file in, or name it directly)")
+    f = open_regular(p, what)
+    try:
+        st = os.fstat(f.fileno())
+        if real is not None:
+            try:
+                same = os.stat(real)
+            except OSError:
+                same = None
+            if same is None or (same.st_dev, same.st_ino) != (st.st_dev, st.st_ino):
+                raise GankitError(f"{what} {p} changed while it was opened; try again")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise GankitError(f"{what} {p} is {_size(st.st_size)}, more than the {_size(max_bytes)} such a file can "
+                              f"be; is it the right file?")
+        return f
+    except BaseException:
+        f.close()
         raise

@@ -32,7 +32,7 @@ from yaml.constructor import SafeConstructor
 from yaml.representer import SafeRepresenter
 
 from .errors import GankitError
-from .io import open_regular
+from .io import open_user_file
 
 # A config is a few hundred bytes, a resolved one about 2 KB. PyYAML's pure-Python reader (needed for the checks
 # below) takes about 2 s for 64 KB of the slowest input (a flow list "[1,1,...]") and over 40 s for 1 MB.
@@ -199,10 +199,10 @@ def load_yaml_text(text: str, source: str) -> Any:
 def read_text_file(path: str | Path, what: str = "config file", max_bytes: int = MAX_BYTES) -> str:
     """The UTF-8 text of a regular file of at most ``max_bytes``; anything else is a one-line GankitError.
 
-    Opened with :func:`gankit.core.io.open_regular`: a FIFO cannot block, a device such as /dev/zero is refused before a
-    byte is read, and a file swapped after the check cannot slip in."""
+    Opened with :func:`gankit.core.io.open_user_file`: a FIFO cannot block, a device such as /dev/zero is refused
+    before a byte is read, and a file swapped after the check cannot slip in."""
     p = Path(path)
-    with open_regular(p, what) as f:
+    with open_user_file(p, what) as f:
         try:
             data = f.read(max_bytes + 1)  # to the limit, not st_size: the file may grow while we read
         except OSError as e:

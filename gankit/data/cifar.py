@@ -31,7 +31,7 @@ from ..core.io import atomic_write_bytes
 from .download import download_refused, fetch, source_folder
 from .memmap import Alloc, CachePlan, fill_resized
 from .registry import dataset
-from .safety import open_regular
+from .safety import open_user_file
 
 try:  # numpy >= 2
     from numpy._core.multiarray import _reconstruct
@@ -176,7 +176,7 @@ def _batch_sources(cfg: DataConfig) -> tuple[list[Path], Path | None]:
 
 def _read_batch_file(path: Path) -> bytes:
     """A batch file's bytes: only a regular file, only up to the size a CIFAR batch can have."""
-    with open_regular(path, "CIFAR-10 batch") as f:
+    with open_user_file(path, "CIFAR-10 batch") as f:
         size = os.fstat(f.fileno()).st_size
         if size > MAX_BATCH_BYTES:
             raise GankitError(f"{path} is {size} bytes, far more than a CIFAR-10 batch (~31 MB); wrong file?")

@@ -30,7 +30,7 @@ from .base import ImageData
 from .download import download_refused, fetch, source_folder
 from .memmap import Alloc, CachePlan, fill_resized
 from .registry import dataset
-from .safety import MAX_GZIP_RATIO, check_allocation, open_regular
+from .safety import MAX_GZIP_RATIO, check_allocation, open_user_file
 
 # type code -> numpy dtype (all multi-byte types are big-endian in IDX)
 _IDX_DTYPES: dict[int, np.dtype] = {
@@ -58,7 +58,7 @@ def _read_exact(f: BinaryIO, n: int) -> bytes:
 def read_idx_header(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
     """(dims, dtype) an IDX file's header claims, reading only the header (a gzip file: only its first bytes)."""
     path = Path(path)
-    with open_regular(path, "IDX file") as raw:
+    with open_user_file(path, "IDX file") as raw:
         gz = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
         try:
@@ -97,7 +97,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     before anything of that size is allocated.
     """
     path = Path(path)
-    with open_regular(path, "IDX file") as raw:
+    with open_user_file(path, "IDX file") as raw:
         file_size = os.fstat(raw.fileno()).st_size
         gz = raw.read(2) == b"\x1f\x8b"  # gzip magic; trust the content, not the file name
         raw.seek(0)

@@ -11,6 +11,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -23,10 +24,11 @@ from .base import ImageData
 from .fit import fit_square
 from .folder import IMAGE_EXTENSIONS, _to_gray_or_rgb
 from .registry import dataset
-from .safety import WalkGuard
+from .safety import WalkGuard, open_user_file
 
 SPLITS = ("train", "val", "test")
 MIN_SIDE = 8  # px; smaller images carry nothing to translate
+MAX_INPUT_BYTES = 1 << 30  # one image file to translate; far above any photo, far below a mistaken disk image
 _LAYOUT_HINT = (
     "expected train/ val/ test/ folders of side-by-side images (A left half, B right half), "
     "or A/ and B/ folders whose file names match"
@@ -136,10 +138,11 @@ def _pair_files(a_dir: Path, b_dir: Path) -> list[tuple[Path, Path]]:
 # decoding
 
 
-def _decode(path: Path, channels: int) -> Image.Image:
-    """One file as an 'L' or 'RGB' image: 'L' when ``channels`` is 1, or when it is 0 and the file is grayscale."""
+def _decode(path: Path, channels: int, source: BinaryIO | None = None) -> Image.Image:
+    """One file as an 'L' or 'RGB' image: 'L' when ``channels`` is 1, or when it is 0 and the file is grayscale.
+    ``source``: the file already opened (by :func:`open_user_file`); ``path`` then only names it."""
     try:
-        with Image.open(path) as im:
+        with Image.open(path if source is None else source) as im:
             im.load()  # decode fully now, so a truncated file fails here, with its name
             im = ImageOps.exif_transpose(im)  # a camera's rotation flag applies to A and B alike
             im, gray = _to_gray_or_rgb(im)  # the same mode policy as the 'folder' reader
@@ -410,11 +413,13 @@ def augment_pairs(
     return out[:, :ca].contiguous(), out[:, ca:].to(b.dtype).contiguous()
 
 
-def read_input_image(path: Path, channels: int, size: int | tuple[int, int]) -> torch.Tensor:
-    """One image as uint8 (C, S, S), decoded exactly as training pairs are (EXIF rotation, transparency on white,
+def read_input_image(path: Path, channels: int, size: int | tuple[int, int], root: Path | None = None) -> torch.Tensor:
+    """One image as uint8 (C, H, W), decoded exactly as training pairs are (EXIF rotation, transparency on white,
     16-bit scaling), converted to ``channels`` and resized to ``size`` (a side, or (width, height)): what
-    `gankit translate` feeds a model."""
-    im = _decode(path, channels).resize((size, size) if isinstance(size, int) else size, Image.BICUBIC)
+    `gankit translate` feeds a model. Opened with :func:`open_user_file` (regular files only; with ``root``, the
+    folder it was listed from, no link out of that folder)."""
+    with open_user_file(path, "input image", root=root, max_bytes=MAX_INPUT_BYTES) as f:
+        im = _decode(path, channels, f).resize((size, size) if isinstance(size, int) else size, Image.BICUBIC)
     arr = np.asarray(im, dtype=np.uint8)
     arr = arr[:, :, None] if arr.ndim == 2 else arr
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)

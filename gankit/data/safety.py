@@ -9,12 +9,19 @@ Three mistakes this module exists to prevent, each seen with hostile or damaged 
   the wrong class, and a link out of the data root reads files the user never pointed at.
 
 Everything here raises :class:`GankitError` with a one-line message naming the file.
+
+Every command that reads a path the user gave (or a file inside a folder the user gave) opens it with
+:func:`open_user_file` (defined in :mod:`gankit.core.io`, re-exported here), and lists such a folder with
+:func:`list_user_folder`: one set of rules for translate's inputs,
+``eval --samples``, ``--inception``, and whatever reads user files next (reference statistics, an initial checkpoint,
+a search-space file).
 """
 
 from __future__ import annotations
 
 import ast
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,7 +31,9 @@ from typing import BinaryIO
 import numpy as np
 
 from ..core.errors import GankitError
-from ..core.io import check_regular_file, open_regular  # noqa: F401  (re-exported: the readers use them from here)
+# Re-exported: the readers and commands use them from here. open_user_file lives in core so that config files (core and
+# config may not import data) are opened by the same function.
+from ..core.io import check_regular_file, file_kind, is_within, open_regular, open_user_file  # noqa: F401
 
 # An upper bound for any single array we decode from a file, whatever memory the machine has: far above every data
 # set gankit reads in RAM, far below what a forged header can claim.
@@ -120,7 +129,7 @@ def read_npy_header_checked(path: str | Path, what: str = ".npy file", limit: in
     beyond ``limit`` bytes (default: :data:`MAX_ARRAY_BYTES`). Memory is not checked here; see
     :func:`load_npy_checked`.
     """
-    with open_regular(path, what) as f:
+    with open_user_file(path, what) as f:
         header = _read_npy_header(f, f"{what} {path}")
         size = os.fstat(f.fileno()).st_size
     _check_npy(header, size, f"{what} {path}", limit)
@@ -146,7 +155,7 @@ def load_npy_checked(path: str | Path, what: str = ".npy file", mmap: bool = Fal
 
     Never unpickles. With ``mmap`` the array is mapped copy-on-write (no memory check, nothing read up front).
     """
-    with open_regular(path, what) as f:
+    with open_user_file(path, what) as f:
         header = _read_npy_header(f, f"{what} {path}")
         _check_npy(header, os.fstat(f.fileno()).st_size, f"{what} {path}", None)
         if mmap:
@@ -161,16 +170,57 @@ def load_npy_checked(path: str | Path, what: str = ".npy file", mmap: bool = Fal
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# folder walks
+# files and folders a user names
 
 
-def is_within(path: str | Path, root: str | Path) -> bool:
-    """Whether real path ``path`` equals or lies below real path ``root`` (both already resolved)."""
+def list_user_folder(folder: str | Path, keep: Callable[[str], bool]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The entries of a folder the user named (not its sub-folders) whose names ``keep`` accepts, hidden names
+    skipped, sorted by name: ``(files, refused)``.
+
+    ``files``: regular files, or links to regular files inside ``folder``. ``refused``: ``(path, reason)`` for every
+    other entry ``keep`` accepts that gankit will not read: a FIFO, a device, a socket, a dangling link, a link out of
+    the folder (reason names its target). Nothing is opened, so a FIFO cannot block. Sub-folders are left out.
+    """
+    top = Path(folder)
+    real_top = os.path.realpath(top)
     try:
-        Path(path).relative_to(root)
-        return True
-    except ValueError:
-        return False
+        entries = sorted(os.scandir(top), key=lambda e: e.name)
+    except OSError as e:
+        raise GankitError(f"cannot list folder {top} ({e.strerror or e})") from None
+    files: list[Path] = []
+    refused: list[tuple[Path, str]] = []
+    for e in entries:
+        if e.name.startswith(".") or not keep(e.name):
+            continue
+        p = Path(e.path)
+        if e.is_symlink():
+            target = os.path.realpath(p)
+            if not is_within(target, real_top):
+                refused.append((p, f"a link to {target}, outside {top}/"))
+                continue
+        try:
+            mode = os.stat(p).st_mode
+        except OSError:
+            refused.append((p, "a dangling link"))
+            continue
+        if stat.S_ISDIR(mode):
+            continue
+        if not stat.S_ISREG(mode):
+            refused.append((p, f"{file_kind(mode)}, not a regular file"))
+            continue
+        files.append(p)
+    return files, refused
+
+
+def refused_line(refused: list[tuple[Path, str]]) -> str:
+    """One line naming what :func:`list_user_folder` refused: the first two entries and a count of the rest."""
+    shown = "; ".join(f"{p.name} is {why}" for p, why in refused[:2])
+    more = f"; and {len(refused) - 2} more" if len(refused) > 2 else ""
+    return f"{shown}{more}"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# folder walks
 
 
 @dataclass

@@ -17,6 +17,7 @@ Inception file's SHA256), written to the results JSON so numbers are only compar
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -24,12 +25,13 @@ import sys
 import tempfile
 import time
 import warnings
+import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -39,7 +41,8 @@ from tqdm import tqdm
 
 from ..data.base import ImageData, to_float
 from ..data.download import cache_dir as data_cache_dir
-from ..data.download import fetch, sha256_file
+from ..data.download import fetch
+from ..data.safety import open_user_file
 from ..data.transforms import convert_channels, resize
 from ..core.errors import GankitError
 from ..core.registry import Registry
@@ -484,9 +487,9 @@ def resolve_inception(
     there first (when ``download`` and online) if missing."""
     if path is not None:
         p = Path(path).expanduser()
-        if not p.is_file():
+        if not os.path.lexists(p):
             raise GankitError(f"--inception {p}: no such file (it is {INCEPTION_URL})")
-        return p
+        return p  # InceptionFeatures opens it with open_user_file: a FIFO or a device is refused there
     cached = cache_root(cache_dir) / "weights" / INCEPTION_FILE
     if cached.is_file():
         return cached
@@ -500,6 +503,52 @@ def resolve_inception(
     if not cached.is_file():
         raise GankitError(f"the Inception weights are not in {cached}; {hint}")
     return cached
+
+
+INCEPTION_MAX_BYTES = 2 << 30  # the real file is ~92 MiB
+
+
+def torchscript_problem(f: BinaryIO) -> str | None:
+    """What keeps an open file from being TorchScript, in gankit's words, or None when it looks like TorchScript:
+    a zip archive holding ``code/`` and ``constants.pkl``. Reads the first bytes and the zip's directory only."""
+    f.seek(0)
+    head = f.read(8)
+    if not head.startswith(b"PK\x03\x04"):
+        return f"it is not a zip archive (it starts with {head!r})"
+    f.seek(0)
+    try:
+        names = zipfile.ZipFile(f).namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        return f"a damaged or truncated zip archive ({e})"
+    if not any(n.endswith("/constants.pkl") for n in names) or not any("/code/" in n for n in names):
+        return "a zip archive without TorchScript code (a torch.save checkpoint or state dict?)"
+    return None
+
+
+def check_torchscript(path: str | Path, what: str, expected: str) -> None:
+    """GankitError unless ``path`` is a regular file (see :func:`open_user_file`) that looks like TorchScript: cheap
+    enough to run before any slow work, so a wrong file is named at once."""
+    with open_user_file(path, what, max_bytes=INCEPTION_MAX_BYTES) as f:
+        problem = torchscript_problem(f)
+    if problem:
+        raise GankitError(f"{what} {path} is not a TorchScript file: {problem}; expected {expected}")
+
+
+def load_torchscript(raw: bytes, where: str, expected: str) -> torch.jit.ScriptModule:
+    """A TorchScript module from a file's bytes, on the CPU, in eval mode; or a GankitError in gankit's words saying
+    what the file is not and what is expected (never PyTorch's zip-reader text): anything that is not a zip archive
+    with TorchScript code is refused before PyTorch parses it."""
+    problem = torchscript_problem(io.BytesIO(raw))
+    if problem:
+        raise GankitError(f"{where} is not a TorchScript file: {problem}; expected {expected}")
+    try:
+        with warnings.catch_warnings():  # TorchScript is deprecated, but it is the format this file ships in
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(io.BytesIO(raw), map_location="cpu").eval()
+    except Exception:  # noqa: BLE001 - PyTorch's reader fails in many ways on a damaged archive; its text says nothing
+        version = torch.__version__.split("+")[0]
+        raise GankitError(f"{where} is not a TorchScript file PyTorch {version} can load (a damaged archive, or one "
+                          f"saved by an incompatible version); expected {expected}") from None
 
 
 class InceptionFeatures(FeatureExtractor):
@@ -519,15 +568,12 @@ class InceptionFeatures(FeatureExtractor):
         self.protocol, self.resize = protocol, PROTOCOLS.get(protocol).resize
         self._features = PROTOCOLS.get(protocol).features
         self.path = Path(path)
-        self.sha256 = sha256_file(self.path)  # recorded in the identity, so results name the exact file
+        with open_user_file(self.path, "--inception", max_bytes=INCEPTION_MAX_BYTES) as f:
+            raw = f.read()  # ~100 MB, read once: hashed and loaded from the same bytes
+        self.sha256 = hashlib.sha256(raw).hexdigest()  # recorded in the identity, so results name the exact file
         if INCEPTION_SHA256 is not None and self.sha256 != INCEPTION_SHA256:
             raise GankitError(f"{self.path}: SHA256 {self.sha256} is not that of {INCEPTION_FILE}; download it again from {INCEPTION_URL}")
-        try:
-            with warnings.catch_warnings():  # TorchScript is deprecated, but it is the format this file ships in
-                warnings.simplefilter("ignore", DeprecationWarning)
-                self.model = torch.jit.load(str(self.path), map_location="cpu").eval()
-        except (RuntimeError, ValueError) as e:
-            raise GankitError(f"{self.path}: not a TorchScript file ({str(e).splitlines()[0]}); it should be {INCEPTION_URL}") from None
+        self.model = load_torchscript(raw, f"--inception {self.path}", f"{INCEPTION_FILE} from {INCEPTION_URL}")
         weight = getattr(getattr(self.model, "output", None), "weight", None)
         self._head = weight.detach().double() if isinstance(weight, torch.Tensor) else None  # (K, F)
         self.identity = f"inception-{self.sha256[:16]}"

@@ -156,11 +156,12 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
     Raises GankitError for bad input, DivergedError on NaN/Inf, Interrupted on SIGINT/SIGTERM (after saving).
     Under torchrun every process calls it; rank 0 decides and writes (gankit/training/distributed.py).
     """
-    device = ddp.start(pick_device(cfg.train.device), cfg.train.dist_timeout)
-    try:
-        return _train(cfg, out, resume, data, device)
-    finally:
-        ddp.stop()  # also on errors: the other ranks then fail fast instead of waiting for a collective
+    with StopFlag():  # a signal before the loop is kept for it, not fatal (see StopFlag)
+        device = ddp.start(pick_device(cfg.train.device), cfg.train.dist_timeout)
+        try:
+            return _train(cfg, out, resume, data, device)
+        finally:
+            ddp.stop()  # also on errors: the other ranks then fail fast instead of waiting for a collective
 
 
 def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data: ImageData | None,

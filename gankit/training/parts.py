@@ -128,7 +128,12 @@ class Monitor:
 
 
 class StopFlag:
-    """Signal handlers only set this flag; the loop finishes its step and saves."""
+    """Signal handlers only set this flag; the loop finishes its step and saves.
+
+    ``train`` holds one from its first line to its last, so a SIGINT/SIGTERM during set-up, the step-0 checkpoint or
+    the final save is kept instead of killing the process half-way (under torchrun the signal reaches each rank at
+    its own moment; a rank killed outside the loop left the others without its stop line). The loop holds another;
+    a flag entered inside one that already caught a signal starts with that signal."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -139,7 +144,10 @@ class StopFlag:
             try:
                 self._old[s] = signal.signal(s, self._handle)
             except ValueError:  # not the main thread: leave signals alone
-                pass
+                continue
+            outer = getattr(self._old[s], "__self__", None)
+            if isinstance(outer, StopFlag) and self.signum is None:
+                self.signum = outer.signum
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
