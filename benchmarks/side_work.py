@@ -6,6 +6,8 @@ validation of every validation pair — at every epoch, losses.png at every chec
 summary.json (``step_seconds``, ``side_seconds``, ``side_parts``), which every run writes.
 
     python benchmarks/side_work.py [--minutes 3] [--json benchmarks/results/side_work.json]
+    python benchmarks/side_work.py --minutes 3 --only pix2pix-pairs --pairs DIR --paced-only   # a paired folder
+        # at the paired defaults (issue 30; benchmarks/paired_folder.py DIR makes a 512-px-wide one)
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ def one(name: str, overrides: dict, minutes: float, paced: bool, root: Path) -> 
         s = json.loads((out / "summary.json").read_text())
     finally:
         p2p.VAL_PAIRS, sidework.PLOT_SECONDS = saved
-    row = {"run": name, "paced": paced, **{k: s[k] for k in ("step", "wall_seconds", "step_seconds", "side_seconds",
-                                                            "side_share", "side_parts")}}
+    row = {"run": name, "paced": paced, "load": os.getloadavg(),
+           **{k: s[k] for k in ("step", "wall_seconds", "step_seconds", "side_seconds", "side_share", "side_parts")}}
     print(json.dumps(row), flush=True)
     return row
 
@@ -49,12 +51,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=3.0, help="training budget of each run")
     ap.add_argument("--json", default="benchmarks/results/side_work.json")
-    ap.add_argument("--only", choices=sorted(RUNS), help="one of the two runs")
+    ap.add_argument("--only", choices=[*sorted(RUNS), "pix2pix-pairs"], help="one of the runs")
+    ap.add_argument("--pairs", default="", help="a paired folder: adds the run pix2pix-pairs at the paired defaults")
+    ap.add_argument("--paced-only", action="store_true", help="only gankit's defaults (not the unpaced 'before')")
     args = ap.parse_args()
+    if args.pairs:
+        RUNS["pix2pix-pairs"] = {"data.name": "paired", "data.dir": args.pairs}
     root = Path(tempfile.mkdtemp(prefix="gankit-side-"))
     try:
         rows = [one(name, ov, args.minutes, paced, root) for name, ov in RUNS.items() if args.only in (None, name)
-                for paced in (False, True)]
+                for paced in ((True,) if args.paced_only else (False, True))]
     finally:
         shutil.rmtree(root, ignore_errors=True)
     res = {"date": date.today().isoformat(), "minutes": args.minutes, "load": os.getloadavg(), "rows": rows}
