@@ -8,14 +8,14 @@
 #   DEVICE=cpu ROUNDS=1 OUT=/tmp/o bash benchmarks/device_speed.sh --only recommended/mnist --set train.batch_size=8
 #
 # Settings (environment, all optional): OUT (default benchmarks/results), DEVICE (cuda), ROUNDS (5),
-# SIDE_SECONDS (0.4: timed seconds per side per round), LIMIT_S (220: the Python run is stopped after this; the
+# SIDE_SECONDS (0.3: timed seconds per side per round), LIMIT_S (220: the Python run is stopped after this; the
 # files hold every model finished by then), PYTHON (python3). Extra arguments go to train_speed.py.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-benchmarks/results}"
 DEVICE="${DEVICE:-cuda}"
 ROUNDS="${ROUNDS:-5}"
-SIDE_SECONDS="${SIDE_SECONDS:-0.4}"
+SIDE_SECONDS="${SIDE_SECONDS:-0.3}"
 LIMIT_S="${LIMIT_S:-220}"
 PYTHON="${PYTHON:-python3}"
 mkdir -p "$OUT"

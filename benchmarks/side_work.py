@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from datetime import date
 from pathlib import Path
 
@@ -27,6 +28,27 @@ import gankit.training.sidework as sidework
 from gankit.config.layering import resolve
 
 RUNS = {"dcgan-digits": {}, "pix2pix-sketch": {"model.name": "pix2pix"}}
+
+
+class _CpuTime:
+    """Stands in for the ``time`` module in gankit's loop parts: monotonic() is this process's CPU time."""
+
+    monotonic = staticmethod(time.process_time)
+    perf_counter = staticmethod(time.process_time)
+
+
+def use_cpu_clock() -> None:
+    """Time the run on this process's CPU time instead of the wall clock (``--clock cpu``, with one thread): the
+    budget (train.max_minutes), the pacing of previews and plots and the step/side split then all run as they would
+    on an idle one-core machine, whatever else the shared machine runs. Waits for the disk (fsync) are not counted."""
+    import gankit.training.parts as parts
+
+    parts.time = _CpuTime  # Budget: start, deadline, progress
+    sidework.SideClock.__init__.__defaults__ = (time.process_time,)
+    sidework.Throttle.__init__.__defaults__ = (time.process_time,)
+    import gankit.training.loop as loop
+
+    loop.time = _CpuTime  # images/s of the log rows
 
 
 def one(name: str, overrides: dict, minutes: float, paced: bool, root: Path) -> dict:
@@ -54,16 +76,28 @@ def main() -> int:
     ap.add_argument("--only", choices=[*sorted(RUNS), "pix2pix-pairs"], help="one of the runs")
     ap.add_argument("--pairs", default="", help="a paired folder: adds the run pix2pix-pairs at the paired defaults")
     ap.add_argument("--paced-only", action="store_true", help="only gankit's defaults (not the unpaced 'before')")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="cpu: budget, pacing and split on process CPU time (use with --threads 1 on a busy machine)")
+    ap.add_argument("--threads", type=int, default=0, help="train.threads (0: the cores this process may use)")
     args = ap.parse_args()
+    if args.clock == "cpu":
+        if args.threads != 1:
+            print("gankit: error: --clock cpu counts one thread's work; add --threads 1")
+            return 2
+        use_cpu_clock()
     if args.pairs:
         RUNS["pix2pix-pairs"] = {"data.name": "paired", "data.dir": args.pairs}
+    if args.threads:
+        for ov in RUNS.values():
+            ov["train.threads"] = args.threads
     root = Path(tempfile.mkdtemp(prefix="gankit-side-"))
     try:
         rows = [one(name, ov, args.minutes, paced, root) for name, ov in RUNS.items() if args.only in (None, name)
                 for paced in ((True,) if args.paced_only else (False, True))]
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    res = {"date": date.today().isoformat(), "minutes": args.minutes, "load": os.getloadavg(), "rows": rows}
+    res = {"date": date.today().isoformat(), "minutes": args.minutes, "load": os.getloadavg(), "clock": args.clock,
+           "threads": args.threads, "gankit": gankit.__file__, "rows": rows}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(res, indent=2))
     return 0

@@ -71,3 +71,18 @@ def test_device_script_runs_on_cpu_and_writes_the_table(tmp_path):
 def test_cpu_clock_needs_one_thread(capsys):
     assert A.against_plain(["--against", "plain", "--clock", "cpu", "--threads", "2"]) == 2
     assert capsys.readouterr().out.startswith("gankit: error: --clock cpu")
+
+
+def test_dcgan_tf_trains_contiguous_unless_asked():
+    """Report 004's model gained nothing from channels_last here and lost on AVX2 and on the issue's AMD EPYC."""
+    from gankit.config.layering import resolve
+    from gankit.tasks.gan import GANTask
+
+    path = ROOT / "gankit/configs/reports/004-dcgan-mnist.yaml"
+    small = {"train.batch_size": 4, "model.g_channels": 4, "model.d_channels": 4}
+    cfg = resolve(path, small)
+    assert cfg.train.channels_last is False and resolve(path, {**small, "train.channels_last": True}).train.channels_last
+    assert resolve(overrides={}).train.channels_last  # other models keep it
+    task = GANTask(cfg, A.fake_data(cfg, 8), torch.device("cpu"))
+    assert task.memory_format == torch.contiguous_format
+    assert all(p.is_contiguous() for p in task.d.parameters())

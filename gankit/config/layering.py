@@ -50,7 +50,9 @@ def resolve(
             set_dotted(under, key, value)
     if "name" not in section("model"):
         model_name = str(under.get("model", {}).get("name", model_name))  # e.g. paired data -> pix2pix
-    under = deep_merge({"model": dict(MODELS.get(model_name).defaults) if model_name in MODELS else {}}, under)
+    spec = MODELS.get(model_name) if model_name in MODELS else None
+    under = deep_merge({"model": dict(spec.defaults) if spec else {}, "train": dict(spec.train_defaults) if spec else {}},
+                       under)
     layered = deep_merge(under, layered)
     cfg = Config.from_dict(layered)
     check_model_keys(cfg.model.name, user_model_keys)
