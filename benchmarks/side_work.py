@@ -51,20 +51,21 @@ def use_cpu_clock() -> None:
     loop.time = _CpuTime  # images/s of the log rows
 
 
-def one(name: str, overrides: dict, minutes: float, paced: bool, root: Path) -> dict:
+def one(name: str, overrides: dict, minutes: float, paced: bool, root: Path, steps: int = 0) -> dict:
     saved = p2p.VAL_PAIRS, sidework.PLOT_SECONDS
     if not paced:  # as before issue 10: every validation pair, every epoch; losses.png at every checkpoint
         p2p.VAL_PAIRS, sidework.PLOT_SECONDS = 10**9, 0.0
     try:
         extra = {} if paced else {"train.preview_seconds": 0}
-        cfg = resolve(overrides={**overrides, **extra, "train.max_minutes": minutes, "train.progress": False})
+        budget = {"train.steps": steps} if steps else {"train.max_minutes": minutes}
+        cfg = resolve(overrides={**overrides, **extra, **budget, "train.progress": False})
         out = root / f"{name}-{'paced' if paced else 'unpaced'}"
         gankit.train(cfg, out=out)
         s = json.loads((out / "summary.json").read_text())
     finally:
         p2p.VAL_PAIRS, sidework.PLOT_SECONDS = saved
     row = {"run": name, "paced": paced, "load": os.getloadavg(),
-           **{k: s[k] for k in ("step", "wall_seconds", "step_seconds", "side_seconds", "side_share", "side_parts")}}
+           **{k: s[k] for k in ("step", "wall_seconds", "step_seconds", "first_step_seconds", "side_seconds", "side_share", "side_parts")}}
     print(json.dumps(row), flush=True)
     return row
 
@@ -76,6 +77,7 @@ def main() -> int:
     ap.add_argument("--only", choices=[*sorted(RUNS), "pix2pix-pairs"], help="one of the runs")
     ap.add_argument("--pairs", default="", help="a paired folder: adds the run pix2pix-pairs at the paired defaults")
     ap.add_argument("--paced-only", action="store_true", help="only gankit's defaults (not the unpaced 'before')")
+    ap.add_argument("--steps", type=int, default=0, help="a step budget instead of --minutes (to time the parts)")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="cpu: budget, pacing and split on process CPU time (use with --threads 1 on a busy machine)")
     ap.add_argument("--threads", type=int, default=0, help="train.threads (0: the cores this process may use)")
@@ -92,7 +94,7 @@ def main() -> int:
             ov["train.threads"] = args.threads
     root = Path(tempfile.mkdtemp(prefix="gankit-side-"))
     try:
-        rows = [one(name, ov, args.minutes, paced, root) for name, ov in RUNS.items() if args.only in (None, name)
+        rows = [one(name, ov, args.minutes, paced, root, args.steps) for name, ov in RUNS.items() if args.only in (None, name)
                 for paced in ((True,) if args.paced_only else (False, True))]
     finally:
         shutil.rmtree(root, ignore_errors=True)
