@@ -18,6 +18,7 @@ ROUNDS="${ROUNDS:-5}"
 SIDE_SECONDS="${SIDE_SECONDS:-0.3}"
 LIMIT_S="${LIMIT_S:-220}"
 PYTHON="${PYTHON:-python3}"
+export PYTHONUNBUFFERED=1  # progress lines reach the log as they happen
 mkdir -p "$OUT"
 if [[ "$DEVICE" == cuda* ]]; then
   nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
