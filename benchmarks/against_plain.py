@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -300,7 +299,7 @@ def machine(device: str, threads: int) -> str:
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name()}, CUDA {torch.version.cuda}"
     try:
-        model = next(l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capture_output=True, text=True)
+        model = next(l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capture_output=True, text=True, check=False)
                      .stdout.splitlines() if l.startswith("Model name"))
     except (OSError, StopIteration):
         model = platform.processor() or platform.machine()

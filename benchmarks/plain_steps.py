@@ -144,7 +144,7 @@ def dcgan_3conv(size: int, nc: int, nz: int, ngf: int, ndf: int, g_drop: float) 
         nn.ConvTranspose2d(ngf * 4, ngf * 2, 5, 2, 2, output_padding=1, bias=False), nn.BatchNorm2d(ngf * 2), nn.LeakyReLU(0.2, True),
         nn.ConvTranspose2d(ngf * 2, ngf, 5, 2, 2, output_padding=1, bias=False), nn.BatchNorm2d(ngf), nn.LeakyReLU(0.2, True),
         nn.Dropout(g_drop), nn.ConvTranspose2d(ngf, nc, 5, 1, 2, bias=False), nn.Tanh())
-    s = -(-(-(-(-(-size // 2)) // 2)) // 2)  # three 'same' stride-2 convs: ceil thrice
+    s = math.ceil(math.ceil(math.ceil(size / 2) / 2) / 2)  # three 'same' stride-2 convs
     D = nn.Sequential(
         nn.Conv2d(nc, ndf, 5, 2, 2), nn.LeakyReLU(0.2, True),
         nn.Conv2d(ndf, ndf * 2, 5, 2, 2, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, True),

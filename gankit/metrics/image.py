@@ -65,7 +65,7 @@ def ssim_per_image(
     K2 = 0.03, C = (K·data_range)², statistics over 'valid' windows only (no padding, as the authors' ssim_index.m),
     averaged over positions and channels."""
     _check_pair(x, y)
-    b, c, h, w = x.shape
+    h, w = x.shape[-2:]
     if h < window or w < window:
         raise GankitError(f"SSIM needs images of at least {window}x{window} pixels, got {h}x{w}")
     g = gaussian_window(window, sigma)
