@@ -9,6 +9,16 @@ WGAN-GP steps, and each of their conv and norm layers and optimizer updates time
 
     python benchmarks/train_speed.py [--quick] [--seconds 10] [--threads N] [--device cpu|cuda] [--only NAME]
         [--no-channels-last --no-fused-adam --tag _before]   # the step as it was before issue 10's changes
+
+``--against plain`` (issue 30) instead times, for every distinct model of the shipped reports and recommended recipes,
+gankit's step (the task built from the config through its API, plus the loop's per-step work) INTERLEAVED with the
+same step written as plain PyTorch (benchmarks/plain_steps.py) in one process: after a warm-up, rounds of A then B
+(the order alternating between rounds, so a steady drift of the machine's speed cancels), the fp32 matmul peak
+measured between rounds, medians and the spread of the rounds reported; parameter counts, batch and D/G updates per
+step are checked equal. See `against_plain` below.
+
+    PYTHONPATH=. python benchmarks/train_speed.py --against plain [--device cuda] [--rounds 5] [--seconds 2]
+        [--threads 2] [--only 004] [--out DIR] [--append BENCHMARKS.md]
 """
 
 from __future__ import annotations
@@ -279,6 +289,10 @@ def kernels_alone(task, batcher, peak: float, device: str, seconds: float, step_
 
 
 def main() -> int:
+    if "--against" in sys.argv:
+        from against_plain import against_plain  # imports this module's helpers; here, not at the top: no cycle
+
+        return against_plain(sys.argv[1:])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="pix2pix at 128x128 and shorter timings")
     ap.add_argument("--seconds", type=float, default=0, help="timed seconds per row (default 10, quick 4)")

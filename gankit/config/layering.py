@@ -59,7 +59,9 @@ def resolve(
             set_dotted(under, key, value)
     if "name" not in section("model"):
         model_name = str(under.get("model", {}).get("name", model_name))  # e.g. paired data -> pix2pix
-    under = deep_merge({"model": dict(MODELS.get(model_name).defaults) if model_name in MODELS else {}}, under)
+    spec = MODELS.get(model_name) if model_name in MODELS else None
+    under = deep_merge({"model": dict(spec.defaults) if spec else {}, "train": dict(spec.train_defaults) if spec else {}},
+                       under)
     layered = deep_merge(under, layered)
     baseline = deep_merge(to_dict(ModelConfig()), under["model"])
     user_model_keys |= {k for k, v in file_model.items() if k not in baseline or not _same(v, baseline[k])}

@@ -39,6 +39,7 @@ class ModelSpec:
     task: str  # the model family in gankit.tasks that trains it: "gan" or "pix2pix"
     fields: frozenset[str]  # the model.* keys this model reads
     defaults: Mapping[str, Any] = field(default_factory=dict)  # its own model.* defaults, under the user's layers
+    train_defaults: Mapping[str, Any] = field(default_factory=dict)  # train.* settings it trains fastest with, likewise
     default_data: str | None = None  # data set when the user names none (None: the config's default)
     check: Callable[[Config], None] | None = None  # whole-config validation, run once before training
 

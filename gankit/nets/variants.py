@@ -225,6 +225,11 @@ def _size_check(name: str, multiple: int) -> Callable[[Config], None]:
     check=_size_check("dcgan-tf", 4),
     defaults={"g_activation": "leaky_relu_0.3", "d_activation": "leaky_relu_0.3", "g_batchnorm": True,
               "d_batchnorm": False, "d_dropout": 0.3, "g_channels": 64, "d_channels": 64},
+    # Trained contiguous: its 5x5 (transposed) convolutions gain little or lose from channels_last on the CPU. Report
+    # 004's step, gankit channels_last vs contiguous, 1 thread, process CPU time (BENCHMARKS.md, issue 30): AVX-512
+    # Xeon 232 vs 227 img/s, the same Xeon limited to AVX2 148 vs 154; on an AMD EPYC (issue 30) the plain step
+    # ran 142 img/s channels_last against 232 contiguous. `--set train.channels_last=true` still turns it on.
+    train_defaults={"channels_last": False},
 )
 def _dcgan_tf(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> tuple[nn.Module, nn.Module]:
     """Report 004 (TensorFlow DCGAN tutorial): G Dense 7*7*256 -> ConvT5 128 s1 -> 64 s2 -> C s2; D Conv5 64, 128 s2."""
