@@ -293,3 +293,17 @@ def test_page_opens_in_chromium_and_escapes_user_text(tmp_path):
         assert _images_decode(browser) >= 1  # the run's last sample grid is inlined
     finally:
         browser.quit()
+
+
+def test_skip_missing_data_leaves_those_claims_undecided(tmp_path, monkeypatch):
+    from gankit.reproduce.runner import Measured, judge
+
+    monkeypatch.setenv("GANKIT_CACHE", str(tmp_path / "empty-cache"))
+    claims = load_claims("000")
+    plan = plan_jobs(claims, "quick", skip_missing=True)
+    assert set(plan["missing"]) == {"mlp_fashion", "conv_fashion", "conv_fashion_less_bn", "cond_fashion"}
+    assert {j["run"] for j in plan["jobs"]} == {"mlp", "mlp_bn", "conv", "cond"}
+    results = {r["id"]: r for r in judge(claims, plan, Measured())}
+    assert results["dense-fashion-decent"]["verdict"] == UNDECIDED
+    assert "not run here" in results["dense-fashion-decent"]["reason"]
+    assert "not run here" not in results["batchnorm-fixes-dense"]["reason"]  # undecided only for want of numbers

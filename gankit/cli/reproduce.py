@@ -52,6 +52,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     out = Path(args.out)
     res = reproduce(claims, args.budget, out, workers=args.workers, threads=args.threads or 0,
                     data_dirs=_data_dirs(args.data_dir), download=args.download,
+                    skip_missing=args.skip_missing_data,
                     say=lambda m: print(f"reproduce: {m}", file=sys.stderr, flush=True))
     for r in res["results"]:
         print(f"{r['verdict']:>27}  {r['id']}")
@@ -82,4 +83,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", action="append", metavar="[NAME=]DIR",
                    help="where a data set's files are, e.g. mnist=~/data/mnist (repeat per data set)")
     p.add_argument("--download", action="store_true", help="download missing standard data sets into the cache")
+    p.add_argument("--skip-missing-data", action="store_true",
+                   help="leave out the runs whose data set is not here (their claims stay undecided) instead of stopping")
     p.set_defaults(func=cmd_reproduce)
