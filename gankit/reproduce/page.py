@@ -27,6 +27,13 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def measured_text(result: dict[str, Any]) -> str:
+    """``run mean ± spread; ...`` for one claim (the page's summary and BENCHMARKS.md's table)."""
+    parts = [f"{run} {_fmt(n['mean'])}" + (f" ± {_fmt(n['spread'])}" if n["spread"] is not None else "")
+             for run, n in result["numbers"].items()]
+    return "; ".join(parts)
+
+
 def _badge(verdict: str) -> str:
     return f'<span class="verdict {VERDICT_CLASS.get(verdict, "undecided")}">{esc(verdict)}</span>'
 
@@ -82,8 +89,9 @@ def render(out: Path, claims: ReportClaims, plan: dict[str, Any], results: list[
     from .runner import environment_note
 
     counts = {v: sum(r["verdict"] == v for r in results) for v in (HOLDS, FAILS, UNDECIDED)}
-    summary = table(["claim", "section", "verdict", "check"],
-                    [[r["id"], r["section"], r["verdict"], r["check"]] for r in results], sortable=True)
+    summary = table(["claim", "section", "verdict", "check", "measured (mean ± seed spread)"],
+                    [[r["id"], r["section"], r["verdict"], r["check"], measured_text(r)] for r in results],
+                    sortable=True)
     data_notes = "".join(f"<li>{esc(n)}</li>" for n in plan["data"].values())
     setup = (
         f"<p><b>Budget {esc(plan['budget'])}</b>: {esc(plan['budget_description'])}. Seeds "
