@@ -307,3 +307,36 @@ def test_skip_missing_data_leaves_those_claims_undecided(tmp_path, monkeypatch):
     assert results["dense-fashion-decent"]["verdict"] == UNDECIDED
     assert "not run here" in results["dense-fashion-decent"]["reason"]
     assert "not run here" not in results["batchnorm-fixes-dense"]["reason"]  # undecided only for want of numbers
+
+
+@pytest.mark.slow
+def test_interrupted_reproduction_writes_the_page_and_continues(tmp_path, monkeypatch, capsys):
+    """SIGINT while the second run trains: that run checkpoints, the page shows what was measured, exit 130; the
+    same command again resumes it from its checkpoint and finishes."""
+    import signal
+
+    import gankit.training.loop as loop
+    from gankit.core.errors import Interrupted
+
+    p = _write_claims(tmp_path, BASE.replace("CHECK", "{kind: threshold, metric: class_share, run: vanilla, op: '>=', value: 0.5}"))
+    real_train = loop.train
+
+    def interrupted_on_seed1(cfg, out=None, resume=None, data=None):
+        if out is not None and str(out).endswith("vanilla-seed1"):
+            real_train(cfg.replace(**{"train.steps": 1}), out=out)
+            (Path(out) / "summary.json").unlink()  # as if the signal came before the end
+            raise Interrupted(signal.SIGINT, out, 1)
+        return real_train(cfg, out=out, resume=resume, data=data)
+
+    monkeypatch.setattr(loop, "train", interrupted_on_seed1)
+    out = tmp_path / "out"
+    assert _reproduce(str(p), out) == 130
+    data = json.loads((out / "claims.json").read_text())
+    assert data["unfinished"] == ["vanilla-seed1"] and (out / "report.html").is_file()
+    assert "not finished" in (out / "report.html").read_text().lower()
+    monkeypatch.setattr(loop, "train", real_train)
+    capsys.readouterr()
+    assert _reproduce(str(p), out) == 0
+    err = capsys.readouterr().err
+    assert "1 of 2 runs already finished" in err and "vanilla-seed1: resuming" in err
+    assert json.loads((out / "claims.json").read_text())["unfinished"] == []

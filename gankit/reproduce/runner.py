@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -317,7 +318,14 @@ def run_all(out: Path, workers: int, threads: int, say: Callable[[str], None]) -
         return None
     _warm_classifiers(plan, say)
     if workers <= 1:
-        work(out, threads_per_worker(1, threads), say)
+        from ..core.errors import Interrupted
+
+        try:
+            work(out, threads_per_worker(1, threads), say)
+        except Interrupted as e:  # the run saved a checkpoint; the page still shows everything measured so far
+            return e.exit_code - 128
+        except KeyboardInterrupt:  # outside training (evaluating, loading data): nothing half-written is kept
+            return int(signal.SIGINT)
         return None
     total = len(plan["jobs"])
 
