@@ -4,17 +4,25 @@ the smoke budget (embedded digits, 16x16, 3 steps), resuming, workers sharing ru
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from gankit.cli import main
 from gankit.core.errors import GankitError
-from gankit.reproduce.claims import CLAIMS_DIR, load_claims, parse_claims, report_ids
+from gankit.reproduce.claims import load_claims, parse_claims, report_ids
 from gankit.reproduce.measures import METRICS, measure
 from gankit.reproduce.runner import EVAL_FILE, PLAN, plan_jobs, work
-from gankit.reproduce.verdict import FAILS, HOLDS, UNDECIDED, VERDICTS, best, rank, same, threshold
+from gankit.reproduce.verdict import (
+    FAILS,
+    HOLDS,
+    UNDECIDED,
+    VERDICTS,
+    best,
+    rank,
+    same,
+    threshold,
+)
 
 # ---------------------------------------------------------------------------------------------------------------------
 # verdicts on hand-made tables
@@ -171,7 +179,7 @@ def test_quick_budget_uses_digits_for_mnist_and_says_so(tmp_path, monkeypatch):
     plan = plan_jobs(load_claims("004"), "quick")
     assert {j["data"] for j in plan["jobs"]} == {"digits"}
     assert "embedded" in plan["data"]["mnist"]
-    early = [j for j in plan["jobs"] if j["run"] == "early"][0]
+    early = next(j for j in plan["jobs"] if j["run"] == "early")
     assert early["overrides"]["train.steps"] == 30 and early["overrides"]["data.image_size"] == 28
 
 
@@ -198,7 +206,7 @@ def test_smoke_reproduction_end_to_end(rid, tmp_path_factory, smoke_dirs, capsys
     assert [c["id"] for c in data["claims"]] == [c.id for c in claims.claims]
     for c in data["claims"]:
         assert c["verdict"] in VERDICTS and c["quote"] and c["section"]
-        for run, n in c["numbers"].items():
+        for n in c["numbers"].values():
             assert set(n["seeds"]) == {str(s) for s in claims.seeds}
     # thresholds that hold only for real MNIST at 28x28 are never decided by the smoke budget
     for c in data["claims"]:
@@ -315,8 +323,8 @@ def test_interrupted_reproduction_writes_the_page_and_continues(tmp_path, monkey
     same command again resumes it from its checkpoint and finishes."""
     import signal
 
-    import gankit.training.loop as loop
     from gankit.core.errors import Interrupted
+    from gankit.training import loop
 
     p = _write_claims(tmp_path, BASE.replace("CHECK", "{kind: threshold, metric: class_share, run: vanilla, op: '>=', value: 0.5}"))
     real_train = loop.train

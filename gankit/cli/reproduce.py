@@ -60,7 +60,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     print(f"report {claims.report}: {n[HOLDS]} hold, {n[FAILS]} do not hold, {n[UNDECIDED]} not decided; "
           f"{out / 'report.html'} and {out / 'claims.json'}")
     if res["stopped"] is not None:
-        print(f"gankit: interrupted; run the same command again to continue (finished runs are kept)", file=sys.stderr)
+        print("gankit: interrupted; run the same command again to continue (finished runs are kept)", file=sys.stderr)
         return 128 + int(res["stopped"])
     if res["unfinished"]:
         print(f"gankit: {len(res['unfinished'])} run(s) did not finish ({', '.join(res['unfinished'][:3])}...); "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +87,6 @@ def claim_section(out: Path, claims: ReportClaims, plan: dict[str, Any], r: dict
 
 def render(out: Path, claims: ReportClaims, plan: dict[str, Any], results: list[dict[str, Any]],
            unfinished: list[str]) -> str:
-    from .runner import environment_note
-
     counts = {v: sum(r["verdict"] == v for r in results) for v in (HOLDS, FAILS, UNDECIDED)}
     summary = table(["claim", "section", "verdict", "check", "measured (mean ± seed spread)"],
                     [[r["id"], r["section"], r["verdict"], r["check"], measured_text(r)] for r in results],
@@ -130,3 +129,15 @@ def write_outputs(out: Path, claims: ReportClaims, plan: dict[str, Any], results
         "not_checkable": [{"section": u.section, "quote": u.quote, "why": u.why} for u in claims.not_checkable],
     })
     atomic_write_bytes(out / "report.html", render(out, claims, plan, results, unfinished).encode())
+
+
+def environment_note() -> str:
+    """The machine, for the page (cores this process may use, CPU capability)."""
+    import platform
+
+    import torch
+
+    from ..workers import usable_cores
+
+    return (f"{platform.machine()} {platform.system()}, {usable_cores()} usable cores, torch {torch.__version__} "
+            f"({torch.backends.cpu.get_cpu_capability()}), {os.cpu_count()} CPUs on the machine")

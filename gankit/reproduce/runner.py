@@ -13,7 +13,6 @@ order and takes a job only by taking its lock, so two workers never train the sa
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import time
@@ -257,15 +256,18 @@ def _config_path(job: dict[str, Any]) -> Path:
 def work(out: Path, threads: int, say: Callable[[str], None]) -> int:
     """Walk the plan's jobs in order; take each unfinished one by its lock (skip it when another worker holds it),
     train and evaluate it. Returns the number of jobs this call finished."""
-    from threadpoolctl import threadpool_limits  # (scikit-learn's dependency)
-
     from ..training.rundir import RunDir
+
+    try:
+        from threadpoolctl import threadpool_limits  # installed with scikit-learn
+    except ImportError:  # pragma: no cover - then BLAS keeps its own thread count
+        from contextlib import nullcontext as threadpool_limits  # type: ignore[assignment]
 
     plan = json.loads((out / PLAN).read_text())
     done = 0
     # numpy's BLAS (the evaluation's FD, KID, Parzen) keeps to this worker's share of the cores too: on a busy
     # machine, KID of 96 samples took 2.8 s with OpenBLAS's 2 threads and 0.23 s with one.
-    with threadpool_limits(limits=threads):
+    with threadpool_limits(threads):
         done = _walk(out, plan, threads, say, RunDir)
     return done
 
@@ -463,15 +465,3 @@ def reproduce(claims: ReportClaims, budget: str, out: Path, workers: int = 1, th
     unfinished = [j["name"] for j in plan["jobs"] if j["name"] not in measured.evaluations]
     write_outputs(out, claims, plan, results, unfinished)
     return {"results": results, "plan": plan, "stopped": stopped, "unfinished": unfinished}
-
-
-def environment_note() -> str:
-    """The machine, for the page (cores this process may use, CPU capability)."""
-    import platform
-
-    import torch
-
-    from ..workers import usable_cores
-
-    return (f"{platform.machine()} {platform.system()}, {usable_cores()} usable cores, torch {torch.__version__} "
-            f"({torch.backends.cpu.get_cpu_capability()}), {os.cpu_count()} CPUs on the machine")

@@ -9,6 +9,7 @@ more than the spread and by more than ``tolerance`` of the metric's size, and ho
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,7 +78,7 @@ def _combine(pairs: list[dict[str, Any]], what: str) -> Verdict:
 def rank(values: Values, order: Sequence[str], lower_is_better: bool, what: str = "the metric") -> Verdict:
     """The claim "order[0] is better than order[1], which is better than order[2], ..."."""
     pairs = [{"better": x, "worse": y, **compare_pair(values[x], values[y], lower_is_better)}
-             for x, y in zip(order, order[1:])]
+             for x, y in itertools.pairwise(order)]
     return _combine(pairs, what)
 
 
