@@ -15,7 +15,7 @@ set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:?set OUT to the folder for the results}
 WORK=${WORK:-/tmp/gankit-device-reproduce}
-RUN_SECONDS=${RUN_SECONDS:-270}
+RUN_SECONDS=${RUN_SECONDS:-240}
 PY=${PYTHON:-python3}
 export PYTHONPATH=$PWD GANKIT_CACHE=${GANKIT_CACHE:-$WORK/cache} PYTHONUNBUFFERED=1
 mkdir -p "$OUT" "$WORK"

@@ -75,6 +75,7 @@ def test_threshold_all_none_or_some_seeds():
     assert threshold([0.5, 0.9], ">=", 0.8).verdict == UNDECIDED
     assert threshold([0.1, 0.2], "<=", 0.3).verdict == HOLDS
     assert threshold([None, None], "<=", 0.3).verdict == UNDECIDED
+    assert threshold([0.1, None], "<=", 0.3).verdict == UNDECIDED  # a seed not measured yet
 
 
 def test_measures_from_an_evaluation_and_a_log():

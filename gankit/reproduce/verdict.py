@@ -120,10 +120,12 @@ OPS = {">=": lambda x, v: x >= v, "<=": lambda x, v: x <= v}
 
 def threshold(values: Sequence[float | None], op: str, value: float, what: str = "the metric") -> Verdict:
     """The claim "the run's metric is ``op`` ``value``": holds when every seed meets it, fails when none does,
-    undecided when the seeds disagree (or none gave a finite value)."""
+    undecided when the seeds disagree or a seed has no finite value (not measured, diverged)."""
     xs = _finite(values)
     if not xs:
         return Verdict(UNDECIDED, f"no finite value of {what}")
+    if len(xs) < len(values):  # a seed not measured (unfinished, diverged) could still go either way
+        return Verdict(UNDECIDED, f"only {len(xs)} of {len(values)} seeds have a value of {what}")
     ok = [OPS[op](x, value) for x in xs]
     shown = ", ".join(f"{x:.4g}" for x in xs)
     if all(ok):
