@@ -15,9 +15,10 @@ import sys
 from ..core.errors import GankitError, Interrupted, Terminated
 from . import eval as eval_cmd
 from . import listing, report, sample, sweep, train, translate
+from . import reproduce
 from .common import Parser
 
-COMMANDS = (train, sample, eval_cmd, translate, sweep, report, listing)  # in the order `gankit --help` lists them
+COMMANDS = (train, sample, eval_cmd, translate, sweep, report, listing, reproduce)  # in the order `gankit --help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:
