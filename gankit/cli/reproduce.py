@@ -76,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("report", nargs="?", help="report id (000-004; see --list) or a claims .yaml file")
     p.add_argument("--list", action="store_true", help="name the reports and their claims")
     p.add_argument("--budget", choices=BUDGETS.names(), default="quick",
-                   help="smoke (a test), quick (~30 min per report on 2 cores), report (the reports' own epochs)")
+                   help="smoke (a test of the machinery), quick (300 steps per run at 28x28), report (the reports' own epochs)")
     p.add_argument("--out", help="folder for the runs, report.html and claims.json (run again to continue)")
     p.add_argument("--workers", type=int, default=1, help="runs trained at once, each with its share of the cores")
     p.add_argument("--threads", type=int, help="threads per worker (default: the usable cores split evenly)")
