@@ -13,7 +13,7 @@ from .config.schema import read_yaml
 from .core.errors import GankitError
 from .core.io import atomic_write_bytes, read_jsonl, refuse_existing, series
 from .report import SPREAD_KEYS, eval_protocol, md_escape, protocol_warnings, seed_groups, spread_table
-from .sweep import sweep_run_dirs
+from .training.rundir import sweep_run_dirs
 from .config.schema import NOT_IDENTITY, flatten, fmt_value
 
 FILES = {"report": "report.html", "losses": "losses.png", "samples": "samples.png", "summary": "summary.md"}  # what compare writes into --out

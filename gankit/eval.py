@@ -15,7 +15,6 @@ from .core.io import write_json as write_json_file
 from .data import DATASETS
 from .data.safety import load_npy_checked
 from .data.splits import classifier_and_reference
-from .nets import MODELS
 from .tasks import load, task_of
 from .training.rundir import load_run_config
 
@@ -54,7 +53,7 @@ def evaluate_run(
     if data_dir is not None:
         cfg = cfg.replace(**{"data.dir": data_dir})
     fid = fid_options(features, protocol, ref_stats, save_ref_stats)
-    if fid and MODELS.get(cfg.model.name).task != "gan":
+    if fid and not task_of(cfg).scores_samples:
         raise GankitError(f"--protocol/--ref-stats/--save-ref-stats score generated samples; run {run_dir} is a "
                           f"{cfg.model.name} (image-to-image) run")
     model = load(run_dir, checkpoint)

@@ -716,7 +716,7 @@ def report_run_dirs(paths: list[Path], say: Any = print) -> list[Path]:
     its sweep.json). What a shell glob brings along besides runs (``runs/sweep1/*`` holds sweep.json, and perhaps a
     compare report folder) is left out with a note (``say``). A path that does not exist, a lone path that is not a
     run, or nothing left is a one-line GankitError."""
-    from .sweep import sweep_run_dirs
+    from .training.rundir import sweep_run_dirs
 
     found: list[Path] = []
     for p in map(Path, paths):

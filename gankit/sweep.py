@@ -86,25 +86,6 @@ def run_name(point: dict[str, Any]) -> str:
     return re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)[:200] or "run"
 
 
-def sweep_run_dirs(sweep: Path) -> list[Path]:
-    """The run folders a sweep folder's sweep.json lists; anything but a list of {"dir": "a plain name"} is a one-line
-    error (a hand-edited or foreign sweep.json must not point compare or report outside the sweep folder either)."""
-    damaged = GankitError(f"{sweep / 'sweep.json'} is damaged; pass the run folders themselves")
-    try:
-        runs = json.loads((sweep / "sweep.json").read_bytes())["runs"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-        raise damaged from None
-    if not isinstance(runs, list):
-        raise damaged
-    dirs = []
-    for r in runs:
-        name = r.get("dir") if isinstance(r, dict) else None
-        if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
-            raise damaged
-        dirs.append(sweep / name)
-    return dirs
-
-
 def finished(run_dir: Path) -> dict[str, Any]:
     """A finished run's step, epoch and stopped_by, read back from its summary.json (what sweep.json lists for a run
     trained in an earlier call); the keys that file lacks or holds damaged are left out."""

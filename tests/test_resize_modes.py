@@ -80,8 +80,8 @@ def test_pix2pix_non_square(tmp_path):
 
 
 @pytest.mark.parametrize("sets, needle", [
-    (["data.image_height=16"], "non-square images are for pix2pix"),
-    (["model.name=pix2pix", "data.name=sketch", "data.image_height=16"], "non-square images are for pix2pix"),
+    (["data.image_height=16"], "non-square images are for image-to-image models"),
+    (["model.name=pix2pix", "data.name=sketch", "data.image_height=16"], "non-square images are for image-to-image models"),
 ])
 def test_non_square_refused_elsewhere(tmp_path, capsys, sets, needle):
     rc = main(["train", "--steps", "1", "--out", str(tmp_path / "o"), *sum((["--set", s] for s in sets), [])])

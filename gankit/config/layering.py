@@ -108,10 +108,10 @@ def resume_config(saved: dict[str, Any], overrides: dict[str, Any], run_dir: Any
 def validate(cfg: Config) -> None:
     """Every check of a whole config: values (schema), names (registries), and the model's own check."""
     check_values(cfg)
-    if cfg.data.image_height and (MODELS.get(cfg.model.name).task != "pix2pix" or DATASETS.get(cfg.data.name).embedded):
-        raise GankitError(f"data.image_height={cfg.data.image_height}: non-square images are for pix2pix on your own "
-                          f"pairs (--data paired) so far; model '{cfg.model.name}' on '{cfg.data.name}' trains square "
-                          f"images: set data.image_height=0")
+    if cfg.data.image_height and (not MODELS.get(cfg.model.name).non_square or DATASETS.get(cfg.data.name).embedded):
+        raise GankitError(f"data.image_height={cfg.data.image_height}: non-square images are for image-to-image "
+                          f"models on your own pairs (--data paired) so far; model '{cfg.model.name}' on "
+                          f"'{cfg.data.name}' trains square images: set data.image_height=0")
     if cfg.data.resize != "auto" and not DATASETS.get(cfg.data.name).own_resize:
         raise GankitError(f"data.resize={cfg.data.resize} is for image folders and pairs of any aspect ratio; data "
                           f"'{cfg.data.name}' is square already: leave data.resize=auto")

@@ -42,6 +42,7 @@ class ModelSpec:
     train_defaults: Mapping[str, Any] = field(default_factory=dict)  # train.* settings it trains fastest with, likewise
     default_data: str | None = None  # data set when the user names none (None: the config's default)
     check: Callable[[Config], None] | None = None  # whole-config validation, run once before training
+    non_square: bool = False  # trains on images of any width x height (data.image_height), not only squares
 
 
 MODELS: Registry[ModelSpec] = Registry("model", ModelSpec)

@@ -267,6 +267,7 @@ def _check_pix2pix(cfg: Config) -> None:
     "pix2pix",
     check=_check_pix2pix,
     task="pix2pix",
+    non_square=True,
     fields=frozenset({"name", "init", "spectral_norm_d", "spectral_norm_g", "g_channels", "d_channels", "max_channels",
                       "norm", "patch", "g_dropout"}),
     default_data="sketch",  # the embedded paired set, for `gankit train --model pix2pix` without a data argument

@@ -76,6 +76,7 @@ class TaskSpec:
     validation_title: str = ""  # how reports name the validation scores ("" = no table)
     latent_interpolation: bool = False  # its inference object walks a latent space (reports draw a strip)
     validate_with_previews: bool = False  # score at every preview grid when train.eval_every is 0 (cheap scores)
+    scores_samples: bool = False  # `gankit eval` scores generated samples (FD protocols, --ref-stats apply)
 
 
 TASKS: Registry[TaskSpec] = Registry("model family", TaskSpec)

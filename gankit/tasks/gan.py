@@ -479,6 +479,7 @@ def _next_steps(run_dir: Path) -> list[str]:
 
 
 TASKS.add("gan", TaskSpec(
+    scores_samples=True,
     build=GANTask, split_validation=holdout_only, load=load_generator, evaluate=evaluate_generator,
     use="gankit sample", next_steps=_next_steps, best_metric=GANTask.best_metric,
     preview_title="Samples over training", preview_caption="fixed noise",
