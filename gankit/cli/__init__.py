@@ -12,10 +12,10 @@ import sys
 
 from ..core.errors import GankitError, Interrupted
 from . import eval as eval_cmd
-from . import listing, report, sample, sweep, train, translate
+from . import listing, report, sample, sweep, train, translate, tune
 from .common import Parser
 
-COMMANDS = (train, sample, eval_cmd, translate, sweep, report, listing)  # in the order `gankit --help` lists them
+COMMANDS = (train, sample, eval_cmd, translate, sweep, tune, report, listing)  # in the order `gankit --help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:

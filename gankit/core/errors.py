@@ -28,3 +28,13 @@ class Interrupted(Exception):
         self.exit_code = 128 + signum
         name = signal.Signals(signum).name
         super().__init__(f"{name} at step {step}: checkpoint saved; continue with `gankit train --resume {run_dir}`")
+
+
+class StopTraining(Exception):
+    """Raised by a caller's ``on_scores`` callback (gankit.training.loop.train) to end a run early but cleanly: the
+    loop checkpoints, writes its summary with ``stopped_by=reason`` and ``stop_note`` (e.g. Optuna pruning a trial)."""
+
+    def __init__(self, reason: str, note: str) -> None:
+        super().__init__(note)
+        self.reason = reason
+        self.note = note
