@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from ..core.errors import GankitError
 from .space import check_space, read_space, space_json
-from .study import (StudySpec, check_writable, create_or_load, default_storage, need_optuna, open_storage,
+from .study import (StudySpec, retry_callback, check_writable, create_or_load, default_storage, need_optuna, open_storage,
                     prepare_sqlite, redact)
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
@@ -102,6 +102,9 @@ def run_tune(config: str | None, space_file: str | None, params: list[str], flag
         raise GankitError(f"--out {folder} is a file; give a folder for the study")
     check_writable(folder)
     every = eval_cadence(flags, eval_every)
+    url = storage or default_storage(folder)
+    prepare_sqlite(url)
+    store = open_storage(url, heartbeat=heartbeat, retry=True)  # a server that is down or refuses us: say so now
     metric, direction = task_of(cfg0).best_metric
     tune_keys: dict[str, Any] = {"train.eval_every": every, "train.checkpoint_every": every, "train.progress": False}
     reference: dict[str, Any] = {"metric": metric}
@@ -110,15 +113,12 @@ def run_tune(config: str | None, space_file: str | None, params: list[str], flag
         reference.update(ref)
         tune_keys["data.holdout"] = holdout
     base({**{k: v for k, v in tune_keys.items()}})  # tune's own keys are valid with this config
-    url = storage or default_storage(folder)
     spec = StudySpec(name=study_name or folder.resolve().name, folder=str(folder.resolve()), storage=url,
                      config=str(Path(config).resolve()) if config else None, flags=flags, space=space_json(space),
                      tune_keys=tune_keys, metric=metric, direction="minimize" if direction == "min" else "maximize",
                      sampler=sampler, pruner=pruner, seed=seed, trials=trials, heartbeat=heartbeat,
                      reference=reference, resolved_base=cfg0.to_dict())
-    prepare_sqlite(url)
     optuna = need_optuna()
-    store = open_storage(url, heartbeat=heartbeat, retry=True)
     study = create_or_load(spec, store)
     spec.save()
     requeue_interrupted(study, say)
@@ -161,7 +161,7 @@ def requeue_interrupted(study: Any, say: Callable[[str], None]) -> None:
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
     for t in trials:
         if t.state == TrialState.FAIL and not t.user_attrs.get("error") and t.number not in retried:
-            optuna.storages.RetryFailedTrialCallback(max_retry=3)(study, t)
+            retry_callback()(study, t)
             say(f"tune: trial {t.number} was stopped before it finished; queued again (continues its checkpoint)")
 
 

@@ -126,7 +126,14 @@ def _choice(key: str, values: list[Any], call: str) -> Dist:
         if not (v is None or isinstance(v, (bool, int, float, str))):
             raise GankitError(f"{key}: {call}: {v!r} is not a single value (Optuna choices are numbers, "
                               f"strings, booleans or null)")
-    return Dist("choice", choices=tuple(values))
+    return Dist("choice", choices=tuple(_plain(v) for v in values))
+
+
+def _plain(v: Any) -> Any:
+    """The YAML reader's int/float subclasses (they remember their text) as plain int/float for Optuna."""
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
+    return int(v) if isinstance(v, int) else float(v)
 
 
 def read_space(path: str | Path | None, params: list[str]) -> Space:

@@ -32,8 +32,17 @@ def need_optuna() -> Any:
         import optuna
     except ModuleNotFoundError:
         raise GankitError("gankit tune needs Optuna: pip install 'gankit[tune]' (or pip install optuna==5.1.0)") from None
+    import warnings
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # gankit prints its own progress line
+    # Heartbeats and retries are marked experimental; gankit pins the version, so the notes only add noise.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
+
+
+def retry_callback() -> Any:
+    """Queue a failed (dead worker's, or interrupted) trial again with the same parameters, at most 3 times."""
+    return need_optuna().storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
 
 
 @dataclass
@@ -114,7 +123,7 @@ def open_storage(url: str, heartbeat: int | None = None, retry: bool = False) ->
     if heartbeat:
         extra = {"heartbeat_interval": heartbeat, "grace_period": 3 * heartbeat}
         if retry:
-            extra["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(max_retry=3)
+            extra["heartbeat_stale_trial_callback"] = retry_callback()
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **extra)
     except ModuleNotFoundError as e:
