@@ -137,7 +137,8 @@ def _kill_a_worker_mid_trial(proc: subprocess.Popen, study: Path, timeout: float
     while time.monotonic() - t0 < timeout and proc.poll() is None:
         for trial in sorted(study.glob("trial-*")):
             ck = trial / "checkpoints"
-            if (ck / "step-0000006").is_dir() and not (ck / "final").exists() and (trial / ".lock").exists():
+            latest = (ck / "latest").read_text().strip() if (ck / "latest").is_file() else ""
+            if latest >= "step-0000006" and not (ck / "final").exists() and (trial / ".lock").exists():
                 try:
                     pid = json.loads((trial / ".lock").read_text())["pid"]
                 except (OSError, ValueError, KeyError):
@@ -185,7 +186,7 @@ def test_two_workers_on_sqlite_survive_a_kill_and_report(tiny: Path, tmp_path: P
     assert f'href="trial-{best.number:04d}/report.html"' in html or best.user_attrs["folder"] in html
     # the same study name with another space is refused, and nothing of the study changes
     n = len(s.trials)
-    r = subprocess.run([sys.executable, "-m", "gankit", "tune", *args[:-1], "choice(8, 32)"], env=_env(), text=True,
+    r = subprocess.run([sys.executable, "-m", "gankit", "tune", *args[:-1], "model.g_channels=choice(8, 32)"], env=_env(), text=True,
                        capture_output=True, timeout=120)
     assert r.returncode == 2 and "another config or space" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert len(_load(study).trials) == n

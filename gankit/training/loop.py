@@ -255,9 +255,10 @@ def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data:
                                 on_scores(step, scores, False)
                             except StopTraining as e:  # ends like a spent budget: checkpoint, summary, report
                                 stopped_by, stop_note = e.reason, e.note
-                                break
                     if step % t_cfg.checkpoint_every == 0:
                         side.save(f"step-{step:07d}")
+                if stop_note is not None:
+                    break
                 if step % t_cfg.checkpoint_every == 0 and side.plot_pace.ready():
                     side.plots(gif=False)
             if stop_now is not None:

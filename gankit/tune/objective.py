@@ -90,8 +90,8 @@ def _folder_for(spec: StudySpec, trial: Any) -> tuple[Path, bool]:
     checkpoint on this machine; otherwise a new folder named after this trial."""
     from ..training.checkpoint import candidates
 
-    old = trial.user_attrs.get("folder")
-    if old and trial.system_attrs.get("failed_trial") is not None:
+    old = trial.user_attrs.get("folder")  # set only on a retry: Optuna copies the failed trial's attributes
+    if old:
         prev = spec.root / old
         if prev.is_dir() and candidates(prev / "checkpoints"):
             return prev, True
@@ -107,7 +107,7 @@ class Objective:
 
     def __call__(self, trial: Any) -> float:
         optuna = need_optuna()
-        from ..training.checkpoint import candidates
+        from ..training.checkpoint import latest_name
         from ..training.loop import train
 
         params = {k: suggest(trial, k, d) for k, d in self.space.items()}
@@ -115,7 +115,7 @@ class Objective:
         folder, resume = _folder_for(self.spec, trial)
         resumed_from = None
         if resume:
-            resumed_from = _newest_step(candidates(folder / "checkpoints"))
+            resumed_from = _step_of(latest_name(folder / "checkpoints"))
         for k, v in {"folder": folder.name, "resumed_from_step": resumed_from, "error": None,
                      "interrupted_at": None, "pruned_at": None}.items():
             trial.set_user_attr(k, v)
@@ -161,9 +161,9 @@ class Objective:
         trial.set_user_attr("wall_seconds", round(time.monotonic() - wall0, 2))
 
 
-def _newest_step(paths: list[Path]) -> int | None:
-    steps = [int(p.name.split("-")[1]) for p in paths if p.name.startswith("step-") and p.name[5:].isdigit()]
-    return max(steps) if steps else None
+def _step_of(name: str | None) -> int | None:
+    """step-0000120 -> 120 (the checkpoint a resume starts from)."""
+    return int(name[5:]) if name and name.startswith("step-") and name[5:].isdigit() else None
 
 
 def target_of(spec: StudySpec) -> int:

@@ -200,13 +200,18 @@ def best_yaml(spec: dict[str, Any], best: Any) -> str:
     """A complete config for the best trial's parameters: base config + flags + parameters, without tune's own keys
     (the held-out part, the scoring cadence), so `gankit train best.yaml` trains the recipe on all the data."""
     from ..config.layering import resolve
-    from ..config.schema import dump_yaml
+    from ..core.yamlio import dump_yaml
+    from ..nets import MODELS
 
     cfg = resolve(file=spec.get("config"), overrides={**spec.get("flags", {}), **best.params})
+    d = cfg.to_dict()
+    # Only the keys the chosen model reads: the others are refused when the file is read back as a config.
+    fields = MODELS.get(cfg.model.name).fields
+    d["model"] = {k: v for k, v in d["model"].items() if k == "name" or k in fields}
     head = (f"# gankit tune: the best trial ({best.number}) of study {spec.get('name')!r}, "
             f"{spec.get('metric')} {best.value:.6g}\n# params: "
             + json.dumps(best.params, sort_keys=True, default=str) + "\n# `gankit train <this file>` trains it\n")
-    return head + dump_yaml(cfg)
+    return head + dump_yaml(d)
 
 
 def write_study_outputs(root: Path, study: Any) -> list[Path]:
