@@ -152,7 +152,7 @@ def _kill_a_worker_mid_trial(proc: subprocess.Popen, study: Path, timeout: float
 @pytest.mark.slow
 def test_two_workers_on_sqlite_survive_a_kill_and_report(tiny: Path, tmp_path: Path) -> None:
     study = tmp_path / EVIL
-    args = [str(tiny), "--out", str(study), "--trials", "4", "--workers", "2", "--steps", "24", "--eval-every", "6",
+    args = [str(tiny), "--out", str(study), "--trials", "3", "--workers", "2", "--steps", "24", "--eval-every", "6",
             "--heartbeat", "1", "--param", "optim.lr_g=loguniform(1e-4, 1e-3)", "--param",
             "model.g_channels=choice(8, 16)"]
     proc = _tune(*args)
@@ -162,7 +162,7 @@ def test_two_workers_on_sqlite_survive_a_kill_and_report(tiny: Path, tmp_path: P
     assert "was killed by SIGKILL" in out, out
     s = _load(study)
     states = [t.state.name for t in s.trials]
-    assert states.count("COMPLETE") + states.count("PRUNED") >= 4, out
+    assert states.count("COMPLETE") + states.count("PRUNED") >= 3, out
     retry = [t for t in s.trials if t.system_attrs.get("failed_trial") == killed]
     assert retry and retry[0].state.name in ("COMPLETE", "PRUNED"), [(t.number, t.state, t.system_attrs) for t in s.trials]
     assert retry[0].user_attrs["resumed_from_step"] >= 6  # continued from the dead trial's checkpoint, not step 0
@@ -205,7 +205,7 @@ def _open_in_chromium(page: Path) -> None:
         svgs = browser.execute_script("return document.querySelectorAll('svg.chart').length")
         rows = browser.execute_script("return document.querySelectorAll('table.sortable tbody tr').length")
         title = browser.execute_script("return document.querySelector('h1').textContent")
-        assert svgs >= 4 and rows >= 5 and EVIL in title
+        assert svgs >= 4 and rows >= 4 and EVIL in title  # 3 trials finished + the one whose worker was killed
     finally:
         browser.quit()
 

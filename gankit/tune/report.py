@@ -80,8 +80,12 @@ def _bars(values: dict[str, float], title: str) -> str:
 def _importances(study: Any) -> dict[str, float]:
     from optuna.importance import get_param_importances
 
+    import warnings
+
     try:
-        return {k: float(v) for k, v in get_param_importances(study).items()}
+        with warnings.catch_warnings():  # "too few trials": the page says so beside the bars
+            warnings.simplefilter("ignore")
+            return {k: float(v) for k, v in get_param_importances(study).items()}
     except (RuntimeError, ValueError, ZeroDivisionError):  # too few trials, or none that differ
         return {}
 
@@ -167,7 +171,7 @@ def render_study(root: Path, study: Any, spec: dict[str, Any]) -> str:
                  if curves else '<p class="note">no training-time scores yet.</p>')
     parts.append("</div>")
     parts.append("<h2>Parameter importances</h2>")
-    parts.append(_bars(_importances(study), "importance (Optuna, fANOVA; shares sum to 1)"))
+    parts.append(_bars(_importances(study), "importance (Optuna's default evaluator; shares sum to 1)"))
     parts.append("<h2>Score against each parameter</h2><div class=\"plots\">")
     space = spec.get("space", {})
     for key, d in space.items():

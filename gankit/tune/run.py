@@ -107,19 +107,18 @@ def run_tune(config: str | None, space_file: str | None, params: list[str], flag
     store = open_storage(url, heartbeat=heartbeat, retry=True)  # a server that is down or refuses us: say so now
     metric, direction = task_of(cfg0).best_metric
     tune_keys: dict[str, Any] = {"train.eval_every": every, "train.checkpoint_every": every, "train.progress": False}
-    reference: dict[str, Any] = {"metric": metric}
-    if MODELS.get(cfg0.model.name).task == "gan":
-        ref, holdout = reference_of(cfg0, say)
-        reference.update(ref)
-        tune_keys["data.holdout"] = holdout
-    base({**{k: v for k, v in tune_keys.items()}})  # tune's own keys are valid with this config
     spec = StudySpec(name=study_name or folder.resolve().name, folder=str(folder.resolve()), storage=url,
                      config=str(Path(config).resolve()) if config else None, flags=flags, space=space_json(space),
                      tune_keys=tune_keys, metric=metric, direction="minimize" if direction == "min" else "maximize",
                      sampler=sampler, pruner=pruner, seed=seed, trials=trials, heartbeat=heartbeat,
-                     reference=reference, resolved_base=cfg0.to_dict())
+                     reference={"metric": metric}, resolved_base=cfg0.to_dict())
     optuna = need_optuna()
-    study = create_or_load(spec, store)
+    study = create_or_load(spec, store)  # another search under this name is refused before any work
+    if MODELS.get(cfg0.model.name).task == "gan":
+        ref, holdout = reference_of(cfg0, say)
+        spec.reference.update(ref)
+        tune_keys["data.holdout"] = holdout  # follows from the base config, so not part of the fingerprint
+    base(dict(tune_keys))  # tune's own keys are valid with this config
     spec.save()
     requeue_interrupted(study, say)
     optuna.storages.fail_stale_trials(study)  # a previous run's dead worker: its trial is retried now

@@ -68,7 +68,8 @@ class StudySpec:
     def fingerprint(self) -> str:
         """What defines the search: base config, flags, space, objective and tune's own keys (not --trials or
         --workers, which may change between runs of the same study)."""
-        core = {"config": self.resolved_base, "space": self.space, "tune_keys": self.tune_keys,
+        own = {k: v for k, v in self.tune_keys.items() if k != "data.holdout"}  # chosen from the base config's data
+        core = {"config": self.resolved_base, "space": self.space, "tune_keys": own,
                 "metric": self.metric, "direction": self.direction}
         return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
