@@ -257,12 +257,12 @@ def postgres():
 
 @pytest.mark.slow
 def test_two_workers_on_postgresql(postgres: str, tiny: Path, tmp_path: Path) -> None:
-    pytest.importorskip("psycopg2", reason="psycopg2 is not installed (pip install 'gankit[tune-postgres]')")
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'gankit[tune-postgres]')")
     wrong = postgres.replace("s3cret", "wrong")
     r = subprocess.run([sys.executable, "-m", "gankit", "tune", str(tiny), "--steps", "4", "--out",
                         str(tmp_path / "w"), "--storage", wrong, "--param", "optim.lr_g=loguniform(1e-4, 1e-3)"],
                        env=_env(), text=True, capture_output=True, timeout=120)
-    assert r.returncode == 2 and "password" in r.stderr and "wrong" not in r.stderr, r.stderr
+    assert r.returncode == 2 and "password authentication failed" in r.stderr and ":wrong@" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     args = [str(tiny), "--trials", "3", "--workers", "2", "--steps", "8", "--eval-every", "4", "--storage", postgres,
             "--study-name", "pg-study", "--param", "optim.lr_g=loguniform(1e-4, 1e-3)"]

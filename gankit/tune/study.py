@@ -127,9 +127,9 @@ def open_storage(url: str, heartbeat: int | None = None, retry: bool = False) ->
             extra["heartbeat_stale_trial_callback"] = retry_callback()
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **extra)
-    except ModuleNotFoundError as e:
-        raise GankitError(f"--storage {redact(url)} needs the database driver {e.name!r}: pip install "
-                          f"'gankit[tune-postgres]' (psycopg2-binary) for PostgreSQL") from None
+    except ImportError:  # Optuna re-raises the missing driver as an ImportError of its own
+        raise GankitError(f"--storage {redact(url)}: the database driver is not installed; for PostgreSQL: pip install "
+                          f"'gankit[tune-postgres]' (psycopg 3, binary)") from None
     except Exception as e:  # sqlalchemy's OperationalError/ArgumentError: a server that is down, a wrong password
         first = str(getattr(e, "orig", None) or e).strip().splitlines()
         raise GankitError(f"--storage {redact(url)}: cannot open the study storage: "
