@@ -62,6 +62,18 @@ def test_space_file_and_params_parse(tmp_path: Path) -> None:
     assert space["loss.name"].choices == ("lsgan",)  # --param replaces the file's entry
     assert space["train.batch_size"].choices == (16, 32)
     assert space["optim.beta1"] == Dist("uniform", 0.0, 0.9)
+    assert parse_dist("train.augment", 'choice(none, "translation,cutout")').choices == ("none", "translation,cutout")
+
+
+@pytest.mark.parametrize("name,config", [("digits", "cdcgan-digits"), ("mnist", "recommended/mnist-conditional"),
+                                         ("cifar10", "recommended/cifar10-32"), ("folder", "recommended/folder-64")])
+def test_shipped_spaces_fit_their_configs(name: str, config: str) -> None:
+    from gankit.tune.space import check_space
+
+    space = read_space(ROOT / "configs" / "spaces" / f"{name}.yaml", [])
+    check_space(space, lambda extra: resolve(file=ROOT / "configs" / f"{config}.yaml",
+                                             overrides={"data.dir": "/nonexistent", **extra}))
+    assert len(space) >= 5
     with pytest.raises(GankitError, match="not a single value"):
         parse_dist("model.g_layers", "choice([64, 64], [128])")  # Optuna's choices are scalars
     assert type(parse_dist("k", "choice(1, 2.5, x)").choices[0]) is int  # plain types, stored as JSON by Optuna

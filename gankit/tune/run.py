@@ -74,7 +74,7 @@ def run_tune(config: str | None, space_file: str | None, params: list[str], flag
     """The whole command; returns the exit code (0, or 130/143 when stopped by a signal)."""
     need_optuna()
     from ..config.layering import resolve
-    from ..nets import MODELS
+    from ..data.splits import holdout_only
     from ..tasks import task_of
     from ..workers import run_workers
     from .objective import count, target_of, work
@@ -114,7 +114,7 @@ def run_tune(config: str | None, space_file: str | None, params: list[str], flag
                      reference={"metric": metric}, resolved_base=cfg0.to_dict())
     optuna = need_optuna()
     study = create_or_load(spec, store)  # another search under this name is refused before any work
-    if MODELS.get(cfg0.model.name).task == "gan":
+    if task_of(cfg0).split_validation is holdout_only:  # it validates only on data.holdout: choose one, fixed
         ref, holdout = reference_of(cfg0, say)
         spec.reference.update(ref)
         tune_keys["data.holdout"] = holdout  # follows from the base config, so not part of the fingerprint

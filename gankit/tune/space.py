@@ -25,7 +25,6 @@ from typing import Any
 from ..config.schema import fmt_value, parse_set
 from ..core.errors import GankitError
 from ..core.yamlio import load_yaml_file
-from ..sweep import split_values
 
 KINDS = ("loguniform", "uniform", "int", "choice")
 _CALL = re.compile(r"^\s*([a-z_]+)\s*\((.*)\)\s*$", re.S)
@@ -71,6 +70,27 @@ class Dist:
 Space = dict[str, Dist]
 
 
+def split_args(raw: str) -> list[str]:
+    """``'1, "a,b", [2, 3]'`` -> ``['1', '"a,b"', '[2, 3]']``: commas inside quotes or brackets do not split."""
+    out, depth, quote, cur = [], 0, "", ""
+    for ch in raw:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+            continue
+        cur += ch
+    out.append(cur.strip())
+    return out
+
+
 def _number(text: str, key: str, call: str) -> float:
     try:
         v = float(text)
@@ -92,7 +112,7 @@ def parse_dist(key: str, value: Any) -> Dist:
     call = f"{kind}({inner.strip()})"
     if kind not in KINDS:
         raise GankitError(f"{key}: unknown distribution {kind!r}; use one of {', '.join(KINDS)}")
-    args = [a.strip() for a in split_values(inner)] if inner.strip() else []
+    args = split_args(inner) if inner.strip() else []
     if kind == "choice":
         if any(a == "" for a in args):
             raise GankitError(f"{key}: {call} has an empty value; list the choices, e.g. choice(32, 64)")
