@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import DivergedError, Interrupted, StopTraining
+from ..core.errors import DivergedError, GankitError, Interrupted, StopTraining
 from .space import Dist
 from .study import StudySpec, create_or_load, need_optuna, open_storage
 
@@ -229,3 +230,6 @@ def work(index: int, threads: int, spec_json: str) -> int:
             study.optimize(objective, n_trials=1, catch=())
         except Interrupted:  # the trial's checkpoint is written; the next run of the study continues it
             return 130
+        except GankitError as e:  # bad input only a trial meets (e.g. a sampled size the data cannot take)
+            print(f"gankit: error: trial of study {spec.name!r}: {' '.join(str(e).split())}", file=sys.stderr)
+            return 2

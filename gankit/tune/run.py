@@ -64,7 +64,12 @@ def eval_cadence(flags: dict[str, Any], given: int | None) -> int:
             raise GankitError(f"--eval-every {given}: give the steps between scores (1 or more)")
         return given
     steps = int(flags.get("train.steps") or 0)
-    return max(1, steps // 8) if steps else 250
+    if steps:
+        return max(1, steps // 8)
+    # A time budget: steps per minute depend on the machine and its load; about 100 steps per budget minute gives
+    # the pruner a few scores per trial on a busy laptop without spending a fast machine's minutes on scoring.
+    minutes = float(flags.get("train.max_minutes") or 0)
+    return max(50, int(round(100 * minutes))) if minutes else 250
 
 
 def run_tune(config: str | None, space_file: str | None, params: list[str], flags: dict[str, Any], *, out: str | None,

@@ -34,7 +34,9 @@ def need_optuna() -> Any:
         raise GankitError("gankit tune needs Optuna: pip install 'gankit[tune]' (or pip install optuna==5.1.0)") from None
     import warnings
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # gankit prints its own progress line
+    # gankit prints its own progress line and says itself why a trial stopped (Optuna would add a traceback to a
+    # Ctrl-C'd trial's warning)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     # Heartbeats and retries are marked experimental; gankit pins the version, so the notes only add noise.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
