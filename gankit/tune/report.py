@@ -150,7 +150,7 @@ def render_study(root: Path, study: Any, spec: dict[str, Any]) -> str:
                      ("CPU hours (all trials)", f"{cpu / 3600:.3f}")])]
     ref = spec.get("reference", {})
     parts.append(f'<p class="note">Score: {esc(metric)} at the end of each trial\'s budget '
-                 f'({esc(", ".join(f"{k}={fmt_value(v)}" for k, v in spec.get("flags", {}).items() if k.startswith("train.")))}); '
+                 f'({esc(", ".join(f"{k}={fmt_value(v)}" for k, v in spec.get("flags", {}).items() if k.startswith("train.") and v))}); '
                  f'{esc(spec.get("direction", "minimize"))}. Sampler {esc(spec.get("sampler"))}, pruner '
                  f'{esc(spec.get("pruner"))}. '
                  + (f'Reference: {esc(ref.get("holdout"))} {esc(ref.get("reference_images", ""))} (sha256 '
@@ -170,8 +170,9 @@ def render_study(root: Path, study: Any, spec: dict[str, Any]) -> str:
     parts.append(svg_chart(curves[:10], f"training-time {metric} (what the pruner sees)", xlabel="step")
                  if curves else '<p class="note">no training-time scores yet.</p>')
     parts.append("</div>")
-    parts.append("<h2>Parameter importances</h2>")
+    parts.append("<h2>Parameter importances</h2><div class=\"plots\">")
     parts.append(_bars(_importances(study), "importance (Optuna's default evaluator; shares sum to 1)"))
+    parts.append("</div>")
     parts.append("<h2>Score against each parameter</h2><div class=\"plots\">")
     space = spec.get("space", {})
     for key, d in space.items():
