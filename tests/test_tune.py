@@ -208,6 +208,33 @@ def test_two_workers_on_sqlite_survive_a_kill_and_report(tiny: Path, tmp_path: P
     _open_in_chromium(study / "report.html")
 
 
+@pytest.mark.slow
+def test_ctrl_c_checkpoints_the_trial_and_the_same_command_continues(tiny: Path, tmp_path: Path) -> None:
+    study = tmp_path / "c"
+    args = [str(tiny), "--out", str(study), "--trials", "1", "--steps", "40", "--eval-every", "8", "--pruner", "none",
+            "--param", "optim.lr_g=loguniform(1e-4, 1e-3)"]
+    proc = _tune(*args)
+    ck = study / "trial-0000" / "checkpoints"
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 150 and proc.poll() is None:
+        if (ck / "latest").is_file() and (ck / "latest").read_text().strip() >= "step-0000008":
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "run the same command to continue" in out and "Traceback" not in out, out
+    step = int((ck / "latest").read_text().strip()[5:])
+    assert 8 <= step < 40 and not (ck / "final").exists()
+    proc = _tune(*args)  # the same command again: the interrupted trial continues from its checkpoint
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+    trials = _load(study).trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"], out
+    assert trials[1].user_attrs["resumed_from_step"] == step and trials[1].user_attrs["folder"] == "trial-0000"
+    assert json.loads((study / "trial-0000" / "summary.json").read_text())["step"] == 40
+
+
 def _open_in_chromium(page: Path) -> None:
     from test_report import _chrome, _open
 
