@@ -197,8 +197,9 @@ def build_pruner(spec: StudySpec) -> Any:
     optuna = need_optuna()
     every = int(spec.tune_keys["train.eval_every"])
     if spec.pruner == "median":
-        # The first score of a trial is never judged (warm-up), nor any score before a few trials have finished.
-        return optuna.pruners.MedianPruner(n_startup_trials=max(1, min(5, spec.trials // 4)), n_warmup_steps=every)
+        # A GAN's first score is mostly noise: a trial is judged from its second score on, and only once a few
+        # trials have finished.
+        return optuna.pruners.MedianPruner(n_startup_trials=max(1, min(5, spec.trials // 4)), n_warmup_steps=2 * every)
     if spec.pruner == "hyperband":
         steps = int(spec.flags.get("train.steps") or 0)
         return optuna.pruners.HyperbandPruner(min_resource=every, max_resource=steps or "auto", reduction_factor=3)
