@@ -22,7 +22,7 @@ from .study import SPEC_FILE, redact
 def _scatter(points: list[tuple[float, float, str]], title: str, xlabel: str, log_x: bool = False,
              categories: list[str] | None = None) -> str:
     """Dots (x, y, tooltip) as inline SVG; ``categories`` puts x on evenly spaced named slots."""
-    W, H, L, R, T, B = 420, 260, 56, 12, 26, 40
+    W, H, L, R, T, B = 600, 330, 60, 14, 28, 42
     pts = [(x, y, tip) for x, y, tip in points if math.isfinite(y) and math.isfinite(x) and (x > 0 or not log_x)]
     if not pts:
         return f'<p class="note">{esc(title)}: no finished trials yet.</p>'
@@ -157,20 +157,25 @@ def render_study(root: Path, study: Any, spec: dict[str, Any]) -> str:
                     f'{esc(ref.get("reference_sha256", ""))}), features {esc(ref.get("extractor", ""))}.'
                     if ref.get("holdout") else "") + "</p>")
     # optimization history: every finished trial, and the best so far
-    order = sorted((t for t in trials if t.value is not None and math.isfinite(t.value)), key=lambda t: t.number)
+    # Scores of complete trials only: a pruned trial's value is its last training-time score, not a result.
+    order = sorted((t for t in trials if t.state.name == "COMPLETE" and t.value is not None and math.isfinite(t.value)),
+                   key=lambda t: t.number)
+    pruned = sorted((t for t in trials if t.state.name == "PRUNED" and t.value is not None and math.isfinite(t.value)),
+                    key=lambda t: t.number)
     running, pts = None, []
     minimize = study.direction.name == "MINIMIZE"
     for t in order:
         running = t.value if running is None else (min if minimize else max)(running, t.value)
         pts.append((t.number, running))
     parts.append("<h2>Optimization history</h2><div class=\"plots\">")
-    parts.append(svg_chart([("trial score", [(t.number, t.value) for t in order]), ("best so far", pts)],
+    parts.append(svg_chart([("complete: final score", [(t.number, t.value) for t in order]), ("best so far", pts),
+                            ("pruned: last score", [(t.number, t.value) for t in pruned])],
                            f"{metric} per trial", xlabel="trial", dots=True))
     curves = [(f"trial {t.number}", sorted(t.intermediate_values.items())) for t in trials if t.intermediate_values]
     parts.append(svg_chart(curves[:10], f"training-time {metric} (what the pruner sees)", xlabel="step")
                  if curves else '<p class="note">no training-time scores yet.</p>')
     parts.append("</div>")
-    parts.append("<h2>Parameter importances</h2><div class=\"plots\">")
+    parts.append('<h2>Parameter importances</h2><div style="max-width:640px">')
     parts.append(_bars(_importances(study), "importance (Optuna's default evaluator; shares sum to 1)"))
     parts.append("</div>")
     parts.append("<h2>Score against each parameter</h2><div class=\"plots\">")
