@@ -150,6 +150,8 @@ def run_tune(config: str | None, space_file: str | None, params: list[str], flag
         say(f"tune: stopped by a signal with {c.done} of {target} trials done; run the same command to continue")
         return 128 + stopped
     if c.done < target:
+        if any(e.exitcode == 2 for e in exits):  # a trial met bad input; its worker said which in one line
+            return 2
         say(f"tune: {c.done} of {target} trials done (workers ended early); run the same command to continue")
         return 1
     return 0
