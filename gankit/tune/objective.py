@@ -127,6 +127,8 @@ class Objective:
             if value is None or final or not math.isfinite(value):
                 return
             trial.report(value, step)
+            if cfg.train.steps and step >= cfg.train.steps:  # the budget is spent: the trial's result, not a verdict
+                return
             if trial.should_prune():
                 trial.set_user_attr("pruned_at", step)
                 raise StopTraining("pruned", f"pruned at step {step} by the study's {self.spec.pruner} pruner "
