@@ -14,11 +14,11 @@ import sys
 
 from ..core.errors import GankitError, Interrupted, Terminated
 from . import eval as eval_cmd
-from . import listing, report, sample, sweep, train, translate
-from . import reproduce
+from . import listing, report, reproduce, sample, sweep, train, translate, tune
 from .common import Parser
 
-COMMANDS = (train, sample, eval_cmd, translate, sweep, report, listing, reproduce)  # in the order `gankit --help` lists them
+# in the order `gankit --help` lists them
+COMMANDS = (train, sample, eval_cmd, translate, sweep, tune, reproduce, report, listing)
 
 
 def build_parser() -> argparse.ArgumentParser:

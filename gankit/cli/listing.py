@@ -6,9 +6,11 @@ import argparse
 from pathlib import Path
 
 
-def shipped_configs() -> list[Path]:
-    """The YAML configs inside the installed package (gankit/configs/), so they exist in a wheel install too."""
-    return sorted(Path(__file__).resolve().parent.parent.joinpath("configs").rglob("*.yaml"))
+def shipped_configs(spaces: bool = False) -> list[Path]:
+    """The YAML configs inside the installed package (gankit/configs/), so they exist in a wheel install too; with
+    ``spaces``, the search spaces for `gankit tune --space` (gankit/configs/spaces/) instead."""
+    found = Path(__file__).resolve().parent.parent.joinpath("configs").rglob("*.yaml")
+    return sorted(p for p in found if (p.parent.name == "spaces") == spaces)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -19,11 +21,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     for title, reg in [("data sets", DATASETS), ("models", MODELS), ("losses", LOSSES), ("optimizers", OPTIMIZERS)]:
         print(f"{title}: {', '.join(reg.names())}")
-    configs = shipped_configs()
-    if configs:
-        print("shipped configs:")
-        for c in configs:
-            print(f"  {c.relative_to(Path.cwd()) if c.is_relative_to(Path.cwd()) else c}")
+    for title, files in (("shipped configs", shipped_configs()), ("search spaces (gankit tune --space)",
+                                                                  shipped_configs(spaces=True))):
+        if files:
+            print(f"{title}:")
+            for c in files:
+                print(f"  {c.relative_to(Path.cwd()) if c.is_relative_to(Path.cwd()) else c}")
     return 0
 
 

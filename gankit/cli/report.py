@@ -12,7 +12,16 @@ from .common import add_force_flag
 
 def cmd_report(args: argparse.Namespace) -> int:
     from ..report import write_report
+    from ..tune.report import is_study_dir
 
+    if len(args.runs) == 1 and is_study_dir(Path(args.runs[0])):  # a `gankit tune` study folder
+        from ..tune.report import report_study
+
+        if args.out:
+            raise GankitError("a study's report is written to STUDY/report.html (with STUDY/best.yaml); drop --out")
+        for path in report_study(Path(args.runs[0]), args.storage):
+            print(f"wrote {path}")
+        return 0
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix.lower() not in (".html", ".htm"):
         raise GankitError(f"--out {out}: use a file ending in .html")
@@ -38,8 +47,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     from ..export import FORMATS
 
-    r = sub.add_parser("report", help="one self-contained HTML page: a run, or several runs side by side")
-    r.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
+    r = sub.add_parser("report", help="one self-contained HTML page: a run, several runs side by side, or a study")
+    r.add_argument("runs", nargs="+", metavar="RUN", help="run folders, or one `gankit tune` study folder")
+    r.add_argument("--storage", metavar="URL", help="a study's storage when it is not STUDY/study.db (a server URL)")
     r.add_argument("--out", help="HTML file (default RUN/report.html for one run; required for several)")
     r.add_argument("--no-interpolation", action="store_true", help="skip the latent interpolation strip (loads G)")
     add_force_flag(r)

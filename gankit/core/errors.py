@@ -36,3 +36,13 @@ class Terminated(BaseException):
     A BaseException, like KeyboardInterrupt, so that ``except Exception`` clean-ups do not swallow it."""
 
     exit_code = 143
+
+
+class StopTraining(Exception):
+    """Raised by a caller's ``on_scores`` callback (gankit.training.loop.train) to end a run early but cleanly: the
+    loop checkpoints, writes its summary with ``stopped_by=reason`` and ``stop_note`` (e.g. Optuna pruning a trial)."""
+
+    def __init__(self, reason: str, note: str) -> None:
+        super().__init__(note)
+        self.reason = reason
+        self.note = note

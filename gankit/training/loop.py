@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from tqdm import tqdm
 
 from ..config.layering import validate
 from ..config.schema import Config, refuse_resume_change, to_dict
-from ..core.errors import DivergedError, GankitError, Interrupted
+from ..core.errors import DivergedError, GankitError, Interrupted, StopTraining
 from ..data import Batcher, load_dataset
 from ..data.base import ImageData
 from ..losses import LOSSES
@@ -46,6 +47,7 @@ class Run:
     epoch: float
     stopped_by: str
     metrics: dict[str, float] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)  # the newest validation scores ("eval/...")
 
 
 def pick_device(name: str) -> torch.device:
@@ -149,9 +151,17 @@ def set_up(cfg: Config, run: RunDir, resume: bool, data: ImageData | None, devic
     return Setup(spec, task, batcher, budget, ckpt, state, device)
 
 
+ScoresCallback = Callable[[int, dict[str, float], bool], None]
+
+
 def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None = None,
-          data: ImageData | None = None) -> Run:
+          data: ImageData | None = None, on_scores: ScoresCallback | None = None) -> Run:
     """Train per ``cfg`` into run folder ``out`` (or continue the run in ``resume``). Returns a :class:`Run`.
+
+    ``on_scores(step, scores, final)`` is called after every validation (``train.eval_every``) with the "eval/..."
+    scores; with it, the end of the budget is always validated too (``final=True``), so the caller sees the run's
+    end result. The callback may raise :class:`~gankit.core.errors.StopTraining` to end the run cleanly there
+    (checkpoint, summary with ``stopped_by`` and ``stop_note``): a hyperparameter search prunes a trial that way.
 
     Raises GankitError for bad input, DivergedError on NaN/Inf, Interrupted on SIGINT/SIGTERM (after saving).
     Under torchrun every process calls it; rank 0 decides and writes (gankit/training/distributed.py).
@@ -159,13 +169,13 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
     with StopFlag():  # a signal before the loop is kept for it, not fatal (see StopFlag)
         device = ddp.start(pick_device(cfg.train.device), cfg.train.dist_timeout)
         try:
-            return _train(cfg, out, resume, data, device)
+            return _train(cfg, out, resume, data, device, on_scores)
         finally:
             ddp.stop()  # also on errors: the other ranks then fail fast instead of waiting for a collective
 
 
 def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data: ImageData | None,
-           device: torch.device) -> Run:
+           device: torch.device, on_scores: ScoresCallback | None) -> Run:
     if resume is None and out is not None and ddp.restarted() and candidates(Path(out) / "checkpoints"):
         resume = out  # torchrun restarted the group after a failure: continue from the newest checkpoint
     # Every rank must agree on the folder (a default name holds the time) and on whether it may be used.
@@ -199,6 +209,7 @@ def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data:
                disable=not (t_cfg.progress and run.active), desc=run.root.name[-28:])
     row: dict[str, float] = {}
     stopped_by = "steps"
+    stop_note: str | None = None
     try:
         if state.step == 0:
             with side.best_after():  # `best` at step 0: a link to step 0's checkpoint, not a second write
@@ -262,9 +273,16 @@ def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data:
                     if step % sample_every == 0 and side.preview_pace.ready():
                         side.previews()
                     if t_cfg.eval_every and step % t_cfg.eval_every == 0:
-                        side.validate()
+                        scores = side.validate()
+                        if on_scores is not None and scores:
+                            try:
+                                on_scores(step, scores, False)
+                            except StopTraining as e:  # ends like a spent budget: checkpoint, summary, report
+                                stopped_by, stop_note = e.reason, e.note
                     if step % t_cfg.checkpoint_every == 0:
                         side.save(f"step-{step:07d}")
+                if stop_note is not None:
+                    break
                 if step % t_cfg.checkpoint_every == 0 and side.plot_pace.ready():
                     side.plots(gif=False)
             if stop_now is not None:
@@ -277,6 +295,11 @@ def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data:
         with side.best_after():  # the final scores first, so the last checkpoint holds them and `best` links to it
             if side.last_preview != state.step:  # the final grid, always
                 side.previews()
+            if on_scores is not None and t_cfg.eval_every:  # the caller asked for the end result: score it
+                if side.last_scores[0] != state.step:
+                    side.validate()
+                if side.last_scores[1] and stop_note is None:
+                    on_scores(state.step, side.last_scores[1], True)
             if state.step % t_cfg.checkpoint_every:  # else it was saved a moment ago
                 side.save(f"step-{state.step:07d}", move_latest=False)
         # The same state, not serialised again, but a copy rather than hard links: one damaged file must not take
@@ -285,9 +308,10 @@ def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data:
         side.plots(gif=True)
         run.summary({"step": state.step, "epoch": round(batcher.progress, 4), "stopped_by": stopped_by,
                      "seconds": round(time.monotonic() - budget.start, 1), "last": row, "rollbacks": state.rollbacks,
-                     "d_collapse_at_step": monitor.collapsed_at, **clock.summary()})
+                     "d_collapse_at_step": monitor.collapsed_at, **clock.summary(),
+                     **({"stop_note": stop_note} if stop_note else {})})
         shows.report()
-        return Run(run.root, state.step, batcher.progress, stopped_by, row)
+        return Run(run.root, state.step, batcher.progress, stopped_by, row, side.last_scores[1])
     finally:
         bar.close()
         shows.close()

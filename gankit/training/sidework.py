@@ -99,6 +99,7 @@ class SideWork:
         self.saved: tuple[int, str] | None = None  # (step, name) of the newest numbered checkpoint written
         self.best_due = False  # a new best score whose checkpoint is not written yet
         self.holding = False
+        self.last_scores: tuple[int, dict[str, float]] = (-1, {})  # (step, scores) of the newest validation
 
     def save(self, name: str, move_latest: bool = True) -> None:
         self.state.best_value = self.best.value
@@ -119,15 +120,18 @@ class SideWork:
             self.ckpt.alias(name, src, move_latest, copy)  # rank 0 only
             ddp.barrier()
 
-    def validate(self) -> None:
+    def validate(self) -> dict[str, float]:
+        """Score the model on validation data now (logged, `best` kept); returns the scores ({} when there are none)."""
         with self.clock.side("validation"):
             scores = ddp.from_main(self.task.validate, "validation scores")
             if scores:
                 self.shows.row(self.state.step, self.progress(), {k: round(v, 6) for k, v in scores.items()})
+        self.last_scores = (self.state.step, scores or {})
         if self.best.update(scores):
             self.best_due = True
             if not self.holding:
                 self.save_best()
+        return scores or {}
 
     def save_best(self) -> None:
         """Checkpoint ``best`` for a new best score: a hard-linked twin of this step's numbered checkpoint when one

@@ -1,0 +1,256 @@
+"""STUDY/report.html and STUDY/best.yaml: what a search found, on one self-contained page like a run's report.
+
+The page reuses gankit.report's page frame, CSS, escaping and SVG line chart; the scatter plots and importance bars
+are drawn here as inline SVG (no plotting library, no script beyond the report's own hashed one). Parameter
+importances are Optuna's (``optuna.importance.get_param_importances``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ..config.schema import fmt_value
+from ..core.errors import GankitError
+from ..core.io import atomic_write_bytes
+from ..report import PALETTE, _cards, _fmt, _nice_ticks, data_uri, esc, page, svg_chart
+from .study import SPEC_FILE, redact
+
+
+def _scatter(points: list[tuple[float, float, str]], title: str, xlabel: str, log_x: bool = False,
+             categories: list[str] | None = None) -> str:
+    """Dots (x, y, tooltip) as inline SVG; ``categories`` puts x on evenly spaced named slots."""
+    W, H, L, R, T, B = 600, 330, 60, 14, 28, 42
+    pts = [(x, y, tip) for x, y, tip in points if math.isfinite(y) and math.isfinite(x) and (x > 0 or not log_x)]
+    if not pts:
+        return f'<p class="note">{esc(title)}: no finished trials yet.</p>'
+    tx = (lambda v: math.log10(v)) if log_x else (lambda v: v)
+    xs, ys = [tx(p[0]) for p in pts], [p[1] for p in pts]
+    x0, x1 = (min(xs), max(xs)) if not categories else (-0.5, len(categories) - 0.5)
+    if x1 == x0:
+        x0, x1 = x0 - 1, x1 + 1
+    y0, y1 = min(ys), max(ys)
+    pad = (y1 - y0) * 0.08 or abs(y0) * 0.05 or 1.0
+    y0, y1 = y0 - pad, y1 + pad
+    sx = lambda x: L + (x - x0) / (x1 - x0) * (W - L - R)  # noqa: E731
+    sy = lambda y: T + (y1 - y) / (y1 - y0) * (H - T - B)  # noqa: E731
+    out = [f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{esc(title)}">',
+           f'<text x="{W / 2}" y="17" text-anchor="middle" class="title">{esc(title)}</text>',
+           f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" class="frame"/>']
+    for t in _nice_ticks(y0, y1, 4):
+        out.append(f'<line x1="{L}" x2="{W - R}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" class="grid"/>'
+                   f'<text x="{L - 5}" y="{sy(t) + 4:.1f}" text-anchor="end">{esc(_fmt(t))}</text>')
+    if categories:
+        for i, c in enumerate(categories):
+            out.append(f'<text x="{sx(i):.1f}" y="{H - B + 15}" text-anchor="middle">{esc(c[:14])}</text>')
+    else:
+        for t in _nice_ticks(x0, x1, 4):
+            label = _fmt(10 ** t) if log_x else _fmt(t)
+            out.append(f'<text x="{sx(t):.1f}" y="{H - B + 15}" text-anchor="middle">{esc(label)}</text>')
+    out.append(f'<text x="{(L + W - R) / 2}" y="{H - 5}" text-anchor="middle">{esc(xlabel)}</text>')
+    for x, y, tip in pts:
+        out.append(f'<circle cx="{sx(tx(x)):.1f}" cy="{sy(y):.1f}" r="4" fill="{PALETTE[0]}" fill-opacity=".7">'
+                   f'<title>{esc(tip)}</title></circle>')
+    out.append("</svg>")
+    return f'<figure class="plot">{"".join(out)}</figure>'
+
+
+def _bars(values: dict[str, float], title: str) -> str:
+    """Horizontal bars (label -> share in [0, 1]) as inline SVG."""
+    if not values:
+        return f'<p class="note">{esc(title)}: needs at least two finished trials that differ.</p>'
+    W, row, L = 640, 24, 220
+    H = 30 + row * len(values)
+    out = [f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{esc(title)}">',
+           f'<text x="{W / 2}" y="17" text-anchor="middle" class="title">{esc(title)}</text>']
+    top = max(values.values()) or 1.0
+    for i, (k, v) in enumerate(values.items()):
+        y = 28 + i * row
+        w = (W - L - 70) * (v / top)
+        out.append(f'<text x="{L - 6}" y="{y + 15}" text-anchor="end">{esc(k)}</text>'
+                   f'<rect x="{L}" y="{y + 3}" width="{w:.1f}" height="{row - 8}" fill="{PALETTE[i % len(PALETTE)]}">'
+                   f'<title>{esc(k)}: {v:.3f}</title></rect>'
+                   f'<text x="{L + w + 6:.1f}" y="{y + 15}">{esc(f"{v:.2f}")}</text>')
+    out.append("</svg>")
+    return f'<figure class="plot">{"".join(out)}</figure>'
+
+
+def _importances(study: Any) -> dict[str, float]:
+    from optuna.importance import get_param_importances
+
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # "too few trials": the page says so beside the bars
+            warnings.simplefilter("ignore")
+            return {k: float(v) for k, v in get_param_importances(study).items()}
+    except (RuntimeError, ValueError, ZeroDivisionError):  # too few trials, or none that differ
+        return {}
+
+
+def _trial_rows(study: Any, root: Path, metric: str) -> str:
+    keys = sorted({k for t in study.get_trials(deepcopy=False) for k in t.params})
+    head = ["trial", "state", metric, "steps", "CPU s", *keys, "note", "run"]
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        ua = t.user_attrs
+        note = ua.get("error") or (f"pruned at step {ua['pruned_at']}" if ua.get("pruned_at") is not None else "")
+        if t.system_attrs.get("failed_trial") is not None:
+            note = (note + "; " if note else "") + (f"retry of trial {t.system_attrs['retry_history'][-1]}, from step "
+                                                    f"{ua.get('resumed_from_step')}")
+        if ua.get("interrupted_at"):
+            note = (note + "; " if note else "") + "stopped by a signal"
+        folder = ua.get("folder")
+        link = ""
+        if folder and (root / folder / "report.html").is_file():
+            link = f'<a href="{esc(folder)}/report.html">{esc(folder)}</a>'
+        elif folder:
+            link = esc(folder)
+        cells = [_num(t.number), f"<td>{esc(t.state.name.lower())}</td>", _num(t.value), _num(ua.get("steps")),
+                 _num(ua.get("cpu_seconds")), *[_num(t.params.get(k)) for k in keys], f"<td>{esc(note)}</td>",
+                 f"<td>{link}</td>"]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    th = "".join(f'<th scope="col">{esc(h)}</th>' for h in head)
+    return (f'<div class="scroll"><table class="sortable"><thead><tr>{th}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return "<td></td>"
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        text = _fmt(float(v)) if isinstance(v, float) else str(v)
+        return f'<td class="num" data-v="{esc(repr(float(v)))}">{esc(text)}</td>'
+    return f"<td>{esc(fmt_value(v))}</td>"
+
+
+def best_trial(study: Any) -> Any | None:
+    done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.value is not None
+            and math.isfinite(t.value)]
+    if not done:
+        return None
+    pick = min if study.direction.name == "MINIMIZE" else max
+    return pick(done, key=lambda t: t.value)
+
+
+def render_study(root: Path, study: Any, spec: dict[str, Any]) -> str:
+    metric = spec.get("metric", "score")
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state.name for t in trials]
+    best = best_trial(study)
+    cpu = sum(float(t.user_attrs.get("cpu_seconds") or 0) for t in trials)
+    parts = [f"<h1>gankit study {esc(spec.get('name', root.name))}</h1>",
+             f'<p class="path">{esc(root)} · storage {esc(redact(str(spec.get("storage", ""))))}</p>',
+             _cards([("trials complete", states.count("COMPLETE")), ("pruned", states.count("PRUNED")),
+                     ("failed", states.count("FAIL")), ("running", states.count("RUNNING")),
+                     (f"best {metric}", None if best is None else _fmt(best.value)),
+                     ("best trial", None if best is None else best.number),
+                     ("CPU hours (all trials)", f"{cpu / 3600:.3f}")])]
+    ref = spec.get("reference", {})
+    parts.append(f'<p class="note">Score: {esc(metric)} at the end of each trial\'s budget '
+                 f'({esc(", ".join(f"{k}={fmt_value(v)}" for k, v in spec.get("flags", {}).items() if k.startswith("train.") and v))}); '
+                 f'{esc(spec.get("direction", "minimize"))}. Sampler {esc(spec.get("sampler"))}, pruner '
+                 f'{esc(spec.get("pruner"))}. '
+                 + (f'Reference: {esc(ref.get("holdout"))} {esc(ref.get("reference_images", ""))} (sha256 '
+                    f'{esc(ref.get("reference_sha256", ""))}), features {esc(ref.get("extractor", ""))}.'
+                    if ref.get("holdout") else "") + "</p>")
+    # optimization history: every finished trial, and the best so far
+    # Scores of complete trials only: a pruned trial's value is its last training-time score, not a result.
+    order = sorted((t for t in trials if t.state.name == "COMPLETE" and t.value is not None and math.isfinite(t.value)),
+                   key=lambda t: t.number)
+    pruned = sorted((t for t in trials if t.state.name == "PRUNED" and t.value is not None and math.isfinite(t.value)),
+                    key=lambda t: t.number)
+    running, pts = None, []
+    minimize = study.direction.name == "MINIMIZE"
+    for t in order:
+        running = t.value if running is None else (min if minimize else max)(running, t.value)
+        pts.append((t.number, running))
+    parts.append("<h2>Optimization history</h2><div class=\"plots\">")
+    parts.append(svg_chart([("complete: final score", [(t.number, t.value) for t in order]), ("best so far", pts),
+                            ("pruned: last score", [(t.number, t.value) for t in pruned])],
+                           f"{metric} per trial", xlabel="trial", dots=True))
+    curves = [(f"trial {t.number}", sorted(t.intermediate_values.items())) for t in trials if t.intermediate_values]
+    parts.append(svg_chart(curves[:10], f"training-time {metric} (what the pruner sees)", xlabel="step")
+                 if curves else '<p class="note">no training-time scores yet.</p>')
+    parts.append("</div>")
+    parts.append('<h2>Parameter importances</h2><div style="max-width:640px">')
+    parts.append(_bars(_importances(study), "importance (Optuna's default evaluator; shares sum to 1)"))
+    parts.append("</div>")
+    parts.append("<h2>Score against each parameter</h2><div class=\"plots\">")
+    space = spec.get("space", {})
+    for key, d in space.items():
+        xs: list[tuple[float, float, str]] = []
+        cats = None
+        if d["kind"] == "choice":
+            cats = [fmt_value(c) for c in d["choices"]]
+        for t in order:
+            if key not in t.params:
+                continue
+            v = t.params[key]
+            x = float(cats.index(fmt_value(v))) if cats else float(v)
+            xs.append((x, t.value, f"trial {t.number}: {key}={fmt_value(v)}, {metric} {_fmt(t.value)}"))
+        parts.append(_scatter(xs, key, key, log_x=d["kind"] == "loguniform", categories=cats))
+    parts.append("</div>")
+    parts.append("<h2>Trials</h2>" + _trial_rows(study, root, metric))
+    if best is not None:
+        folder = root / str(best.user_attrs.get("folder", ""))
+        grids = sorted((folder / "samples").glob("step-*.png")) if folder.is_dir() else []
+        parts.append(f"<h2>Best trial: {esc(best.number)}</h2>")
+        parts.append('<p class="note">' + esc(", ".join(f"{k}={fmt_value(v)}" for k, v in best.params.items()))
+                     + ". Train it for real: <code>gankit train " + esc(root / "best.yaml") + "</code></p>")
+        if grids:
+            parts.append(f'<figure><img src="{data_uri(grids[-1])}" alt="samples of the best trial">'
+                         f"<figcaption>{esc(grids[-1].name)}</figcaption></figure>")
+    return page(f"gankit study {spec.get('name', root.name)}", "\n".join(parts))
+
+
+def best_yaml(spec: dict[str, Any], best: Any) -> str:
+    """A complete config for the best trial's parameters: base config + flags + parameters, without tune's own keys
+    (the held-out part, the scoring cadence), so `gankit train best.yaml` trains the recipe on all the data."""
+    from ..config.layering import resolve
+    from ..core.yamlio import dump_yaml
+    from ..nets import MODELS
+
+    cfg = resolve(file=spec.get("config"), overrides={**spec.get("flags", {}), **best.params})
+    d = cfg.to_dict()
+    # Only the keys the chosen model reads: the others are refused when the file is read back as a config.
+    fields = MODELS.get(cfg.model.name).fields
+    d["model"] = {k: v for k, v in d["model"].items() if k == "name" or k in fields}
+    head = (f"# gankit tune: the best trial ({best.number}) of study {spec.get('name')!r}, "
+            f"{spec.get('metric')} {best.value:.6g}\n# params: "
+            + json.dumps(best.params, sort_keys=True, default=str) + "\n# `gankit train <this file>` trains it\n")
+    return head + dump_yaml(d)
+
+
+def write_study_outputs(root: Path, study: Any) -> list[Path]:
+    """STUDY/report.html, and STUDY/best.yaml once a trial has finished."""
+    spec = json.loads((root / SPEC_FILE).read_text())
+    out = [root / "report.html"]
+    atomic_write_bytes(out[0], render_study(root, study, spec).encode("utf-8"))
+    best = best_trial(study)
+    if best is not None:
+        out.append(root / "best.yaml")
+        atomic_write_bytes(out[1], best_yaml(spec, best).encode("utf-8"))
+    return out
+
+
+def is_study_dir(path: Path) -> bool:
+    return (path / SPEC_FILE).is_file()
+
+
+def report_study(root: Path, storage: str | None = None) -> list[Path]:
+    """`gankit report STUDY`: the study's report.html and best.yaml, from its storage (default STUDY/study.db)."""
+    from .study import need_optuna, open_storage
+
+    optuna = need_optuna()
+    spec = json.loads((root / SPEC_FILE).read_text())
+    url = storage or spec.get("storage", "")
+    if "***" in url:
+        raise GankitError(f"study {root} lives in {url}; give the storage URL with its password: --storage URL")
+    try:
+        study = optuna.load_study(study_name=spec["name"], storage=open_storage(url))
+    except KeyError:
+        raise GankitError(f"study {spec['name']!r} is not in {redact(url)}; give its storage with --storage URL") from None
+    return write_study_outputs(root, study)

@@ -1,0 +1,214 @@
+"""A search space: config keys -> distributions, read from a YAML file and ``--param`` flags, checked up front.
+
+A space file maps dotted config keys to a distribution written as a call::
+
+    optim.lr_g: loguniform(5e-5, 1e-3)
+    optim.beta1: uniform(0.0, 0.9)
+    model.g_channels: int(16, 64, 16)     # low, high[, step]; both ends included
+    loss.name: choice(non_saturating, hinge, lsgan)
+    train.batch_size: [32, 64]            # a YAML list is a choice too
+
+Every key is checked against the config schema and against the keys the chosen model reads, and every end point or
+choice is layered into the base config (gankit.config.layering.resolve), so a bad space stops before any trial runs.
+The distributions become Optuna's (a module-level import of optuna is not needed here: this module is pure parsing).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config.schema import fmt_value, parse_set
+from ..core.errors import GankitError
+from ..core.yamlio import load_yaml_file
+
+KINDS = ("loguniform", "uniform", "int", "choice")
+_CALL = re.compile(r"^\s*([a-z_]+)\s*\((.*)\)\s*$", re.S)
+
+
+@dataclass(frozen=True)
+class Dist:
+    """One key's distribution: ``kind`` in KINDS; ``low``/``high``/``step`` for ranges, ``choices`` for a choice."""
+
+    kind: str
+    low: float = 0.0
+    high: float = 0.0
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            return f"choice({', '.join(fmt_value(c) for c in self.choices)})"
+        step = f", {fmt_value(self.step)}" if self.step is not None else ""
+        return f"{self.kind}({fmt_value(self.low)}, {fmt_value(self.high)}{step})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "low": self.low, "high": self.high, "step": self.step, "choices": list(self.choices)}
+
+    def probes(self) -> list[Any]:
+        """Values that stand for the whole distribution when checking it against the config (ends and choices)."""
+        if self.kind == "choice":
+            return list(self.choices)
+        if self.kind == "int":
+            return [int(self.low), int(self.high)]
+        return [self.low, self.high]
+
+    def grid_values(self, key: str) -> list[Any]:
+        """The values a grid search walks: the choices, or every step of an int range; continuous ranges have none."""
+        if self.kind == "choice":
+            return list(self.choices)
+        if self.kind == "int":
+            return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+        raise GankitError(f"--sampler grid needs a finite set of values, but {key} is {self.describe()}; "
+                          f"write it as choice(...) or int(lo, hi, step), or use --sampler tpe")
+
+
+Space = dict[str, Dist]
+
+
+def split_args(raw: str) -> list[str]:
+    """``'1, "a,b", [2, 3]'`` -> ``['1', '"a,b"', '[2, 3]']``: commas inside quotes or brackets do not split."""
+    out, depth, quote, cur = [], 0, "", ""
+    for ch in raw:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+            continue
+        cur += ch
+    out.append(cur.strip())
+    return out
+
+
+def _number(text: str, key: str, call: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise GankitError(f"{key}: {call}: {text.strip()!r} is not a number") from None
+    if not math.isfinite(v):
+        raise GankitError(f"{key}: {call}: {text.strip()} is not a finite number")
+    return v
+
+
+def parse_dist(key: str, value: Any) -> Dist:
+    """One space entry -> a Dist (GankitError naming the key and what would fix it)."""
+    if isinstance(value, list):
+        return _choice(key, [v for v in value], f"{value!r}")
+    if not isinstance(value, str) or not (m := _CALL.match(value)):
+        raise GankitError(f"{key}: {value!r} is not a distribution; write loguniform(lo, hi), uniform(lo, hi), "
+                          f"int(lo, hi[, step]) or choice(a, b, ...)")
+    kind, inner = m.group(1), m.group(2)
+    call = f"{kind}({inner.strip()})"
+    if kind not in KINDS:
+        raise GankitError(f"{key}: unknown distribution {kind!r}; use one of {', '.join(KINDS)}")
+    args = split_args(inner) if inner.strip() else []
+    if kind == "choice":
+        if any(a == "" for a in args):
+            raise GankitError(f"{key}: {call} has an empty value; list the choices, e.g. choice(32, 64)")
+        return _choice(key, [parse_set(f"{key}={a}")[1] for a in args], call)
+    want = (2, 3) if kind == "int" else (2,)
+    if len(args) not in want:
+        raise GankitError(f"{key}: {call} takes {' or '.join(map(str, want))} numbers (low, high"
+                          f"{'[, step]' if kind == 'int' else ''})")
+    nums = [_number(a, key, call) for a in args]
+    low, high = nums[0], nums[1]
+    if not low < high:
+        raise GankitError(f"{key}: {call}: low must be below high")
+    if kind == "loguniform" and low <= 0:
+        raise GankitError(f"{key}: {call}: a log scale needs low > 0 (e.g. loguniform(1e-5, 1e-3))")
+    if kind == "int":
+        if not all(float(n).is_integer() for n in nums):
+            raise GankitError(f"{key}: {call}: int() takes whole numbers; use uniform(lo, hi) for real values")
+        step = nums[2] if len(nums) == 3 else 1
+        if step < 1:
+            raise GankitError(f"{key}: {call}: the step must be 1 or more")
+        return Dist("int", int(low), int(high), int(step))
+    return Dist(kind, low, high)
+
+
+def _choice(key: str, values: list[Any], call: str) -> Dist:
+    if not values:
+        raise GankitError(f"{key}: {call} is an empty choice; name at least one value, e.g. choice(32, 64)")
+    if len({json.dumps(v, sort_keys=True) for v in values}) < len(values):
+        raise GankitError(f"{key}: {call}: a value is repeated; list each value once")
+    for v in values:
+        if not (v is None or isinstance(v, (bool, int, float, str))):
+            raise GankitError(f"{key}: {call}: {v!r} is not a single value (Optuna choices are numbers, "
+                              f"strings, booleans or null)")
+    return Dist("choice", choices=tuple(_plain(v) for v in values))
+
+
+def _plain(v: Any) -> Any:
+    """The YAML reader's int/float subclasses (they remember their text) as plain int/float for Optuna."""
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
+    return int(v) if isinstance(v, int) else float(v)
+
+
+def read_space(path: str | Path | None, params: list[str]) -> Space:
+    """The space from the YAML file ``path`` (a mapping of dotted keys, or nested sections) and ``--param KEY=DIST``
+    flags, which add keys or replace the file's."""
+    space: Space = {}
+    if path is not None:
+        raw = load_yaml_file(path, "space file")
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise GankitError(f"space file {path}: expected a mapping of config keys to distributions")
+        for key, value in _flatten(raw):
+            space[key] = _located(lambda: parse_dist(key, value), f"space file {path}")
+    for item in params:
+        if "=" not in item:
+            raise GankitError(f"--param {item!r}: expected KEY=DIST, e.g. --param optim.lr_g='loguniform(1e-5, 1e-3)'")
+        key, value = (s.strip() for s in item.split("=", 1))
+        space[key] = _located(lambda: parse_dist(key, value), "--param")
+    if not space:
+        raise GankitError("the search space is empty: give --space FILE.yaml or --param KEY=DIST")
+    return space
+
+
+def _located(fn: Any, where: str) -> Dist:
+    try:
+        return fn()
+    except GankitError as e:
+        raise GankitError(f"{where}: {e}") from None
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out += _flatten(v, key + ".")
+        else:
+            out.append((key, v))
+    return out
+
+
+def check_space(space: Space, resolve_with: Any) -> None:
+    """Layer every probe value of every key into the base config (``resolve_with({key: value})`` raises GankitError
+    for an unknown key, a key the model does not read, or a bad value) so a bad space fails before any trial."""
+    for key, dist in space.items():
+        if key in ("seed",) or key.startswith(("train.steps", "train.epochs", "train.max_minutes")):
+            raise GankitError(f"space key {key}: the budget and seed are the same for every trial; "
+                              f"set them with --steps/--max-minutes and --seed")
+        for value in dist.probes():
+            try:
+                resolve_with({key: value})
+            except GankitError as e:
+                raise GankitError(f"space key {key}={fmt_value(value)} ({dist.describe()}): {e}") from None
+
+
+def space_json(space: Space) -> dict[str, Any]:
+    return {k: space[k].to_json() for k in sorted(space)}

@@ -1,0 +1,316 @@
+"""`gankit tune` with real components: Optuna on SQLite and on a PostgreSQL server started here, real worker
+processes (one of them killed with SIGKILL mid-trial), tiny digits trials, the study report in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from gankit.cli import main
+from gankit.config.layering import resolve
+from gankit.core.errors import GankitError
+from gankit.tune.space import Dist, parse_dist, read_space
+
+optuna = pytest.importorskip("optuna", reason="optuna is not installed (pip install 'gankit[tune]')")
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_YAML = """\
+data: {name: digits, image_size: 16, limit: 160}
+model: {name: dcgan, z_dim: 8, g_channels: 8, d_channels: 8}
+train: {batch_size: 16, log_every: 4, threads: 1, keep_last: 2}
+"""
+EVIL = "st<b>&'x"  # a study (and so study name) that must show as text in the report
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def _tune(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "gankit", "tune", *args], env=_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    p.write_text(TINY_YAML)
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the space
+
+
+def test_space_file_and_params_parse(tmp_path: Path) -> None:
+    f = tmp_path / "s.yaml"
+    f.write_text("optim:\n  lr_g: loguniform(1e-5, 1e-3)\nmodel.g_channels: int(8, 32, 8)\n"
+                 "loss.name: choice(non_saturating, hinge)\ntrain.batch_size: [16, 32]\n")
+    space = read_space(f, ["optim.beta1=uniform(0, 0.9)", "loss.name=choice(lsgan)"])
+    assert space["optim.lr_g"] == Dist("loguniform", 1e-5, 1e-3)
+    assert space["model.g_channels"].grid_values("k") == [8, 16, 24, 32]
+    assert space["loss.name"].choices == ("lsgan",)  # --param replaces the file's entry
+    assert space["train.batch_size"].choices == (16, 32)
+    assert space["optim.beta1"] == Dist("uniform", 0.0, 0.9)
+    assert parse_dist("train.augment", 'choice(none, "translation,cutout")').choices == ("none", "translation,cutout")
+
+
+@pytest.mark.parametrize("name,config", [("digits", "cdcgan-digits"), ("mnist", "recommended/mnist-conditional"),
+                                         ("cifar10", "recommended/cifar10-32"), ("folder", "recommended/folder-64")])
+def test_shipped_spaces_fit_their_configs(name: str, config: str) -> None:
+    from gankit.tune.space import check_space
+
+    space = read_space(ROOT / "configs" / "spaces" / f"{name}.yaml", [])
+    check_space(space, lambda extra: resolve(file=ROOT / "configs" / f"{config}.yaml",
+                                             overrides={"data.dir": "/nonexistent", **extra}))
+    assert len(space) >= 5
+    with pytest.raises(GankitError, match="not a single value"):
+        parse_dist("model.g_layers", "choice([64, 64], [128])")  # Optuna's choices are scalars
+    assert type(parse_dist("k", "choice(1, 2.5, x)").choices[0]) is int  # plain types, stored as JSON by Optuna
+
+
+BAD = {
+    "unknown key": (["--param", "train.batchsize=choice(16, 32)"], "batchsize"),
+    "key the model does not read": (["--param", "model.g_hidden=choice(64, 128)"], "g_hidden"),
+    "loguniform from 0": (["--param", "optim.lr_g=loguniform(0, 1)"], "low > 0"),
+    "empty choice": (["--param", "model.z_dim=choice()"], "empty choice"),
+    "grid with a continuous range": (["--sampler", "grid", "--param", "optim.lr_g=uniform(1e-4, 1e-3)"], "grid"),
+    "not a distribution": (["--param", "optim.lr_g=between(1, 2)"], "unknown distribution"),
+    "bad value in a choice": (["--param", "optim.name=choice(adam, adamm)"], "adamm"),
+    "unreachable server": (["--param", "optim.lr_g=loguniform(1e-4, 1e-3)", "--storage",
+                            "postgresql://gankit:s3cret@127.0.0.1:9/none"], "cannot open the study storage"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_one_line_and_exit_2(case: str, tiny: Path, tmp_path: Path, capsys) -> None:
+    args, needle = BAD[case]
+    out = tmp_path / "study"
+    rc = main(["tune", str(tiny), "--steps", "4", "--out", str(out), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2, err
+    assert len(err) == 1 and err[0].startswith("gankit: error: ") and needle in err[0], err
+    assert "s3cret" not in err[0] and "Traceback" not in err[0]
+    assert not (out / "study.json").exists() and not list(out.glob("trial-*"))
+
+
+def test_read_only_study_folder_is_refused(tiny: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "ro"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    out.chmod(0o555)
+    if os.access(out, os.W_OK):  # root writes anywhere: use a folder the kernel keeps read-only for everyone
+        out = Path("/sys/gankit-tune-study")
+        if os.access("/sys", os.W_OK) and not _sys_is_read_only():
+            pytest.skip("running as root on a machine where /sys is writable: no read-only folder to try")
+    rc = main(["tune", str(tiny), "--steps", "4", "--out", str(out), "--param", "optim.lr_g=loguniform(1e-4, 1e-3)"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "not writable" in err[0], err
+    if out.parent == tmp_path:
+        assert sorted(p.name for p in out.iterdir()) == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
+    else:
+        assert not out.exists()
+
+
+def _sys_is_read_only() -> bool:
+    try:
+        Path("/sys/gankit-probe").mkdir()
+    except OSError:
+        return True
+    Path("/sys/gankit-probe").rmdir()
+    return False
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# workers on SQLite, one killed mid-trial; the report
+
+
+def _load(study_dir: Path, url: str | None = None):
+    from gankit.tune.study import need_optuna
+
+    need_optuna()
+    spec = json.loads((study_dir / "study.json").read_text())
+    return optuna.load_study(study_name=spec["name"], storage=url or f"sqlite:///{study_dir / 'study.db'}")
+
+
+def _kill_a_worker_mid_trial(proc: subprocess.Popen, study: Path, timeout: float = 150) -> int:
+    """SIGKILL the process training a trial once that trial has a checkpoint past step 0 and is not finished."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout and proc.poll() is None:
+        for trial in sorted(study.glob("trial-*")):
+            ck = trial / "checkpoints"
+            latest = (ck / "latest").read_text().strip() if (ck / "latest").is_file() else ""
+            if latest >= "step-0000006" and not (ck / "final").exists() and (trial / ".lock").exists():
+                try:
+                    pid = json.loads((trial / ".lock").read_text())["pid"]
+                except (OSError, ValueError, KeyError):
+                    continue
+                os.kill(pid, signal.SIGKILL)
+                return int(trial.name.split("-")[1])
+        time.sleep(0.05)
+    pytest.fail("no trial reached a checkpoint to kill it at")
+
+
+@pytest.mark.slow
+def test_two_workers_on_sqlite_survive_a_kill_and_report(tiny: Path, tmp_path: Path) -> None:
+    study = tmp_path / EVIL
+    args = [str(tiny), "--out", str(study), "--trials", "3", "--workers", "2", "--steps", "24", "--eval-every", "6",
+            "--heartbeat", "1", "--param", "optim.lr_g=loguniform(1e-4, 1e-3)", "--param",
+            "model.g_channels=choice(8, 16)"]
+    proc = _tune(*args)
+    killed = _kill_a_worker_mid_trial(proc, study)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+    assert "was killed by SIGKILL" in out, out
+    s = _load(study)
+    states = [t.state.name for t in s.trials]
+    assert states.count("COMPLETE") + states.count("PRUNED") >= 3, out
+    retry = [t for t in s.trials if t.system_attrs.get("failed_trial") == killed]
+    assert retry and retry[0].state.name in ("COMPLETE", "PRUNED"), [(t.number, t.state, t.system_attrs) for t in s.trials]
+    assert retry[0].user_attrs["resumed_from_step"] >= 6  # continued from the dead trial's checkpoint, not step 0
+    folder = study / retry[0].user_attrs["folder"]
+    assert folder.name == f"trial-{killed:04d}" and (folder / "summary.json").is_file()
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["step"] == 24 or summary["stopped_by"] == "pruned"
+    for t in s.trials:  # every finished trial is an ordinary run folder with its own report
+        if t.state.name in ("COMPLETE", "PRUNED"):
+            run = study / t.user_attrs["folder"]
+            assert (run / "config.yaml").is_file() and (run / "report.html").is_file()
+            if t.state.name == "PRUNED":
+                assert json.loads((run / "summary.json").read_text())["stop_note"].startswith("pruned at step")
+    # best.yaml is a complete config that `gankit train` accepts, with the best trial's values
+    best = min((t for t in s.trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
+    cfg = resolve(file=study / "best.yaml")
+    assert cfg.optim.lr_g == pytest.approx(best.params["optim.lr_g"]) and cfg.model.g_channels == best.params["model.g_channels"]
+    assert cfg.data.holdout == 0 and cfg.train.steps == 24
+    html = (study / "report.html").read_text()
+    assert "st&lt;b&gt;&amp;&#x27;x" in html and EVIL not in html
+    assert f'href="trial-{best.number:04d}/report.html"' in html or best.user_attrs["folder"] in html
+    # the same study name with another space is refused, and nothing of the study changes
+    n = len(s.trials)
+    r = subprocess.run([sys.executable, "-m", "gankit", "tune", *args[:-1], "model.g_channels=choice(8, 32)"], env=_env(), text=True,
+                       capture_output=True, timeout=120)
+    assert r.returncode == 2 and "another config or space" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert len(_load(study).trials) == n
+    # `gankit report STUDY` rewrites the page from the storage
+    (study / "report.html").unlink()
+    assert main(["report", str(study)]) == 0 and (study / "report.html").is_file()
+    _open_in_chromium(study / "report.html")
+
+
+@pytest.mark.slow
+def test_ctrl_c_checkpoints_the_trial_and_the_same_command_continues(tiny: Path, tmp_path: Path) -> None:
+    study = tmp_path / "c"
+    args = [str(tiny), "--out", str(study), "--trials", "1", "--steps", "40", "--eval-every", "8", "--pruner", "none",
+            "--param", "optim.lr_g=loguniform(1e-4, 1e-3)"]
+    proc = _tune(*args)
+    ck = study / "trial-0000" / "checkpoints"
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 150 and proc.poll() is None:
+        if (ck / "latest").is_file() and (ck / "latest").read_text().strip() >= "step-0000008":
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "run the same command to continue" in out and "Traceback" not in out, out
+    step = int((ck / "latest").read_text().strip()[5:])
+    assert 8 <= step < 40 and not (ck / "final").exists()
+    proc = _tune(*args)  # the same command again: the interrupted trial continues from its checkpoint
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+    trials = _load(study).trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"], out
+    assert trials[1].user_attrs["resumed_from_step"] == step and trials[1].user_attrs["folder"] == "trial-0000"
+    assert json.loads((study / "trial-0000" / "summary.json").read_text())["step"] == 40
+
+
+def _open_in_chromium(page: Path) -> None:
+    from test_report import _chrome, _open
+
+    browser = _chrome()
+    try:
+        _open(browser, page)
+        svgs = browser.execute_script("return document.querySelectorAll('svg.chart').length")
+        rows = browser.execute_script("return document.querySelectorAll('table.sortable tbody tr').length")
+        title = browser.execute_script("return document.querySelector('h1').textContent")
+        assert svgs >= 4 and rows >= 4 and EVIL in title  # 3 trials finished + the one whose worker was killed
+    finally:
+        browser.quit()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# a real PostgreSQL server
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def postgres():
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql); .ci/run installs it")
+    as_user: list[str] = []
+    root = Path(tempfile.mkdtemp(prefix="gankit-pg-"))
+    if os.geteuid() == 0:  # initdb refuses root: run the server as the package's postgres user
+        if not shutil.which("runuser"):
+            pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, "postgres")
+    (root / "pw").write_text("s3cret\n")
+    if as_user:
+        shutil.chown(root / "pw", "postgres")
+    port = _free_port()
+    data = root / "data"
+    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "gankit", "--auth=scram-sha-256",
+                    f"--pwfile={root / 'pw'}"], check=True, capture_output=True, timeout=120)
+    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"), "-o",
+                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True,
+                   timeout=120)
+    try:
+        yield f"postgresql://gankit:s3cret@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_two_workers_on_postgresql(postgres: str, tiny: Path, tmp_path: Path) -> None:
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'gankit[tune-postgres]')")
+    wrong = postgres.replace("s3cret", "wrong")
+    r = subprocess.run([sys.executable, "-m", "gankit", "tune", str(tiny), "--steps", "4", "--out",
+                        str(tmp_path / "w"), "--storage", wrong, "--param", "optim.lr_g=loguniform(1e-4, 1e-3)"],
+                       env=_env(), text=True, capture_output=True, timeout=120)
+    assert r.returncode == 2 and "password authentication failed" in r.stderr and ":wrong@" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    args = [str(tiny), "--trials", "3", "--workers", "2", "--steps", "8", "--eval-every", "4", "--storage", postgres,
+            "--study-name", "pg-study", "--param", "optim.lr_g=loguniform(1e-4, 1e-3)"]
+    proc = _tune(*args, "--out", str(tmp_path / "a"))
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+    s = optuna.load_study(study_name="pg-study", storage=postgres)
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in s.trials) >= 3
+    assert "s3cret" not in (tmp_path / "a" / "study.json").read_text()
+    # a second study in the same database does not mix with the first
+    other = optuna.create_study(study_name="another", storage=postgres)
+    assert other.trials == [] and len(optuna.load_study(study_name="pg-study", storage=postgres).trials) == len(s.trials)
