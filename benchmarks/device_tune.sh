@@ -16,8 +16,10 @@ mkdir -p "$OUT"
 export PYTHONPATH=$PWD OMP_NUM_THREADS=1 GANKIT_CACHE=${GANKIT_CACHE:-$PWD/.cache/gankit}
 if ! $PY -c "import optuna" 2>/dev/null; then
     [ -d .whl ] || { echo "no optuna and no .whl/ wheel folder" >&2; exit 2; }
-    $PY -m pip install --quiet --no-index --find-links .whl --target .whl/site optuna
-    export PYTHONPATH=$PWD:$PWD/.whl/site
+    # --no-deps: .whl holds optuna and what the machine lacks (SQLAlchemy, alembic, colorlog, Mako, greenlet); numpy,
+    # PyYAML, tqdm and packaging are the machine's own
+    $PY -m pip install --quiet --no-index --no-deps --no-compile --target /tmp/gankit-site .whl/*.whl
+    export PYTHONPATH=$PWD:/tmp/gankit-site
 fi
 { date; uptime; lscpu | grep -E "Model name|^CPU\(s\)"; $PY -c "import torch, optuna; print('torch', torch.__version__, 'optuna', optuna.__version__, torch.backends.cpu.get_cpu_capability())"; } > "$OUT/machine.txt" 2>&1
 STUDY="$OUT/study"
