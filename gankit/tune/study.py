@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import tempfile
 import re
 import sqlite3
 from dataclasses import asdict, dataclass, field
@@ -142,9 +142,8 @@ def check_writable(folder: Path) -> None:
     """The study folder must take new files (trials, the report); a read-only one is refused before any work."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=folder):  # made and removed: nothing of it stays
+            pass
     except OSError as e:
         raise GankitError(f"study folder {folder} is not writable ({e.strerror or e}); choose another --out") from None
 
