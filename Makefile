@@ -1,5 +1,5 @@
 # `make run`: set up .venv with pinned dependencies and train the default model on the embedded digits data.
-# `make test`: same set-up, then the whole test suite.
+# `make test`: same set-up, then the whole test suite. `make lint`: ruff's checks (configured in pyproject.toml).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # `license = {text = ...}` in pyproject.toml, now an SPDX string.)
 PIP := PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 $(BIN)/pip
 
-.PHONY: run test bench clean
+.PHONY: run test lint bench clean
 
 $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check gankit tests benchmarks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/train_speed.py

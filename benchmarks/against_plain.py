@@ -299,8 +299,8 @@ def machine(device: str, threads: int) -> str:
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name()}, CUDA {torch.version.cuda}"
     try:
-        model = next(l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capture_output=True, text=True, check=False)
-                     .stdout.splitlines() if l.startswith("Model name"))
+        model = next(line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=False)
+                     .stdout.splitlines() if line.startswith("Model name"))
     except (OSError, StopIteration):
         model = platform.processor() or platform.machine()
     return f"{model} ({torch.backends.cpu.get_cpu_capability()}), {os.cpu_count()} cores, {threads} thread(s)"

@@ -247,7 +247,7 @@ def plain_step(G: nn.Module, D: nn.Module, images: torch.Tensor, labels: torch.T
     bce = nn.BCEWithLogitsLoss()
 
     def step() -> int:
-        for k in range(d_steps):
+        for _ in range(d_steps):
             real, y = batch_of()
             b = real.shape[0]
             z = torch.randn(b, nz, device=device)

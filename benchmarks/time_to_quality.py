@@ -302,7 +302,7 @@ KEEP = {"fd", "recall", "coverage", "precision", "classes_hit", "label_kl_unifor
 def cpu_model() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        return next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name")), "")
+        return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "")
     except OSError:
         return platform.processor()
 

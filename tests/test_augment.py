@@ -238,7 +238,7 @@ def test_state_dict_survives_torch_save(tmp_path) -> None:
 def test_ada_p_rises_when_d_is_overconfident_on_reals_and_falls_otherwise() -> None:
     a = build_augment("ada", seed=0, target=0.6, speed_kimg=1.0, interval=4)
     assert a is not None and a.adaptive and a.p == 0.0
-    for k in range(3):
+    for _ in range(3):
         a.update(torch.full((8,), 3.0))
         assert a.p == 0.0  # nothing moves before the interval
     a.update(torch.full((8,), 3.0))

@@ -275,7 +275,7 @@ def idx_plan(name: str, cfg: DataConfig) -> CachePlan:
 def load_idx_dataset(name: str, cfg: DataConfig) -> ImageData:
     """Split ``cfg.split`` of ``name`` ('all' = train then test; 'val' = test) as uint8 (N, 1, 28, 28), labels int64."""
     source = SOURCES[name]
-    parts = [_read_pair(i, l, len(source.class_names)) for i, l in _locate(name, cfg)]
+    parts = [_read_pair(i, lab, len(source.class_names)) for i, lab in _locate(name, cfg)]
     if len({p[0].shape[1:] for p in parts}) > 1:
         raise GankitError(f"{name}: the train and test image files have different image sizes; one is not from {name}")
     images = np.concatenate([p[0] for p in parts])[:, None]  # (N, 1, H, W)
