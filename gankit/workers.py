@@ -117,6 +117,8 @@ def run_workers(n: int, target: Callable[..., int | None], args: tuple[Any, ...]
     try:
         for p in procs:
             p.start()
+            if stopped and p.pid is not None:  # a signal came while the workers were starting: this one gets it too
+                os.kill(p.pid, stopped[0])
         while any(p.is_alive() for p in procs):
             deadline = time.monotonic() + tick_seconds
             for p in procs:

@@ -349,3 +349,12 @@ def test_interrupted_reproduction_writes_the_page_and_continues(tmp_path, monkey
     err = capsys.readouterr().err
     assert "1 of 2 runs already finished" in err and "vanilla-seed1: resuming" in err
     assert json.loads((out / "claims.json").read_text())["unfinished"] == []
+
+
+def test_a_diverged_seed_leaves_a_ranking_undecided() -> None:
+    """Two good seeds of the claimed-better run must not decide a ranking while its third seed diverged."""
+    from gankit.reproduce.verdict import UNDECIDED, compare_pair
+
+    assert compare_pair([1.0, 1.1, None], [5.0, 5.2, 5.1], lower_is_better=True)["outcome"] == UNDECIDED
+    assert compare_pair([1.0, 1.1, float("nan")], [5.0, 5.2, 5.1], lower_is_better=True)["outcome"] == UNDECIDED
+    assert compare_pair([1.0, 1.1, 1.2], [5.0, 5.2, 5.1], lower_is_better=True)["outcome"] != UNDECIDED

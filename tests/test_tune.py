@@ -314,3 +314,44 @@ def test_two_workers_on_postgresql(postgres: str, tiny: Path, tmp_path: Path) ->
     # a second study in the same database does not mix with the first
     other = optuna.create_study(study_name="another", storage=postgres)
     assert other.trials == [] and len(optuna.load_study(study_name="pg-study", storage=postgres).trials) == len(s.trials)
+
+
+def test_a_sampled_value_the_data_cannot_take_fails_that_trial_only(tmp_path: Path) -> None:
+    """A batch larger than the data is met inside training, not by the space check: that trial fails with its
+    message and counts as done; the search carries on; a study where no trial completes says so (exit 1)."""
+    from gankit.cli import main
+
+    out = tmp_path / "study"
+    args = ["tune", "--param", "train.batch_size=choice(100000)", "--trials", "2", "--workers", "1", "--steps", "2",
+            "--eval-every", "2", "--threads", "1", "--no-progress", "--out", str(out),
+            "--set", "data.image_size=16", "--set", "model.g_channels=8", "--set", "model.d_channels=8",
+            "--set", "data.limit=128", "--set", "data.holdout=64"]
+    assert main(args) == 1
+    import optuna
+
+    study = optuna.load_study(study_name=json.loads((out / "study.json").read_text())["name"],
+                              storage=f"sqlite:///{out / 'study.db'}")
+    failed = [t for t in study.trials if t.state.name == "FAIL"]
+    assert len(failed) == 2 and all("batch" in t.user_attrs["error"] for t in failed)
+    assert not (out / "best.yaml").exists()
+
+
+def test_a_worker_setting_does_not_change_the_study_but_a_budget_does() -> None:
+    """Threads, device and the data folder may differ between the runs and machines of one study; the budget and
+    what a trial trains may not."""
+    from dataclasses import replace
+
+    from gankit.config.layering import resolve
+    from gankit.tune.study import StudySpec
+
+    def spec(**overrides: object) -> StudySpec:
+        base = resolve(overrides={"train.steps": 5, **overrides}).to_dict()
+        return StudySpec(name="s", folder="f", storage="sqlite://", config=None, flags={}, space={"optim.lr_g": "x"},
+                         tune_keys={}, metric="eval/fd", direction="minimize", sampler="tpe", pruner="median",
+                         seed=0, trials=1, heartbeat=10, resolved_base=base)
+
+    one = spec(**{"train.threads": 1})
+    assert one.fingerprint() == spec(**{"train.threads": 2, "train.device": "cpu", "data.dir": "elsewhere"}).fingerprint()
+    assert one.fingerprint() != spec(**{"train.threads": 1, "train.steps": 6}).fingerprint()
+    assert one.fingerprint() != spec(**{"train.threads": 1, "optim.lr_d": 1e-3}).fingerprint()
+    assert replace(one, space={"optim.lr_g": "y"}).fingerprint() != one.fingerprint()

@@ -51,6 +51,9 @@ def compare_pair(better: Sequence[float | None], worse: Sequence[float | None], 
     if len(a) < MIN_SEEDS or len(b) < MIN_SEEDS:
         return {"gap": None, "spread": None, "outcome": UNDECIDED,
                 "why": f"needs >= {MIN_SEEDS} seeds with a finite value per run (got {len(a)} and {len(b)})"}
+    if len(a) < len(better) or len(b) < len(worse):  # as threshold does: a seed that diverged or is missing
+        return {"gap": None, "spread": None, "outcome": UNDECIDED,  # would otherwise drop out of the ranking
+                "why": "a seed has no finite value (diverged or not measured); the ranking is left undecided"}
     gap = (mean(b) - mean(a)) if lower_is_better else (mean(a) - mean(b))
     sp = max(spread(a), spread(b))
     if gap > sp:
@@ -96,7 +99,7 @@ def same(values: Values, runs: Sequence[str], tolerance: float = 0.1, what: str 
     for i, x in enumerate(runs):
         for y in runs[i + 1:]:
             a, b = _finite(values[x]), _finite(values[y])
-            if len(a) < MIN_SEEDS or len(b) < MIN_SEEDS:
+            if len(a) < MIN_SEEDS or len(b) < MIN_SEEDS or len(a) < len(values[x]) or len(b) < len(values[y]):
                 pairs.append({"better": x, "worse": y, "gap": None, "spread": None, "outcome": UNDECIDED,
                               "why": f"needs >= {MIN_SEEDS} seeds per run"})
                 continue

@@ -112,7 +112,13 @@ class Objective:
         from ..training.loop import train
 
         params = {k: suggest(trial, k, d) for k, d in self.space.items()}
-        cfg = trial_config(self.spec, params, self.threads)
+        try:
+            cfg = trial_config(self.spec, params, self.threads)
+        except GankitError as e:  # a combination of sampled values the config's checks refuse: a failed trial
+            message = " ".join(str(e).split())
+            trial.set_user_attr("error", message)
+            print(f"gankit: trial {trial.number} failed: {message}", file=sys.stderr)
+            return float("nan")
         folder, resume = _folder_for(self.spec, trial)
         resumed_from = None
         if resume:
@@ -137,10 +143,15 @@ class Objective:
         cpu0, wall0 = time.process_time(), time.monotonic()
         try:
             run = train(cfg, out=None if resume else folder, resume=folder if resume else None, on_scores=on_scores)
-        except DivergedError as e:
-            trial.set_user_attr("error", str(e))
+        except (DivergedError, GankitError) as e:
+            # The recipe diverged, or a sampled value is one the data or model cannot take (e.g. a batch larger than
+            # the data): this trial failed and counts as done; the search carries on with other values.
+            message = " ".join(str(e).split())
+            trial.set_user_attr("error", message)
             self._spent(trial, cpu0, wall0)
-            return float("nan")  # Optuna records a failed trial; it counts as done (the recipe diverges)
+            if not isinstance(e, DivergedError):
+                print(f"gankit: trial {trial.number} failed: {message}", file=sys.stderr)
+            return float("nan")  # Optuna records a failed trial
         except Exception as e:  # noqa: BLE001 - Interrupted, and anything else: the trial will be retried
             if isinstance(e, Interrupted):
                 trial.set_user_attr("interrupted_at", str(e))

@@ -213,7 +213,9 @@ def best_yaml(spec: dict[str, Any], best: Any) -> str:
     from ..core.yamlio import dump_yaml
     from ..nets import MODELS
 
-    cfg = resolve(file=spec.get("config"), overrides={**spec.get("flags", {}), **best.params})
+    # where the search ran (its threads, its device) is not part of the recipe: the machine that trains it decides
+    flags = {k: v for k, v in spec.get("flags", {}).items() if k not in ("train.threads", "train.device")}
+    cfg = resolve(file=spec.get("config"), overrides={**flags, **best.params})
     d = cfg.to_dict()
     # Only the keys the chosen model reads: the others are refused when the file is read back as a config.
     fields = MODELS.get(cfg.model.name).fields

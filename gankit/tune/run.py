@@ -149,6 +149,10 @@ def run_tune(config: str | None, space_file: str | None, params: list[str], flag
     if stopped:
         say(f"tune: stopped by a signal with {c.done} of {target} trials done; run the same command to continue")
         return 128 + stopped
+    if c.done >= target and not c.complete:
+        say(f"tune: none of the {c.done} trials completed (each failed or was pruned; see the lines above and "
+            f"{spec.root / 'report.html'}); no best.yaml")
+        return 1
     if c.done < target:
         if any(e.exitcode == 2 for e in exits):  # a trial met bad input; its worker said which in one line
             return 2
@@ -167,8 +171,12 @@ def requeue_interrupted(study: Any, say: Callable[[str], None]) -> None:
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
     for t in trials:
         if t.state == TrialState.FAIL and not t.user_attrs.get("error") and t.number not in retried:
+            before = len(study.get_trials(deepcopy=False))
             retry_callback()(study, t)
-            say(f"tune: trial {t.number} was stopped before it finished; queued again (continues its checkpoint)")
+            if len(study.get_trials(deepcopy=False)) > before:
+                say(f"tune: trial {t.number} was stopped before it finished; queued again (continues its checkpoint)")
+            else:  # the callback's retry limit is reached: say so instead of silently dropping it
+                say(f"tune: trial {t.number} was stopped before it finished and has used its retries; not queued")
 
 
 class Progress:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config.schema import BUDGET_KEYS, RESUME_MAY_CHANGE, flatten
 from ..core.errors import GankitError
 from ..core.io import write_json
 
@@ -71,7 +72,11 @@ class StudySpec:
         """What defines the search: base config, flags, space, objective and tune's own keys (not --trials or
         --workers, which may change between runs of the same study)."""
         own = {k: v for k, v in self.tune_keys.items() if k != "data.holdout"}  # chosen from the base config's data
-        core = {"config": self.resolved_base, "space": self.space, "tune_keys": own,
+        # Settings of where and how a worker runs (threads, device, data folder, logging) may differ between the
+        # machines and runs of one study; what a trial trains and its budget may not.
+        side = (RESUME_MAY_CHANGE - set(BUDGET_KEYS)) | {"train.device", "data.dir", "data.cache_dir"}
+        config = {k: v for k, v in flatten(self.resolved_base).items() if k not in side}
+        core = {"config": config, "space": self.space, "tune_keys": own,
                 "metric": self.metric, "direction": self.direction}
         return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
