@@ -332,9 +332,13 @@ def run_all(out: Path, workers: int, threads: int, say: Callable[[str], None]) -
         return None
     total = len(plan["jobs"])
 
-    def tick() -> None:
+    said = [-1]
+
+    def tick() -> None:  # a line when the count moves, not every tick (logs and CI read it line by line)
         n = sum(job_done(out, j) for j in plan["jobs"])
-        say(f"{n}/{total} runs finished")
+        if n != said[0]:
+            said[0] = n
+            say(f"{n}/{total} runs finished")
 
     exits, stopped = run_workers(min(workers, len(todo)), _worker, (str(out),), threads=threads, tick=tick,
                                  tick_seconds=30.0)
