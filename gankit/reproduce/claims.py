@@ -136,6 +136,16 @@ def _need(d: Any, key: str, where: str, kind: type | tuple[type, ...]) -> Any:
     return v
 
 
+def _run_list(raw: dict[str, Any], key: str, where: str, runs: Any, what: str) -> list[str]:
+    """``raw[key]``: a list of two or more run names, each defined in the claims file."""
+    names = _need(raw, key, where, list)
+    if len(names) < 2:
+        raise GankitError(f"{where}.{key}: {what} needs two or more runs")
+    for r in names:
+        _run_name(r, runs, f"{where}.{key}")
+    return names
+
+
 def _run_name(value: Any, runs: dict[str, RunSpec], where: str) -> str:
     if value not in runs:
         raise GankitError(f"{where}: run '{value}' is not defined under runs:{closest(str(value), list(runs))}; "
@@ -158,11 +168,7 @@ def _check(raw: Any, runs: dict[str, RunSpec], where: str) -> Check:
                           f"choose one of: {', '.join(METRICS.names())}")
     fields = {k: v for k, v in raw.items() if k not in ("kind", "metric")}
     if kind == "rank":
-        order = _need(raw, "order", where, list)
-        if len(order) < 2:
-            raise GankitError(f"{where}.order: a ranking needs two or more runs")
-        for r in order:
-            _run_name(r, runs, f"{where}.order")
+        _run_list(raw, "order", where, runs, "a ranking")
     elif kind == "best":
         among = _need(raw, "among", where, list)
         for r in [raw.get("winner"), *among]:
@@ -170,11 +176,7 @@ def _check(raw: Any, runs: dict[str, RunSpec], where: str) -> Check:
         if raw["winner"] not in among or len(among) < 2:
             raise GankitError(f"{where}: winner '{raw['winner']}' must be one of two or more runs in among")
     elif kind == "same":
-        names = _need(raw, "runs", where, list)
-        if len(names) < 2:
-            raise GankitError(f"{where}.runs: a 'same' check needs two or more runs")
-        for r in names:
-            _run_name(r, runs, f"{where}.runs")
+        _run_list(raw, "runs", where, runs, "a 'same' check")
         if "tolerance" in raw:
             _need(raw, "tolerance", where, (int, float))
     else:

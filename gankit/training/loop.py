@@ -50,11 +50,15 @@ class Run:
     scores: dict[str, float] = field(default_factory=dict)  # the newest validation scores ("eval/...")
 
 
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
@@ -63,7 +67,7 @@ def pick_device(name: str) -> torch.device:
         raise GankitError(f"train.device={name!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise GankitError(f"train.device={name!r} but CUDA is not available here; use train.device=cpu")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+    if dev.type == "mps" and not _mps_available():
         raise GankitError(f"train.device={name!r} but this PyTorch has no usable MPS (Apple GPU) backend here; use "
                           f"train.device=cpu (or auto)")
     if dev.type not in ("cpu", "cuda", "mps"):
