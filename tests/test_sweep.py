@@ -141,3 +141,15 @@ def test_sweep_over_config_files(tmp_path, tiny_overrides, capsys):
     assert "optim.name=adam" in md and "optim.name=sgd" in md
     assert main(["sweep", str(files[0]), "--out", str(tmp_path / "one")]) == 2
     assert "two or more configs" in capsys.readouterr().err
+
+
+def test_sweep_takes_the_data_flags() -> None:
+    from gankit.cli import build_parser
+    from gankit.cli.common import overrides
+
+    argv = ["--data", "mnist", "--data-dir", "some/where", "--split", "test", "--steps", "5"]
+    for cmd in (["sweep", "--out", "s"], ["train"]):
+        args = build_parser().parse_args([*cmd, *argv])
+        over = overrides(args)
+        assert (over["data.name"], over["data.dir"], over["data.split"], over["train.steps"]) == \
+            ("mnist", "some/where", "test", 5)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, where the scripts are
 from emoji_folder import IMAGES, folder_name, write_folder  # noqa: E402
 
 from gankit.config import DataConfig  # noqa: E402

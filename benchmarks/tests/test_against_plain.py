@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this file is benchmarks/tests/...)
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import against_plain as A  # noqa: E402
 import plain_steps  # noqa: E402

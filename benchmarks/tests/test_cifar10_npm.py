@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/, where the scripts are
 import cifar10_npm  # noqa: E402
 from cifar10_npm import main, write_batches  # noqa: E402
 
