@@ -1,5 +1,5 @@
 #!/bin/bash
-# gankit tune with and without pruning on the same small MNIST space (BENCHMARKS.md, "gankit tune: pruning"):
+# gankit tune with and without pruning on the same small MNIST space (docs/notes/tune.md, "Pruned against unpruned"):
 # 6 trials of 800 steps each, 2 workers x 1 thread, conditional MNIST recipe, 2,000 held-out test images, TPE seed 0.
 # The second search starts once the first has built the scoring reference (the classifier is then cached).
 #   DATA_DIR=path/to/mnist bash benchmarks/tune_pruning.sh [OUT_ROOT] [NICE]

@@ -61,7 +61,7 @@ def test_recommended_differs_from_the_plain_defaults(no_data_set_defaults):
     assert _without_budget(resolve(overrides={"data.name": "mnist"})) != _without_budget(shipped)
 
 
-# The keys the two recipes were measured apart on (BENCHMARKS.md "Time to quality"); everything else is shared.
+# The keys the two recipes were measured apart on (docs/notes/time-to-quality-round-*.md); everything else is shared.
 MEASURED_APART = ("model.num_classes", "model.g_channels", "model.d_channels", "model.g_class_norm", "train.ema_half_life",
                   "train.batch_size")
 
