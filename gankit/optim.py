@@ -14,9 +14,9 @@ OPTIMIZERS: Registry[Builder] = Registry("optimizer")
 
 
 def _fusable(params: list[torch.nn.Parameter]) -> bool:
-    """Adam's fused kernel (one pass over each tensor instead of about ten) runs on the CPU and CUDA. It is 1.5-3x
-    faster than the per-parameter loop (BENCHMARKS.md, issue 10): at pix2pix's 57 M parameters and batch 1 the
-    optimizer is most of a step. A checkpoint's param groups keep the flag, so a run resumes with the kernel it
+    """Adam's fused kernel (one pass over each tensor instead of about ten) runs on the CPU and CUDA. It is several
+    times faster than the per-parameter loop, and at pix2pix's 57 M parameters and batch 1 the optimizer is most of a
+    step (docs/notes/speed-and-side-work.md, "What was changed, and what paid"). A checkpoint's param groups keep the flag, so a run resumes with the kernel it
     started with (exact resume holds for runs saved before it was the default too)."""
     return bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
 
@@ -32,8 +32,8 @@ def memory_order(t: torch.Tensor) -> torch.Tensor | None:
 class LayoutAdam(torch.optim.Adam):
     """torch.optim.Adam whose fused kernel sees each channels_last parameter, its gradient and moments as the flat
     blocks they are. Adam is elementwise, so the update is the same (tested bit for bit); but the fused CPU kernel
-    (torch 2.13) copies every non-contiguous tensor to a contiguous one first: the MNIST default's update (G and D,
-    0.87 M parameters, 2 threads) takes 0.83 ms instead of 1.20 (BENCHMARKS.md, "Time to quality", sixth round).
+    (torch 2.13) copies every non-contiguous tensor to a contiguous one first, a cost on every step that the views
+    avoid (measured in docs/notes/time-to-quality-round-6.md, "Adam without layout copies").
     State, state dicts and checkpoints are Adam's: only the lists handed to the kernel hold views."""
 
     def _init_group(self, group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps):

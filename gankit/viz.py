@@ -73,8 +73,8 @@ GIF_BYTES = 3_000_000  # what progress.gif aims to stay under: frames are shrunk
 
 def paletted(im: Image.Image) -> Image.Image:
     """An RGB frame reduced to a 256-colour palette for GIF by fast octree quantization: Pillow's own conversion
-    when handed RGB frames (median cut) took 0.35 s of CPU for one 392x1042 pix2pix grid, 4 ms this way, and
-    progress.gif encodes every frame (issue 30: 1.4 s of a 2-frame pix2pix run's final plots on a 2-core machine)."""
+    when handed RGB frames (median cut) is far slower, and progress.gif encodes every frame (docs/notes/
+    code-comments.md; the run's share in docs/notes/against-plain.md, "pix2pix's side work on real pairs")."""
     return im.quantize(256, method=Image.Quantize.FASTOCTREE)
 
 

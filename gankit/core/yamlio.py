@@ -35,7 +35,8 @@ from .errors import GankitError
 from .io import open_user_file
 
 # A config is a few hundred bytes, a resolved one about 2 KB. PyYAML's pure-Python reader (needed for the checks
-# below) takes about 2 s for 64 KB of the slowest input (a flow list "[1,1,...]") and over 40 s for 1 MB.
+# below) slows down steeply with size on its slowest inputs, so far larger files are refused unread
+# (docs/notes/code-comments.md).
 MAX_BYTES = 64 * 1024
 MAX_DEPTH = 32  # nested mappings/lists; a config needs 3
 

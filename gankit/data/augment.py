@@ -313,7 +313,7 @@ class Augment:
         fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
         gen: Draws = self.gen if self.shard is None else Rows(self.gen, *self.shard)
         # The ops run on a contiguous (B, C, H, W) copy: their elementwise kernels, channel mean and grid_sample are
-        # 2-3x slower on channels_last strides (measured at 64x64x3); one copy each way is cheaper than that.
+        # slower on channels_last strides by more than one copy each way costs (docs/notes/code-comments.md).
         out = x.contiguous()
         for name in self.ops:
             out = AUG_OPS.get(name)(out, self.p, gen)

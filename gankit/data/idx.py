@@ -286,12 +286,11 @@ def load_idx_dataset(name: str, cfg: DataConfig) -> ImageData:
 # gankit's recommended MNIST recipe beneath the user's config (configs/recommended/mnist-conditional.yaml spells it
 # out, with the measurements that chose it): MNIST has labels, so `--data mnist` trains the class-conditional DCGAN
 # (drawing classes in the training images' proportions when no class is asked for) at the native 28x28, with an
-# EMA of G. At the same CPU-minutes it reaches a 3x lower FD than the best unconditional recipe
-# (configs/recommended/mnist.yaml, for unlabelled MNIST-like data). A narrow D (32 channels) and a G twice as wide: a
-# step costs 1.6x less than the 64-channel DCGAN's, and the wider G keeps improving where a 32-channel one levels off.
-# Class-conditional BatchNorm in G (fourth round): FD 12 % lower at equal steps over two seeds. Batch 32 (fifth
-# round): a step costs 0.55 of batch 64's, and at equal CPU time FD is 8 % lower (two seeds: 13 %, 2 %). Learning
-# rates stay 2e-4 (sixth round): 3e-4 is ahead at 12,690 steps but levels off higher by the 19-21k steps of 10 minutes.
+# EMA of G: at the same CPU-minutes it reaches a far lower FD than the best unconditional recipe
+# (configs/recommended/mnist.yaml, for unlabelled MNIST-like data). A narrow D (32 channels) and a G twice as wide
+# (cheaper steps than the 64-channel DCGAN's, and the wider G keeps improving where a 32-channel one levels off),
+# class-conditional BatchNorm in G, batch 32 and learning rates of 2e-4 each won their round at a CPU budget:
+# docs/notes/time-to-quality-round-{3,4,5,6}.md.
 @dataset("mnist", channels=1, num_classes=10, cache_plan=partial(idx_plan, "mnist"),
          defaults={"data.image_size": 28, "model.num_classes": 10, "model.g_channels": 64, "model.d_channels": 32,
                    "model.g_class_norm": True, "train.ema_half_life": 10, "train.batch_size": 32})

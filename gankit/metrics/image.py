@@ -75,7 +75,7 @@ def ssim_per_image(
     def blur(t: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H', W'): each channel on its own
         # The 2-D Gaussian is the outer product of g with itself, so the 'valid' blur is two banded matrix products
         # (float64 BLAS). The depthwise float64 conv2d it replaces had no fast CPU kernel: it was most of pix2pix's
-        # validation time (23 s of 32 pairs at 128 px on a loaded 2-core machine; BENCHMARKS.md, issue 30).
+        # validation time (docs/notes/against-plain.md, "pix2pix's side work on real pairs").
         return rows @ t @ cols.T
 
     mu_x, mu_y = blur(x), blur(y)

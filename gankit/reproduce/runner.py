@@ -267,7 +267,7 @@ def work(out: Path, threads: int, say: Callable[[str], None]) -> int:
     plan = json.loads((out / PLAN).read_text())
     done = 0
     # numpy's BLAS (the evaluation's FD, KID, Parzen) keeps to this worker's share of the cores too: on a busy
-    # machine, KID of 96 samples took 2.8 s with OpenBLAS's 2 threads and 0.23 s with one.
+    # machine a second BLAS thread made KID many times slower (docs/notes/code-comments.md).
     with threadpool_limits(threads):
         done = _walk(out, plan, threads, say, RunDir)
     return done
