@@ -1,7 +1,7 @@
 """Issue 14.12: can FD see blur? FD of real, blurred, noise and mean-image sets against held-out real images.
 
-Protocol: one split of a data set (MNIST's test split in docs/notes/fd-sees-blur.md) loaded at ``--size``. A fixed random
-``2 n`` images (``holdout_split``, seed 0: the same images ``data.holdout=2n`` keeps out of a GAN run) are cut at
+Protocol: one split of a data set (MNIST's test split in docs/notes/fd-sees-blur.md) loaded at ``--size``. A fixed
+random ``2 n`` images (``holdout_split``, seed 0: the same images ``data.holdout=2n`` keeps out of a GAN run) are cut at
 random (seed 1) into the reference set and the "real held-out" row; the classifier trains on the rest, so it never
 sees the reference. Rows of n images each: real held-out; the same images blurred by a 5-point box filter (each pixel
 averaged with its 4 neighbours), once and twice; uniform noise; the mean image of the classifier's part; and any

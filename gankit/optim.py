@@ -16,8 +16,9 @@ OPTIMIZERS: Registry[Builder] = Registry("optimizer")
 def _fusable(params: list[torch.nn.Parameter]) -> bool:
     """Adam's fused kernel (one pass over each tensor instead of about ten) runs on the CPU and CUDA. It is several
     times faster than the per-parameter loop, and at pix2pix's 57 M parameters and batch 1 the optimizer is most of a
-    step (docs/notes/speed-and-side-work.md, "What was changed, and what paid"). A checkpoint's param groups keep the flag, so a run resumes with the kernel it
-    started with (exact resume holds for runs saved before it was the default too)."""
+    step (docs/notes/speed-and-side-work.md, "What was changed, and what paid"). A checkpoint's param groups keep
+    the flag, so a run resumes with the kernel it started with (exact resume holds for runs saved before it was the
+    default too)."""
     return bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
 
 

@@ -73,8 +73,9 @@ GIF_BYTES = 3_000_000  # what progress.gif aims to stay under: frames are shrunk
 
 def paletted(im: Image.Image) -> Image.Image:
     """An RGB frame reduced to a 256-colour palette for GIF by fast octree quantization: Pillow's own conversion
-    when handed RGB frames (median cut) is far slower, and progress.gif encodes every frame (docs/notes/
-    code-comments.md; the run's share in docs/notes/against-plain.md, "pix2pix's side work on real pairs")."""
+    when handed RGB frames (median cut) is far slower, and progress.gif encodes every frame
+    (docs/notes/code-comments.md; the run's share in docs/notes/against-plain.md, "pix2pix's side work on real
+    pairs")."""
     return im.quantize(256, method=Image.Quantize.FASTOCTREE)
 
 
