@@ -315,7 +315,8 @@ def uptime() -> str:
 
 
 def tables(files: list[Path]) -> None:
-    """The BENCHMARKS.md tables: every run's FD at each point, its end-of-run checks, and per-class accuracy."""
+    """The rounds' tables (docs/notes/time-to-quality-round-*.md): every run's FD at each point, its end-of-run
+    checks, and per-class accuracy."""
     runs = [json.loads(f.read_text()) for f in files]
     print("| run | px | train images | steps | FD at each point (minutes: FD) | FD / real row | classes hit | "
           "KL(labels‖uniform) | NN dist. samples / real | recall |")
