@@ -69,7 +69,7 @@ class RunData:
 
     dir: Path
     config: dict[str, Any]  # flattened dotted keys of config.yaml
-    meta: dict[str, Any]  # run.json: image_shape, class_names, recipe, device, threads
+    meta: dict[str, Any]  # run.json: image_shape, class_names, family, device, threads
     summary: dict[str, Any]  # summary.json ({} while running)
     rows: list[dict[str, Any]]  # metrics.jsonl
     metrics: dict[str, Any]  # metrics.json of `gankit eval` ({} when not evaluated)
@@ -84,8 +84,12 @@ class RunData:
         return self.dir.name
 
     @property
-    def recipe(self) -> str:
-        return str(self.meta.get("recipe", "gan"))
+    def family(self) -> str | None:
+        """The model family that trained the run (run.json's ``family``, or ``recipe`` in older runs, or its
+        model's); None when this gankit does not know it."""
+        from .tasks import family_of_run
+
+        return family_of_run(self.meta, self.config.get("model.name"))
 
 
 def _json_file(path: Path) -> dict[str, Any]:
@@ -591,9 +595,14 @@ def run_section(run: RunData, defaults: dict[str, Any] | None = None, interpolat
         charts.append(svg_chart([(k, _series(run.rows, k)) for k in others], "other logged values", marks=marks))
     parts.append(f'<div class="plots">{"".join(charts)}</div>')
 
+    from types import SimpleNamespace
+
     from .tasks import TASKS
 
-    spec = TASKS.get(run.recipe) if run.recipe in TASKS else TASKS.get("gan")
+    # A family this gankit does not have: its pictures and scores, under neutral titles.
+    spec = TASKS.get(run.family) if run.family else SimpleNamespace(
+        preview_title="Previews over training", preview_caption="", best_metric=("", "min"), validation_title="",
+        latent_interpolation=False)
     frames = thin(run.grids, MAX_FRAMES)
     if frames:
         parts.append(f"<h2>{esc(spec.preview_title)}</h2>")

@@ -118,3 +118,63 @@ def test_no_model_family_branches_outside_the_registries(path: Path) -> None:
             consts = [c.value for c in [node.left, *node.comparators] if isinstance(c, ast.Constant)]
             hit = [c for c in consts if isinstance(c, str) and c in names]
             assert not hit, f"{path.relative_to(ROOT)}:{node.lineno} compares with the family/model name {hit[0]!r}"
+
+
+# Files outside gankit/tasks and gankit/nets that may name a family, and why.
+NAMES_A_FAMILY = {
+    # the paired data sets suggest the model that trains on pairs (model.name, beneath the user's layers)
+    "data/paired.py": {"pix2pix"},
+}
+
+
+def _family_tests(tree: ast.AST, families: set[str], models: set[str], shape: bool = True) -> list[tuple[int, str]]:
+    """(line, what) for each place that names a model family or tells families apart: a family's name as a string
+    (not a docstring), a family or model name in a comparison or membership test, or a test of the data's shape
+    (``data.targets is None``: paired or not) that stands for a family test (with ``shape``: not in gankit/data,
+    whose containers carry targets or not)."""
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.body
+                  and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in families \
+                and id(node) not in docstrings:
+            found.append((node.lineno, f"names the family {node.value!r}"))
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            consts = [c for s in sides for c in ([s] if isinstance(s, ast.Constant) else
+                                                 s.elts if isinstance(s, (ast.Tuple, ast.List, ast.Set)) else [])]
+            hit = [c.value for c in consts if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                   and c.value in families | models]
+            if hit:
+                found.append((node.lineno, f"compares with the family/model name {hit[0]!r}"))
+            if shape and any(isinstance(s, ast.Attribute) and s.attr == "targets" for s in sides) and \
+                    any(isinstance(s, ast.Constant) and s.value is None for s in sides):
+                found.append((node.lineno, "tells families apart by the data's shape (targets is None)"))
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(p for p in ROOT.rglob("*.py") if p.parent.name not in ("tasks", "nets")),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_file_outside_the_families_names_a_family(path: Path) -> None:
+    """A family lives in gankit/tasks/<family>.py and its networks in gankit/nets/: everything else asks the family
+    (its TaskSpec, its task) and never names one, nor decides by the data's shape which one it is."""
+    from gankit.nets import MODELS
+    from gankit.tasks import TASKS
+
+    rel = str(path.relative_to(ROOT))
+    families, models = set(TASKS.names()), set(MODELS.names())
+    tree = ast.parse(path.read_text())
+    found = [(line, what) for line, what in _family_tests(tree, families, models, shape=not rel.startswith("data/"))
+             if not any(f"'{name}'" in what for name in NAMES_A_FAMILY.get(rel, ()))]
+    assert not found, f"{rel}:{found[0][0]} {found[0][1]}"
+
+
+def test_the_family_check_finds_family_tests() -> None:
+    """The check above is not vacuous: each kind of family test it looks for is found."""
+    fams, models = {"gan", "pix2pix"}, {"dcgan", "pix2pix"}
+    for src in ('meta = {"recipe": "gan"}', 'ok = name in ("dcgan", "mlp")', 'if cfg.model.name == "pix2pix": pass',
+                'shape = data.shape if data.targets is None else data.targets.shape[1:]'):
+        assert _family_tests(ast.parse(src), fams, models), src
+    for src in ('"""A docstring that says gan."""', 'x = cfg.model.name', 'ok = data.labels is None'):
+        assert not _family_tests(ast.parse(src), fams, models), src

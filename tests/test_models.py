@@ -11,7 +11,7 @@ from gankit.nets import MODELS, build_models, sample_noise
 @pytest.mark.parametrize("channels", [1, 3])
 def test_dcgan_shapes(size, channels):
     c = ModelConfig(z_dim=16, g_channels=8, d_channels=8)
-    g, d = build_models(c, (channels, size, size))
+    g, d = build_models(c, (channels, size, size)).values()
     x = g(torch.randn(3, 16))
     assert x.shape == (3, channels, size, size)
     assert x.min() >= -1 and x.max() <= 1
@@ -23,7 +23,7 @@ def test_dcgan_shapes(size, channels):
 def test_conditional_models(name, conditioning):
     c = ModelConfig(name=name, z_dim=8, g_channels=8, d_channels=8, num_classes=10, conditioning=conditioning,
                     g_hidden=(32,), d_hidden=(32,))
-    g, d = build_models(c, (1, 28, 28))
+    g, d = build_models(c, (1, 28, 28)).values()
     y = torch.arange(4)
     x = g(torch.randn(4, 8), y)
     assert x.shape == (4, 1, 28, 28) and d(x, y).shape == (4,)
@@ -34,20 +34,20 @@ def test_conditional_models(name, conditioning):
 
 def test_report_002_mlp_is_expressible():
     c = ModelConfig(name="mlp", z_dim=100, noise="uniform", g_hidden=(128,), d_hidden=(128,), g_batchnorm=False)
-    g, d = build_models(c, (1, 28, 28))
+    g, d = build_models(c, (1, 28, 28)).values()
     linears = [m for m in g.modules() if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(100, 128), (128, 784)]
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in g.modules())
 
 
 def test_reference_64px_dcgan_widths():
-    g, _ = build_models(ModelConfig(), (3, 64, 64))
+    g, _ = build_models(ModelConfig(), (3, 64, 64)).values()
     convs = [m for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
     assert [(m.in_channels, m.out_channels) for m in convs] == [(100, 512), (512, 256), (256, 128), (128, 64), (64, 3)]
 
 
 def test_dcgan_init_statistics():
-    g, _ = build_models(ModelConfig(g_channels=64), (3, 64, 64))
+    g, _ = build_models(ModelConfig(g_channels=64), (3, 64, 64)).values()
     w = torch.cat([m.weight.flatten() for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)])
     assert abs(w.std().item() - 0.02) < 0.002
 
@@ -61,23 +61,23 @@ def test_noise_priors():
 
 def test_spectral_norm_flag():
     c = ModelConfig(z_dim=8, g_channels=8, d_channels=8, spectral_norm_d=True)
-    _, d = build_models(c, (1, 16, 16))
+    _, d = build_models(c, (1, 16, 16)).values()
     assert any("parametrizations" in n for n, _ in d.named_parameters())
 
 
 def test_every_registered_gan_model_builds():
     for name in MODELS.names():
-        if MODELS.get(name).task != "gan":
+        if MODELS.get(name).family != "gan":
             continue
         c = ModelConfig(name=name, z_dim=8, g_channels=8, d_channels=8, g_hidden=(16,), d_hidden=(16,))
-        g, d = build_models(c, (1, 28, 28))
+        g, d = build_models(c, (1, 28, 28)).values()
         assert d(g(torch.randn(2, 8))).shape == (2,)
 
 
 @pytest.mark.parametrize("upsample", ["nearest", "nearest_last"])
 def test_dcgan_nearest_upsampling(upsample):
     c = ModelConfig(z_dim=8, g_channels=8, d_channels=8, g_upsample=upsample)
-    g, _ = build_models(c, (1, 28, 28))
+    g, _ = build_models(c, (1, 28, 28)).values()
     transposed = [m for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
     # The 1x1 -> 7x7 projection stays transposed; "nearest" replaces both stride-2 layers, "nearest_last" the last.
     assert len(transposed) == (1 if upsample == "nearest" else 2)
@@ -103,14 +103,14 @@ def test_minibatch_std_sees_a_batch_without_variety():
 @pytest.mark.parametrize("conditioning", ["concat", "projection"])
 def test_dcgan_discriminator_with_minibatch_std(conditioning):
     c = ModelConfig(z_dim=8, g_channels=8, d_channels=8, d_mbstd=4, num_classes=10, conditioning=conditioning)
-    g, d = build_models(c, (1, 28, 28))
+    g, d = build_models(c, (1, 28, 28)).values()
     y = torch.arange(8) % 10
     assert d(g(torch.randn(8, 8), y), y).shape == (8,)
     assert d.head.in_channels == 16 + 1
 
 
 def test_dcgan_clamp_output_reaches_exact_black_and_white():
-    g, _ = build_models(ModelConfig(z_dim=8, g_channels=8, d_channels=8, g_output="clamp"), (1, 16, 16))
+    g, _ = build_models(ModelConfig(z_dim=8, g_channels=8, d_channels=8, g_output="clamp"), (1, 16, 16)).values()
     assert isinstance(g.net[-1], torch.nn.Hardtanh)
     with torch.no_grad():
         g.net[-2].bias.fill_(5.0)  # drive every pre-activation past 1: tanh would give 0.9999, clamp gives 1
@@ -121,7 +121,7 @@ def test_class_conditional_batchnorm_in_dcgan_generator():
     from gankit.nets.blocks import ClassBatchNorm2d
 
     c = ModelConfig(z_dim=8, g_channels=8, d_channels=8, num_classes=10, g_class_norm=True)
-    g, _ = build_models(c, (1, 28, 28))
+    g, _ = build_models(c, (1, 28, 28)).values()
     norms = [m for m in g.modules() if isinstance(m, ClassBatchNorm2d)]
     assert len(norms) == 2 and not any(type(m) is torch.nn.BatchNorm2d and m.affine for m in g.modules())
     scale = norms[0].scale.weight

@@ -122,7 +122,7 @@ def test_patch_rejects_unknown_size() -> None:
 def test_registered_builder_channels() -> None:
     """cond_channels = channels of A, image_shape = shape of B; D sees both concatenated."""
     c = ModelConfig(**{**model_defaults("pix2pix"), "name": "pix2pix", "g_channels": 8, "d_channels": 8})
-    g, d = build_models(c, (3, 64, 64), cond_channels=1)
+    g, d = build_models(c, (3, 64, 64), cond_channels=1).values()
     a = torch.rand(2, 1, 64, 64) * 2 - 1
     b = g(a)
     assert b.shape == (2, 3, 64, 64)

@@ -92,7 +92,7 @@ def _params(m: nn.Module) -> int:
 
 def test_tf_tutorial_dcgan_matches_report_004():
     cfg = resolve(file=CONFIGS / "reports" / "004-dcgan-mnist.yaml")
-    g, d = build_models(cfg.model, (1, 28, 28))
+    g, d = build_models(cfg.model, (1, 28, 28)).values()
     assert _layers(g) == [("Linear", 100, 7 * 7 * 256), ("ConvTranspose2d", 256, 128, 5, 1),
                           ("ConvTranspose2d", 128, 64, 5, 2), ("ConvTranspose2d", 64, 1, 5, 2)]
     assert _layers(d) == [("Conv2d", 1, 64, 5, 2), ("Conv2d", 64, 128, 5, 2), ("Linear", 7 * 7 * 128, 1)]
@@ -105,7 +105,7 @@ def test_tf_tutorial_dcgan_matches_report_004():
 
 def test_three_conv_dcgan_matches_report_002():
     cfg = resolve(file=CONFIGS / "reports" / "002-dcgan-3conv-mnist.yaml")
-    g, d = build_models(cfg.model, (1, 28, 28))
+    g, d = build_models(cfg.model, (1, 28, 28)).values()
     kinds = [type(x).__name__ for x in g.body]
     # two up-convolutions with BN + LeakyReLU, then dropout 0.5, then the single-filter output convolution
     assert kinds == ["ConvTranspose2d", "BatchNorm2d", "LeakyReLU", "ConvTranspose2d", "BatchNorm2d", "LeakyReLU",
@@ -114,14 +114,14 @@ def test_three_conv_dcgan_matches_report_002():
     convs = [x for x in d.modules() if isinstance(x, nn.Conv2d)]
     assert len(convs) == 3 and all(c.kernel_size == (5, 5) and c.stride == (2, 2) for c in convs)
     cfg = resolve(file=CONFIGS / "reports" / "002-vanilla-gan-mnist.yaml")
-    g, d = build_models(cfg.model, (1, 28, 28))
+    g, d = build_models(cfg.model, (1, 28, 28)).values()
     assert _layers(g) == [("Linear", 100, 128), ("Linear", 128, 784)] and cfg.model.noise == "uniform"
     assert _layers(d) == [("Linear", 784, 128), ("Linear", 128, 1)]
 
 
 def test_pytorch_dcgan_matches_report_003():
     cfg = resolve(file=CONFIGS / "reports" / "003-dcgan-cifar10.yaml")
-    g, d = build_models(cfg.model, (3, 64, 64))
+    g, d = build_models(cfg.model, (3, 64, 64)).values()
     assert [(c[1], c[2]) for c in _layers(g)] == [(100, 512), (512, 256), (256, 128), (128, 64), (64, 3)]
     assert [(c[1], c[2]) for c in _layers(d)] == [(3, 64), (64, 128), (128, 256), (256, 512), (512, 1)]
     assert (cfg.train.batch_size, cfg.train.epochs, cfg.optim.lr_g, cfg.optim.beta1) == (64, 25, 2e-4, 0.5)
@@ -129,7 +129,7 @@ def test_pytorch_dcgan_matches_report_003():
 
 def test_deep_dcgan_reaches_1024_channels():
     cfg = resolve(file=CONFIGS / "reports" / "001-dcgan-deep-mnist.yaml")
-    g, _ = build_models(cfg.model, (1, 64, 64))
+    g, _ = build_models(cfg.model, (1, 64, 64)).values()
     assert _layers(g)[0][1:3] == (100, 1024)
 
 
@@ -139,7 +139,7 @@ def test_variants_condition_on_the_class(name: str, conditioning: str):
     width = {"model.g_hidden": [32], "model.d_hidden": [16]} if name.startswith("mlp") else {"model.g_channels": 8, "model.d_channels": 8}
     cfg = resolve(overrides={"model.name": name, "data.name": "mnist", "data.image_size": 28, "model.num_classes": 10,
                              "model.conditioning": conditioning, **width})
-    g, d = build_models(cfg.model, (1, 28, 28))
+    g, d = build_models(cfg.model, (1, 28, 28)).values()
     y = torch.arange(4)
     x = g(torch.randn(4, cfg.model.z_dim), y)
     assert x.shape == (4, 1, 28, 28) and x.abs().max() <= 1 and d(x, y).shape == (4,)

@@ -29,7 +29,7 @@ def test_every_shipped_step_has_a_plain_twin_with_the_same_parameters():
     assert covered == {A.label(p) for p in A.CONFIGS}  # every shipped config is in some row
     for name, _, cfg, _ in cases:
         shape = (A.channels(cfg), cfg.data.image_size, cfg.data.image_size)
-        g, d = build_models(cfg.model, shape)
+        g, d = build_models(cfg.model, shape).values()
         pg, pd = A.PLAIN_MODELS[cfg.model.name](cfg, shape[0])
         assert (A.n_params(pg), A.n_params(pd)) == (A.n_params(g), A.n_params(d)), name
         assert not any(m.__module__.startswith("gankit") for m in [*pg.modules(), *pd.modules()])

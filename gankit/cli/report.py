@@ -39,7 +39,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     path = export_generator(args.run, args.format, Path(args.out), args.checkpoint)
     meta = read_metadata(path)
     ins = ", ".join(meta.get("inputs", []))
-    print(f"wrote {path}: {meta.get('kind')} generator (step {meta.get('step')}), inputs {ins} -> images "
+    print(f"wrote {path}: {meta.get('family', meta.get('kind'))} generator (step {meta.get('step')}), inputs {ins} -> images "
           f"{meta.get('image_shape')} in [-1, 1], dynamic batch")
     return 0
 

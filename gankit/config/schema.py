@@ -143,7 +143,7 @@ class TrainConfig:
     # fine-tuning: start from another run's weights (a checkpoint folder; --init-from RUN resolves it), not its
     # optimizer state or step; which parts; how many of D's first weight layers stay fixed
     init_from: str | None = None
-    init_parts: tuple[Literal["g", "d", "ema"], ...] = ("g", "d", "ema")
+    init_parts: tuple[str, ...] = ("g", "d", "ema")  # the model's networks by name (a GAN's: g, d) and ema
     freeze_d: int = 0
 
 

@@ -1,6 +1,8 @@
 """Network architectures and the model registry.
 
-A model name maps to a :class:`ModelSpec`: a builder of (G, D), the task (model family) that trains it, the
+A model name maps to a :class:`ModelSpec`: a builder of its named networks (any number of generators and
+discriminators: ``{"g": G, "d": D}`` for a GAN, ``{"g_ab": ..., "g_ba": ..., "d_a": ..., "d_b": ...}`` for a
+CycleGAN), the task (model family) that trains it, the
 ``model.*`` keys it reads — its own typed section of the config: a key it does not read is an error when a user sets
 it — its own defaults, and a check of the whole config. Builders take explicit arguments from the config's model
 section, never the whole config.
@@ -8,6 +10,8 @@ section, never the whole config.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,8 +25,16 @@ from .blocks import add_spectral_norm, dcgan_init, sample_noise
 from .dcgan import DCGANDiscriminator, DCGANGenerator, plan
 from .mlp import MLPDiscriminator, MLPGenerator
 
+# A builder's networks by name. A name starting with "d" is a discriminator (model.spectral_norm_d applies to it),
+# any other name a generator; the names are the checkpoint's file stems and what --init-parts may name.
+Nets = dict[str, nn.Module]
 # builder(model config, image shape (C, H, W) of what G makes, channels of G's conditioning image (0 for GANs))
-Builder = Callable[[ModelConfig, tuple[int, int, int], int], tuple[nn.Module, nn.Module]]
+Builder = Callable[[ModelConfig, tuple[int, int, int], int], Nets]
+
+
+def is_discriminator(name: str) -> bool:
+    """Whether network ``name`` of a builder's :data:`Nets` is a discriminator (by the naming rule above)."""
+    return name.startswith("d")
 
 # The model.* keys each family reads; a spec's ``fields`` names its whole section.
 GAN_FIELDS = frozenset({"name", "z_dim", "noise", "num_classes", "conditioning", "init", "spectral_norm_d",
@@ -36,7 +48,7 @@ DCGAN_FIELDS = CONV_FIELDS | {"g_upsample", "g_output", "g_class_norm", "d_mbstd
 @dataclass(frozen=True)
 class ModelSpec:
     build: Builder
-    task: str  # the model family in gankit.tasks that trains it: "gan" or "pix2pix"
+    family: str  # the model family in gankit.tasks that trains it (a key of gankit.tasks.TASKS)
     fields: frozenset[str]  # the model.* keys this model reads
     defaults: Mapping[str, Any] = field(default_factory=dict)  # its own model.* defaults, under the user's layers
     train_defaults: Mapping[str, Any] = field(default_factory=dict)  # train.* settings it trains fastest with, likewise
@@ -44,14 +56,22 @@ class ModelSpec:
     check: Callable[[Config], None] | None = None  # whole-config validation, run once before training
     non_square: bool = False  # trains on images of any width x height (data.image_height), not only squares
 
+    @property
+    def task(self) -> str:
+        """The family's old name in this spec (gankit <= 0.x called families tasks); use :attr:`family`."""
+        return self.family
+
 
 MODELS: Registry[ModelSpec] = Registry("model", ModelSpec)
 
-__all__ = ["MODELS", "ModelSpec", "build_models", "model", "model_defaults", "sample_noise"]
+__all__ = ["MODELS", "ModelSpec", "Nets", "build_models", "is_discriminator", "model", "model_defaults", "sample_noise"]
 
 
 def model(name: str, **spec: Any) -> Callable[[Builder], Builder]:
-    """Decorator: register builder ``fn`` under ``name`` with the :class:`ModelSpec` fields ``spec``."""
+    """Decorator: register builder ``fn`` under ``name`` with the :class:`ModelSpec` fields ``spec`` (``task=`` is
+    accepted for ``family=``, its older name)."""
+    if "task" in spec:
+        spec["family"] = spec.pop("task")
 
     def deco(fn: Builder) -> Builder:
         MODELS.add(name, ModelSpec(build=fn, **spec))
@@ -71,40 +91,47 @@ def _check_dcgan(cfg: Config) -> None:
         raise GankitError(f"model.d_mbstd={m.d_mbstd}: use 0 (off) or a group size such as 4")
 
 
-@model("dcgan", task="gan", fields=DCGAN_FIELDS, check=_check_dcgan)
-def _dcgan(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> tuple[nn.Module, nn.Module]:
+@model("dcgan", family="gan", fields=DCGAN_FIELDS, check=_check_dcgan)
+def _dcgan(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> Nets:
     g = DCGANGenerator(c.z_dim, shape, c.g_channels, c.max_channels, c.g_batchnorm, c.g_activation, c.g_dropout, c.num_classes,
                        c.g_upsample, c.g_output, c.g_class_norm)
     d = DCGANDiscriminator(shape, c.d_channels, c.max_channels, c.d_batchnorm, c.d_activation, c.d_dropout, c.num_classes,
                            c.conditioning, c.d_mbstd)
-    return g, d
+    return {"g": g, "d": d}
 
 
 @model(
     "mlp",
-    task="gan",
+    family="gan",
     fields=MLP_FIELDS,
     defaults={"g_hidden": [256, 512, 1024], "d_hidden": [512, 256], "d_batchnorm": False, "g_activation": "leaky_relu", "init": "default"},
 )
-def _mlp(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> tuple[nn.Module, nn.Module]:
+def _mlp(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> Nets:
     g = MLPGenerator(c.z_dim, shape, c.g_hidden, c.g_batchnorm, c.g_activation, c.g_dropout, c.num_classes)
     d = MLPDiscriminator(shape, c.d_hidden, c.d_batchnorm, c.d_activation, c.d_dropout, c.num_classes, c.conditioning)
-    return g, d
+    return {"g": g, "d": d}
 
 
-def build_models(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> tuple[nn.Module, nn.Module]:
-    """(G, D) for images of ``shape`` (C, H, W), initialised and (optionally) spectrally normalised.
+def build_models(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> Nets:
+    """The named networks of model ``c.name`` for images of ``shape`` (C, H, W), initialised and (optionally)
+    spectrally normalised; a GAN's are ``{"g": G, "d": D}``.
 
     ``cond_channels``: for image-to-image models, the channels of the input image G translates (0 otherwise)."""
-    g, d = MODELS.get(c.name).build(c, shape, cond_channels)
+    nets = MODELS.get(c.name).build(c, shape, cond_channels)
     if c.init == "dcgan":
-        dcgan_init(g)
-        dcgan_init(d)
-    if c.spectral_norm_d:
-        add_spectral_norm(d)
-    if c.spectral_norm_g:
-        add_spectral_norm(g)
-    return g, d
+        for m in nets.values():
+            dcgan_init(m)
+    # Discriminators first, then generators: spectral norm draws its power-iteration vector from the global RNG, and
+    # this order keeps fixed-seed runs as they were when a builder returned one (G, D) pair.
+    for name, m in nets.items():
+        if c.spectral_norm_d and is_discriminator(name):
+            add_spectral_norm(m)
+    for name, m in nets.items():
+        if c.spectral_norm_g and not is_discriminator(name):
+            add_spectral_norm(m)
+    return nets
 
 
-from . import pix2pix, variants  # noqa: F401,E402  (importing registers them)
+# Every module of this package registers its models when imported: a new architecture is a new file, no list to edit.
+for _m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    importlib.import_module(f"{__name__}.{_m.name}")

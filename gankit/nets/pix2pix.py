@@ -25,7 +25,7 @@ from torch import Tensor
 from ..config.schema import Config, ModelConfig
 from ..core.errors import GankitError
 from ..data.registry import DATASETS
-from . import model
+from . import Nets, model
 
 PATCHES = (1, 16, 70, 286)
 # PatchGAN patch size -> number of stride-2 conv layers (each followed by the stride-1 layer and the output conv).
@@ -266,18 +266,18 @@ def _check_pix2pix(cfg: Config) -> None:
 @model(
     "pix2pix",
     check=_check_pix2pix,
-    task="pix2pix",
+    family="pix2pix",
     non_square=True,
     fields=frozenset({"name", "init", "spectral_norm_d", "spectral_norm_g", "g_channels", "d_channels", "max_channels",
                       "norm", "patch", "g_dropout"}),
     default_data="sketch",  # the embedded paired set, for `gankit train --model pix2pix` without a data argument
     defaults={"init": "dcgan", "g_dropout": 0.5, "max_channels": 512, "norm": "batch"},
 )
-def _pix2pix(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> tuple[nn.Module, nn.Module]:
+def _pix2pix(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> Nets:
     """``shape``: (C_B, H, W) of what G makes; ``cond_channels``: C_A, the channels of the input image."""
     if cond_channels < 1:
         raise GankitError("model pix2pix needs paired data (an input image per target); use --data sketch or paired")
     c_out, h, w = shape
     g = UNetGenerator(cond_channels, c_out, w, c.g_channels, c.max_channels, c.norm, c.g_dropout, image_height=h)
     d = PatchDiscriminator(cond_channels + c_out, c.d_channels, c.patch, c.norm, c.max_channels)
-    return g, d
+    return {"g": g, "d": d}

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ..config.schema import Config, ModelConfig
 from ..core.errors import GankitError
-from . import CONV_FIELDS, GAN_FIELDS, model
+from . import CONV_FIELDS, GAN_FIELDS, Nets, model
 from .dcgan import widths
 from .blocks import LabelConditioning, activation, with_label
 from .mlp import MLPGenerator
@@ -220,7 +220,7 @@ def _size_check(name: str, multiple: int) -> Callable[[Config], None]:
 
 @model(
     "dcgan-tf",
-    task="gan",
+    family="gan",
     fields=CONV_FIELDS,
     check=_size_check("dcgan-tf", 4),
     defaults={"g_activation": "leaky_relu_0.3", "d_activation": "leaky_relu_0.3", "g_batchnorm": True,
@@ -231,7 +231,7 @@ def _size_check(name: str, multiple: int) -> Callable[[Config], None]:
     # ran 142 img/s channels_last against 232 contiguous. `--set train.channels_last=true` still turns it on.
     train_defaults={"channels_last": False},
 )
-def _dcgan_tf(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> tuple[nn.Module, nn.Module]:
+def _dcgan_tf(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> Nets:
     """Report 004 (TensorFlow DCGAN tutorial): G Dense 7*7*256 -> ConvT5 128 s1 -> 64 s2 -> C s2; D Conv5 64, 128 s2."""
     g_w = widths(c.g_channels, 3, c.max_channels)[::-1]  # 256, 128, 64
     d_w = widths(c.d_channels, 2, c.max_channels)  # 64, 128
@@ -239,18 +239,18 @@ def _dcgan_tf(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 
                            c.g_batchnorm, c.g_activation, c.g_dropout, True, c.num_classes)
     d = ConvDenseDiscriminator(shape, [(w, 2) for w in d_w], 5, c.d_batchnorm, c.d_activation, c.d_dropout,
                                c.num_classes, c.conditioning)
-    return g, d
+    return {"g": g, "d": d}
 
 
 @model(
     "dcgan-3conv",
-    task="gan",
+    family="gan",
     fields=CONV_FIELDS,
     check=_size_check("dcgan-3conv", 4),
     defaults={"g_activation": "leaky_relu", "d_activation": "leaky_relu", "g_batchnorm": True, "d_batchnorm": True,
               "g_dropout": 0.5, "d_dropout": 0.0, "g_channels": 64, "d_channels": 64},
 )
-def _dcgan_3conv(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> tuple[nn.Module, nn.Module]:
+def _dcgan_3conv(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> Nets:
     """Report 002 (TensorFlow DCGAN): G Dense 7*7*256 -> ConvT5 128 s2 -> 64 s2 -> dropout -> C s1;
     D Conv5 64/128/256 s2 -> Dense."""
     g_w = widths(c.g_channels, 3, c.max_channels)[::-1]  # 256, 128, 64
@@ -259,18 +259,18 @@ def _dcgan_3conv(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int
                            c.g_batchnorm, c.g_activation, c.g_dropout, False, c.num_classes)
     d = ConvDenseDiscriminator(shape, [(w, 2) for w in d_w], 5, c.d_batchnorm, c.d_activation, c.d_dropout,
                                c.num_classes, c.conditioning)
-    return g, d
+    return {"g": g, "d": d}
 
 
 @model(
     "dcgan-upsample",
-    task="gan",
+    family="gan",
     fields=CONV_FIELDS,
     check=_size_check("dcgan-upsample", 4),
     defaults={"g_activation": "leaky_relu", "d_activation": "leaky_relu", "g_batchnorm": False, "d_batchnorm": False,
               "g_dropout": 0.25, "d_dropout": 0.25, "g_channels": 64, "d_channels": 64},
 )
-def _dcgan_upsample(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> tuple[nn.Module, nn.Module]:
+def _dcgan_upsample(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> Nets:
     """Report 002 (Keras DCGAN): G Dense -> [up x2, Conv3, Conv3] x 2 (the last conv makes the image); D mirrors it."""
     g_w = widths(c.g_channels, 3, c.max_channels)[::-1]  # 256, 128, 64
     d_w = widths(c.d_channels, 2, c.max_channels)  # 64, 128
@@ -278,19 +278,19 @@ def _dcgan_upsample(c: ModelConfig, shape: tuple[int, int, int], cond_channels: 
                            "nearest", c.g_batchnorm, c.g_activation, c.g_dropout, True, c.num_classes)
     d = ConvDenseDiscriminator(shape, [(d_w[0], 1), (d_w[0], 2), (d_w[1], 1), (d_w[1], 2)], 3, c.d_batchnorm,
                                c.d_activation, c.d_dropout, c.num_classes, c.conditioning)
-    return g, d
+    return {"g": g, "d": d}
 
 
 @model(
     "mlp-maxout",
-    task="gan",
+    family="gan",
     # Maxout D has no BatchNorm option: d_batchnorm is fixed off (so WGAN-GP needs no flag) and not the user's to set.
     fields=GAN_FIELDS | {"g_hidden", "d_hidden", "g_batchnorm", "g_activation", "g_dropout", "d_dropout"},
     defaults={"g_hidden": [1200, 1200], "d_hidden": [240, 240], "g_batchnorm": False, "g_activation": "relu",
               "d_dropout": 0.5, "init": "default", "d_batchnorm": False},
 )
-def _mlp_maxout(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> tuple[nn.Module, nn.Module]:
+def _mlp_maxout(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> Nets:
     """Report 003 (the 2014 paper's MNIST nets): G ReLU MLP 1200-1200 -> tanh; D maxout 240x5, 240x5 with dropout."""
     g = MLPGenerator(c.z_dim, shape, c.g_hidden, c.g_batchnorm, c.g_activation, c.g_dropout, c.num_classes)
     d = MaxoutDiscriminator(shape, c.d_hidden, c.d_dropout, c.num_classes, c.conditioning)
-    return g, d
+    return {"g": g, "d": d}

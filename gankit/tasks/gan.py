@@ -3,10 +3,9 @@ update), sampling from a trained run, and its scores."""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -19,36 +18,17 @@ from ..data.splits import holdout_only, reference_data
 from ..data.augment import build_augment
 from ..losses import LOSSES, gradient_penalty, r1_penalty, r1_weight
 from ..nets import build_models, sample_noise
-from ..optim import build_optimizer
 from ..training import distributed as ddp
 from ..training.checkpoint import Checkpoint, load_module
 from ..training.finetune import frozen_parameters
-from ..training.precision import Precision
-from .base import TASKS, TaskSpec, TrainedRun
+from .base import EMA, TASKS, FamilyTask, TaskSpec, TrainedRun, eval_mode, is_conv, memory_format_for, set_requires_grad
+
+__all__ = ["EMA", "GANTask", "TrainedGenerator", "class_sequence", "generate", "is_conv", "memory_format_for",
+           "micro_batches", "set_requires_grad"]
 
 PREVIEW = 64  # images in the fixed-noise grid
 EVAL_N = 2000  # samples and real images for the training-time FD
 EVAL_MIN_HELD = 500  # held-out images needed to use them (not training images) as the FD reference
-
-
-def is_conv(m: nn.Module) -> bool:
-    return any(isinstance(x, (nn.Conv2d, nn.ConvTranspose2d)) for x in m.modules())
-
-
-def memory_format_for(on: bool, *nets: nn.Module) -> torch.memory_format:
-    """channels_last for conv models when ``on`` (train.channels_last): oneDNN/cuDNN pick their fastest conv kernels
-    for it; MLPs gain nothing. The nets are converted in place; batches must be made in the same format."""
-    if not (on and any(is_conv(m) for m in nets)):
-        return torch.contiguous_format
-    for m in nets:
-        m.to(memory_format=torch.channels_last)
-    return torch.channels_last
-
-
-def set_requires_grad(m: nn.Module, flag: bool, frozen: frozenset[nn.Parameter] | set[nn.Parameter] = frozenset()) -> None:
-    """requires_grad of every parameter of ``m``; those in ``frozen`` (train.freeze_d) stay off."""
-    for p in m.parameters():
-        p.requires_grad_(flag and p not in frozen)
 
 
 def micro_batches(real: Tensor, y: Tensor | None, z: Tensor, n: int) -> list[tuple[Tensor, Tensor | None, Tensor, float]]:
@@ -65,57 +45,6 @@ def micro_batches(real: Tensor, y: Tensor | None, z: Tensor, n: int) -> list[tup
 
 def _identity(x: Tensor) -> Tensor:
     return x
-
-
-class EMA:
-    """Exponential moving average of G's weights, set by a half-life in thousands of images (as stylegan2-ada):
-    after ``half_life_kimg * 1000`` images the old weights count half.
-
-    BatchNorm statistics are not averaged: the running statistics of the live G belong to other weights, and the
-    average sampled with them scored FD 1,186 where its own statistics scored 582 (DCGAN on MNIST after 429 steps,
-    half-life 10k images; BENCHMARKS.md "Time to quality"). So :meth:`ready` recomputes them from the average's own
-    outputs before it is used or saved ("standing statistics", as BigGAN does): a few batches of noise from a fixed
-    seed, so the result depends only on the weights and a resumed run saves the same tensors."""
-
-    STANDING_BATCHES = 8
-    STANDING_BATCH = 256
-
-    def __init__(self, g: nn.Module, half_life_kimg: float, batch_size: int,
-                 draw: Callable[[int, torch.Generator], tuple[Tensor, Tensor | None]]) -> None:
-        self.model = copy.deepcopy(g).eval()
-        set_requires_grad(self.model, False)
-        self.beta = 0.5 ** (batch_size / (half_life_kimg * 1000.0))
-        self.draw = draw  # (n, generator) -> (noise, labels or None) on the model's device
-        self.norms = [m for m in self.model.modules()
-                      if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-        self.stale = bool(self.norms)
-
-    @torch.no_grad()
-    def update(self, g: nn.Module) -> None:
-        for pe, p in zip(self.model.parameters(), g.parameters()):
-            pe.lerp_(p, 1.0 - self.beta)
-        for be, b in zip(self.model.buffers(), g.buffers()):
-            be.copy_(b)
-        self.stale = bool(self.norms)
-
-    @torch.no_grad()
-    def ready(self) -> nn.Module:
-        """The averaged G, its BatchNorm statistics its own."""
-        if self.stale:
-            momenta = [m.momentum for m in self.norms]
-            for m in self.norms:
-                m.reset_running_stats()
-                m.momentum = None  # a plain average over the batches below
-            gen = torch.Generator().manual_seed(0)
-            for m in self.norms:  # only the norms in batch mode: dropout stays off, as when sampling (and draws
-                m.train()  # nothing from the global RNG, which would change the training that follows a save)
-            for _ in range(self.STANDING_BATCHES):
-                self.model(*self.draw(self.STANDING_BATCH, gen))
-            self.model.eval()
-            for m, momentum in zip(self.norms, momenta):
-                m.momentum = momentum
-            self.stale = False
-        return self.model
 
 
 def class_sequence(counts: list[int], n: int) -> Tensor:
@@ -144,17 +73,15 @@ def generate(g: nn.Module, z: Tensor, labels: Tensor | None = None, batch: int =
     """(N, z_dim) noise -> (N, C, H, W) float in [-1, 1] on the CPU, in batches so N can be large; G in eval mode for
     the call (BatchNorm uses its running statistics), then back in the mode it was in."""
     dev = next(g.parameters()).device
-    was = g.training
-    g.eval()
     out = []
-    for i in range(0, z.shape[0], batch):
-        y = None if labels is None else labels[i : i + batch].to(dev)
-        out.append(g(z[i : i + batch].to(dev), y).float().cpu())
-    g.train(was)
+    with eval_mode(g):
+        for i in range(0, z.shape[0], batch):
+            y = None if labels is None else labels[i : i + batch].to(dev)
+            out.append(g(z[i : i + batch].to(dev), y).float().cpu())
     return torch.cat(out)
 
 
-class GANTask:
+class GANTask(FamilyTask):
     def __init__(self, cfg: Config, data: ImageData, device: torch.device, val: ImageData | None = None) -> None:
         m = cfg.model
         if m.num_classes:
@@ -165,24 +92,19 @@ class GANTask:
                     f"model.num_classes={m.num_classes} but data '{data.name}' has {data.num_classes} classes; "
                     f"set model.num_classes={data.num_classes}"
                 )
-        self.cfg, self.device, self.data, self.val = cfg, device, data, val
+        self.data, self.val = data, val
         # training images per class: the proportions samples are drawn in (EMA statistics, training-time FD)
         # (classes past the data's, when model.num_classes is larger, have no images and are never drawn)
         self.class_counts = (data.class_counts() or [1] * m.num_classes) if m.num_classes else []
         self._fd_ref = None
         self.image_shape = data.shape
-        self.g, self.d = build_models(m, self.image_shape)
-        self.g.to(device)
-        self.d.to(device)
-        self.memory_format = memory_format_for(cfg.train.channels_last and is_conv(self.d), self.g, self.d)
-        self.opt_g = build_optimizer(self.g.parameters(), cfg.optim, cfg.optim.lr_g)
-        self.opt_d = build_optimizer(self.d.parameters(), cfg.optim, cfg.optim.lr_d)
+        nets = build_models(m, self.image_shape)
+        super().__init__(cfg, device, nets, channels_last=cfg.train.channels_last and is_conv(nets["d"]))
+        self.g, self.d, self.opt_g, self.opt_d = nets["g"], nets["d"], self.opts["g"], self.opts["d"]
+        self.g_fwd, self.d_fwd = self.fwd["g"], self.fwd["d"]  # g and d stay the plain modules (previews, penalties)
         self.loss = LOSSES.get(cfg.loss.name)
-        # Mixed precision and compiled forwards; g and d stay the plain modules (checkpoints, previews, penalties).
-        self.prec = Precision(cfg.train.precision, device, self.optimizers, cfg.train.compile)
-        self.g_fwd, self.d_fwd = self.prec.compiled(self.g), self.prec.compiled(self.d)
-        self.ema = (EMA(self.g, cfg.train.ema_half_life, cfg.train.batch_size, self._standing_noise)
-                    if cfg.train.ema_half_life > 0 else None)
+        if cfg.train.ema_half_life > 0:
+            self.ema = EMA(self.g, cfg.train.ema_half_life, cfg.train.batch_size, self._standing_noise)
         # Augmentation of D's inputs (DiffAugment policy or ADA); its own generator, so the noise stream is unchanged.
         self.augment = build_augment(cfg.train.augment, seed=cfg.seed + 4242, target=cfg.train.ada_target,
                                      speed_kimg=cfg.train.ada_kimg)
@@ -209,18 +131,6 @@ class GANTask:
         self.class_z = sample_noise(per_class, m.z_dim, m.noise, "cpu", gen).repeat(k, 1).to(device)
         self.class_labels = torch.arange(k).repeat_interleave(per_class).to(device) if m.num_classes else None
 
-    # -- what checkpoints save ---------------------------------------------------------------------------------------
-    @property
-    def modules(self) -> dict[str, nn.Module]:
-        mods = {"g": self.g, "d": self.d}
-        if self.ema is not None:
-            mods["ema"] = self.ema.model
-        return mods
-
-    @property
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"g": self.opt_g, "d": self.opt_d}
-
     @property
     def sampler(self) -> nn.Module:
         return self.ema.ready() if self.ema is not None else self.g
@@ -234,7 +144,7 @@ class GANTask:
 
     # -- one step ---------------------------------------------------------------------------------------------------
     def _real(self, batcher: Batcher) -> tuple[Tensor, Tensor | None]:
-        x, y, _ = ddp.next_shard(batcher)  # this process's part of the global batch
+        x, y, _ = self.batch(batcher)
         x = to_float(x).contiguous(memory_format=self.memory_format)
         return x, (y if self.cfg.model.num_classes else None)
 
@@ -252,8 +162,7 @@ class GANTask:
         out: dict[str, Tensor] = {}
         for k in range(cfg.train.d_steps):
             real, y = self._real(batcher)
-            z = ddp.shard(sample_noise(b, cfg.model.z_dim, cfg.model.noise, self.device, self.z_gen))
-            share = real.shape[0] / b  # this process's weight in the global batch's mean loss
+            z = self.rows(sample_noise(b, cfg.model.z_dim, cfg.model.noise, self.device, self.z_gen))
             last = k == cfg.train.d_steps - 1
             micro = micro_batches(real, y, z, cfg.train.accumulate)
             r1_w = r1_weight(self.d_updates, gamma=cfg.loss.r1_gamma, every=cfg.loss.r1_every)
@@ -283,11 +192,11 @@ class GANTask:
                     parts["gp"] = gp.detach()
                 parts["loss/d"] = loss_d.detach()
                 # each micro-batch's mean loss weighted by its share: the gradients sum to the whole batch's mean
-                self.prec.backward(loss_d if w == 1 else loss_d * w, "d")
+                self.backward(loss_d if w == 1 else loss_d * w, "d")
                 for key, v in parts.items():
                     sums[key] = v if w == 1 else sums.get(key, 0) + v * w
             self.d_updates += 1
-            self.prec.step("d", self.opt_d, lambda: ddp.sync_grads(d, share))
+            self.update("d")
             out.update(sums)
             if loss.weight_clip:
                 with torch.no_grad():
@@ -303,9 +212,9 @@ class GANTask:
                     fake = self.g_fwd(z_i, y_i)
                 d_gen = self.d_fwd(self._noisy(aug(fake), t), y_i)
                 loss_g = loss.g(d_gen)
-            self.prec.backward(loss_g if w == 1 else loss_g * w, "g")
+            self.backward(loss_g if w == 1 else loss_g * w, "g")
             loss_g_sum = loss_g.detach() if w == 1 else loss_g_sum + loss_g.detach() * w
-        self.prec.step("g", self.opt_g, lambda: ddp.sync_grads(g, share))
+        self.update("g")
         if self.ema is not None:
             self.ema.update(g)
         out["loss/g"] = loss_g_sum  # type: ignore[assignment]
@@ -347,10 +256,6 @@ class GANTask:
         if self.class_labels is not None:
             pics["classes"] = (generate(self.sampler, self.class_z, self.class_labels), 8)
         return pics
-
-    def settle(self) -> None:
-        if self.ema is not None:
-            self.ema.ready()  # checkpoints hold the average with its own BatchNorm statistics
 
     def extra_state(self) -> dict[str, Any]:
         """The latent-noise generator, the augmentation's p, ADA accumulator and generator, the D-update count that
@@ -427,7 +332,8 @@ class TrainedGenerator:
         conditional = self.num_classes > 0
         z = self.noise(2, seed=0)
         inputs = (z, torch.arange(2) % self.num_classes) if conditional else (z,)
-        meta = {"kind": "gan", "image_shape": list(self.image_shape), "z_dim": self.config.model.z_dim,
+        meta = {"family": "gan", "kind": "gan",  # kind: the key exports of older gankit carry
+                "image_shape": list(self.image_shape), "z_dim": self.config.model.z_dim,
                 "noise": self.config.model.noise, "num_classes": self.num_classes, "class_names": self.class_names}
         return ConditionalSampler(self.g, conditional), inputs, ["z", "labels"] if conditional else ["z"], meta
 
@@ -449,7 +355,7 @@ def load_generator(ck: Checkpoint, run: TrainedRun) -> TrainedGenerator:
     shape = tuple(run.meta.get("image_shape", ()))
     if len(shape) != 3:
         raise GankitError(f"run {run.run_dir}: its checkpoint does not record the image shape; it was not written by gankit train")
-    g, _ = build_models(run.config.model, shape)  # type: ignore[arg-type]
+    g = build_models(run.config.model, shape)["g"]  # type: ignore[arg-type]
     load_module(g, ck.tensors["ema" if "ema" in ck.tensors else "g"], "generator", ck)
     g.eval()
     return TrainedGenerator(g, run.config, shape, list(run.meta.get("class_names", [])), run.step, run.run_dir,  # type: ignore[arg-type]

@@ -21,12 +21,8 @@ from ..data.transforms import convert_channels
 from ..losses import LOSSES
 from ..metrics.suite import score_pairs
 from ..nets import build_models
-from ..optim import build_optimizer
-from ..training import distributed as ddp
 from ..training.checkpoint import Checkpoint, load_module
-from ..training.precision import Precision
-from .base import TASKS, TaskSpec, TrainedRun
-from .gan import memory_format_for, set_requires_grad
+from .base import TASKS, FamilyTask, TaskSpec, TrainedRun, eval_mode, set_requires_grad
 
 SHEET_ROWS = 8  # validation pairs on each epoch's input | output | target sheet
 VAL_PAIRS = 32  # validation pairs scored during training (a fixed, evenly spread subset); `gankit eval` scores all
@@ -41,14 +37,11 @@ def translate(g: nn.Module, a: Tensor, batch: int = 32) -> Tensor:
     """Inputs (N, C_A, H, W) in [-1, 1] -> outputs (N, C_B, H, W) on the CPU; G in eval mode for the call, so the
     outputs are deterministic, then back in the mode it was in."""
     dev = next(g.parameters()).device
-    was = g.training
-    g.eval()
-    out = torch.cat([g(a[i : i + batch].to(dev)).cpu() for i in range(0, a.shape[0], batch)])
-    g.train(was)
-    return out
+    with eval_mode(g):
+        return torch.cat([g(a[i : i + batch].to(dev)).cpu() for i in range(0, a.shape[0], batch)])
 
 
-class Pix2PixTask:
+class Pix2PixTask(FamilyTask):
     def __init__(self, cfg: Config, data: ImageData, device: torch.device, val: ImageData | None = None) -> None:
         if data.targets is None:
             raise GankitError(f"model {cfg.model.name} needs paired data; '{data.name}' has no targets")
@@ -58,18 +51,13 @@ class Pix2PixTask:
         if cfg.train.accumulate > 1 or cfg.train.freeze_d:
             raise GankitError(f"train.accumulate and train.freeze_d are not supported by {cfg.model.name} yet (GAN "
                               f"models only); set them to 1 and 0 (--init-from works)")
-        self.cfg, self.device, self.loss = cfg, device, loss
+        self.loss = loss
         self.in_channels = data.images.shape[1]
         self.image_shape = tuple(data.targets.shape[1:])
-        self.g, self.d = build_models(cfg.model, self.image_shape, self.in_channels)
-        self.g.to(device)
-        self.d.to(device)
-        self.memory_format = memory_format_for(cfg.train.channels_last, self.g, self.d)  # before the optimizers
-        self.opt_g = build_optimizer(self.g.parameters(), cfg.optim, cfg.optim.lr_g)
-        self.opt_d = build_optimizer(self.d.parameters(), cfg.optim, cfg.optim.lr_d)
-        # Mixed precision and compiled forwards; g and d stay the plain modules (checkpoints, previews).
-        self.prec = Precision(cfg.train.precision, device, self.optimizers, cfg.train.compile)
-        self.g_fwd, self.d_fwd = self.prec.compiled(self.g), self.prec.compiled(self.d)
+        nets = build_models(cfg.model, self.image_shape, self.in_channels)
+        super().__init__(cfg, device, nets, channels_last=cfg.train.channels_last)
+        self.g, self.d, self.opt_g, self.opt_d = nets["g"], nets["d"], self.opts["g"], self.opts["d"]
+        self.g_fwd, self.d_fwd = self.fwd["g"], self.fwd["d"]  # g and d stay the plain modules (previews)
         self.load_size = default_load_size(cfg.data.image_size, cfg.data.load_size)
         self.val = val
         if val is not None and len(val) > VAL_PAIRS:  # the same pairs at every validation, so the scores compare
@@ -82,29 +70,17 @@ class Pix2PixTask:
         self.sheet_b = to_float(src.targets[:SHEET_ROWS]).to(device)
 
     @property
-    def modules(self) -> dict[str, nn.Module]:
-        return {"g": self.g, "d": self.d}
-
-    @property
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"g": self.opt_g, "d": self.opt_d}
-
-    @property
     def sampler(self) -> nn.Module:
         return self.g
 
-    def images_per_step(self) -> int:
-        return self.cfg.train.batch_size
-
     def step(self, batcher: Batcher, t: float) -> dict[str, Tensor]:
         cfg, g, d = self.cfg, self.g, self.d
-        a8, _, b8 = ddp.next_shard(batcher)  # this process's part of the global batch
-        share = a8.shape[0] / cfg.train.batch_size  # its weight in the global batch's mean loss
+        a8, _, b8 = self.batch(batcher)
         a, b = to_float(a8), to_float(b8)
         if cfg.data.jitter or cfg.data.flip:
             # Seeded by (seed, batch position, rank): deterministic and resumable without saving generator state.
             gen = torch.Generator(device=a.device).manual_seed(cfg.seed * 1_000_003 + batcher.epoch * 100_003
-                                                               + batcher.pos + 7_919_000 * ddp.rank())
+                                                               + batcher.pos + 7_919_000 * self.rank)
             load = self.load_size if cfg.data.jitter else cfg.data.image_size
             a, b = augment_pairs(a, b, load, cfg.data.flip, gen)
         a, b = a.contiguous(memory_format=self.memory_format), b.contiguous(memory_format=self.memory_format)
@@ -118,14 +94,14 @@ class Pix2PixTask:
             # Halved, as in the paper, so D learns more slowly than G.
             loss_d = 0.5 * self.loss.d(d_real, d_fake, cfg.loss.label_smoothing)
         self.opt_d.zero_grad(set_to_none=True)
-        self.prec.backward_step(loss_d, "d", self.opt_d, lambda: ddp.sync_grads(d, share))
+        self.update("d", loss_d)
         set_requires_grad(d, False)
         with self.prec.autocast():
             loss_gan = self.loss.g(self.d_fwd(torch.cat([a, fake], 1)))
             l1 = (fake.float() - b).abs().mean()
             loss_g = loss_gan + cfg.loss.l1_weight * l1
         self.opt_g.zero_grad(set_to_none=True)
-        self.prec.backward_step(loss_g, "g", self.opt_g, lambda: ddp.sync_grads(g, share))
+        self.update("g", loss_g)
         return {"loss/d": loss_d.detach(), "loss/g": loss_g.detach(), "loss/g_gan": loss_gan.detach(), "l1": l1.detach()}
 
     @torch.no_grad()
@@ -147,17 +123,6 @@ class Pix2PixTask:
         out = to_uint8(translate(self.g, to_float(self.val_a)))
         res = score_pairs(out, self.val_b)  # as `gankit eval` scores it: uint8 outputs, in chunks
         return {f"eval/{k}": float(res[k]) for k in ("l1", "psnr", "ssim")}
-
-    def settle(self) -> None:
-        pass  # no tensors derived from others
-
-    def extra_state(self) -> dict[str, Any]:
-        """The fp16 loss scalers (nothing else: augmentation is seeded by the batch position)."""
-        scalers = self.prec.state_dict()
-        return {"scalers": scalers} if scalers else {}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.prec.load_state_dict(state.get("scalers", {}))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -187,14 +152,15 @@ class Translator:
         """(module, example inputs of batch 2, input names, metadata) for gankit.export."""
         _, h, w = self.image_shape
         example = torch.rand(2, self.in_channels, h, w, generator=torch.Generator().manual_seed(0)) * 2 - 1
-        meta = {"kind": "pix2pix", "image_shape": list(self.image_shape), "input_shape": [self.in_channels, h, w]}
+        meta = {"family": "pix2pix", "kind": "pix2pix",  # kind: the key exports of older gankit carry
+                "image_shape": list(self.image_shape), "input_shape": [self.in_channels, h, w]}
         return self.g, (example,), ["inputs"], meta
 
 
 def load_translator(ck: Checkpoint, run: TrainedRun) -> Translator:
     shape = tuple(run.meta["image_shape"])
     in_ch = int(run.meta["input_channels"])
-    g, _ = build_models(run.config.model, shape, in_ch)  # type: ignore[arg-type]
+    g = build_models(run.config.model, shape, in_ch)["g"]  # type: ignore[arg-type]
     load_module(g, ck.tensors["g"], "generator", ck)
     g.eval()
     return Translator(g, run.config, in_ch, shape, run.step, run.run_dir)  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ import torch.nn as nn
 from ..core.errors import GankitError
 from .checkpoint import Checkpoint, candidates, read
 
-PARTS = ("g", "d", "ema")  # what --init-parts may name
+PARTS = ("g", "d", "ema")  # what --init-parts may name for a GAN; any family may name its own networks (its modules)
 
 
 def resolve_source(path: str | Path) -> Path:
@@ -54,13 +54,14 @@ def load_source(folder: Path) -> Checkpoint:
         raise GankitError(f"--init-from: {e}") from None
 
 
-def check_compatible(ck: Checkpoint, recipe: str, model: dict[str, Any], image_shape: tuple[int, ...]) -> None:
+def check_compatible(ck: Checkpoint, family: str, model: dict[str, Any], image_shape: tuple[int, ...]) -> None:
     """Refuse clearly what no tensor-by-tensor copy could make sense of: another model family or architecture, a
     conditional model into an unconditional one (or back), another number of image channels."""
     src_cfg = ck.state.get("config", {}).get("model", {})
     src_meta = ck.state.get("meta", {})
     where = f"--init-from {ck.path}"
-    if src_meta.get("recipe", recipe) != recipe or src_cfg.get("name", model["name"]) != model["name"]:
+    src_family = src_meta.get("family", src_meta.get("recipe", family))  # "recipe": runs of older gankit
+    if src_family != family or src_cfg.get("name", model["name"]) != model["name"]:
         raise GankitError(f"{where}: that run trained model '{src_cfg.get('name')}', this run builds "
                           f"'{model['name']}'; fine-tune with --model {src_cfg.get('name')}")
     src_k, k = int(src_cfg.get("num_classes", 0) or 0), int(model.get("num_classes", 0) or 0)
@@ -91,15 +92,16 @@ def check_shapes(module: nn.Module, tensors: dict[str, torch.Tensor], part: str,
         raise GankitError(f"{where}: {part} tensor '{extra[0]}' there has no counterpart here; the models differ")
 
 
-def parse_parts(parts: tuple[str, ...]) -> tuple[str, ...]:
-    bad = [p for p in parts if p not in PARTS]
+def parse_parts(parts: tuple[str, ...], names: tuple[str, ...] = PARTS) -> tuple[str, ...]:
+    """``parts`` without repeats, each one of ``names`` (the task's networks, and 'ema'); else a one-line error."""
+    bad = [p for p in parts if p not in names]
     if bad or not parts:
         raise GankitError(f"train.init_parts: {bad[0] if bad else 'nothing'} is not a part; name some of "
-                          f"{', '.join(PARTS)} (e.g. --init-parts g,d)")
+                          f"{', '.join(names)} (e.g. --init-parts {','.join(names[:2])})")
     return tuple(dict.fromkeys(parts))
 
 
-def apply_init(modules: dict[str, nn.Module], source: str, parts: tuple[str, ...], recipe: str,
+def apply_init(modules: dict[str, nn.Module], source: str, parts: tuple[str, ...], family: str,
                model: dict[str, Any], image_shape: tuple[int, ...], say: Callable[[str], None]) -> dict[str, Any]:
     """Copy the weights of ``parts`` from checkpoint ``source`` into ``modules`` (the task's, in place). Every check
     runs before the first tensor is copied. Returns the origin for run.json.
@@ -109,9 +111,9 @@ def apply_init(modules: dict[str, nn.Module], source: str, parts: tuple[str, ...
     folder = Path(source)
     ck = load_source(folder)
     where = f"--init-from {folder}"
-    check_compatible(ck, recipe, model, image_shape)
+    check_compatible(ck, family, model, image_shape)
     plan: list[tuple[str, str]] = []  # (our module, source tensors)
-    for part in parse_parts(parts):
+    for part in parse_parts(parts, tuple(dict.fromkeys([*modules, "ema"]))):
         if part not in modules:  # 'ema' when this run keeps no EMA (train.ema_half_life=0)
             continue
         src = part if part in ck.tensors else "g" if part == "ema" and "g" in ck.tensors else None

@@ -24,8 +24,7 @@ from ..core.errors import DivergedError, GankitError, Interrupted, StopTraining
 from ..data import Batcher, load_dataset
 from ..data.base import ImageData
 from ..losses import LOSSES
-from ..nets import MODELS
-from ..tasks import Task, TaskSpec, task_of
+from ..tasks import Task, TaskSpec, family_of, task_of
 from . import distributed as ddp
 from .checkpoint import Checkpointer, candidates
 from .finetune import apply_init, resolve_source
@@ -115,11 +114,12 @@ def set_up(cfg: Config, run: RunDir, resume: bool, data: ImageData | None, devic
     if cfg.train.init_from and not resume:  # the folder the config records: the same weights when it is re-run
         cfg = cfg.replace(**{"train.init_from": str(resolve_source(cfg.train.init_from))})
     task = spec.build(cfg, data, device, val)
-    shape = data.shape if data.targets is None else tuple(int(v) for v in data.targets.shape[1:])
+    shape = tuple(int(v) for v in task.image_shape)  # what the family makes (a translation's targets, not its inputs)
+    family = family_of(cfg)
     origin = None
     if cfg.train.init_from and not resume:  # a resumed run's weights come from its own checkpoint
-        origin = apply_init(task.modules, cfg.train.init_from, cfg.train.init_parts, MODELS.get(cfg.model.name).task,
-                            to_dict(cfg.model), shape, run.say)
+        origin = apply_init(task.modules, cfg.train.init_from, cfg.train.init_parts, family, to_dict(cfg.model),
+                            shape, run.say)
     if cfg.train.sync_bn:
         ddp.convert_sync_bn({k: m for k, m in task.modules.items() if k != "ema"}, device)
     ddp.broadcast_modules(task.modules)  # identical start even if a seed-dependent init differed
@@ -129,7 +129,7 @@ def set_up(cfg: Config, run: RunDir, resume: bool, data: ImageData | None, devic
         raise GankitError("no training budget: set train.steps, train.epochs or train.max_minutes (--steps/--epochs/--max-minutes)")
     meta = {"image_shape": list(shape), "input_channels": int(data.images.shape[1]), "num_images": len(data),
             "class_names": data.class_names, "class_counts": data.class_counts(),
-            "recipe": MODELS.get(cfg.model.name).task, "device": str(device),
+            "family": family, "recipe": family, "device": str(device),  # recipe: the key older gankit reads
             "threads": torch.get_num_threads(), "world_size": ddp.world_size()}
     if origin is not None:
         meta["init_from"] = origin
