@@ -39,7 +39,10 @@ class LayoutAdam(torch.optim.Adam):
 
     def _init_group(self, group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps):
         has_complex = super()._init_group(group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps)
-        if group["fused"]:
+        # Only the CPU kernel copies: CUDA's fused kernel takes any dense tensors whose strides agree, and the views
+        # below cost Python time at every step (a few hundred microseconds on a small model, whose step is mostly
+        # Python and kernel launches on a GPU).
+        if group["fused"] and params and params[0].device.type == "cpu":
             lists = [params, grads, exp_avgs, exp_avg_sqs] + ([max_exp_avg_sqs] if group["amsgrad"] else [])
             for i, p in enumerate(params):
                 tensors = [lst[i] for lst in lists]

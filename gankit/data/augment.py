@@ -56,6 +56,15 @@ def cutout_size(size: int) -> int:
 
 
 # -- pure transforms with explicit parameters -------------------------------------------------------------------------
+def to_device(t: Tensor, device: torch.device) -> Tensor:
+    """A tensor drawn on the CPU, on ``device``. On CUDA through pinned memory, without waiting: a copy from ordinary
+    (pageable) memory waits until every kernel queued before it has run, several times per augmented batch. The
+    values are the same; the pinned block is not reused before the copy is done (PyTorch's host allocator)."""
+    if device.type != "cuda" or t.device.type != "cpu":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def brightness(x: Tensor, delta: Tensor) -> Tensor:
     """x + delta per sample. x (B, C, H, W); delta (B,), DiffAugment draws it from [-0.5, 0.5)."""
     return x + delta.to(x.dtype).view(-1, 1, 1, 1)
@@ -86,7 +95,7 @@ def color(x: Tensor, delta: Tensor, sat: Tensor, con: Tensor) -> Tensor:
     parameters (0, 1, 1) give back x bit for bit (A = 1, B = C = 0).
     """
     b, c = x.shape[:2]
-    delta, sat, con = (t.to(device=x.device, dtype=x.dtype).view(b, 1, 1, 1) for t in (delta, sat, con))
+    delta, sat, con = (to_device(t.to(x.dtype), x.device).view(b, 1, 1, 1) for t in (delta, sat, con))
     # The channel mean as a sum of channel slices: for direct callers with channels_last batches, where a reduction
     # over the (innermost) channel axis is slow; Augment hands the ops contiguous batches.
     m = x[:, :1]
@@ -112,7 +121,7 @@ def translate(x: Tensor, shift: Tensor) -> Tensor:
     # promise that for large images). On CUDA the backward is flagged nondeterministic (atomic adds), though no two
     # output pixels share a source here, so its sums are exact; torch.use_deterministic_algorithms(True) refuses it.
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    shift = shift.to(device=x.device, dtype=torch.long).to(work.dtype)  # whole pixels, as documented
+    shift = to_device(shift.to(torch.long), x.device).to(work.dtype)  # whole pixels, as documented
     rows = torch.arange(h, device=x.device, dtype=work.dtype).view(1, h) - shift[:, :1]  # (B, H) source rows
     cols = torch.arange(w, device=x.device, dtype=work.dtype).view(1, w) - shift[:, 1:]  # (B, W) source columns
     grid = torch.stack([((2 * cols + 1) / w - 1).view(b, 1, w).expand(b, h, w),
@@ -127,7 +136,7 @@ def cutout(x: Tensor, top_left: Tensor, size: int) -> Tensor:
     The part of the square inside the image is set to 0 (mid-grey); gradients flow to every other pixel.
     """
     b, _, h, w = x.shape
-    top_left = top_left.to(device=x.device, dtype=torch.long)
+    top_left = to_device(top_left.to(torch.long), x.device)
     rows = torch.arange(h, device=x.device).view(1, h) - top_left[:, :1]  # (B, H): row offset into the square
     cols = torch.arange(w, device=x.device).view(1, w) - top_left[:, 1:]  # (B, W)
     in_r = (rows >= 0) & (rows < size)
@@ -189,17 +198,17 @@ def _draw_contrast(gen: Draws, n: int, p: float) -> Tensor:
 
 @AUG_OPS.register("brightness")  # add a per-image offset in [-0.5, 0.5)
 def _brightness_op(x: Tensor, p: float, gen: Draws) -> Tensor:
-    return brightness(x, _draw_brightness(gen, x.shape[0], p).to(x.device))
+    return brightness(x, to_device(_draw_brightness(gen, x.shape[0], p), x.device))
 
 
 @AUG_OPS.register("saturation")  # scale deviation from the channel mean by [0, 2)
 def _saturation_op(x: Tensor, p: float, gen: Draws) -> Tensor:
-    return saturation(x, _draw_saturation(gen, x.shape[0], p).to(x.device))
+    return saturation(x, to_device(_draw_saturation(gen, x.shape[0], p), x.device))
 
 
 @AUG_OPS.register("contrast")  # scale deviation from the image mean by [0.5, 1.5)
 def _contrast_op(x: Tensor, p: float, gen: Draws) -> Tensor:
-    return contrast(x, _draw_contrast(gen, x.shape[0], p).to(x.device))
+    return contrast(x, to_device(_draw_contrast(gen, x.shape[0], p), x.device))
 
 
 @AUG_OPS.register("color")  # brightness, saturation, contrast (each applied independently with p)
@@ -326,11 +335,16 @@ class Augment:
             return
         logits = d_real_logits.detach()
         # float32 holds these integer counts exactly up to 2**24 (an interval of a few global batches of patch scores)
-        inc = torch.stack([logits.sign().sum().float(), logits.new_tensor(float(logits.numel()), dtype=torch.float32),
-                           logits.new_tensor(float(logits.shape[0] if logits.ndim else 1), dtype=torch.float32)])
+        # (new_full, not new_tensor: a number copied from the host to an accelerator waits for the device)
+        inc = torch.stack([logits.sign().sum().float(), logits.new_full((), float(logits.numel()), dtype=torch.float32),
+                           logits.new_full((), float(logits.shape[0] if logits.ndim else 1), dtype=torch.float32)])
         if self.reduce is not None:
             inc = self.reduce(inc)  # the global batch's statistic, on every process
-        self._acc = inc + (self._acc if isinstance(self._acc, Tensor) else inc.new_tensor(self._acc))
+        if isinstance(self._acc, Tensor):
+            acc = self._acc
+        else:  # a fresh interval starts from zeros made on the device; a resumed one from the saved host numbers
+            acc = inc.new_zeros(3) if self._acc == (0.0, 0.0, 0.0) else inc.new_tensor(self._acc)
+        self._acc = inc + acc
         self._calls += 1
         if self._calls < self.interval:
             return

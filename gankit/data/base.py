@@ -121,11 +121,14 @@ class Batcher:
     def _permutation(self) -> torch.Tensor:
         if self._perm is None:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            self._perm = torch.randperm(len(self.data), generator=g)
+            # Drawn on the CPU (the same order on every device), moved to where rows are gathered once an epoch: a
+            # copy of each batch's indices to an accelerator would wait for the device at every step.
+            self._perm = torch.randperm(len(self.data), generator=g).to(self.store)
         return self._perm
 
     def next_indices(self) -> torch.Tensor:
-        """Advance by one batch and return its image indices, int64 (batch_size,) on the CPU."""
+        """Advance by one batch and return its image indices, int64 (batch_size,), on the device rows are gathered
+        on (the training device for RAM data, the CPU for a memory-mapped set)."""
         if self.pos >= self.batches_per_epoch:
             self.epoch += 1
             self.pos = 0

@@ -219,7 +219,7 @@ class GANTask(FamilyTask):
             self.ema.update(g)
         out["loss/g"] = loss_g_sum  # type: ignore[assignment]
         if self.augment is not None and self.augment.adaptive:
-            out["aug/p"] = torch.tensor(self.augment.p)
+            out["aug/p"] = torch.full((), self.augment.p, device=self.device)  # beside the other scalars
         return out
 
     # -- evaluation during training --------------------------------------------------------------------------------

@@ -306,9 +306,12 @@ def agree(outputs: dict[str, Tensor], signum: int | None, global_batch: int) -> 
     dev = outputs[keys[0]].device if keys else torch.device("cpu")
     if dist.get_backend() == "nccl":
         dev = torch.device("cuda", torch.cuda.current_device())
-    flags = [float(signum == signal.SIGTERM), float(signum == signal.SIGINT)]
+    # The flags are made on the device (a fill, not a host-to-device copy, which would wait for the device).
+    flags = torch.zeros(2, device=dev)
+    if signum in (signal.SIGTERM, signal.SIGINT):
+        flags[0 if signum == signal.SIGTERM else 1].fill_(1.0)
     vec = torch.cat([torch.stack([outputs[k].detach().float().reshape(()).to(dev) * w for k in keys]) if keys
-                     else torch.zeros(0, device=dev), torch.tensor(flags, device=dev)])
+                     else torch.zeros(0, device=dev), flags])
     all_reduce(vec)
     host = vec.cpu()
     term, intr = float(host[-2]), float(host[-1])
@@ -321,7 +324,7 @@ def any_rank(flag: bool) -> bool:
     if not active():
         return flag
     dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    return bool(all_reduce(torch.tensor([float(flag)], device=dev), "max").item() > 0)
+    return bool(all_reduce(torch.full((1,), float(flag), device=dev), "max").item() > 0)
 
 
 def rank_seed(seed: int, step: int) -> int:

@@ -1,18 +1,22 @@
-"""The training loop, top to bottom: set up, resume, then step, log, preview, validate and checkpoint until the
-budget is spent or a signal arrives.
+"""The training loop, top to bottom: open the run (set up, resume), then step, roll back or log a row and do the
+step's side work, until the budget is spent, the caller stops it or a signal arrives; then finish.
 
-The loop owns time; what happens inside a step belongs to the task (gankit/tasks/), what is written goes through
-RunDir (rundir.py), checkpoints through Checkpointer (checkpoint.py), and the small decisions (budget, learning
-rate, finiteness, best score) through parts.py.
+:func:`_train` is that sequence in a dozen lines; each part is a method of :class:`TrainingLoop`. The loop owns
+time; what happens inside a step belongs to the task (gankit/tasks/), what is written goes through RunDir
+(rundir.py) and RunOutputs (outputs.py), checkpoints through Checkpointer (checkpoint.py), which side work a step
+owes through Paces (sidework.py), and the small decisions (budget, learning rate, finiteness, best score) through
+parts.py.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -29,10 +33,10 @@ from . import distributed as ddp
 from .checkpoint import Checkpointer, candidates
 from .finetune import apply_init, resolve_source
 from .outputs import RunOutputs
-from .parts import BestKeeper, Budget, Monitor, StopFlag, nonfinite, nonfinite_weights, set_lr
+from .parts import BestKeeper, Budget, Monitor, StopFlag, host_values, nonfinite_weights, set_lr
 from .rundir import RunDir, default_run_dir, load_run_config
 from .precision import configure_backends
-from .sidework import SideWork
+from .sidework import Due, Paces, SideWork
 from .state import TrainState
 from ..workers import usable_cores
 
@@ -180,6 +184,33 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
 
 def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data: ImageData | None,
            device: torch.device, on_scores: ScoresCallback | None) -> Run:
+    """The loop as its named parts (:class:`TrainingLoop`): open the run; step, then roll back or log a row and do
+    the step's side work, until a signal, the caller or the budget stops it; finish (or save and raise Interrupted)."""
+    run, setup = open_run(cfg, out, resume, data, device)
+    loop = TrainingLoop(cfg, run, setup, on_scores)
+    try:
+        loop.begin()
+        with StopFlag() as stop:
+            while not loop.should_stop(stop):
+                outputs = loop.one_step(stop.signum)
+                due = loop.paces.due(loop.state.step)
+                scalars = host_values(outputs) if due.check_outputs or due.log else {}  # one device-to-host copy
+                if (diverged := loop.divergence(scalars, due)) is not None:
+                    loop.roll_back(diverged)
+                    continue
+                loop.log_row(scalars, due)
+                loop.side_work(due)
+        if loop.signal is not None:
+            loop.interrupt()
+        return loop.finish()
+    finally:
+        loop.close()
+
+
+def open_run(cfg: Config, out: str | Path | None, resume: str | Path | None, data: ImageData | None,
+             device: torch.device) -> tuple[RunDir, Setup]:
+    """The run folder every rank agrees on (a new one, or the run to resume), locked by this process, and the
+    set-up in it; the folder is closed again (its lock given back) if the set-up fails."""
     if resume is None and out is not None and ddp.restarted() and candidates(Path(out) / "checkpoints"):
         resume = out  # torchrun restarted the group after a failure: continue from the newest checkpoint
     # Every rank must agree on the folder (a default name holds the time) and on whether it may be used.
@@ -195,131 +226,179 @@ def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data:
     # it back, and removes a new folder that a failed set-up left empty.
     run.lock()
     try:
-        s = set_up(cfg, run, resume is not None, data, device)
+        return run, set_up(cfg, run, resume is not None, data, device)
     except BaseException:
         run.close()
         raise
-    task, batcher, budget, ckpt, state, t_cfg = s.task, s.batcher, s.budget, s.ckpt, s.state, cfg.train
-    shows = RunOutputs(run, t_cfg.tensorboard)
-    best = BestKeeper(*task.best_metric, state.best_value)
-    sample_every = t_cfg.sample_every or max(1, batcher.batches_per_epoch // t_cfg.d_steps)
-    side = SideWork(task=task, spec=s.spec, ckpt=ckpt, state=state, best=best, shows=shows,
-                    progress=lambda: batcher.progress, sample_every=t_cfg.sample_every, eval_every=t_cfg.eval_every,
-                    preview_seconds=t_cfg.preview_seconds, seed=cfg.seed)
-    clock = side.clock
-    monitor = Monitor(enabled=LOSSES.get(cfg.loss.name).floor_zero)
-    check_every_step = s.device.type == "cpu"  # a finiteness check costs a host sync on accelerators
-    bar = tqdm(total=budget.steps, initial=state.step, unit="step", dynamic_ncols=True, leave=True,
-               disable=not (t_cfg.progress and run.active), desc=run.root.name[-28:])
-    row: dict[str, float] = {}
-    stopped_by = "steps"
-    stop_note: str | None = None
-    try:
-        if state.step == 0:
-            with side.best_after():  # `best` at step 0: a link to step 0's checkpoint, not a second write
+
+
+class TrainingLoop:
+    """The parts of one run's training that :func:`_train` calls in order, over the explicit state of a
+    :class:`Setup` (models, optimizers and data position in the task and batcher; step, learning-rate scale,
+    rollbacks and best score in :class:`TrainState`). Each part is one decision or one kind of work; which side
+    work a step owes is decided in one place, :meth:`Paces.due`."""
+
+    def __init__(self, cfg: Config, run: RunDir, setup: Setup, on_scores: ScoresCallback | None) -> None:
+        train_cfg = cfg.train
+        self.cfg, self.run, self.on_scores = cfg, run, on_scores
+        self.task, self.batcher, self.budget, self.ckpt = setup.task, setup.batcher, setup.budget, setup.ckpt
+        self.state = setup.state
+        self.paces = Paces.of(train_cfg, self.batcher.batches_per_epoch, setup.device.type)
+        self.shows = RunOutputs(run, train_cfg.tensorboard)
+        self.side = SideWork(task=self.task, spec=setup.spec, ckpt=self.ckpt, state=self.state,
+                             best=BestKeeper(*self.task.best_metric, self.state.best_value), shows=self.shows,
+                             progress=lambda: self.batcher.progress, sample_every=train_cfg.sample_every,
+                             eval_every=train_cfg.eval_every, preview_seconds=train_cfg.preview_seconds, seed=cfg.seed)
+        self.monitor = Monitor(enabled=LOSSES.get(cfg.loss.name).floor_zero)
+        self.bar = tqdm(total=self.budget.steps, initial=self.state.step, unit="step", dynamic_ncols=True, leave=True,
+                        disable=not (train_cfg.progress and run.active), desc=run.root.name[-28:])
+        self.last_log = (time.monotonic(), self.state.step)  # (time, step) of the last row, for images/s
+        self.last_row: dict[str, float] = {}  # the newest metrics row (summary.json's "last")
+        self.stopped_by = "steps"  # why the run ended: the budget's kind, or the caller's StopTraining reason
+        self.stop_note: str | None = None  # the caller's StopTraining note
+        self.signal: int | None = None  # the stop signal every rank acts on (one during a collective waits a step)
+
+    def begin(self) -> None:
+        """A new run's step 0 (preview grids and the first checkpoint); then the budget's clock starts."""
+        if self.state.step == 0:
+            with self.side.best_after():  # `best` at step 0: a link to step 0's checkpoint, not a second write
+                self.side.previews()
+                self.side.save("step-0000000")  # a good state to roll back to and a sign that this folder is a run
+        self.budget.start_clock()
+        self.last_log = (time.monotonic(), self.state.step)
+
+    def should_stop(self, stop: StopFlag) -> bool:
+        """Before each step: stop for a signal (the one every rank agreed on, or this process's own when it runs
+        alone), for the caller's StopTraining, or because the budget is spent (``stopped_by`` says which)."""
+        if self.signal is not None or self.stop_note is not None:
+            return True
+        if not ddp.active() and stop.signum is not None:
+            self.signal = stop.signum
+            return True
+        spent = self.budget.spent(self.state.step)
+        if self.budget.deadline is not None and ddp.any_rank(spent == "time") and spent is None:
+            spent = "time"  # another rank's clock ran out first: stop at the same step
+        if spent is not None:
+            self.stopped_by = spent
+        return spent is not None
+
+    def one_step(self, signum: int | None) -> dict[str, torch.Tensor]:
+        """The task's step at this point of the budget (learning rates set for it), its scalars and the stop signal
+        agreed by every rank; counts the step. Returns the scalars, left on the device."""
+        progress = self.budget.progress(self.state.step)
+        set_lr(self.task.optimizers, self.cfg.optim, self.state.lr_scale, progress)
+        clock = self.side.clock
+        with clock.step():
+            outputs = self.task.step(self.batcher, progress)
+        ddp.sync_buffers(self.task.modules, ddp.share(self.cfg.train.batch_size))
+        # The global batch's scalars and any rank's stop signal, on every rank (one small all-reduce).
+        outputs, self.signal = ddp.agree(outputs, signum, self.cfg.train.batch_size)
+        self.state.step += 1
+        if self.cfg.train.compile and clock.first_step is not None and clock.step_seconds == clock.first_step:
+            self.run.say(f"train.compile: the first step took {clock.first_step:.1f} s (compiling G and D)")
+        return outputs
+
+    def divergence(self, scalars: dict[str, float], due: Due) -> str | None:
+        """What is NaN or Inf after this step ("loss/d = nan", "weights/g hold NaN or Inf"), or None."""
+        if due.check_outputs and (bad := [k for k, v in scalars.items() if not math.isfinite(v)]):
+            return f"{bad[0]} = {scalars[bad[0]]}"
+        if due.check_weights and (bad := nonfinite_weights(self.task.modules)):
+            return f"{bad[0]} hold NaN or Inf"
+        return None
+
+    def roll_back(self, what: str) -> None:
+        """With train.on_nan=rollback (and rollbacks left): back to the newest checkpoint with lower learning rates;
+        else DivergedError, the checkpoints untouched."""
+        train_cfg, state, step = self.cfg.train, self.state, self.state.step
+        if train_cfg.on_nan != "rollback" or state.rollbacks >= train_cfg.nan_max_rollbacks:
+            raise DivergedError(f"training diverged at step {step}: {what}; the last good checkpoint in "
+                                f"{self.run.checkpoints} is untouched (try a lower learning rate or --set "
+                                f"train.on_nan=rollback)")
+        checkpoint = ddp.from_main(lambda: self.ckpt.latest(say=self.run.say), "the checkpoint")
+        self.ckpt.restore(checkpoint)
+        ddp.reseed(self.cfg.seed, checkpoint.step)
+        state.step, state.rollbacks = checkpoint.step, state.rollbacks + 1
+        state.lr_scale *= train_cfg.nan_lr_factor
+        self.run.say(f"warning: {what} at step {step}; rolled back to step {checkpoint.step}, learning rates "
+                     f"x{state.lr_scale:g} (rollback {state.rollbacks} of {train_cfg.nan_max_rollbacks})")
+        self.run.trim_metrics(state.step)  # the abandoned steps' rows would plot twice
+        self.shows.event(state.step, "rollback", lr_scale=state.lr_scale)
+
+    def log_row(self, scalars: dict[str, float], due: Due) -> None:
+        """At log steps a metrics.jsonl row (the step's scalars, images/s) and the D-collapse watch; the bar moves."""
+        step = self.state.step
+        if due.log:
+            now = time.monotonic()
+            images_per_s = (step - self.last_log[1]) * self.task.images_per_step() / max(now - self.last_log[0], 1e-9)
+            self.last_log = (now, step)
+            self.last_row = {k: round(v, 6) for k, v in scalars.items()}
+            self.shows.row(step, self.batcher.progress, self.last_row, images_per_s=round(images_per_s, 1))
+            if warning := self.monitor.update(step, self.last_row):
+                self.run.say(warning)
+                self.shows.event(step, "d_collapse")
+            self.bar.set_postfix(progress_postfix(self.last_row, images_per_s, self.budget.minutes_left()),
+                                 refresh=False)
+        self.bar.update(1)
+
+    def side_work(self, due: Due) -> None:
+        """What the step owes: previews, validation (shown to the caller's on_scores, which may stop the run),
+        a numbered checkpoint (`best` settled after it), losses.png."""
+        side, step = self.side, self.state.step
+        with side.best_after():
+            if due.preview and side.preview_pace.ready():
                 side.previews()
-                side.save("step-0000000")  # a good state to roll back to and a sign that this folder is a run
-        budget.start_clock()
-        last_log = (time.monotonic(), state.step)
-        stop_now: int | None = None  # the stop signal every rank acts on (a signal during a collective waits a step)
-        with StopFlag() as stop:
-            while stop_now is None:
-                if not ddp.active() and stop.signum is not None:
-                    stop_now = stop.signum
-                    break
-                spent = budget.spent(state.step)
-                if budget.deadline is not None and ddp.any_rank(spent == "time") and spent is None:
-                    spent = "time"  # another rank's clock ran out first: stop at the same step
-                if spent is not None:
-                    stopped_by = spent
-                    break
-                t = budget.progress(state.step)
-                set_lr(task.optimizers, cfg.optim, state.lr_scale, t)
-                with clock.step():
-                    out_t = task.step(batcher, t)
-                ddp.sync_buffers(task.modules, ddp.share(cfg.train.batch_size))
-                # The global batch's scalars and any rank's stop signal, on every rank (one small all-reduce).
-                out_t, stop_now = ddp.agree(out_t, stop.signum, cfg.train.batch_size)
-                state.step += 1
-                step = state.step
-                if t_cfg.compile and clock.first_step is not None and clock.step_seconds == clock.first_step:
-                    run.say(f"train.compile: the first step took {clock.first_step:.1f} s (compiling G and D)")
-                bad = nonfinite(out_t) if check_every_step or step % t_cfg.log_every == 0 else []
-                if not bad and step % t_cfg.checkpoint_every == 0:
-                    bad = nonfinite_weights(task.modules)  # checkpoints are what rollbacks and resumes trust
-                if bad:
-                    what = f"{bad[0]} = {float(out_t[bad[0]])}" if bad[0] in out_t else f"{bad[0]} hold NaN or Inf"
-                    if t_cfg.on_nan != "rollback" or state.rollbacks >= t_cfg.nan_max_rollbacks:
-                        raise DivergedError(f"training diverged at step {step}: {what}; the last good checkpoint in "
-                                            f"{run.checkpoints} is untouched (try a lower learning rate or --set "
-                                            f"train.on_nan=rollback)")
-                    ck = ddp.from_main(lambda: ckpt.latest(say=run.say), "the checkpoint")
-                    ckpt.restore(ck)
-                    ddp.reseed(cfg.seed, ck.step)
-                    state.step, state.rollbacks, state.lr_scale = ck.step, state.rollbacks + 1, state.lr_scale * t_cfg.nan_lr_factor
-                    run.say(f"warning: {what} at step {step}; rolled back to step {ck.step}, learning rates "
-                            f"x{state.lr_scale:g} (rollback {state.rollbacks} of {t_cfg.nan_max_rollbacks})")
-                    run.trim_metrics(state.step)  # the abandoned steps' rows would plot twice
-                    shows.event(state.step, "rollback", lr_scale=state.lr_scale)
-                    continue
-                if step % t_cfg.log_every == 0 or step == 1:
-                    now = time.monotonic()
-                    ips = (step - last_log[1]) * task.images_per_step() / max(now - last_log[0], 1e-9)
-                    last_log = (now, step)
-                    row = {k: round(float(v), 6) for k, v in out_t.items()}
-                    shows.row(step, batcher.progress, row, images_per_s=round(ips, 1))
-                    if warn := monitor.update(step, row):
-                        run.say(warn)
-                        shows.event(step, "d_collapse")
-                    bar.set_postfix(progress_postfix(row, ips, budget.minutes_left()), refresh=False)
-                bar.update(1)
-                with side.best_after():
-                    if step % sample_every == 0 and side.preview_pace.ready():
-                        side.previews()
-                    if t_cfg.eval_every and step % t_cfg.eval_every == 0:
-                        scores = side.validate()
-                        if on_scores is not None and scores:
-                            try:
-                                on_scores(step, scores, False)
-                            except StopTraining as e:  # ends like a spent budget: checkpoint, summary, report
-                                stopped_by, stop_note = e.reason, e.note
-                    if step % t_cfg.checkpoint_every == 0:
-                        side.save(f"step-{step:07d}")
-                if stop_note is not None:
-                    break
-                if step % t_cfg.checkpoint_every == 0 and side.plot_pace.ready():
-                    side.plots(gif=False)
-            if stop_now is not None:
-                bar.close()
-                side.save(f"step-{state.step:07d}")
-                side.previews()
-                side.plots(gif=True)
-                raise Interrupted(stop_now, run.root, state.step)
-        bar.close()
+            if due.validate:
+                scores = side.validate()
+                if self.on_scores is not None and scores:
+                    try:
+                        self.on_scores(step, scores, False)
+                    except StopTraining as e:  # ends like a spent budget: checkpoint, summary, report
+                        self.stopped_by, self.stop_note = e.reason, e.note
+            if due.checkpoint:
+                side.save(f"step-{step:07d}")
+        if due.plots and self.stop_note is None and side.plot_pace.ready():
+            side.plots(gif=False)
+
+    def interrupt(self) -> NoReturn:
+        """A stop signal: checkpoint, grids and plots of this step, then Interrupted (the CLI's exit code)."""
+        assert self.signal is not None
+        self.bar.close()
+        self.side.save(f"step-{self.state.step:07d}")
+        self.side.previews()
+        self.side.plots(gif=True)
+        raise Interrupted(self.signal, self.run.root, self.state.step)
+
+    def finish(self) -> Run:
+        """The end of the budget (or the caller's stop): the final grid, the end result scored for the caller, a
+        last checkpoint unless this step's is written and its `final` copy, plots, summary.json, report.html."""
+        side, step = self.side, self.state.step
+        self.bar.close()
         with side.best_after():  # the final scores first, so the last checkpoint holds them and `best` links to it
-            if side.last_preview != state.step:  # the final grid, always
+            if side.last_preview != step:  # the final grid, always
                 side.previews()
-            if on_scores is not None and t_cfg.eval_every:  # the caller asked for the end result: score it
-                if side.last_scores[0] != state.step:
+            if self.on_scores is not None and self.cfg.train.eval_every:  # the caller asked for the end result
+                if side.last_scores[0] != step:
                     side.validate()
-                if side.last_scores[1] and stop_note is None:
-                    on_scores(state.step, side.last_scores[1], True)
-            if state.step % t_cfg.checkpoint_every:  # else it was saved a moment ago
-                side.save(f"step-{state.step:07d}", move_latest=False)
+                if side.last_scores[1] and self.stop_note is None:
+                    self.on_scores(step, side.last_scores[1], True)
+            if not self.paces.due(step).checkpoint:  # else it was saved a moment ago
+                side.save(f"step-{step:07d}", move_latest=False)
         # The same state, not serialised again, but a copy rather than hard links: one damaged file must not take
         # both the last numbered checkpoint and `final` with it (loading falls back from one to the other).
-        side.alias("final", f"step-{state.step:07d}", copy=True)
+        side.alias("final", f"step-{step:07d}", copy=True)
         side.plots(gif=True)
-        run.summary({"step": state.step, "epoch": round(batcher.progress, 4), "stopped_by": stopped_by,
-                     "seconds": round(time.monotonic() - budget.start, 1), "last": row, "rollbacks": state.rollbacks,
-                     "d_collapse_at_step": monitor.collapsed_at, **clock.summary(),
-                     **({"stop_note": stop_note} if stop_note else {})})
-        shows.report()
-        return Run(run.root, state.step, batcher.progress, stopped_by, row, side.last_scores[1])
-    finally:
-        bar.close()
-        shows.close()
-        run.close()
+        self.run.summary({"step": step, "epoch": round(self.batcher.progress, 4), "stopped_by": self.stopped_by,
+                          "seconds": round(time.monotonic() - self.budget.start, 1), "last": self.last_row,
+                          "rollbacks": self.state.rollbacks, "d_collapse_at_step": self.monitor.collapsed_at,
+                          **side.clock.summary(), **({"stop_note": self.stop_note} if self.stop_note else {})})
+        self.shows.report()
+        return Run(self.run.root, step, self.batcher.progress, self.stopped_by, self.last_row, side.last_scores[1])
+
+    def close(self) -> None:
+        """On every way out: the bar, TensorBoard's writer and the run folder's lock."""
+        self.bar.close()
+        self.shows.close()
+        self.run.close()
 
 
 def progress_postfix(row: dict[str, float], ips: float, minutes_left: float | None) -> dict[str, str]:

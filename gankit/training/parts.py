@@ -68,6 +68,18 @@ def set_lr(optimizers: dict[str, torch.optim.Optimizer], c: OptimConfig, scale: 
             group["lr"] = base * scale * decay
 
 
+def host_values(outputs: dict[str, torch.Tensor]) -> dict[str, float]:
+    """``float(v)`` of every scalar tensor, in the same order, with one device-to-host copy per (device, dtype)
+    instead of one host sync per value (the values are the same: ``tolist`` and ``float`` both widen exactly)."""
+    groups: dict[tuple[torch.device, torch.dtype], list[str]] = {}
+    for k, v in outputs.items():
+        groups.setdefault((v.device, v.dtype), []).append(k)
+    read: dict[str, float] = {}
+    for keys in groups.values():
+        read.update(zip(keys, map(float, torch.stack([outputs[k].detach().reshape(()) for k in keys]).tolist())))
+    return {k: read[k] for k in outputs}
+
+
 def nonfinite(outputs: dict[str, torch.Tensor]) -> list[str]:
     """Keys of a step's outputs that are NaN or Inf (one host sync per key)."""
     return [k for k, v in outputs.items() if not bool(torch.isfinite(v))]

@@ -1,8 +1,10 @@
-"""Keeping side work (previews, validation, plots, checkpoints, logging) a small share of a run's wall time.
+"""When the work beside the training step happens, and keeping it a small share of a run's wall time.
 
-Two pieces, both about *when*, never about *what*: :class:`SideClock` measures the wall time spent in the training
-step and in each kind of side work (it is written to summary.json, so every run measures its own share), and
-:class:`Throttle` lets a piece of side work run only when enough wall time has passed since it last ran.
+All of it is about *when*, never about *what*: :meth:`Paces.due` decides, from the step number alone, which side work
+a step owes (the one place that reads train.log_every, sample_every, eval_every and checkpoint_every);
+:class:`Throttle` lets a piece of side work run only when enough wall time has passed since it last ran;
+:class:`SideClock` measures the wall time spent in the training step and in each kind of side work (it is written to
+summary.json, so every run measures its own share); :class:`SideWork` does the work.
 
 Time-based decisions only ever skip drawing, scoring or plotting; they never touch the models, optimizers, random
 streams or data order, so the trained weights (and an exact resume) do not depend on how fast the machine is.
@@ -15,11 +17,55 @@ from collections.abc import Callable
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+from ..config.schema import TrainConfig
 from . import distributed as ddp
 
 PLOT_SECONDS = 60.0  # losses.png is redrawn at most this often (a person does not look more often)
+
+
+@dataclass(frozen=True)
+class Due:
+    """What one step owes besides itself. ``preview`` and ``plots`` run only if their wall-time pace also allows
+    (:class:`Throttle`, checked when they would run); everything else is decided by the step number alone."""
+
+    check_outputs: bool  # the step's scalars are checked for NaN/Inf
+    check_weights: bool  # every weight is checked too (a checkpoint is what rollbacks and resumes trust)
+    log: bool  # a metrics.jsonl row
+    preview: bool  # the preview grids
+    validate: bool  # validation scores (train.eval_every)
+    checkpoint: bool  # a numbered checkpoint
+    plots: bool  # losses.png
+
+
+@dataclass(frozen=True)
+class Paces:
+    """Every how many steps each kind of side work comes (from ``train.*``)."""
+
+    log_every: int
+    sample_every: int  # previews; derived from the epoch length when train.sample_every is 0
+    eval_every: int  # 0: never
+    checkpoint_every: int
+    check_every_step: bool  # the step's scalars checked at every step, not only at log steps
+
+    @classmethod
+    def of(cls, t: TrainConfig, batches_per_epoch: int, device_type: str) -> "Paces":
+        # A finiteness check reads the scalars on the host: free on the CPU, a sync on accelerators (so there only
+        # at log steps, where the row reads them anyway).
+        return cls(log_every=t.log_every, sample_every=t.sample_every or max(1, batches_per_epoch // t.d_steps),
+                   eval_every=t.eval_every, checkpoint_every=t.checkpoint_every,
+                   check_every_step=device_type == "cpu")
+
+    def due(self, step: int) -> Due:
+        """The side work owed after step ``step`` (1 for the first step; the last step of a run is this too: the
+        end of a run adds what is missing, :meth:`gankit.training.loop.TrainingLoop.finish`)."""
+        checkpoint = step % self.checkpoint_every == 0
+        return Due(check_outputs=self.check_every_step or step % self.log_every == 0, check_weights=checkpoint,
+                   log=step % self.log_every == 0 or step == 1, preview=step % self.sample_every == 0,
+                   validate=bool(self.eval_every) and step % self.eval_every == 0, checkpoint=checkpoint,
+                   plots=checkpoint)
 
 
 class Throttle:
