@@ -1,5 +1,5 @@
 """A 512-px-wide paired folder to measure pix2pix on real-size pairs (issue 30): the embedded sketch -> colour set
-(crops of scikit-learn's two sample photos, gankit/data/paired.py) loaded at 256x256 and written in the pix2pix
+(crops of scikit-learn's two sample photos, gankit/data/paired/sketch.py) loaded at 256x256 and written in the pix2pix
 side-by-side layout, ``train/`` (600 pairs) and ``val/`` (100 pairs) of 512x256 PNGs, sketch on the left (grey,
 stored as RGB as photo-derived pairs usually are), colour on the right. The crops are 64-128 px of the photos, so at
 256 px they are upscaled (bicubic): the content is the embedded set's, the files and decoding are full-size.

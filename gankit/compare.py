@@ -2,72 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import math
 import textwrap
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config.schema import read_yaml
 from .core.errors import GankitError
-from .core.io import atomic_write_bytes, read_jsonl, refuse_existing, series
-from .report import SPREAD_KEYS, eval_protocol, md_escape, protocol_warnings, seed_groups, spread_table
+from .core.io import atomic_write_bytes, refuse_existing, series
+from .report.html import md_escape
+from .report.runs import (RunData, differing_keys, last_value, protocol_warnings, read_run, seed_groups, seed_scores,
+                          spread_table)
 from .training.rundir import sweep_run_dirs
-from .config.schema import NOT_IDENTITY, flatten, fmt_value
+from .config.schema import fmt_value
 
 FILES = {"report": "report.html", "losses": "losses.png", "samples": "samples.png", "summary": "summary.md"}  # what compare writes into --out
 
 
-@dataclass
-class RunInfo:
-    """What compare reads from one run folder."""
-
-    dir: Path
-    config: dict[str, Any]  # flattened dotted keys
-    rows: list[dict[str, Any]]  # metrics.jsonl
-    summary: dict[str, Any]  # summary.json, {} while unfinished
-    metrics: dict[str, float]  # numbers of metrics.json (gankit eval), flattened
-    protocol: str | None  # how metrics.json was made (report.eval_protocol), None when not evaluated
-    sample: Path | None  # the last samples/step-*.png
-    label: str = ""
-    differs: dict[str, Any] = field(default_factory=dict)
-
-
-def _numbers(d: Any, prefix: str = "") -> dict[str, float]:
-    out: dict[str, float] = {}
-    if isinstance(d, dict):
-        for k, v in d.items():
-            out.update(_numbers(v, f"{prefix}{k}."))
-    elif isinstance(d, (int, float)) and not isinstance(d, bool) and math.isfinite(d):
-        out[prefix[:-1]] = float(d)
-    return out
-
-
-def read_run(run_dir: Path, say: Any = print) -> RunInfo:
-
-    summary: dict[str, Any] = {}
-    metrics: dict[str, float] = {}
-    protocol: str | None = None
-    for name, target in (("summary.json", "summary"), ("metrics.json", "metrics")):
-        f = run_dir / name
-        if f.is_file():
-            try:
-                data = json.loads(f.read_bytes())
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                say(f"note: {f} is damaged (not JSON); compared without it")
-                continue
-            if target == "summary":
-                summary = data if isinstance(data, dict) else {}
-            else:
-                metrics = _numbers(data)
-                protocol = eval_protocol(data) if isinstance(data, dict) else None
-    samples = sorted((run_dir / "samples").glob("step-*.png"))
-    return RunInfo(run_dir, flatten(read_yaml(run_dir / "config.yaml")), read_jsonl(run_dir / "metrics.jsonl"),
-                   summary, metrics, protocol, samples[-1] if samples else None)
-
-
-def collect_runs(paths: list[str], say: Any = print) -> list[RunInfo]:
+def collect_runs(paths: list[str], say: Any = print) -> list[RunData]:
     """Run folders from run folders, sweep folders (their sweep.json) or folders of runs, in the order given."""
     found: list[Path] = []
     for raw in paths:
@@ -97,11 +48,10 @@ def collect_runs(paths: list[str], say: Any = print) -> list[RunInfo]:
     return [read_run(d, say) for d in unique]
 
 
-def label_runs(runs: list[RunInfo]) -> list[str]:
-    """Config keys whose values differ between the runs (watching options left out)."""
-    keys = sorted({k for r in runs for k in r.config})
-    differing = [k for k in keys if k not in NOT_IDENTITY
-                 and len({json.dumps(r.config.get(k), sort_keys=True) for r in runs}) > 1]
+def label_runs(runs: list[RunData]) -> list[str]:
+    """Config keys whose values differ between the runs (:func:`gankit.report.runs.differing_keys`, as report.html
+    shows them); each run's label names its values of those keys."""
+    differing = differing_keys([r.config for r in runs])
     for r in runs:
         r.differs = {k: r.config.get(k) for k in differing}
         r.label = ", ".join(f"{k}={fmt_value(v)}" for k, v in r.differs.items()) or r.dir.name
@@ -110,13 +60,6 @@ def label_runs(runs: list[RunInfo]) -> list[str]:
         if labels.count(r.label) > 1:  # same config in different folders: the folder tells them apart
             r.label = f"{r.dir.name}: {r.label}" if r.differs else r.dir.name
     return differing
-
-
-def _last(rows: list[dict[str, Any]], key: str) -> Any:
-    for r in reversed(rows):
-        if key in r:
-            return r[key]
-    return None
 
 
 def _cell(v: Any) -> str:
@@ -134,7 +77,7 @@ def _plain(label: str) -> str:
     return label.replace("$", r"\$")
 
 
-def losses_png(runs: list[RunInfo]) -> bytes:
+def losses_png(runs: list[RunData]) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,7 +103,7 @@ def losses_png(runs: list[RunInfo]) -> bytes:
     return figure_png(fig, bbox_inches="tight")
 
 
-def samples_png(runs: list[RunInfo]) -> bytes:
+def samples_png(runs: list[RunData]) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -175,10 +118,10 @@ def samples_png(runs: list[RunInfo]) -> bytes:
     for ax in axes.flat:
         ax.axis("off")
     for ax, r in zip(axes.flat, runs):
-        if r.sample is not None:
-            with Image.open(r.sample) as im:
+        if (sample := r.last_grid) is not None:
+            with Image.open(sample) as im:
                 ax.imshow(im.convert("RGB"))
-            step = r.sample.stem.split("-")[-1].lstrip("0") or "0"
+            step = sample.stem.split("-")[-1].lstrip("0") or "0"
             title = f"{_plain(r.label)}\n(step {step})"
         else:
             ax.text(0.5, 0.5, "no samples yet", ha="center", va="center")
@@ -188,9 +131,9 @@ def samples_png(runs: list[RunInfo]) -> bytes:
     return figure_png(fig, bbox_inches="tight")
 
 
-def summary_md(runs: list[RunInfo], differing: list[str]) -> str:
+def summary_md(runs: list[RunData], differing: list[str]) -> str:
     eval_keys = sorted({k for r in runs for row in r.rows for k in row if k.startswith("eval/")})
-    metric_keys = sorted({k for r in runs for k in r.metrics})
+    metric_keys = sorted({k for r in runs for k in r.metric_numbers})
     warnings = protocol_warnings([r.protocol for r in runs])
     evaluated = any(r.protocol for r in runs)
     head = ["run", "differing config", "steps", "epochs", "seconds", "last D loss", "last G loss",
@@ -202,13 +145,11 @@ def summary_md(runs: list[RunInfo], differing: list[str]) -> str:
         last_row = next((row for row in reversed(r.rows) if "step" in row), {})
         cells = [r.dir.name, ", ".join(f"{k}={fmt_value(v)}" for k, v in r.differs.items()),
                  r.summary.get("step", last_row.get("step")), r.summary.get("epoch", last_row.get("epoch")),
-                 r.summary.get("seconds"), _last(r.rows, "loss/d"), _last(r.rows, "loss/g"),
-                 *[_last(r.rows, k) for k in eval_keys], *[r.metrics.get(k) for k in metric_keys],
+                 r.summary.get("seconds"), last_value(r.rows, "loss/d"), last_value(r.rows, "loss/g"),
+                 *[last_value(r.rows, k) for k in eval_keys], *[r.metric_numbers.get(k) for k in metric_keys],
                  *([r.protocol, warn] if evaluated else [])]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
-    scores = [{**{k: v for k in eval_keys if isinstance(v := _last(r.rows, k), (int, float))},
-               **{k: r.metrics[k] for k in SPREAD_KEYS if k in r.metrics}} for r in runs]
-    if groups := seed_groups([r.config for r in runs], scores):
+    if groups := seed_groups([r.config for r in runs], seed_scores(runs)):
         head, rows = spread_table(groups, [[runs[i].config.get("seed") for i in g.members] for g in groups])
         lines += ["", "## Over seeds", "", "Runs whose configs differ only by the seed: mean ± sample standard deviation "
                   "(n = runs with that score).", "",

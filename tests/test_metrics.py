@@ -375,7 +375,7 @@ def test_missing_inception_file_is_a_user_error_naming_the_url(tmp_path, monkeyp
     def offline(*args, **kwargs):
         raise GankitError("download of https://... failed: no network")
 
-    monkeypatch.setattr(features_mod, "fetch", offline)
+    monkeypatch.setattr(features_mod.inception, "fetch", offline)  # where the inception extractor looks it up
     with pytest.raises(GankitError, match="--inception PATH"):
         build_extractor("inception", cache_dir=tmp_path, progress=False)
     cached = tmp_path / "weights" / "inception-2015-12-05.pt"
@@ -420,7 +420,7 @@ def test_classifier_trains_caches_and_reloads(tmp_path, monkeypatch) -> None:
     def no_training(*args, **kwargs):
         raise AssertionError("the second call must load from the cache")
 
-    monkeypatch.setattr(features_mod, "train_classifier", no_training)
+    monkeypatch.setattr(features_mod.classifier, "train_classifier", no_training)
     again = ClassifierFeatures.from_data(data, TINY, cache_dir=tmp_path, progress=False)
     feats2, probs2 = again(data.images)
     np.testing.assert_array_equal(feats, feats2)

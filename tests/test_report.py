@@ -254,3 +254,64 @@ def test_browser_comparison_sorts(browser, runs, tmp_path):
     assert overflow <= 0, overflow
     browser.save_screenshot(str(tmp_path / "phone.png"))
     browser.set_window_size(1100, 1600)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# one reader, one rule of "differs" for report.html and summary.md
+
+
+def test_same_value_rule():
+    from gankit.report.runs import same_value
+
+    assert same_value(1, 1.0) and same_value(0, 0.0) and same_value(-0.0, 0)  # a YAML round trip changes the type
+    assert same_value([1, 2.0], (1.0, 2)) and same_value({"a": [1]}, {"a": (1.0,)})  # lists and tuples, nested
+    assert not same_value(0.1, 0.10000001) and not same_value([0.5, 0.999], [0.5, 0.99])  # different settings
+    assert not same_value(True, 1) and not same_value(False, 0) and not same_value(None, 0)  # a bool is not a number
+    assert not same_value("1", 1) and same_value(float("nan"), float("nan"))
+
+
+def _fake_run(root: Path, name: str, sections: dict, fd: float) -> Path:
+    import yaml
+
+    d = root / name
+    d.mkdir()
+    (d / "config.yaml").write_text(yaml.safe_dump(sections))
+    rows = [{"step": s, "loss/d": 1.0 / (s + 1), "loss/g": 2.0 - s / 10} for s in range(4)] + [{"step": 3, "eval/fd": fd}]
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return d
+
+
+def test_report_and_summary_agree_on_the_keys_that_differ(tmp_path):
+    """0.1 vs 0.10000001 differs; 64 vs 64.0, [0.5, 0.999] vs [0.5, 0.999] and a thread count do not: summary.md
+    (compare) and report.html (report) name the same keys, because both ask gankit.report.runs.differing_keys."""
+    import html as htmllib
+    import re
+
+    from gankit.compare import compare
+
+    base = {"model": {"name": "dcgan", "z_dim": 64}, "optim": {"lr_g": 0.1, "betas": [0.5, 0.999]},
+            "train": {"threads": 1}, "seed": 0}
+    a = _fake_run(tmp_path, "a", base, 10.0)
+    b = _fake_run(tmp_path, "b", {**base, "model": {"name": "dcgan", "z_dim": 64.0}, "train": {"threads": 2},
+                                   "optim": {"lr_g": 0.10000001, "betas": [0.5, 0.999]}}, 12.0)
+    c = _fake_run(tmp_path, "c", {**base, "seed": 1}, 11.0)
+    files = compare([str(a), str(b), str(c)], tmp_path / "cmp", say=lambda m: None)
+    md = files["summary"].read_text()
+    md_keys = re.search(r"differing config keys: (.*)\.\n", md).group(1).replace("\\", "")
+    page = files["report"].read_text()
+    html_keys = htmllib.unescape(re.search(r"config keys that differ: (.*?)\. Click", page).group(1))
+    assert md_keys == html_keys == "optim.lr_g, seed"
+    # a and c differ only by the seed (z_dim 64 and 64.0 would not split them either): one seed group in both files
+    assert "## Over seeds" in md and "Over seeds" in page
+    assert md.count("| optim.lr\\_g=0.1 | 0, 1 |") == 1
+
+
+def test_seed_groups_use_the_same_rule():
+    from gankit.report.runs import seed_groups
+
+    configs = [{"seed": 0, "model.z_dim": 64, "optim.betas": [0.5, 0.999], "train.threads": 1},
+               {"seed": 1, "model.z_dim": 64.0, "optim.betas": (0.5, 0.999), "train.threads": 2},
+               {"seed": 2, "model.z_dim": 65, "optim.betas": [0.5, 0.999], "train.threads": 1}]
+    groups = seed_groups(configs, [{"fd": 1.0}, {"fd": 3.0}, {"fd": 9.0}])
+    assert [g.members for g in groups] == [[0, 1]]
+    assert groups[0].stats["fd"] == (2.0, 2.0 ** 0.5, 2) and groups[0].label == "model.z_dim=64"

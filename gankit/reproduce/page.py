@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.io import atomic_write_bytes, write_json
-from ..report import data_uri, esc, page, table
+from ..report.html import data_uri, esc, page, table
 from .claims import ReportClaims
 from .verdict import FAILS, HOLDS, UNDECIDED
 

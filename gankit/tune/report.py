@@ -1,8 +1,8 @@
 """STUDY/report.html and STUDY/best.yaml: what a search found, on one self-contained page like a run's report.
 
-The page reuses gankit.report's page frame, CSS, escaping and SVG line chart; the scatter plots and importance bars
-are drawn here as inline SVG (no plotting library, no script beyond the report's own hashed one). Parameter
-importances are Optuna's (``optuna.importance.get_param_importances``).
+The page reuses the run report's page frame, CSS and escaping (gankit.report.html) and SVG line chart
+(gankit.report.svg); the scatter plots and importance bars are drawn here as inline SVG (no plotting library, no script
+beyond the report's own hashed one). Parameter importances are Optuna's (``optuna.importance.get_param_importances``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any
 from ..config.schema import fmt_value
 from ..core.errors import GankitError
 from ..core.io import atomic_write_bytes
-from ..report import PALETTE, _cards, _fmt, _nice_ticks, data_uri, esc, page, svg_chart
+from ..report.html import cards, data_uri, esc, fmt, page
+from ..report.svg import PALETTE, nice_ticks, svg_chart
 from .study import SPEC_FILE, redact
 
 
@@ -39,15 +40,15 @@ def _scatter(points: list[tuple[float, float, str]], title: str, xlabel: str, lo
     out = [f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{esc(title)}">',
            f'<text x="{W / 2}" y="17" text-anchor="middle" class="title">{esc(title)}</text>',
            f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" class="frame"/>']
-    for t in _nice_ticks(y0, y1, 4):
+    for t in nice_ticks(y0, y1, 4):
         out.append(f'<line x1="{L}" x2="{W - R}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" class="grid"/>'
-                   f'<text x="{L - 5}" y="{sy(t) + 4:.1f}" text-anchor="end">{esc(_fmt(t))}</text>')
+                   f'<text x="{L - 5}" y="{sy(t) + 4:.1f}" text-anchor="end">{esc(fmt(t))}</text>')
     if categories:
         for i, c in enumerate(categories):
             out.append(f'<text x="{sx(i):.1f}" y="{H - B + 15}" text-anchor="middle">{esc(c[:14])}</text>')
     else:
-        for t in _nice_ticks(x0, x1, 4):
-            label = _fmt(10 ** t) if log_x else _fmt(t)
+        for t in nice_ticks(x0, x1, 4):
+            label = fmt(10 ** t) if log_x else fmt(t)
             out.append(f'<text x="{sx(t):.1f}" y="{H - B + 15}" text-anchor="middle">{esc(label)}</text>')
     out.append(f'<text x="{(L + W - R) / 2}" y="{H - 5}" text-anchor="middle">{esc(xlabel)}</text>')
     for x, y, tip in pts:
@@ -121,7 +122,7 @@ def _num(v: Any) -> str:
     if v is None:
         return "<td></td>"
     if isinstance(v, (int, float)) and not isinstance(v, bool):
-        text = _fmt(float(v)) if isinstance(v, float) else str(v)
+        text = fmt(float(v)) if isinstance(v, float) else str(v)
         return f'<td class="num" data-v="{esc(repr(float(v)))}">{esc(text)}</td>'
     return f"<td>{esc(fmt_value(v))}</td>"
 
@@ -143,9 +144,9 @@ def render_study(root: Path, study: Any, spec: dict[str, Any]) -> str:
     cpu = sum(float(t.user_attrs.get("cpu_seconds") or 0) for t in trials)
     parts = [f"<h1>gankit study {esc(spec.get('name', root.name))}</h1>",
              f'<p class="path">{esc(root)} · storage {esc(redact(str(spec.get("storage", ""))))}</p>',
-             _cards([("trials complete", states.count("COMPLETE")), ("pruned", states.count("PRUNED")),
+             cards([("trials complete", states.count("COMPLETE")), ("pruned", states.count("PRUNED")),
                      ("failed", states.count("FAIL")), ("running", states.count("RUNNING")),
-                     (f"best {metric}", None if best is None else _fmt(best.value)),
+                     (f"best {metric}", None if best is None else fmt(best.value)),
                      ("best trial", None if best is None else best.number),
                      ("CPU hours (all trials)", f"{cpu / 3600:.3f}")])]
     ref = spec.get("reference", {})
@@ -190,7 +191,7 @@ def render_study(root: Path, study: Any, spec: dict[str, Any]) -> str:
                 continue
             v = t.params[key]
             x = float(cats.index(fmt_value(v))) if cats else float(v)
-            xs.append((x, t.value, f"trial {t.number}: {key}={fmt_value(v)}, {metric} {_fmt(t.value)}"))
+            xs.append((x, t.value, f"trial {t.number}: {key}={fmt_value(v)}, {metric} {fmt(t.value)}"))
         parts.append(_scatter(xs, key, key, log_x=d["kind"] == "loguniform", categories=cats))
     parts.append("</div>")
     parts.append("<h2>Trials</h2>" + _trial_rows(study, root, metric))
