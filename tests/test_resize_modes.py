@@ -135,7 +135,8 @@ def test_dcgan_non_square_end_to_end(tmp_path):
     assert main(["train", *flags, "--steps", "4", "--out", str(a)]) == 0
     assert json.loads((a / "run.json").read_text())["image_shape"] == [3, 16, 32]
     grid = sorted((a / "samples").glob("step-*.png"))[-1]
-    assert Image.open(grid).size[0] > Image.open(grid).size[1]  # 8 x 8 wide images: a wide grid
+    with Image.open(grid) as im:
+        assert im.size[0] > im.size[1]  # 8 x 8 wide images: a wide grid
     assert main(["sample", str(a), "--n", "8", "--out", str(tmp_path / "s.npy")]) == 0
     assert np.load(tmp_path / "s.npy").shape == (8, 16, 32, 3)
     assert main(["eval", str(a), "--n", "8", "--features", "pixels", "--no-parzen", "--out", str(tmp_path / "e.json")]) == 0
