@@ -24,9 +24,9 @@ def load_samples_npy(path: str | Path) -> torch.Tensor:
     p = Path(path)
     # Regular files only, header checked against the file size and free memory before anything is allocated.
     arr = load_npy_checked(p, "--samples")
-    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] not in (1, 3) or arr.shape[1] != arr.shape[2]:
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] not in (1, 3) or min(arr.shape[1:3]) < 1:
         raise GankitError(
-            f"--samples {p} must be uint8 (N, H, W, C) square images with C 1 or 3, got {arr.dtype} {arr.shape}"
+            f"--samples {p} must be uint8 (N, H, W, C) images with C 1 or 3, got {arr.dtype} {arr.shape}"
         )
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).contiguous()
 
@@ -105,8 +105,9 @@ def evaluate_npy(
 
     fid = fid_options(features, protocol, ref_stats, save_ref_stats)
     samples = load_samples_npy(path)
-    c, h, _ = samples.shape[1:]
-    base = DataConfig(name=data, dir=data_dir, image_size=int(h), channels=int(c))
+    c, h, w = samples.shape[1:]
+    # the reference images at the samples' size: width x height (data.image_height 0 keeps squares as they were)
+    base = DataConfig(name=data, dir=data_dir, image_size=int(w), image_height=int(h) if h != w else 0, channels=int(c))
     DATASETS.get(data)
     train, test, described = classifier_and_reference(data, base, split)
     if progress:

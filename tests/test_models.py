@@ -180,3 +180,42 @@ def test_label_planes_join_in_the_first_conv_layout(channels_last):
     assert torch.equal(grad, torch.zeros_like(x))  # channel 0 has weight 0 in the sum above
     (grad,) = torch.autograd.grad(out[:, 0].sum(), [x])
     assert torch.equal(grad, torch.ones_like(x))
+
+
+@pytest.mark.parametrize("hw", [(16, 32), (64, 16), (32, 64)])
+@pytest.mark.parametrize("conditioning", ["concat", "projection"])
+def test_dcgan_non_square(hw, conditioning):
+    """Non-square DCGAN (data.image_size wide, data.image_height high): G draws H x W, D gives one logit per image;
+    the layers follow the shorter side (16: two stride-2 layers from a 4 x 4*aspect map)."""
+    h, w = hw
+    c = ModelConfig(z_dim=8, g_channels=4, d_channels=4, num_classes=3, conditioning=conditioning, d_mbstd=2)
+    g, d = build_models(c, (3, h, w))
+    y = torch.tensor([0, 2])
+    x = g(torch.randn(2, 8), y)
+    assert x.shape == (2, 3, h, w) and d(x, y).shape == (2,)
+    n = min(h, w).bit_length() - 3
+    assert g.net[0].kernel_size == (h >> n, w >> n) and d.head.kernel_size == (h >> n, w >> n)
+    assert sum(isinstance(m, torch.nn.ConvTranspose2d) for m in g.modules()) == n + 1  # the first map, then n doublings
+
+
+def test_every_non_square_model_builds_wide_images():
+    """Every GAN model registered as non_square draws and judges 32-wide, 16-high images (flattened MLPs too)."""
+    names = [n for n in MODELS.names() if MODELS.get(n).task == "gan" and MODELS.get(n).non_square]
+    assert {"dcgan", "dcgan-tf", "dcgan-3conv", "dcgan-upsample", "mlp", "mlp-maxout"} <= set(names)
+    for name in names:
+        c = ModelConfig(name=name, z_dim=8, g_channels=8, d_channels=8, g_hidden=(16,), d_hidden=(16,))
+        g, d = build_models(c, (1, 16, 32))
+        x = g(torch.randn(2, 8))
+        assert x.shape == (2, 1, 16, 32) and d(x).shape == (2,), name
+
+
+@pytest.mark.parametrize("hw, needle", [((16, 48), "image_size=64, image_height=16"),
+                                        ((28, 32), "image_size=32, image_height=32"),
+                                        ((8, 32), "powers of two from 16 to 256")])
+def test_dcgan_refuses_an_unreachable_pair(hw, needle):
+    from gankit.core.errors import GankitError
+    from gankit.nets.dcgan import plan_hw
+
+    with pytest.raises(GankitError, match="non-square DCGAN needs both sides powers of two") as e:
+        plan_hw(*hw)
+    assert needle in str(e.value) and "\n" not in str(e.value)

@@ -109,9 +109,10 @@ def validate(cfg: Config) -> None:
     """Every check of a whole config: values (schema), names (registries), and the model's own check."""
     check_values(cfg)
     if cfg.data.image_height and (not MODELS.get(cfg.model.name).non_square or DATASETS.get(cfg.data.name).embedded):
-        raise GankitError(f"data.image_height={cfg.data.image_height}: non-square images are for image-to-image "
-                          f"models on your own pairs (--data paired) so far; model '{cfg.model.name}' on "
-                          f"'{cfg.data.name}' trains square images: set data.image_height=0")
+        able = ", ".join(n for n, s in MODELS.items() if s.non_square)
+        raise GankitError(f"data.image_height={cfg.data.image_height}: non-square images are for your own data "
+                          f"(not the embedded sets) and the models that draw them ({able}); model "
+                          f"'{cfg.model.name}' on '{cfg.data.name}' trains square images: set data.image_height=0")
     if cfg.data.resize != "auto" and not DATASETS.get(cfg.data.name).own_resize:
         raise GankitError(f"data.resize={cfg.data.resize} is for image folders and pairs of any aspect ratio; data "
                           f"'{cfg.data.name}' is square already: leave data.resize=auto")

@@ -6,6 +6,7 @@ from ..config.schema import DataConfig
 from ..core.errors import GankitError
 from .base import Batcher, ImageData, shard_indices, to_float, to_uint8
 from .download import cache_dir
+from .fit import image_hw
 from .memmap import build_in_ram, choose_cache, load_or_build
 from .registry import DATASETS
 from .transforms import convert_channels, resize
@@ -18,7 +19,8 @@ __all__ = ["DATASETS", "Batcher", "ImageData", "load_dataset", "shard_indices", 
 
 def load_dataset(cfg: DataConfig) -> ImageData:
     """Load ``cfg.split`` of ``cfg.name`` as uint8 (N, C, H, W), converted to ``cfg.channels`` and resized to
-    ``cfg.image_size``; ``limit`` keeps the first N images.
+    ``cfg.image_size`` (x ``cfg.image_height`` when set: a stretch, for sets that are square); ``limit`` keeps the
+    first N images.
 
     ``cfg.cache`` chooses where the decoded images live: 'ram', 'memmap' (a cache file under the cache folder,
     decoded once and rebuilt when the source files change; see :mod:`gankit.data.memmap`), or 'auto' (memmap for
@@ -52,5 +54,5 @@ def load_dataset(cfg: DataConfig) -> ImageData:
         raise GankitError(f"data set '{cfg.name}' split '{cfg.split}' has no images")
     if DATASETS.get(cfg.name).own_resize:  # folder readers size and convert while decoding
         return data
-    images = resize(convert_channels(data.images, cfg.channels), cfg.image_size)
+    images = resize(convert_channels(data.images, cfg.channels), image_hw(cfg))
     return ImageData(images, data.labels, data.name, data.class_names, data.targets)

@@ -12,6 +12,7 @@ when ``data.download`` is true and the batches are extracted by name.
 from __future__ import annotations
 
 import io
+import math
 import os
 import pickle
 import pickletools
@@ -29,6 +30,7 @@ from ..core.errors import GankitError
 from .base import ImageData
 from ..core.io import atomic_write_bytes
 from .download import download_refused, fetch, source_folder
+from .fit import image_hw
 from .memmap import Alloc, CachePlan, fill_resized
 from .registry import dataset
 from .safety import open_user_file
@@ -206,14 +208,16 @@ def cifar_plan(cfg: DataConfig) -> CachePlan:
     files = files or [archive]  # type: ignore[list-item]
     channels = cfg.channels if cfg.channels in (1, 3) else 3
     settings = {"reader": "cifar10", "split": cfg.split, "image_size": cfg.image_size, "channels": channels}
+    if cfg.image_height:  # non-square; square caches keep their keys
+        settings["image_height"] = cfg.image_height
     n = 10_000 * len(_SPLITS[cfg.split])  # the official batches hold 10,000 images each; only sizes the estimate
 
     def build(alloc: Alloc) -> tuple[np.ndarray, np.ndarray, list[str]]:
         native = load_cifar10(cfg)
-        images = fill_resized(native.images, cfg.channels, cfg.image_size, alloc, "caching cifar10")
+        images = fill_resized(native.images, cfg.channels, image_hw(cfg), alloc, "caching cifar10")
         return images, native.labels.numpy(), native.class_names
 
-    return CachePlan("cifar10", "cifar10", files[0].parent, files, settings, n * channels * cfg.image_size**2, build)
+    return CachePlan("cifar10", "cifar10", files[0].parent, files, settings, n * channels * math.prod(image_hw(cfg)), build)
 
 
 # gankit's recommended CIFAR-10 recipe beneath the user's config (configs/recommended/cifar10-32.yaml has the

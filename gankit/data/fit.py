@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from PIL import Image
 
+from ..config.schema import DataConfig
+
 RESIZE_MODES = ("crop", "pad", "stretch")
+
+
+def image_hw(cfg: DataConfig) -> tuple[int, int]:
+    """(height, width) the images are sized to: data.image_size is the width, data.image_height the height (0: the
+    same, a square)."""
+    return cfg.image_height or cfg.image_size, cfg.image_size
 
 
 def fit_square(im: Image.Image, size: int | tuple[int, int], mode: str, pad_value: int = 0,

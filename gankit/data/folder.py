@@ -8,12 +8,13 @@ error: silently dropping images would change the data behind the user's back.
 
 Every image is decoded with Pillow, flattened to 8-bit gray or RGB (alpha composited on white, palettes expanded,
 16-bit scaled), its shorter side resized to ``data.image_size`` and center-cropped to a square (``data.resize``: or padded, or
-stretched; gankit/data/fit.py), so the set is sized
+stretched; gankit/data/fit.py; with ``data.image_height`` to that width x height instead), so the set is sized
 here (registered with ``own_resize``) rather than by the generic tensor resize.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,7 @@ from ..core.errors import GankitError
 from .base import ImageData
 from .memmap import Alloc, CachePlan
 from .registry import dataset
-from .fit import fit_square
+from .fit import fit_square, image_hw
 from .safety import WalkGuard, walk_files
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -122,9 +123,11 @@ def _to_gray_or_rgb(im: Image.Image) -> tuple[Image.Image, bool]:
     return im.convert("RGB"), False  # RGB, CMYK, YCbCr, LAB, HSV, colour palettes
 
 
-def _decode(path: Path, size: int, channels: int, fit: tuple[str, int] = ("crop", 0)) -> tuple[np.ndarray, bool]:
-    """One file -> ((size, size) or (size, size, 3) uint8, source is gray), fitted per ``fit`` = (data.resize,
-    data.pad_value). Any decoding failure names the file."""
+def _decode(path: Path, size: int | tuple[int, int], channels: int, fit: tuple[str, int] = ("crop", 0)
+            ) -> tuple[np.ndarray, bool]:
+    """One file -> ((H, W) or (H, W, 3) uint8, source is gray), H = W = ``size`` or (H, W) = ``size``, fitted per
+    ``fit`` = (data.resize, data.pad_value). Any decoding failure names the file."""
+    h, w = (size, size) if isinstance(size, int) else size
     try:
         with Image.open(path) as im:
             im.load()  # decode fully now, so truncation is caught here
@@ -134,7 +137,7 @@ def _decode(path: Path, size: int, channels: int, fit: tuple[str, int] = ("crop"
                 im = im.convert("L")
             elif channels == 3 and gray:
                 im = im.convert("RGB")
-            return np.asarray(fit_square(im, size, fit[0], fit[1])), gray
+            return np.asarray(fit_square(im, (w, h), fit[0], fit[1])), gray
     except Exception as e:  # corrupt files fail in many ways (OSError, SyntaxError, ValueError, ...)
         raise GankitError(f"cannot decode image {path} ({type(e).__name__}: {e}); remove or replace the file") from e
 
@@ -158,10 +161,11 @@ def list_folder(cfg: DataConfig) -> tuple[Path, list[Path], list[int], list[str]
 
 
 def decode_into(
-    files: list[Path], size: int, channels: int, alloc: Alloc, desc: str, progress: bool = False, chunk: int = 256,
-    fit: tuple[str, int] = ("crop", 0),
+    files: list[Path], size: int | tuple[int, int], channels: int, alloc: Alloc, desc: str, progress: bool = False,
+    chunk: int = 256, fit: tuple[str, int] = ("crop", 0),
 ) -> np.ndarray:
-    """Decode ``files`` one by one into ``alloc((N, C, size, size))`` uint8 and return that array.
+    """Decode ``files`` one by one into ``alloc((N, C, size, size))`` uint8 (``size`` = (H, W): (N, C, H, W)) and
+    return that array.
 
     C is ``channels`` when 1 or 3; when 0, 1 while every image so far is gray, widened once to 3 (a second
     ``alloc``, earlier rows copied as R = G = B) at the first colour image, so an all-gray set never takes 3x the
@@ -169,7 +173,8 @@ def decode_into(
     chunk of decoded files is held in memory, so ``alloc`` can hand out a memory map larger than RAM.
     """
     n = len(files)
-    out = alloc((n, channels if channels in (1, 3) else 1, size, size))
+    hw = (size, size) if isinstance(size, int) else size
+    out = alloc((n, channels if channels in (1, 3) else 1, *hw))
     show = progress or n > _PROGRESS_OVER
     # Pillow releases the GIL while decoding and resampling, so threads give a real speed-up on big folders.
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool, tqdm(
@@ -179,7 +184,7 @@ def decode_into(
             decoded = pool.map(lambda p: _decode(p, size, channels, fit), files[start : start + chunk])
             for i, (a, _gray) in enumerate(decoded, start):
                 if a.ndim == 3 and out.shape[1] == 1:  # first colour image of an auto-channel folder
-                    wide = alloc((n, 3, size, size))
+                    wide = alloc((n, 3, *hw))
                     for j in range(0, i, 4096):
                         wide[j : min(i, j + 4096)] = out[j : min(i, j + 4096)]  # gray -> RGB, as Pillow's L -> RGB
                     out = wide
@@ -200,15 +205,17 @@ def folder_plan(cfg: DataConfig) -> CachePlan:
     channels = cfg.channels if cfg.channels in (1, 3) else 0
     settings = {"reader": "folder", "split": cfg.split, "image_size": cfg.image_size, "channels": channels,
                 "limit": cfg.limit}
+    if cfg.image_height:  # non-square; square caches keep their keys
+        settings["image_height"] = cfg.image_height
     fit = folder_fit(cfg)
     if fit != ("crop", 0):  # caches made before data.resize existed keep their keys
         settings.update(resize=fit[0], pad_value=fit[1])
 
     def build(alloc: Alloc) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        images = decode_into(files, cfg.image_size, channels, alloc, f"caching {folder.name}", progress=True, fit=fit)
+        images = decode_into(files, image_hw(cfg), channels, alloc, f"caching {folder.name}", progress=True, fit=fit)
         return images, np.asarray(labels, np.int64), class_names
 
-    nbytes = len(files) * (channels or 3) * cfg.image_size**2  # an upper bound while the channels are unknown
+    nbytes = len(files) * (channels or 3) * math.prod(image_hw(cfg))  # an upper bound while the channels are unknown
     return CachePlan("folder", "folder", folder, files, settings, nbytes, build)
 
 
@@ -218,7 +225,7 @@ def folder_plan(cfg: DataConfig) -> CachePlan:
 @dataset("folder", own_resize=True, channels=0, num_classes=0, cache_plan=folder_plan,
          defaults={"data.image_size": 64, "model.g_channels": 8, "model.d_channels": 8, "train.augment": "none"})
 def load_folder(cfg: DataConfig) -> ImageData:
-    """The images under ``cfg.dir`` as uint8 (N, C, S, S) with S = cfg.image_size.
+    """The images under ``cfg.dir`` as uint8 (N, C, H, W): W = cfg.image_size, H = cfg.image_height or W.
 
     C is cfg.channels when that is 1 or 3, else 3 if any image is colour and 1 if all are gray. Labels (N,) int64 are
     class indices of the sorted sub-folder names, or -1 for an unlabelled folder. ``cfg.limit`` > 0 decodes only the
@@ -226,6 +233,6 @@ def load_folder(cfg: DataConfig) -> ImageData:
     """
     folder, files, labels, class_names = list_folder(cfg)
     channels = cfg.channels if cfg.channels in (1, 3) else 0
-    images = decode_into(files, cfg.image_size, channels, lambda shape: np.empty(shape, np.uint8),
+    images = decode_into(files, image_hw(cfg), channels, lambda shape: np.empty(shape, np.uint8),
                          f"decoding {folder.name}", fit=folder_fit(cfg))
     return ImageData(torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64), "folder", class_names)

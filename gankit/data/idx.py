@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -28,6 +29,7 @@ from ..config.schema import DataConfig
 from ..core.errors import GankitError
 from .base import ImageData
 from .download import download_refused, fetch, source_folder
+from .fit import image_hw
 from .memmap import Alloc, CachePlan, fill_resized
 from .registry import dataset
 from .safety import MAX_GZIP_RATIO, check_allocation, open_user_file
@@ -263,13 +265,15 @@ def idx_plan(name: str, cfg: DataConfig) -> CachePlan:
     n = sum(read_idx_header(images)[0][0] for images, _ in pairs)
     channels = cfg.channels if cfg.channels in (1, 3) else 1
     settings = {"reader": name, "split": cfg.split, "image_size": cfg.image_size, "channels": channels}
+    if cfg.image_height:  # non-square; square caches keep their keys
+        settings["image_height"] = cfg.image_height
 
     def build(alloc: Alloc) -> tuple[np.ndarray, np.ndarray, list[str]]:
         native = load_idx_dataset(name, cfg)
-        images = fill_resized(native.images, cfg.channels, cfg.image_size, alloc, f"caching {name}")
+        images = fill_resized(native.images, cfg.channels, image_hw(cfg), alloc, f"caching {name}")
         return images, native.labels.numpy(), native.class_names
 
-    return CachePlan(name, name, files[0].parent, files, settings, n * channels * cfg.image_size**2, build)
+    return CachePlan(name, name, files[0].parent, files, settings, n * channels * math.prod(image_hw(cfg)), build)
 
 
 def load_idx_dataset(name: str, cfg: DataConfig) -> ImageData:

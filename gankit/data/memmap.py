@@ -247,13 +247,15 @@ def build_in_ram(plan: CachePlan) -> ImageData:
 
 
 def fill_resized(
-    images: torch.Tensor, channels: int, size: int, alloc: Alloc, desc: str, chunk: int = 2048
+    images: torch.Tensor, channels: int, size: int | tuple[int, int], alloc: Alloc, desc: str, chunk: int = 2048
 ) -> np.ndarray:
-    """uint8 (N, C, H, W) -> alloc((N, C', size, size)), converted to ``channels`` (0 keeps C) and resized chunk by
-    chunk exactly as :func:`load_dataset` does in RAM, with a progress bar; peak extra memory is one chunk."""
+    """uint8 (N, C, H, W) -> alloc((N, C', size, size)) (or (N, C', h, w) for ``size`` = (h, w)), converted to
+    ``channels`` (0 keeps C) and resized chunk by chunk exactly as :func:`load_dataset` does in RAM, with a progress
+    bar; peak extra memory is one chunk."""
     n, c = int(images.shape[0]), int(images.shape[1])
     c_out = c if channels in (0, c) else channels
-    out = alloc((n, c_out, size, size))
+    h, w = (size, size) if isinstance(size, int) else size
+    out = alloc((n, c_out, h, w))
     with tqdm(total=n, desc=desc, unit="img", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False) as bar:
         for i in range(0, n, chunk):
             out[i : i + chunk] = resize(convert_channels(images[i : i + chunk], channels), size).numpy()

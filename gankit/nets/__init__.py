@@ -22,7 +22,7 @@ from ..config.schema import Config, ModelConfig
 from ..core.errors import GankitError
 from ..core.registry import Registry
 from .blocks import add_spectral_norm, dcgan_init, sample_noise
-from .dcgan import DCGANDiscriminator, DCGANGenerator, plan
+from .dcgan import DCGANDiscriminator, DCGANGenerator, plan_hw
 from .mlp import MLPDiscriminator, MLPGenerator
 
 # A builder's networks by name. A name starting with "d" is a discriminator (model.spectral_norm_d applies to it),
@@ -85,13 +85,13 @@ def model_defaults(name: str) -> dict[str, Any]:
 
 
 def _check_dcgan(cfg: Config) -> None:
-    plan(cfg.data.image_size)
+    plan_hw(cfg.data.image_height or cfg.data.image_size, cfg.data.image_size)  # data.image_size is the width
     m = cfg.model
     if m.d_mbstd < 0:
         raise GankitError(f"model.d_mbstd={m.d_mbstd}: use 0 (off) or a group size such as 4")
 
 
-@model("dcgan", family="gan", fields=DCGAN_FIELDS, check=_check_dcgan)
+@model("dcgan", family="gan", fields=DCGAN_FIELDS, check=_check_dcgan, non_square=True)
 def _dcgan(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> Nets:
     g = DCGANGenerator(c.z_dim, shape, c.g_channels, c.max_channels, c.g_batchnorm, c.g_activation, c.g_dropout, c.num_classes,
                        c.g_upsample, c.g_output, c.g_class_norm)
@@ -104,6 +104,7 @@ def _dcgan(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) 
     "mlp",
     family="gan",
     fields=MLP_FIELDS,
+    non_square=True,  # flattened images: any height x width
     defaults={"g_hidden": [256, 512, 1024], "d_hidden": [512, 256], "d_batchnorm": False, "g_activation": "leaky_relu", "init": "default"},
 )
 def _mlp(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> Nets:

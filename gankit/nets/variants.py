@@ -73,15 +73,16 @@ class DenseConvGenerator(nn.Module):
         num_classes: int = 0,
     ) -> None:
         super().__init__()
-        c_img, size, _ = image_shape
+        c_img, height, width = image_shape
         self.z_dim, self.num_classes, self.image_shape = z_dim, num_classes, tuple(image_shape)
         scale = math.prod(s for _, s in layers)
-        self.base = size // scale
+        self.base = (height // scale, width // scale)  # (b, b) for square images
         self.dense_channels = dense_channels
+        units = dense_channels * self.base[0] * self.base[1]
         # Keras layers before BN carry no bias (use_bias=False in the tutorial): BN's shift replaces it.
-        dense: list[nn.Module] = [nn.Linear(z_dim + num_classes, dense_channels * self.base**2, bias=not batchnorm)]
+        dense: list[nn.Module] = [nn.Linear(z_dim + num_classes, units, bias=not batchnorm)]
         if batchnorm:
-            dense.append(nn.BatchNorm1d(dense_channels * self.base**2))
+            dense.append(nn.BatchNorm1d(units))
         dense.append(activation(act))
         self.dense = nn.Sequential(*dense)
         body: list[nn.Module] = []
@@ -112,7 +113,7 @@ class DenseConvGenerator(nn.Module):
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         """z (B, z_dim), y (B,) labels when conditional -> images (B, C, H, W) in [-1, 1]."""
         z = with_label(z, y, self.num_classes)
-        h = self.dense(z).view(z.shape[0], self.dense_channels, self.base, self.base)  # (B, C0, b, b)
+        h = self.dense(z).view(z.shape[0], self.dense_channels, *self.base)  # (B, C0, b_h, b_w)
         return self.body(h)
 
 
@@ -135,7 +136,7 @@ class ConvDenseDiscriminator(nn.Module):
         conditioning: str = "concat",
     ) -> None:
         super().__init__()
-        c_img, size, _ = image_shape
+        c_img, height, width = image_shape
         self.cond = LabelConditioning(num_classes, conditioning)
         body: list[nn.Module] = []
         c_in = c_img + self.cond.extra_inputs
@@ -148,9 +149,9 @@ class ConvDenseDiscriminator(nn.Module):
             if dropout > 0:
                 body.append(nn.Dropout(dropout))
             c_in = c_out
-            size = -(-size // s)  # 'same' padding: ceil
+            height, width = -(-height // s), -(-width // s)  # 'same' padding: ceil
         self.features = nn.Sequential(*body)
-        flat = c_in * size * size
+        flat = c_in * height * width
         self.head = nn.Linear(flat, 1)
         self.cond.set_features(flat)
 
@@ -206,14 +207,15 @@ class MaxoutDiscriminator(nn.Module):
 
 
 def _size_check(name: str, multiple: int) -> Callable[[Config], None]:
-    """A ``check`` that data.image_size is a multiple of the model's total up-sampling."""
+    """A ``check`` that data.image_size (and data.image_height, for non-square images) is a multiple of the model's
+    total up-sampling."""
 
     def check(cfg: Config) -> None:
-        size = cfg.data.image_size
-        if size % multiple:
-            raise GankitError(
-                f"data.image_size={size}: model '{name}' needs a multiple of {multiple} (e.g. 28 for MNIST, 32 or 64)"
-            )
+        for key, size in (("image_size", cfg.data.image_size), ("image_height", cfg.data.image_height)):
+            if size % multiple:
+                raise GankitError(
+                    f"data.{key}={size}: model '{name}' needs a multiple of {multiple} (e.g. 28 for MNIST, 32 or 64)"
+                )
 
     return check
 
@@ -223,6 +225,7 @@ def _size_check(name: str, multiple: int) -> Callable[[Config], None]:
     family="gan",
     fields=CONV_FIELDS,
     check=_size_check("dcgan-tf", 4),
+    non_square=True,
     defaults={"g_activation": "leaky_relu_0.3", "d_activation": "leaky_relu_0.3", "g_batchnorm": True,
               "d_batchnorm": False, "d_dropout": 0.3, "g_channels": 64, "d_channels": 64},
     # Trained contiguous: its 5x5 (transposed) convolutions gain little or lose from channels_last on the CPU. Report
@@ -247,6 +250,7 @@ def _dcgan_tf(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 
     family="gan",
     fields=CONV_FIELDS,
     check=_size_check("dcgan-3conv", 4),
+    non_square=True,
     defaults={"g_activation": "leaky_relu", "d_activation": "leaky_relu", "g_batchnorm": True, "d_batchnorm": True,
               "g_dropout": 0.5, "d_dropout": 0.0, "g_channels": 64, "d_channels": 64},
 )
@@ -267,6 +271,7 @@ def _dcgan_3conv(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int
     family="gan",
     fields=CONV_FIELDS,
     check=_size_check("dcgan-upsample", 4),
+    non_square=True,
     defaults={"g_activation": "leaky_relu", "d_activation": "leaky_relu", "g_batchnorm": False, "d_batchnorm": False,
               "g_dropout": 0.25, "d_dropout": 0.25, "g_channels": 64, "d_channels": 64},
 )
@@ -284,6 +289,7 @@ def _dcgan_upsample(c: ModelConfig, shape: tuple[int, int, int], cond_channels: 
 @model(
     "mlp-maxout",
     family="gan",
+    non_square=True,
     # Maxout D has no BatchNorm option: d_batchnorm is fixed off (so WGAN-GP needs no flag) and not the user's to set.
     fields=GAN_FIELDS | {"g_hidden", "d_hidden", "g_batchnorm", "g_activation", "g_dropout", "d_dropout"},
     defaults={"g_hidden": [1200, 1200], "d_hidden": [240, 240], "g_batchnorm": False, "g_activation": "relu",
