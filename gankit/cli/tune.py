@@ -14,7 +14,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return run_tune(args.config, args.space, args.param or [], flags, out=args.out, trials=args.trials,
                     workers=args.workers, threads=args.threads or 0, sampler=args.sampler, pruner=args.pruner,
                     seed=args.seed if args.seed is not None else 0, storage=args.storage, study_name=args.study_name,
-                    eval_every=args.eval_every, heartbeat=args.heartbeat)
+                    eval_every=args.eval_every, heartbeat=args.heartbeat, best_seeds=args.best_seeds)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,5 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--study-name", help="the study's name in the storage (default: the study folder's name)")
     t.add_argument("--heartbeat", type=int, default=10, help="seconds between a running trial's heartbeats; a trial "
                                                               "silent for 3 is retried from its checkpoint (default 10)")
+    t.add_argument("--best-seeds", type=int, default=0, metavar="K", help="then train the best trial's parameters on K "
+                   "seeds the search did not use, in STUDY/best-seeds/; the report shows their mean ± std (default 0)")
     add_data_flags(t, " of every trial")
     t.set_defaults(func=cmd_tune)

@@ -205,7 +205,7 @@ def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data:
     sample_every = t_cfg.sample_every or max(1, batcher.batches_per_epoch // t_cfg.d_steps)
     side = SideWork(task=task, spec=s.spec, ckpt=ckpt, state=state, best=best, shows=shows,
                     progress=lambda: batcher.progress, sample_every=t_cfg.sample_every, eval_every=t_cfg.eval_every,
-                    preview_seconds=t_cfg.preview_seconds, seed=cfg.seed)
+                    preview_seconds=t_cfg.preview_seconds, seed=cfg.seed, pace_clock=budget.now)
     clock = side.clock
     monitor = Monitor(enabled=LOSSES.get(cfg.loss.name).floor_zero)
     check_every_step = s.device.type == "cpu"  # a finiteness check costs a host sync on accelerators
@@ -220,6 +220,7 @@ def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data:
                 side.previews()
                 side.save("step-0000000")  # a good state to roll back to and a sign that this folder is a run
         budget.start_clock()
+        wall0 = time.monotonic()
         last_log = (time.monotonic(), state.step)
         stop_now: int | None = None  # the stop signal every rank acts on (a signal during a collective waits a step)
         with StopFlag() as stop:
@@ -311,7 +312,8 @@ def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data:
         side.alias("final", f"step-{state.step:07d}", copy=True)
         side.plots(gif=True)
         run.summary({"step": state.step, "epoch": round(batcher.progress, 4), "stopped_by": stopped_by,
-                     "seconds": round(time.monotonic() - budget.start, 1), "last": row, "rollbacks": state.rollbacks,
+                     "seconds": round(time.monotonic() - wall0, 1),
+                     **({"cpu_seconds": round(budget.elapsed(), 1)} if t_cfg.clock == "cpu" else {}), "last": row, "rollbacks": state.rollbacks,
                      "d_collapse_at_step": monitor.collapsed_at, **clock.summary(),
                      **({"stop_note": stop_note} if stop_note else {})})
         shows.report()

@@ -57,6 +57,16 @@ def _scatter(points: list[tuple[float, float, str]], title: str, xlabel: str, lo
     return f'<figure class="plot">{"".join(out)}</figure>'
 
 
+LOG_SPAN = 10.0  # scores spanning more than this ratio are drawn on a log axis
+
+
+def wide_positive(values: list[float]) -> bool:
+    """True when ``values`` are all positive and span more than LOG_SPAN: on a linear axis an early trial's FD of 300
+    would squash the complete trials' 15-25 into one line; a log axis keeps both readable."""
+    vals = [v for v in values if math.isfinite(v)]
+    return bool(vals) and min(vals) > 0 and max(vals) / min(vals) > LOG_SPAN
+
+
 def _bars(values: dict[str, float], title: str) -> str:
     """Horizontal bars (label -> share in [0, 1]) as inline SVG."""
     if not values:
@@ -168,11 +178,13 @@ def render_study(root: Path, study: Any, spec: dict[str, Any]) -> str:
         running = t.value if running is None else (min if minimize else max)(running, t.value)
         pts.append((t.number, running))
     parts.append("<h2>Optimization history</h2><div class=\"plots\">")
-    parts.append(svg_chart([("complete: final score", [(t.number, t.value) for t in order]), ("best so far", pts),
-                            ("pruned: last score", [(t.number, t.value) for t in pruned])],
-                           f"{metric} per trial", xlabel="trial", dots=True))
+    history = [("complete: final score", [(t.number, t.value) for t in order]), ("best so far", pts),
+               ("pruned: last score", [(t.number, t.value) for t in pruned])]
+    parts.append(svg_chart(history, f"{metric} per trial", xlabel="trial", dots=True,
+                           log_y=wide_positive([y for _, s in history for _, y in s])))
     curves = [(f"trial {t.number}", sorted(t.intermediate_values.items())) for t in trials if t.intermediate_values]
-    parts.append(svg_chart(curves[:10], f"training-time {metric} (what the pruner sees)", xlabel="step")
+    parts.append(svg_chart(curves[:10], f"training-time {metric} (what the pruner sees)", xlabel="step",
+                           log_y=wide_positive([y for _, s in curves[:10] for _, y in s]))
                  if curves else '<p class="note">no training-time scores yet.</p>')
     parts.append("</div>")
     parts.append('<h2>Parameter importances</h2><div style="max-width:640px">')
@@ -203,7 +215,36 @@ def render_study(root: Path, study: Any, spec: dict[str, Any]) -> str:
         if grids:
             parts.append(f'<figure><img src="{data_uri(grids[-1])}" alt="samples of the best trial">'
                          f"<figcaption>{esc(grids[-1].name)}</figcaption></figure>")
+        parts.append(_seeds_section(root, best, metric))
     return page(f"gankit study {spec.get('name', root.name)}", "\n".join(parts))
+
+
+def _seeds_section(root: Path, best: Any, metric: str) -> str:
+    """The best trial's parameters on more seeds (``--best-seeds``): a row per seed and their mean ± std (n)."""
+    from ..report import SeedGroup
+    from .seeds import SEEDS_DIR, seed_scores, spread
+
+    rows = seed_scores(root, best.number, metric)
+    if not rows:
+        return (f'<p class="note">The best trial on more seeds: not run (<code>gankit tune ... --best-seeds K</code> '
+                f"trains its parameters on K seeds the search did not use).</p>")
+    stat = spread(rows, metric)
+    body = []
+    for r in rows:
+        rel = r["folder"].relative_to(root)
+        link = (f'<a href="{esc(rel.as_posix())}/report.html">{esc(rel.as_posix())}</a>'
+                if (r["folder"] / "report.html").is_file() else esc(rel.as_posix()))
+        body.append(f"<tr>{_num(r['seed'])}{_num(r['steps'])}{_num(r['score'])}<td>{link}</td></tr>")
+    body.append(f'<tr><td>mean ± std</td><td></td><td class="num">{esc(SeedGroup.cell(stat) or "needs 2 finished seeds")}'
+                f"</td><td></td></tr>")
+    return (f"<h2>The best trial on {len(rows)} more seed(s)</h2>"
+            f'<p class="note">Trial {esc(best.number)}\'s parameters trained again on seeds the search did not use, '
+            f"with the same budget and scoring (folders under {esc(SEEDS_DIR)}/). The trial itself scored "
+            f"{esc(_fmt(best.value))}: the best of many trials is partly its seed\'s luck, so the mean over new seeds "
+            f"is the fairer figure.</p>"
+            f'<div class="scroll"><table class="seeds"><thead><tr><th scope="col">seed</th><th scope="col">steps</th>'
+            f'<th scope="col">{esc(metric)}</th><th scope="col">run</th></tr></thead><tbody>{"".join(body)}</tbody>'
+            f"</table></div>")
 
 
 def best_yaml(spec: dict[str, Any], best: Any) -> str:

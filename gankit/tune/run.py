@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from ..core.errors import GankitError
 from .space import check_space, read_space, space_json
-from .study import (StudySpec, retry_callback, check_writable, create_or_load, default_storage, need_optuna, open_storage,
+from .study import (RequeueOnce, StudySpec, check_writable, create_or_load, default_storage, need_optuna, open_storage,
                     prepare_sqlite, redact)
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
@@ -74,7 +74,7 @@ def eval_cadence(flags: dict[str, Any], given: int | None) -> int:
 
 def run_tune(config: str | None, space_file: str | None, params: list[str], flags: dict[str, Any], *, out: str | None,
              trials: int, workers: int, threads: int, sampler: str, pruner: str, seed: int, storage: str | None,
-             study_name: str | None, eval_every: int | None, heartbeat: int,
+             study_name: str | None, eval_every: int | None, heartbeat: int, best_seeds: int = 0,
              say: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> int:
     """The whole command; returns the exit code (0, or 130/143 when stopped by a signal)."""
     need_optuna()
@@ -90,6 +90,8 @@ def run_tune(config: str | None, space_file: str | None, params: list[str], flag
         raise GankitError(f"--workers {workers}: give the number of worker processes (1 or more)")
     if heartbeat < 1:
         raise GankitError(f"--heartbeat {heartbeat}: give seconds between a trial's heartbeats (1 or more)")
+    if best_seeds < 0:
+        raise GankitError(f"--best-seeds {best_seeds}: give the number of extra seeds to train the best trial on (0 or more)")
     if sampler == "cmaes":
         try:
             import cmaes  # noqa: F401
@@ -125,7 +127,7 @@ def run_tune(config: str | None, space_file: str | None, params: list[str], flag
         tune_keys["data.holdout"] = holdout  # follows from the base config, so not part of the fingerprint
     base(dict(tune_keys))  # tune's own keys are valid with this config
     spec.save()
-    requeue_interrupted(study, say)
+    requeue_interrupted(study, store, say)
     optuna.storages.fail_stale_trials(study)  # a previous run's dead worker: its trial is retried now
     target = target_of(spec)
     c = count(study.get_trials(deepcopy=False))
@@ -158,21 +160,74 @@ def run_tune(config: str | None, space_file: str | None, params: list[str], flag
             return 2
         say(f"tune: {c.done} of {target} trials done (workers ended early); run the same command to continue")
         return 1
+    if best_seeds:
+        return rerun_best(spec, study, best_seeds, workers, threads, say)
     return 0
 
 
-def requeue_interrupted(study: Any, say: Callable[[str], None]) -> None:
+def rerun_best(spec: StudySpec, study: Any, k: int, workers: int, threads: int, say: Callable[[str], None]) -> int:
+    """The best trial's parameters on ``k`` new seeds (gankit.tune.seeds), then the report again with their spread."""
+    from ..workers import run_workers
+    from .report import best_trial, write_study_outputs
+    from .seeds import finished, seed_runs, seed_scores, seed_work, spread
+
+    best = best_trial(study)
+    if best is None:  # run_tune returns before this when no trial completed; a caller may not
+        raise GankitError(f"study {spec.name!r} has no completed trial to run on more seeds")
+    runs = seed_runs(spec, best.number, dict(best.params), k)
+    todo = [r for r in runs if not finished(Path(r["folder"]))]
+    say(f"tune: the best trial ({best.number}, {spec.metric} {best.value:.4g}) on {k} seed(s) the search did not "
+        f"train ({', '.join(str(r['seed']) for r in runs)}): {len(runs) - len(todo)} done, {len(todo)} to train in "
+        f"{Path(spec.folder) / 'best-seeds'}")
+    exits: list[Any] = []
+    stopped = None
+    if todo:
+        n = min(workers, len(todo))
+        shown = [len(runs) - len(todo)]
+
+        def tick() -> None:  # the progress line, when the count of finished seeds moves
+            now = sum(finished(Path(r["folder"])) for r in runs)
+            if now != shown[0]:
+                say(f"tune: best trial on more seeds: {now}/{len(runs)} done")
+                shown[0] = now
+
+        exits, stopped = run_workers(n, seed_work, (json.dumps(asdict(spec)), json.dumps(todo), n), threads=threads,
+                                     tick=tick)
+    write_study_outputs(spec.root, study)
+    rows = seed_scores(spec.root, best.number, spec.metric)
+    for r in rows:
+        say(f"tune: seed {r['seed']}: {spec.metric} " + ("-" if r["score"] is None else f"{r['score']:.4g}")
+            + f" ({r['folder']})")
+    stat = spread(rows, spec.metric)
+    if stat is not None:
+        say(f"tune: the best trial's recipe on {stat[2]} new seeds: {spec.metric} {stat[0]:.4g} ± {stat[1]:.2g} "
+            f"(n={stat[2]}; the trial itself: {best.value:.4g})")
+    if stopped:
+        say("tune: stopped by a signal; run the same command to continue the seeds")
+        return 128 + stopped
+    if any(e.exitcode == 2 for e in exits):
+        return 2
+    if not all(finished(Path(r["folder"])) for r in runs):
+        say("tune: not every seed finished; run the same command to continue")
+        return 1
+    return 0
+
+
+def requeue_interrupted(study: Any, storage: Any, say: Callable[[str], None]) -> None:
     """Trials a Ctrl-C (or a dead worker seen by a previous run) left failed, not yet queued again: queue them, so
-    they continue from their checkpoints."""
+    they continue from their checkpoints. Each is queued once, however many `gankit tune` processes of the study
+    start at the same time (see RequeueOnce)."""
     need_optuna()  # one line naming the extra to install, before the import below
     from optuna.trial import TrialState
 
+    requeue = RequeueOnce(storage.engine)
     trials = study.get_trials(deepcopy=False)
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
     for t in trials:
         if t.state == TrialState.FAIL and not t.user_attrs.get("error") and t.number not in retried:
             before = len(study.get_trials(deepcopy=False))
-            retry_callback()(study, t)
+            if not requeue(study, t):
+                continue  # another process of this study queued it a moment ago
             if len(study.get_trials(deepcopy=False)) > before:
                 say(f"tune: trial {t.number} was stopped before it finished; queued again (continues its checkpoint)")
             else:  # the callback's retry limit is reached: say so instead of silently dropping it

@@ -43,9 +43,49 @@ def need_optuna() -> Any:
     return optuna
 
 
-def retry_callback() -> Any:
-    """Queue a failed (dead worker's, or interrupted) trial again with the same parameters, at most 3 times."""
-    return need_optuna().storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+CLAIMS_TABLE = "gankit_requeued"  # (study name, trial number) of every failed trial queued again, in the study's database
+
+
+class RequeueOnce:
+    """Optuna's retry of a failed trial (same parameters, at most 3 times), made once per failed trial across every
+    process and machine of the study.
+
+    Two `gankit tune` processes may both find the same trial of a dead worker failed (one when its heartbeat stops,
+    the other at its start), and Optuna's callback alone would then queue it twice. Before queueing, this inserts
+    (study, trial number) under a primary key in a table of its own in the study's database: the database lets one
+    insert through and refuses the others, whatever the timing (SQLite serialises writers; PostgreSQL's unique index
+    makes a second insert wait and fail)."""
+
+    def __init__(self, engine: Any = None) -> None:
+        self.retry = need_optuna().storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+        self.engine = engine  # the RDBStorage's (sqlalchemy) engine; open_storage sets it once the storage exists
+
+    def __call__(self, study: Any, trial: Any) -> bool:
+        """Queue ``trial`` again; False when another process has queued it (or is queueing it) already."""
+        if self.engine is not None and not claim_requeue(self.engine, study.study_name, trial.number):
+            return False
+        self.retry(study, trial)
+        return True
+
+
+def claim_requeue(engine: Any, study_name: str, number: int) -> bool:
+    """True for exactly one caller per (study, trial number), in any number of processes on one database."""
+    import sqlalchemy
+
+    ddl = (f"CREATE TABLE IF NOT EXISTS {CLAIMS_TABLE} (study_name VARCHAR(512) NOT NULL, trial_number INTEGER "
+           f"NOT NULL, PRIMARY KEY (study_name, trial_number))")
+    try:
+        with engine.begin() as con:
+            con.execute(sqlalchemy.text(ddl))
+    except sqlalchemy.exc.IntegrityError:  # PostgreSQL: another process created the table at the same moment
+        pass
+    try:
+        with engine.begin() as con:
+            con.execute(sqlalchemy.text(f"INSERT INTO {CLAIMS_TABLE} (study_name, trial_number) VALUES (:s, :n)"),
+                        {"s": study_name, "n": number})
+    except sqlalchemy.exc.IntegrityError:
+        return False
+    return True
 
 
 @dataclass
@@ -74,7 +114,7 @@ class StudySpec:
         own = {k: v for k, v in self.tune_keys.items() if k != "data.holdout"}  # chosen from the base config's data
         # Settings of where and how a worker runs (threads, device, data folder, logging) may differ between the
         # machines and runs of one study; what a trial trains and its budget may not.
-        side = (RESUME_MAY_CHANGE - set(BUDGET_KEYS)) | {"train.device", "data.dir", "data.cache_dir"}
+        side = (RESUME_MAY_CHANGE - {*BUDGET_KEYS, "train.clock"}) | {"train.device", "data.dir", "data.cache_dir"}
         config = {k: v for k, v in flatten(self.resolved_base).items() if k not in side}
         core = {"config": config, "space": self.space, "tune_keys": own,
                 "metric": self.metric, "direction": self.direction}
@@ -128,12 +168,15 @@ def open_storage(url: str, heartbeat: int | None = None, retry: bool = False) ->
         kwargs["pool_pre_ping"] = True
         kwargs["connect_args"] = {"connect_timeout": 10}
     extra: dict[str, Any] = {}
+    requeue = RequeueOnce()
     if heartbeat:
         extra = {"heartbeat_interval": heartbeat, "grace_period": 3 * heartbeat}
         if retry:
-            extra["heartbeat_stale_trial_callback"] = retry_callback()
+            extra["heartbeat_stale_trial_callback"] = requeue
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **extra)
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **extra)
+        requeue.engine = storage.engine
+        return storage
     except ImportError:  # Optuna re-raises the missing driver as an ImportError of its own
         raise GankitError(f"--storage {redact(url)}: the database driver is not installed; for PostgreSQL: pip install "
                           f"'gankit[tune-postgres]' (psycopg 3, binary)") from None
