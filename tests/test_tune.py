@@ -87,6 +87,10 @@ BAD = {
     "grid with a continuous range": (["--sampler", "grid", "--param", "optim.lr_g=uniform(1e-4, 1e-3)"], "grid"),
     "not a distribution": (["--param", "optim.lr_g=between(1, 2)"], "unknown distribution"),
     "bad value in a choice": (["--param", "optim.name=choice(adam, adamm)"], "adamm"),
+    "a pruner with two objectives": (["--objective", "fd,params", "--pruner", "median", "--param",
+                                      "optim.lr_g=loguniform(1e-4, 1e-3)"], "does not prune multi-objective"),
+    "unknown second objective": (["--objective", "fd,speed", "--param", "optim.lr_g=loguniform(1e-4, 1e-3)"],
+                                 "images_per_s, params"),
     "unreachable server": (["--param", "optim.lr_g=loguniform(1e-4, 1e-3)", "--storage",
                             "postgresql://gankit:s3cret@127.0.0.1:9/none"], "cannot open the study storage"),
 }
@@ -405,27 +409,38 @@ def test_two_processes_requeue_each_interrupted_trial_once(tmp_path: Path) -> No
 # the best trial on more seeds; the report's axes
 
 
-def test_best_trial_on_more_seeds(tiny: Path, tmp_path: Path, capsys) -> None:
-    """--best-seeds 2: after the search, the best trial's parameters train on 2 seeds it did not use, as run folders
-    in STUDY/best-seeds/; the report and `gankit compare` show their mean ± std (n=2); the same command again trains
-    nothing more."""
+def test_two_objectives_and_the_best_trial_on_more_seeds(tiny: Path, tmp_path: Path, capsys) -> None:
+    """--objective fd,params: Optuna's multi-objective search; the report draws the Pareto front, best.yaml is the
+    front's trial with the lowest FD. --best-seeds 2: then that trial's parameters train on 2 seeds the search did not
+    use, as run folders in STUDY/best-seeds/; the report and `gankit compare` show their mean ± std (n=2); the same
+    command again trains nothing more."""
     study = tmp_path / "seeds"
-    args = ["tune", str(tiny), "--out", str(study), "--trials", "2", "--steps", "8", "--eval-every", "4", "--seed", "3",
-            "--pruner", "none", "--param", "optim.lr_g=loguniform(1e-4, 1e-3)", "--best-seeds", "2", "--no-progress"]
+    args = ["tune", str(tiny), "--out", str(study), "--trials", "3", "--steps", "8", "--eval-every", "4", "--seed", "3",
+            "--objective", "fd,params", "--param", "optim.lr_g=loguniform(1e-4, 1e-3)", "--param",
+            "model.g_channels=choice(4, 8, 16)", "--best-seeds", "2", "--no-progress"]
     assert main(args) == 0, capsys.readouterr().err
     err = capsys.readouterr().err
     s = _load(study)
-    best = min((t for t in s.trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
+    assert [d.name for d in s.directions] == ["MINIMIZE", "MINIMIZE"] and len(s.trials) == 3
+    for t in s.trials:  # FD, and G's parameter count, which grows with its width
+        assert t.state.name == "COMPLETE" and t.values[0] > 0 and t.values[1] > 100
+    by_width = {t.params["model.g_channels"]: t.values[1] for t in s.trials}
+    assert sorted(by_width.values()) == [by_width[w] for w in sorted(by_width)]
+    best = min(s.best_trials, key=lambda t: t.values[0])
+    html = (study / "report.html").read_text()
+    assert html.count('class="onfront"') == len(s.best_trials) and html.count('class="chosen"') == 1
+    assert "Pareto front" in html and "params" in html
+    head = (study / "best.yaml").read_text().splitlines()[0]
+    assert f"best trial ({best.number})" in head and "Pareto front" in head
     folders = sorted((study / "best-seeds").iterdir())
     assert [f.name for f in folders] == [f"trial-{best.number:04d}-seed-4", f"trial-{best.number:04d}-seed-5"]
     for f, seed in zip(folders, (4, 5)):
         cfg = resolve(file=f / "config.yaml")
         assert cfg.seed == seed and cfg.optim.lr_g == pytest.approx(best.params["optim.lr_g"]) and cfg.train.steps == 8
         assert json.loads((f / "summary.json").read_text())["step"] == 8
-    assert "(n=2)" in err and "the best trial's recipe on 2 new seeds" in err, err
-    html = (study / "report.html").read_text()
+    assert "(n=2;" in err and "the best trial's recipe on 2 new seeds" in err, err
     assert "more seed" in html and "(n=2)" in html and f'href="best-seeds/{folders[0].name}/report.html"' in html
-    assert main(["compare", *map(str, folders), "--out", str(tmp_path / "cmp")]) == 0
+    assert main(["compare", str(study / "best-seeds"), "--out", str(tmp_path / "cmp")]) == 0
     assert "(n=2)" in (tmp_path / "cmp" / "summary.md").read_text()
     stamp = [(f / "summary.json").stat().st_mtime_ns for f in folders]
     assert main(args) == 0  # continued: the study and the seeds are done, nothing trains again

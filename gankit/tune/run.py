@@ -75,6 +75,7 @@ def eval_cadence(flags: dict[str, Any], given: int | None) -> int:
 def run_tune(config: str | None, space_file: str | None, params: list[str], flags: dict[str, Any], *, out: str | None,
              trials: int, workers: int, threads: int, sampler: str, pruner: str, seed: int, storage: str | None,
              study_name: str | None, eval_every: int | None, heartbeat: int, best_seeds: int = 0,
+             objective: str = "score",
              say: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> int:
     """The whole command; returns the exit code (0, or 130/143 when stopped by a signal)."""
     need_optuna()
@@ -113,12 +114,17 @@ def run_tune(config: str | None, space_file: str | None, params: list[str], flag
     prepare_sqlite(url)
     store = open_storage(url, heartbeat=heartbeat, retry=True)  # a server that is down or refuses us: say so now
     metric, direction = task_of(cfg0).best_metric
+    objectives = parse_objectives(objective, metric)
+    if len(objectives) > 1 and pruner not in (None, "none"):
+        raise GankitError(f"--pruner {pruner} with --objective {objective}: Optuna does not prune multi-objective "
+                          f"studies; leave out --pruner (or search one objective)")
+    pruner = pruner or ("median" if len(objectives) == 1 else "none")
     tune_keys: dict[str, Any] = {"train.eval_every": every, "train.checkpoint_every": every, "train.progress": False}
     spec = StudySpec(name=study_name or folder.resolve().name, folder=str(folder.resolve()), storage=url,
                      config=str(Path(config).resolve()) if config else None, flags=flags, space=space_json(space),
                      tune_keys=tune_keys, metric=metric, direction="minimize" if direction == "min" else "maximize",
                      sampler=sampler, pruner=pruner, seed=seed, trials=trials, heartbeat=heartbeat,
-                     reference={"metric": metric}, resolved_base=cfg0.to_dict())
+                     reference={"metric": metric}, resolved_base=cfg0.to_dict(), objectives=objectives)
     optuna = need_optuna()
     study = create_or_load(spec, store)  # another search under this name is refused before any work
     if task_of(cfg0).split_validation is holdout_only:  # it validates only on data.holdout: choose one, fixed
@@ -168,7 +174,7 @@ def run_tune(config: str | None, space_file: str | None, params: list[str], flag
 def rerun_best(spec: StudySpec, study: Any, k: int, workers: int, threads: int, say: Callable[[str], None]) -> int:
     """The best trial's parameters on ``k`` new seeds (gankit.tune.seeds), then the report again with their spread."""
     from ..workers import run_workers
-    from .report import best_trial, write_study_outputs
+    from .report import best_trial, score_of, write_study_outputs
     from .seeds import finished, seed_runs, seed_scores, seed_work, spread
 
     best = best_trial(study)
@@ -176,7 +182,7 @@ def rerun_best(spec: StudySpec, study: Any, k: int, workers: int, threads: int, 
         raise GankitError(f"study {spec.name!r} has no completed trial to run on more seeds")
     runs = seed_runs(spec, best.number, dict(best.params), k)
     todo = [r for r in runs if not finished(Path(r["folder"]))]
-    say(f"tune: the best trial ({best.number}, {spec.metric} {best.value:.4g}) on {k} seed(s) the search did not "
+    say(f"tune: the best trial ({best.number}, {spec.metric} {score_of(best):.4g}) on {k} seed(s) the search did not "
         f"train ({', '.join(str(r['seed']) for r in runs)}): {len(runs) - len(todo)} done, {len(todo)} to train in "
         f"{Path(spec.folder) / 'best-seeds'}")
     exits: list[Any] = []
@@ -201,7 +207,7 @@ def rerun_best(spec: StudySpec, study: Any, k: int, workers: int, threads: int, 
     stat = spread(rows, spec.metric)
     if stat is not None:
         say(f"tune: the best trial's recipe on {stat[2]} new seeds: {spec.metric} {stat[0]:.4g} ± {stat[1]:.2g} "
-            f"(n={stat[2]}; the trial itself: {best.value:.4g})")
+            f"(n={stat[2]}; the trial itself: {score_of(best):.4g})")
     if stopped:
         say("tune: stopped by a signal; run the same command to continue the seeds")
         return 128 + stopped
@@ -211,6 +217,21 @@ def rerun_best(spec: StudySpec, study: Any, k: int, workers: int, threads: int, 
         say("tune: not every seed finished; run the same command to continue")
         return 1
     return 0
+
+
+def parse_objectives(text: str, metric: str) -> list[str]:
+    """``--objective``: the study's score (named fd, score or the metric), optionally with a second objective after a
+    comma: ["score"] or ["score", "images_per_s"]."""
+    from .objective import SECOND
+
+    short = metric.split("/")[-1]
+    names = [n.strip() for n in text.split(",")]
+    if names[0] not in ("score", "fd", metric, short) or len(names) > 2 or (len(names) == 2 and names[1] not in SECOND):
+        raise GankitError(f"--objective {text}: give the score ({short}), optionally with one of "
+                          f"{', '.join(SECOND)} after a comma, e.g. --objective {short},params")
+    if names[0] == "fd" and short != "fd":
+        raise GankitError(f"--objective {text}: this model is scored by {metric}, not FD; use --objective {short}")
+    return ["score", *names[1:]]
 
 
 def requeue_interrupted(study: Any, storage: Any, say: Callable[[str], None]) -> None:
@@ -244,18 +265,20 @@ class Progress:
 
     def tick(self, force: bool = False) -> None:
         from .objective import count
+        from .report import best_trial, score_of
 
         try:
             trials = self.study.get_trials(deepcopy=False)
         except Exception:  # noqa: BLE001 - a busy database: the next tick reads it
             return
         c = count(trials)
-        best = self.study.direction.name == "MINIMIZE"
-        done = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
-        pick = (min if best else max)(done, key=lambda t: t.value) if done else None
+        try:
+            pick = best_trial(self.study)  # with two objectives: the Pareto front's best score
+        except Exception:  # noqa: BLE001 - a busy database: the next tick reads it
+            return
         line = (f"tune: {c.done}/{self.target} done ({c.complete} complete, {c.pruned} pruned, {c.errors} failed), "
                 f"{c.running} running" + (f", {c.waiting} queued" if c.waiting else "")
-                + (f"; best {self.metric} {pick.value:.4g} (trial {pick.number})" if pick else ""))
+                + (f"; best {self.metric} {score_of(pick):.4g} (trial {pick.number})" if pick else ""))
         if line != self.last:
             self.say(f"{line}  [{_clock(time.monotonic() - self.t0)}]")
             self.last = line

@@ -24,6 +24,8 @@ from ..core.io import write_json
 FINGERPRINT_ATTR = "gankit:fingerprint"
 SPEC_FILE = "study.json"
 DB_FILE = "study.db"
+# the optional second objectives (measured in gankit.tune.objective.SECOND) and which way is better
+SECOND_DIRECTIONS = {"images_per_s": "maximize", "params": "minimize"}
 SQLITE_TIMEOUT_S = 120  # a worker waits this long for another's write lock before SQLite gives up
 
 
@@ -107,6 +109,12 @@ class StudySpec:
     trials: int
     heartbeat: int
     reference: dict[str, Any] = field(default_factory=dict)  # held-out images' hash and the feature network
+    # "score" (the metric), then an optional second objective (gankit.tune.objective.SECOND): Optuna multi-objective
+    objectives: list[str] = field(default_factory=lambda: ["score"])
+
+    @property
+    def directions(self) -> list[str]:
+        return [self.direction, *(SECOND_DIRECTIONS[o] for o in self.objectives[1:])]
 
     def fingerprint(self) -> str:
         """What defines the search: base config, flags, space, objective and tune's own keys (not --trials or
@@ -118,6 +126,8 @@ class StudySpec:
         config = {k: v for k, v in flatten(self.resolved_base).items() if k not in side}
         core = {"config": config, "space": self.space, "tune_keys": own,
                 "metric": self.metric, "direction": self.direction}
+        if len(self.objectives) > 1:  # (single-objective studies keep the fingerprint they had before this option)
+            core["objectives"] = self.objectives
         return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     resolved_base: dict[str, Any] = field(default_factory=dict)  # the base config resolved, for the fingerprint
@@ -206,7 +216,7 @@ def create_or_load(spec: StudySpec, storage: Any, sampler: Any = None, pruner: A
     except KeyError:
         try:
             study = optuna.create_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner,
-                                        direction=spec.direction)
+                                        directions=spec.directions)
             study.set_user_attr(FINGERPRINT_ATTR, fp)
         except optuna.exceptions.DuplicatedStudyError:  # another machine created it a moment ago
             study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
