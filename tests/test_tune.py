@@ -87,6 +87,10 @@ BAD = {
     "grid with a continuous range": (["--sampler", "grid", "--param", "optim.lr_g=uniform(1e-4, 1e-3)"], "grid"),
     "not a distribution": (["--param", "optim.lr_g=between(1, 2)"], "unknown distribution"),
     "bad value in a choice": (["--param", "optim.name=choice(adam, adamm)"], "adamm"),
+    "a pruner with two objectives": (["--objective", "fd,params", "--pruner", "median", "--param",
+                                      "optim.lr_g=loguniform(1e-4, 1e-3)"], "does not prune multi-objective"),
+    "unknown second objective": (["--objective", "fd,speed", "--param", "optim.lr_g=loguniform(1e-4, 1e-3)"],
+                                 "images_per_s, params"),
     "unreachable server": (["--param", "optim.lr_g=loguniform(1e-4, 1e-3)", "--storage",
                             "postgresql://gankit:s3cret@127.0.0.1:9/none"], "cannot open the study storage"),
 }
@@ -355,3 +359,112 @@ def test_a_worker_setting_does_not_change_the_study_but_a_budget_does() -> None:
     assert one.fingerprint() != spec(**{"train.threads": 1, "train.steps": 6}).fingerprint()
     assert one.fingerprint() != spec(**{"train.threads": 1, "optim.lr_d": 1e-3}).fingerprint()
     assert replace(one, space={"optim.lr_g": "y"}).fingerprint() != one.fingerprint()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# two processes of one study requeue an interrupted trial once
+
+RACE = """
+import sys, time
+from pathlib import Path
+from gankit.tune.run import requeue_interrupted
+from gankit.tune.study import need_optuna, open_storage
+optuna = need_optuna()
+url, me, other = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+store = open_storage(url, heartbeat=1, retry=True)
+study = optuna.load_study(study_name="race", storage=store)
+study.get_trials(deepcopy=False)
+me.touch()
+while not other.exists():  # both processes start requeueing at the same moment
+    time.sleep(0.001)
+requeue_interrupted(study, store, lambda m: None)
+"""
+
+
+def test_two_processes_requeue_each_interrupted_trial_once(tmp_path: Path) -> None:
+    """Two `gankit tune` processes starting on one SQLite study both find its interrupted trials; each trial is
+    queued again once (a claim in the database), not once per process."""
+    from collections import Counter
+
+    from gankit.tune.study import prepare_sqlite
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    prepare_sqlite(url)
+    study = optuna.create_study(study_name="race", storage=url)
+    for _ in range(12):  # interrupted trials: failed, without an error of their own
+        t = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        study.tell(t, state=optuna.trial.TrialState.FAIL)
+    ready = [tmp_path / "a", tmp_path / "b"]
+    procs = [subprocess.Popen([sys.executable, "-c", RACE, url, str(ready[i]), str(ready[1 - i])], env=_env(),
+                              text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    trials = optuna.load_study(study_name="race", storage=url).trials
+    queued = Counter(t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs)
+    assert queued == Counter(range(12)), queued  # each failed trial once
+    assert all(t.state.name == "WAITING" for t in trials[12:]) and len(trials) == 24
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the best trial on more seeds; the report's axes
+
+
+def test_two_objectives_and_the_best_trial_on_more_seeds(tiny: Path, tmp_path: Path, capsys) -> None:
+    """--objective fd,params: Optuna's multi-objective search; the report draws the Pareto front, best.yaml is the
+    front's trial with the lowest FD. --best-seeds 2: then that trial's parameters train on 2 seeds the search did not
+    use, as run folders in STUDY/best-seeds/; the report and `gankit compare` show their mean ± std (n=2); the same
+    command again trains nothing more."""
+    study = tmp_path / "seeds"
+    args = ["tune", str(tiny), "--out", str(study), "--trials", "3", "--steps", "8", "--eval-every", "4", "--seed", "3",
+            "--objective", "fd,params", "--param", "optim.lr_g=loguniform(1e-4, 1e-3)", "--param",
+            "model.g_channels=choice(4, 8, 16)", "--best-seeds", "2", "--no-progress"]
+    assert main(args) == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    s = _load(study)
+    assert [d.name for d in s.directions] == ["MINIMIZE", "MINIMIZE"] and len(s.trials) == 3
+    for t in s.trials:  # FD, and G's parameter count, which grows with its width
+        assert t.state.name == "COMPLETE" and t.values[0] > 0 and t.values[1] > 100
+    by_width = {t.params["model.g_channels"]: t.values[1] for t in s.trials}
+    assert sorted(by_width.values()) == [by_width[w] for w in sorted(by_width)]
+    best = min(s.best_trials, key=lambda t: t.values[0])
+    html = (study / "report.html").read_text()
+    assert html.count('class="onfront"') == len(s.best_trials) and html.count('class="chosen"') == 1
+    assert "Pareto front" in html and "params" in html
+    head = (study / "best.yaml").read_text().splitlines()[0]
+    assert f"best trial ({best.number})" in head and "Pareto front" in head
+    folders = sorted((study / "best-seeds").iterdir())
+    assert [f.name for f in folders] == [f"trial-{best.number:04d}-seed-4", f"trial-{best.number:04d}-seed-5"]
+    for f, seed in zip(folders, (4, 5)):
+        cfg = resolve(file=f / "config.yaml")
+        assert cfg.seed == seed and cfg.optim.lr_g == pytest.approx(best.params["optim.lr_g"]) and cfg.train.steps == 8
+        assert json.loads((f / "summary.json").read_text())["step"] == 8
+    assert "(n=2;" in err and "the best trial's recipe on 2 new seeds" in err, err
+    assert "more seed" in html and "(n=2)" in html and f'href="best-seeds/{folders[0].name}/report.html"' in html
+    assert main(["compare", str(study / "best-seeds"), "--out", str(tmp_path / "cmp")]) == 0
+    assert "## Over seeds" in (md := (tmp_path / "cmp" / "summary.md").read_text()) and r"\(n=2\)" in md
+    stamp = [(f / "summary.json").stat().st_mtime_ns for f in folders]
+    assert main(args) == 0  # continued: the study and the seeds are done, nothing trains again
+    assert [(f / "summary.json").stat().st_mtime_ns for f in folders] == stamp
+    assert "2 done, 0 to train" in capsys.readouterr().err
+
+
+def test_history_axis_turns_logarithmic_when_scores_span_more_than_10x(tmp_path: Path) -> None:
+    """An early trial at FD 400 beside complete trials at 14-20: a linear axis squashes them into one line, so the
+    optimization history is drawn on a log axis then, and on a linear one when the scores are close."""
+    from gankit.tune.report import render_study, wide_positive
+
+    def page(values: list[float]) -> str:
+        s = optuna.create_study()
+        dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+        for i, v in enumerate(values):
+            s.add_trial(optuna.trial.create_trial(params={"x": i / 10}, distributions=dist, value=v,
+                                                  intermediate_values={1: v * 2, 2: v}))
+        return render_study(tmp_path, s, {"name": "s", "metric": "eval/fd", "space": {}})
+
+    assert wide_positive([400.0, 20.0, 14.0]) and not wide_positive([30.0, 20.0, 14.0])
+    assert not wide_positive([-1.0, 400.0]) and not wide_positive([])
+    wide, close = page([400.0, 20.0, 14.0, 16.0]), page([30.0, 20.0, 14.0, 16.0])
+    history = lambda html: html.split("per trial</text>")[1].split("</svg>")[0]  # noqa: E731
+    assert "log scale" in history(wide) and "log scale" not in history(close)
+    # ticks of the log axis are 1-2-5 steps, and the close scores keep the linear ticks
+    assert ">100<" in history(wide) and ">20<" in history(wide) and ">100<" not in history(close)

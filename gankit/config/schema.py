@@ -113,6 +113,9 @@ class TrainConfig:
     epochs: float = 0  # budget in passes over the data (0 = not set)
     steps: int = 0  # budget in generator updates (0 = not set)
     max_minutes: float = 0  # wall-clock budget (0 = not set); the first budget reached ends training
+    # what max_minutes counts: wall-clock time, or this process's CPU time (all its threads; a budget that means the
+    # same on a shared or loaded machine, for comparing recipes fairly)
+    clock: Literal["wall", "cpu"] = "wall"
     d_steps: int = 1  # discriminator updates per generator update (the 2014 paper's k; WGAN's n_critic)
     log_every: int = 20  # steps between lines in metrics.jsonl
     sample_every: int = 0  # steps between sample grids (0 = once per epoch, at most every preview_seconds)
@@ -439,7 +442,7 @@ NOT_IDENTITY = WATCH_KEYS | {"data.dir"}
 # beside the training step (watching, pacing of samples, scores and checkpoints, what to do on NaN). Every other key
 # changes what the checkpoints mean - their shapes, the data or its order, the losses - and is refused. data.dir is
 # refused too: another folder may hold other images, which no check could tell.
-RESUME_MAY_CHANGE = frozenset({*BUDGET_KEYS, *WATCH_KEYS, "train.eval_every", "train.tensorboard", "data.cache",
+RESUME_MAY_CHANGE = frozenset({*BUDGET_KEYS, "train.clock", *WATCH_KEYS, "train.eval_every", "train.tensorboard", "data.cache",
                                "train.on_nan", "train.nan_lr_factor", "train.nan_max_rollbacks"})
 
 

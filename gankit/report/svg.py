@@ -21,12 +21,28 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
 
 
+def log_ticks(lo: float, hi: float) -> list[tuple[float, str]]:
+    """(log10 position, label) of ticks for a log axis spanning 10**lo .. 10**hi: 1, 2, 5 times powers of ten, thinned
+    to powers of ten alone when there would be more than about 8."""
+    out = []
+    for e in range(math.floor(lo), math.ceil(hi) + 1):
+        for m in (1, 2, 5):
+            p = e + math.log10(m)
+            if lo <= p <= hi:
+                out.append((p, fmt(m * 10.0**e)))
+    if len(out) > 8:
+        out = [(p, label) for p, label in out if abs(p - round(p)) < 1e-9]
+    return out or [(lo, fmt(10**lo))]
+
+
 def svg_chart(series: list[tuple[str, list[tuple[float, float]]]], title: str, xlabel: str = "step",
-              marks: list[tuple[float, str]] | None = None, dots: bool = False) -> str:
+              marks: list[tuple[float, str]] | None = None, dots: bool = False, log_y: bool = False) -> str:
     """A line chart as inline SVG: ``series`` of (label, [(x, y), ...]); ``marks`` are dashed vertical lines
-    (x, label), e.g. the best step. Scales with its container (viewBox); labels are escaped."""
+    (x, label), e.g. the best step. ``log_y``: a logarithmic y axis (values <= 0 are left out). Scales with its
+    container (viewBox); labels are escaped."""
     W, H, L, R, T, B = 640, 300, 60, 16, 28, 40
-    pts = [p for _, s in series for p in s if math.isfinite(p[1])]
+    ty = math.log10 if log_y else (lambda v: v)
+    pts = [(p[0], ty(p[1])) for _, s in series for p in s if math.isfinite(p[1]) and (p[1] > 0 or not log_y)]
     if not pts:
         return f'<p class="note">{esc(title)}: nothing logged yet.</p>'
     xs = [p[0] for p in pts] + [m[0] for m in marks or []]
@@ -46,9 +62,11 @@ def svg_chart(series: list[tuple[str, list[tuple[float, float]]]], title: str, x
 
     out = [f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{esc(title)}">',
            f'<text x="{W / 2}" y="18" text-anchor="middle" class="title">{esc(title)}</text>']
-    for t in nice_ticks(y0, y1):
+    for t, label in (log_ticks(y0, y1) if log_y else [(t, fmt(t)) for t in nice_ticks(y0, y1)]):
         out.append(f'<line x1="{L}" x2="{W - R}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" class="grid"/>'
-                   f'<text x="{L - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{esc(fmt(t))}</text>')
+                   f'<text x="{L - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{esc(label)}</text>')
+    if log_y:
+        out.append(f'<text x="{L + 4}" y="{T + 12}" class="marklabel">log scale</text>')
     integer_x = all(float(x).is_integer() for x in xs)  # steps: no tick at step 99.5
     for t in nice_ticks(x0, x1, 6):
         if integer_x and not float(t).is_integer():
@@ -63,14 +81,14 @@ def svg_chart(series: list[tuple[str, list[tuple[float, float]]]], title: str, x
                    f'text-anchor="{"end" if right else "start"}">{esc(label)}</text>')
     for i, (label, s) in enumerate(series):
         colour = PALETTE[i % len(PALETTE)]
-        good = [(x, y) for x, y in s if math.isfinite(y)]
+        good = [(x, y) for x, y in s if math.isfinite(y) and (y > 0 or not log_y)]
         if not good:
             continue
-        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in good)
+        path = " ".join(f"{sx(x):.1f},{sy(ty(y)):.1f}" for x, y in good)
         out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.5">'
                    f'<title>{esc(label)}</title></polyline>')
         if dots or len(good) == 1:
-            out += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}"><title>{esc(label)}: step '
+            out += [f'<circle cx="{sx(x):.1f}" cy="{sy(ty(y)):.1f}" r="3" fill="{colour}"><title>{esc(label)}: step '
                     f'{esc(fmt(x))}, {esc(fmt(y))}</title></circle>' for x, y in good]
     out.append("</svg>")
     legend = "".join(f'<span><i style="background:{PALETTE[i % len(PALETTE)]}"></i>{esc(label)}</span>'

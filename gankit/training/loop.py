@@ -248,11 +248,13 @@ class TrainingLoop:
         self.side = SideWork(task=self.task, spec=setup.spec, ckpt=self.ckpt, state=self.state,
                              best=BestKeeper(*self.task.best_metric, self.state.best_value), shows=self.shows,
                              progress=lambda: self.batcher.progress, sample_every=train_cfg.sample_every,
-                             eval_every=train_cfg.eval_every, preview_seconds=train_cfg.preview_seconds, seed=cfg.seed)
+                             eval_every=train_cfg.eval_every, preview_seconds=train_cfg.preview_seconds, seed=cfg.seed,
+                             pace_clock=self.budget.now)
         self.monitor = Monitor(enabled=LOSSES.get(cfg.loss.name).floor_zero)
         self.bar = tqdm(total=self.budget.steps, initial=self.state.step, unit="step", dynamic_ncols=True, leave=True,
                         disable=not (train_cfg.progress and run.active), desc=run.root.name[-28:])
         self.last_log = (time.monotonic(), self.state.step)  # (time, step) of the last row, for images/s
+        self.wall_start = time.monotonic()  # wall clock of the budget's start (the budget may run on CPU time)
         self.last_row: dict[str, float] = {}  # the newest metrics row (summary.json's "last")
         self.stopped_by = "steps"  # why the run ended: the budget's kind, or the caller's StopTraining reason
         self.stop_note: str | None = None  # the caller's StopTraining note
@@ -265,6 +267,7 @@ class TrainingLoop:
                 self.side.previews()
                 self.side.save("step-0000000")  # a good state to roll back to and a sign that this folder is a run
         self.budget.start_clock()
+        self.wall_start = time.monotonic()
         self.last_log = (time.monotonic(), self.state.step)
 
     def should_stop(self, stop: StopFlag) -> bool:
@@ -388,7 +391,9 @@ class TrainingLoop:
         side.alias("final", f"step-{step:07d}", copy=True)
         side.plots(gif=True)
         self.run.summary({"step": step, "epoch": round(self.batcher.progress, 4), "stopped_by": self.stopped_by,
-                          "seconds": round(time.monotonic() - self.budget.start, 1), "last": self.last_row,
+                          "seconds": round(time.monotonic() - self.wall_start, 1),
+                          **({"cpu_seconds": round(self.budget.elapsed(), 1)} if self.cfg.train.clock == "cpu" else {}),
+                          "last": self.last_row,
                           "rollbacks": self.state.rollbacks, "d_collapse_at_step": self.monitor.collapsed_at,
                           **side.clock.summary(), **({"stop_note": self.stop_note} if self.stop_note else {})})
         self.shows.report()

@@ -14,9 +14,16 @@ from torch import nn
 from ..config.schema import Config, OptimConfig
 
 
+# train.clock -> the clock a time budget runs on. process_time counts every thread of this process, so it stays the
+# same compute when other programs share the cores (it does not count waiting for the disk).
+CLOCKS = {"wall": time.monotonic, "cpu": time.process_time}
+
+
 class Budget:
-    """When training ends: a step budget (from train.steps and train.epochs, the smaller wins) and/or a wall-clock
-    deadline (train.max_minutes), whichever comes first."""
+    """When training ends: a step budget (from train.steps and train.epochs, the smaller wins) and/or a deadline
+    (train.max_minutes), whichever comes first. The deadline runs on the wall clock, or with train.clock=cpu on this
+    process's CPU time: on a machine shared with other work, a CPU-minute trains about as many steps as on an idle
+    one, so recipes given the same CPU budget get the same compute whatever the load."""
 
     def __init__(self, cfg: Config, batches_per_epoch: int) -> None:
         t = cfg.train
@@ -28,29 +35,34 @@ class Budget:
         self.steps: int | None = min(steps) if steps else None
         self.seconds = t.max_minutes * 60
         self.by_epochs = bool(t.epochs and not t.steps)
-        self.start = time.monotonic()
+        self.now = CLOCKS[t.clock]
+        self.start = self.now()
         self.deadline: float | None = None
 
     def start_clock(self) -> None:
-        self.start = time.monotonic()
+        self.start = self.now()
         self.deadline = self.start + self.seconds if self.seconds else None
 
     def progress(self, step: int) -> float:
-        """Fraction of the budget done, in [0, 1]: steps when there is a step budget, else wall-clock time."""
+        """Fraction of the budget done, in [0, 1]: steps when there is a step budget, else time on the budget's clock."""
         if self.steps:
             return step / self.steps
-        return min(1.0, (time.monotonic() - self.start) / max(1.0, self.seconds))
+        return min(1.0, (self.now() - self.start) / max(1.0, self.seconds))
 
     def spent(self, step: int) -> str | None:
         """Why training should stop now ('steps', 'epochs', 'time'), or None."""
         if self.steps is not None and step >= self.steps:
             return "epochs" if self.by_epochs else "steps"
-        if self.deadline is not None and time.monotonic() >= self.deadline:
+        if self.deadline is not None and self.now() >= self.deadline:
             return "time"
         return None
 
     def minutes_left(self) -> float | None:
-        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic()) / 60
+        return None if self.deadline is None else max(0.0, self.deadline - self.now()) / 60
+
+    def elapsed(self) -> float:
+        """Seconds on the budget's clock since training started."""
+        return self.now() - self.start
 
 
 def lr_factor(decay: str, t: float) -> float:

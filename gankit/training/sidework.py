@@ -133,14 +133,17 @@ class SideWork:
     previews and plots paced by wall time. Only what is shown depends on the pacing; what trains never does."""
 
     def __init__(self, *, task: Any, spec: Any, ckpt: Any, state: Any, best: Any, shows: Any, progress: Callable[[], float],
-                 sample_every: int, eval_every: int, preview_seconds: float, seed: int = 0) -> None:
+                 sample_every: int, eval_every: int, preview_seconds: float, seed: int = 0,
+                 pace_clock: Callable[[], float] = time.monotonic) -> None:
         self.task, self.spec, self.ckpt, self.state, self.best, self.shows = task, spec, ckpt, state, best, shows
         self.progress, self.eval_every, self.seed = progress, eval_every, seed
         self.clock = SideClock()  # wall time in the step vs side work, for summary.json
         # Previews (when train.sample_every is not set) at most every train.preview_seconds; losses.png every minute.
         # Under torchrun, validation is a collective, so previews follow steps, which every rank agrees on.
-        self.preview_pace = Throttle(0 if sample_every or ddp.world_size() > 1 else preview_seconds)
-        self.plot_pace = Throttle(PLOT_SECONDS)
+        # The pace follows the budget's clock (train.clock), so a CPU budget spends the same share on side work
+        # whatever the load.
+        self.preview_pace = Throttle(0 if sample_every or ddp.world_size() > 1 else preview_seconds, pace_clock)
+        self.plot_pace = Throttle(PLOT_SECONDS, pace_clock)
         self.last_preview = -1
         self.saved: tuple[int, str] | None = None  # (step, name) of the newest numbered checkpoint written
         self.best_due = False  # a new best score whose checkpoint is not written yet

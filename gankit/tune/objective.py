@@ -19,11 +19,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..core.errors import DivergedError, GankitError, Interrupted, StopTraining
 from .space import Dist
-from .study import StudySpec, create_or_load, need_optuna, open_storage
+from .study import SECOND_DIRECTIONS, StudySpec, create_or_load, need_optuna, open_storage
 
 
 @dataclass
@@ -99,12 +99,46 @@ def _folder_for(spec: StudySpec, trial: Any) -> tuple[Path, bool]:
     return spec.root / f"trial-{trial.number:04d}", False
 
 
+@dataclass(frozen=True)
+class SecondObjective:
+    """An optional second objective beside the score (``--objective fd,NAME``): Optuna then searches for the Pareto
+    front of the two instead of one best trial."""
+
+    direction: str  # minimize / maximize
+    measure: Callable[[Any, Path, int], float]  # (trial's config, its run folder, steps trained by this trial) -> value
+    help: str
+
+
+def _images_per_s(cfg: Any, folder: Path, steps: int) -> float:
+    # The budget's own clock: CPU seconds with --cpu-minutes (what a trial cost, whatever the load), else wall seconds.
+    summary = json.loads((folder / "summary.json").read_text())
+    seconds = summary.get("cpu_seconds") if cfg.train.clock == "cpu" else summary.get("seconds")
+    return steps * cfg.train.batch_size * cfg.train.d_steps / max(float(seconds or 0), 1e-9)
+
+
+def _params(cfg: Any, folder: Path, steps: int) -> float:
+    from ..tasks import load
+
+    return float(sum(p.numel() for p in load(folder, "final").g.parameters()))
+
+
+SECOND = {
+    "images_per_s": SecondObjective(SECOND_DIRECTIONS["images_per_s"], _images_per_s, "training images per second on the budget's clock "
+                                                               "(CPU seconds with --cpu-minutes), side work included"),
+    "params": SecondObjective(SECOND_DIRECTIONS["params"], _params, "parameters of the generator (what sampling costs)"),
+}
+
+
 class Objective:
-    """``study.optimize`` calls it with one trial; it returns the trial's final score."""
+    """``study.optimize`` calls it with one trial; it returns the trial's final score (and with a second objective,
+    the pair)."""
 
     def __init__(self, spec: StudySpec, threads: int) -> None:
         self.spec, self.threads = spec, threads
         self.space = space_of(spec)
+        self.second = SECOND[spec.objectives[1]] if len(spec.objectives) > 1 else None
+        # a failed trial: NaN in every objective (Optuna records it as failed)
+        self.failed: Any = float("nan") if self.second is None else (float("nan"), float("nan"))
 
     def __call__(self, trial: Any) -> float:
         optuna = need_optuna()
@@ -118,7 +152,7 @@ class Objective:
             message = " ".join(str(e).split())
             trial.set_user_attr("error", message)
             print(f"gankit: trial {trial.number} failed: {message}", file=sys.stderr)
-            return float("nan")
+            return self.failed
         folder, resume = _folder_for(self.spec, trial)
         resumed_from = None
         if resume:
@@ -130,8 +164,8 @@ class Objective:
 
         def on_scores(step: int, scores: dict[str, float], final: bool) -> None:
             value = scores.get(metric)
-            if value is None or final or not math.isfinite(value):
-                return
+            if value is None or final or not math.isfinite(value) or self.second is not None:
+                return  # (Optuna neither records nor prunes on training-time scores of multi-objective studies)
             trial.report(value, step)
             if cfg.train.steps and step >= cfg.train.steps:  # the budget is spent: the trial's result, not a verdict
                 return
@@ -151,7 +185,7 @@ class Objective:
             self._spent(trial, cpu0, wall0)
             if not isinstance(e, DivergedError):
                 print(f"gankit: trial {trial.number} failed: {message}", file=sys.stderr)
-            return float("nan")  # Optuna records a failed trial
+            return self.failed  # Optuna records a failed trial
         except Exception as e:  # noqa: BLE001 - Interrupted, and anything else: the trial will be retried
             if isinstance(e, Interrupted):
                 trial.set_user_attr("interrupted_at", str(e))
@@ -165,8 +199,10 @@ class Objective:
         value = run.scores.get(metric)
         if value is None:
             trial.set_user_attr("error", f"the run reported no {metric}")
-            return float("nan")
-        return float(value)
+            return self.failed
+        if self.second is None:
+            return float(value)
+        return float(value), self.second.measure(cfg, folder, run.step - (resumed_from or 0))
 
     @staticmethod
     def _spent(trial: Any, cpu0: float, wall0: float) -> None:

@@ -58,6 +58,16 @@ def _scatter(points: list[tuple[float, float, str]], title: str, xlabel: str, lo
     return f'<figure class="plot">{"".join(out)}</figure>'
 
 
+LOG_SPAN = 10.0  # scores spanning more than this ratio are drawn on a log axis
+
+
+def wide_positive(values: list[float]) -> bool:
+    """True when ``values`` are all positive and span more than LOG_SPAN: on a linear axis an early trial's FD of 300
+    would squash the complete trials' 15-25 into one line; a log axis keeps both readable."""
+    vals = [v for v in values if math.isfinite(v)]
+    return bool(vals) and min(vals) > 0 and max(vals) / min(vals) > LOG_SPAN
+
+
 def _bars(values: dict[str, float], title: str) -> str:
     """Horizontal bars (label -> share in [0, 1]) as inline SVG."""
     if not values:
@@ -86,14 +96,18 @@ def _importances(study: Any) -> dict[str, float]:
     try:
         with warnings.catch_warnings():  # "too few trials": the page says so beside the bars
             warnings.simplefilter("ignore")
-            return {k: float(v) for k, v in get_param_importances(study).items()}
+            # of the score alone when there are several objectives (Optuna asks which one)
+            target = {"target": lambda t: t.values[0]} if len(study.directions) > 1 else {}
+            return {k: float(v) for k, v in get_param_importances(study, **target).items()}
     except (RuntimeError, ValueError, ZeroDivisionError):  # too few trials, or none that differ
         return {}
 
 
-def _trial_rows(study: Any, root: Path, metric: str) -> str:
+def _trial_rows(study: Any, root: Path, columns: list[str]) -> str:
+    """The table of trials; ``columns`` names the objectives (the score first)."""
     keys = sorted({k for t in study.get_trials(deepcopy=False) for k in t.params})
-    head = ["trial", "state", metric, "steps", "CPU s", *keys, "note", "run"]
+    n_obj = len(columns)
+    head = ["trial", "state", *columns, "steps", "CPU s", *keys, "note", "run"]
     rows = []
     for t in study.get_trials(deepcopy=False):
         ua = t.user_attrs
@@ -109,7 +123,7 @@ def _trial_rows(study: Any, root: Path, metric: str) -> str:
             link = f'<a href="{esc(folder)}/report.html">{esc(folder)}</a>'
         elif folder:
             link = esc(folder)
-        cells = [_num(t.number), f"<td>{esc(t.state.name.lower())}</td>", _num(t.value), _num(ua.get("steps")),
+        cells = [_num(t.number), f"<td>{esc(t.state.name.lower())}</td>", *[_num(v) for v in _values(t, n_obj)], _num(ua.get("steps")),
                  _num(ua.get("cpu_seconds")), *[_num(t.params.get(k)) for k in keys], f"<td>{esc(note)}</td>",
                  f"<td>{link}</td>"]
         rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -128,12 +142,24 @@ def _num(v: Any) -> str:
 
 
 def best_trial(study: Any) -> Any | None:
-    done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.value is not None
-            and math.isfinite(t.value)]
+    multi = len(study.directions) > 1
+    # several objectives: the trials no other trial beats in every objective (Optuna's Pareto front), and of those the
+    # one with the best first objective (the score): the front's most accurate recipe
+    pool = study.best_trials if multi else study.get_trials(deepcopy=False)
+    done = [t for t in pool if t.state.name == "COMPLETE" and score_of(t) is not None and math.isfinite(score_of(t))]
     if not done:
         return None
-    pick = min if study.direction.name == "MINIMIZE" else max
-    return pick(done, key=lambda t: t.value)
+    pick = min if study.directions[0].name == "MINIMIZE" else max
+    return pick(done, key=score_of)
+
+
+def score_of(t: Any) -> float | None:
+    """A trial's score (its first objective): its value, or the last reported score of a pruned trial."""
+    return t.values[0] if t.values else None
+
+
+def _values(t: Any, n: int) -> list[float | None]:
+    return list(t.values) if t.values and len(t.values) == n else [None] * n
 
 
 def render_study(root: Path, study: Any, spec: dict[str, Any]) -> str:
@@ -146,7 +172,7 @@ def render_study(root: Path, study: Any, spec: dict[str, Any]) -> str:
              f'<p class="path">{esc(root)} · storage {esc(redact(str(spec.get("storage", ""))))}</p>',
              cards([("trials complete", states.count("COMPLETE")), ("pruned", states.count("PRUNED")),
                      ("failed", states.count("FAIL")), ("running", states.count("RUNNING")),
-                     (f"best {metric}", None if best is None else fmt(best.value)),
+                     (f"best {metric}", None if best is None else fmt(score_of(best))),
                      ("best trial", None if best is None else best.number),
                      ("CPU hours (all trials)", f"{cpu / 3600:.3f}")])]
     ref = spec.get("reference", {})
@@ -159,21 +185,24 @@ def render_study(root: Path, study: Any, spec: dict[str, Any]) -> str:
                     if ref.get("holdout") else "") + "</p>")
     # optimization history: every finished trial, and the best so far
     # Scores of complete trials only: a pruned trial's value is its last training-time score, not a result.
-    order = sorted((t for t in trials if t.state.name == "COMPLETE" and t.value is not None and math.isfinite(t.value)),
-                   key=lambda t: t.number)
-    pruned = sorted((t for t in trials if t.state.name == "PRUNED" and t.value is not None and math.isfinite(t.value)),
-                    key=lambda t: t.number)
+    def finite(t: Any) -> bool:
+        return score_of(t) is not None and math.isfinite(score_of(t))
+
+    order = sorted((t for t in trials if t.state.name == "COMPLETE" and finite(t)), key=lambda t: t.number)
+    pruned = sorted((t for t in trials if t.state.name == "PRUNED" and finite(t)), key=lambda t: t.number)
     running, pts = None, []
-    minimize = study.direction.name == "MINIMIZE"
+    minimize = study.directions[0].name == "MINIMIZE"
     for t in order:
-        running = t.value if running is None else (min if minimize else max)(running, t.value)
+        running = score_of(t) if running is None else (min if minimize else max)(running, score_of(t))
         pts.append((t.number, running))
     parts.append("<h2>Optimization history</h2><div class=\"plots\">")
-    parts.append(svg_chart([("complete: final score", [(t.number, t.value) for t in order]), ("best so far", pts),
-                            ("pruned: last score", [(t.number, t.value) for t in pruned])],
-                           f"{metric} per trial", xlabel="trial", dots=True))
+    history = [("complete: final score", [(t.number, score_of(t)) for t in order]), ("best so far", pts),
+               ("pruned: last score", [(t.number, score_of(t)) for t in pruned])]
+    parts.append(svg_chart(history, f"{metric} per trial", xlabel="trial", dots=True,
+                           log_y=wide_positive([y for _, s in history for _, y in s])))
     curves = [(f"trial {t.number}", sorted(t.intermediate_values.items())) for t in trials if t.intermediate_values]
-    parts.append(svg_chart(curves[:10], f"training-time {metric} (what the pruner sees)", xlabel="step")
+    parts.append(svg_chart(curves[:10], f"training-time {metric} (what the pruner sees)", xlabel="step",
+                           log_y=wide_positive([y for _, s in curves[:10] for _, y in s]))
                  if curves else '<p class="note">no training-time scores yet.</p>')
     parts.append("</div>")
     parts.append('<h2>Parameter importances</h2><div style="max-width:640px">')
@@ -191,10 +220,13 @@ def render_study(root: Path, study: Any, spec: dict[str, Any]) -> str:
                 continue
             v = t.params[key]
             x = float(cats.index(fmt_value(v))) if cats else float(v)
-            xs.append((x, t.value, f"trial {t.number}: {key}={fmt_value(v)}, {metric} {fmt(t.value)}"))
+            xs.append((x, score_of(t), f"trial {t.number}: {key}={fmt_value(v)}, {metric} {fmt(score_of(t))}"))
         parts.append(_scatter(xs, key, key, log_x=d["kind"] == "loguniform", categories=cats))
     parts.append("</div>")
-    parts.append("<h2>Trials</h2>" + _trial_rows(study, root, metric))
+    columns = objective_labels(spec)
+    if len(columns) > 1:
+        parts.append(_pareto_section(study, columns))
+    parts.append("<h2>Trials</h2>" + _trial_rows(study, root, columns))
     if best is not None:
         folder = root / str(best.user_attrs.get("folder", ""))
         grids = sorted((folder / "samples").glob("step-*.png")) if folder.is_dir() else []
@@ -204,7 +236,102 @@ def render_study(root: Path, study: Any, spec: dict[str, Any]) -> str:
         if grids:
             parts.append(f'<figure><img src="{data_uri(grids[-1])}" alt="samples of the best trial">'
                          f"<figcaption>{esc(grids[-1].name)}</figcaption></figure>")
+        parts.append(_seeds_section(root, best, metric))
     return page(f"gankit study {spec.get('name', root.name)}", "\n".join(parts))
+
+
+def _seeds_section(root: Path, best: Any, metric: str) -> str:
+    """The best trial's parameters on more seeds (``--best-seeds``): a row per seed and their mean ± std (n)."""
+    from ..report import SeedGroup
+    from .seeds import SEEDS_DIR, seed_scores, spread
+
+    rows = seed_scores(root, best.number, metric)
+    if not rows:
+        return ('<p class="note">The best trial on more seeds: not run (<code>gankit tune ... --best-seeds K</code> '
+                "trains its parameters on K seeds the search did not use).</p>")
+    stat = spread(rows, metric)
+    body = []
+    for r in rows:
+        rel = r["folder"].relative_to(root)
+        link = (f'<a href="{esc(rel.as_posix())}/report.html">{esc(rel.as_posix())}</a>'
+                if (r["folder"] / "report.html").is_file() else esc(rel.as_posix()))
+        body.append(f"<tr>{_num(r['seed'])}{_num(r['steps'])}{_num(r['score'])}<td>{link}</td></tr>")
+    body.append(f'<tr><td>mean ± std</td><td></td><td class="num">{esc(SeedGroup.cell(stat) or "needs 2 finished seeds")}'
+                f"</td><td></td></tr>")
+    return (f"<h2>The best trial on {len(rows)} more seed(s)</h2>"
+            f'<p class="note">Trial {esc(best.number)}\'s parameters trained again on seeds the search did not use, '
+            f"with the same budget and scoring (folders under {esc(SEEDS_DIR)}/). The trial itself scored "
+            f"{esc(fmt(score_of(best)))}: the best of many trials is partly its seed\'s luck, so the mean over new seeds "
+            f"is the fairer figure.</p>"
+            f'<div class="scroll"><table class="seeds"><thead><tr><th scope="col">seed</th><th scope="col">steps</th>'
+            f'<th scope="col">{esc(metric)}</th><th scope="col">run</th></tr></thead><tbody>{"".join(body)}</tbody>'
+            f"</table></div>")
+
+
+def objective_labels(spec: dict[str, Any]) -> list[str]:
+    """Column names of a study's objectives: its score (e.g. eval/fd), then any second objective."""
+    return [spec.get("metric", "score"), *spec.get("objectives", ["score"])[1:]]
+
+
+def _others(spec: dict[str, Any], best: Any) -> str:
+    """best.yaml's header: the second objective's value of the chosen point, and the rule that chose it."""
+    labels = objective_labels(spec)
+    if len(labels) < 2 or not best.values:
+        return ""
+    return (f", {labels[1]} {best.values[1]:.6g} (of the Pareto front, the trial with the best {labels[0]})")
+
+
+def _pareto_section(study: Any, labels: list[str]) -> str:
+    """Every complete trial in the plane of the two objectives, the Pareto front (trials no other beats in both)
+    drawn as a highlighted step line, and the chosen point (best.yaml) marked."""
+    done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.values
+            and all(math.isfinite(v) for v in t.values)]
+    front = {t.number for t in study.best_trials}
+    chosen = best_trial(study)
+    pts = [(t.values[1], t.values[0], t.number in front, chosen is not None and t.number == chosen.number,
+            f"trial {t.number}: {labels[0]} {fmt(t.values[0])}, {labels[1]} {fmt(t.values[1])}"
+            + (" (Pareto front)" if t.number in front else "")) for t in done]
+    dirs = " and ".join(f"{'lower' if d.name == 'MINIMIZE' else 'higher'} {lab}" for d, lab in zip(study.directions, labels))
+    return ("<h2>Pareto front</h2>"
+            f'<p class="note">Two objectives ({esc(dirs)} are better). The front (highlighted) holds the trials that no '
+            f"other trial beats in both; best.yaml is the front's trial with the best {esc(labels[0])} (ringed). "
+            f"{len(front)} of {len(done)} complete trials are on it.</p>" + _pareto_svg(pts, labels))
+
+
+def _pareto_svg(pts: list[tuple[float, float, bool, bool, str]], labels: list[str]) -> str:
+    """Inline SVG: x = second objective, y = score; front points filled and joined, others hollow."""
+    if not pts:
+        return '<p class="note">Pareto front: no complete trials yet.</p>'
+    W, H, L, R, T, B = 600, 340, 64, 14, 28, 44
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    padx, pady = (x1 - x0) * 0.08 or abs(x0) * 0.05 or 1.0, (y1 - y0) * 0.08 or abs(y0) * 0.05 or 1.0
+    x0, x1, y0, y1 = x0 - padx, x1 + padx, y0 - pady, y1 + pady
+    sx = lambda x: L + (x - x0) / (x1 - x0) * (W - L - R)  # noqa: E731
+    sy = lambda y: T + (y1 - y) / (y1 - y0) * (H - T - B)  # noqa: E731
+    out = [f'<svg class="chart pareto" viewBox="0 0 {W} {H}" role="img" aria-label="Pareto front">',
+           f'<text x="{W / 2}" y="17" text-anchor="middle" class="title">{esc(labels[0])} against {esc(labels[1])}</text>',
+           f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" class="frame"/>']
+    for t in nice_ticks(y0, y1, 4):
+        out.append(f'<line x1="{L}" x2="{W - R}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" class="grid"/>'
+                   f'<text x="{L - 5}" y="{sy(t) + 4:.1f}" text-anchor="end">{esc(fmt(t))}</text>')
+    for t in nice_ticks(x0, x1, 4):
+        out.append(f'<text x="{sx(t):.1f}" y="{H - B + 15}" text-anchor="middle">{esc(fmt(t))}</text>')
+    out.append(f'<text x="{(L + W - R) / 2}" y="{H - 6}" text-anchor="middle">{esc(labels[1])}</text>')
+    line = sorted((x, y) for x, y, on, _, _ in pts if on)
+    if len(line) > 1:
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in line)
+        out.append(f'<polyline points="{path}" fill="none" stroke="{PALETTE[1]}" stroke-width="2" class="front"/>')
+    for x, y, on, chosen, tip in pts:
+        colour = PALETTE[1] if on else PALETTE[0]
+        fill = f'fill="{colour}"' if on else f'fill="none" stroke="{colour}"'
+        out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{5 if on else 4}" {fill}'
+                   f'{" class=" + chr(34) + "onfront" + chr(34) if on else ""}><title>{esc(tip)}</title></circle>')
+        if chosen:
+            out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="9" fill="none" stroke="{PALETTE[2]}" '
+                       f'stroke-width="2" class="chosen"><title>best.yaml: {esc(tip)}</title></circle>')
+    out.append("</svg>")
+    return f'<figure class="plot">{"".join(out)}</figure>'
 
 
 def best_yaml(spec: dict[str, Any], best: Any) -> str:
@@ -222,7 +349,7 @@ def best_yaml(spec: dict[str, Any], best: Any) -> str:
     fields = MODELS.get(cfg.model.name).fields
     d["model"] = {k: v for k, v in d["model"].items() if k == "name" or k in fields}
     head = (f"# gankit tune: the best trial ({best.number}) of study {spec.get('name')!r}, "
-            f"{spec.get('metric')} {best.value:.6g}\n# params: "
+            f"{spec.get('metric')} {score_of(best):.6g}" + _others(spec, best) + "\n# params: "
             + json.dumps(best.params, sort_keys=True, default=str) + "\n# `gankit train <this file>` trains it\n")
     return head + dump_yaml(d)
 

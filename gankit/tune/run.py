@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from ..core.errors import GankitError
 from .space import check_space, read_space, space_json
-from .study import (StudySpec, retry_callback, check_writable, create_or_load, default_storage, need_optuna, open_storage,
+from .study import (RequeueOnce, StudySpec, check_writable, create_or_load, default_storage, need_optuna, open_storage,
                     prepare_sqlite, redact)
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
@@ -74,7 +74,8 @@ def eval_cadence(flags: dict[str, Any], given: int | None) -> int:
 
 def run_tune(config: str | None, space_file: str | None, params: list[str], flags: dict[str, Any], *, out: str | None,
              trials: int, workers: int, threads: int, sampler: str, pruner: str, seed: int, storage: str | None,
-             study_name: str | None, eval_every: int | None, heartbeat: int,
+             study_name: str | None, eval_every: int | None, heartbeat: int, best_seeds: int = 0,
+             objective: str = "score",
              say: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> int:
     """The whole command; returns the exit code (0, or 130/143 when stopped by a signal)."""
     need_optuna()
@@ -90,6 +91,8 @@ def run_tune(config: str | None, space_file: str | None, params: list[str], flag
         raise GankitError(f"--workers {workers}: give the number of worker processes (1 or more)")
     if heartbeat < 1:
         raise GankitError(f"--heartbeat {heartbeat}: give seconds between a trial's heartbeats (1 or more)")
+    if best_seeds < 0:
+        raise GankitError(f"--best-seeds {best_seeds}: give the number of extra seeds to train the best trial on (0 or more)")
     if sampler == "cmaes":
         try:
             import cmaes  # noqa: F401
@@ -111,12 +114,17 @@ def run_tune(config: str | None, space_file: str | None, params: list[str], flag
     prepare_sqlite(url)
     store = open_storage(url, heartbeat=heartbeat, retry=True)  # a server that is down or refuses us: say so now
     metric, direction = task_of(cfg0).best_metric
+    objectives = parse_objectives(objective, metric)
+    if len(objectives) > 1 and pruner not in (None, "none"):
+        raise GankitError(f"--pruner {pruner} with --objective {objective}: Optuna does not prune multi-objective "
+                          f"studies; leave out --pruner (or search one objective)")
+    pruner = pruner or ("median" if len(objectives) == 1 else "none")
     tune_keys: dict[str, Any] = {"train.eval_every": every, "train.checkpoint_every": every, "train.progress": False}
     spec = StudySpec(name=study_name or folder.resolve().name, folder=str(folder.resolve()), storage=url,
                      config=str(Path(config).resolve()) if config else None, flags=flags, space=space_json(space),
                      tune_keys=tune_keys, metric=metric, direction="minimize" if direction == "min" else "maximize",
                      sampler=sampler, pruner=pruner, seed=seed, trials=trials, heartbeat=heartbeat,
-                     reference={"metric": metric}, resolved_base=cfg0.to_dict())
+                     reference={"metric": metric}, resolved_base=cfg0.to_dict(), objectives=objectives)
     optuna = need_optuna()
     study = create_or_load(spec, store)  # another search under this name is refused before any work
     if task_of(cfg0).split_validation is holdout_only:  # it validates only on data.holdout: choose one, fixed
@@ -125,7 +133,7 @@ def run_tune(config: str | None, space_file: str | None, params: list[str], flag
         tune_keys["data.holdout"] = holdout  # follows from the base config, so not part of the fingerprint
     base(dict(tune_keys))  # tune's own keys are valid with this config
     spec.save()
-    requeue_interrupted(study, say)
+    requeue_interrupted(study, store, say)
     optuna.storages.fail_stale_trials(study)  # a previous run's dead worker: its trial is retried now
     target = target_of(spec)
     c = count(study.get_trials(deepcopy=False))
@@ -158,21 +166,89 @@ def run_tune(config: str | None, space_file: str | None, params: list[str], flag
             return 2
         say(f"tune: {c.done} of {target} trials done (workers ended early); run the same command to continue")
         return 1
+    if best_seeds:
+        return rerun_best(spec, study, best_seeds, workers, threads, say)
     return 0
 
 
-def requeue_interrupted(study: Any, say: Callable[[str], None]) -> None:
+def rerun_best(spec: StudySpec, study: Any, k: int, workers: int, threads: int, say: Callable[[str], None]) -> int:
+    """The best trial's parameters on ``k`` new seeds (gankit.tune.seeds), then the report again with their spread."""
+    from ..workers import run_workers
+    from .report import best_trial, score_of, write_study_outputs
+    from .seeds import finished, seed_runs, seed_scores, seed_work, spread
+
+    best = best_trial(study)
+    if best is None:  # run_tune returns before this when no trial completed; a caller may not
+        raise GankitError(f"study {spec.name!r} has no completed trial to run on more seeds")
+    runs = seed_runs(spec, best.number, dict(best.params), k)
+    todo = [r for r in runs if not finished(Path(r["folder"]))]
+    say(f"tune: the best trial ({best.number}, {spec.metric} {score_of(best):.4g}) on {k} seed(s) the search did not "
+        f"train ({', '.join(str(r['seed']) for r in runs)}): {len(runs) - len(todo)} done, {len(todo)} to train in "
+        f"{Path(spec.folder) / 'best-seeds'}")
+    exits: list[Any] = []
+    stopped = None
+    if todo:
+        n = min(workers, len(todo))
+        shown = [len(runs) - len(todo)]
+
+        def tick() -> None:  # the progress line, when the count of finished seeds moves
+            now = sum(finished(Path(r["folder"])) for r in runs)
+            if now != shown[0]:
+                say(f"tune: best trial on more seeds: {now}/{len(runs)} done")
+                shown[0] = now
+
+        exits, stopped = run_workers(n, seed_work, (json.dumps(asdict(spec)), json.dumps(todo), n), threads=threads,
+                                     tick=tick)
+    write_study_outputs(spec.root, study)
+    rows = seed_scores(spec.root, best.number, spec.metric)
+    for r in rows:
+        say(f"tune: seed {r['seed']}: {spec.metric} " + ("-" if r["score"] is None else f"{r['score']:.4g}")
+            + f" ({r['folder']})")
+    stat = spread(rows, spec.metric)
+    if stat is not None:
+        say(f"tune: the best trial's recipe on {stat[2]} new seeds: {spec.metric} {stat[0]:.4g} ± {stat[1]:.2g} "
+            f"(n={stat[2]}; the trial itself: {score_of(best):.4g})")
+    if stopped:
+        say("tune: stopped by a signal; run the same command to continue the seeds")
+        return 128 + stopped
+    if any(e.exitcode == 2 for e in exits):
+        return 2
+    if not all(finished(Path(r["folder"])) for r in runs):
+        say("tune: not every seed finished; run the same command to continue")
+        return 1
+    return 0
+
+
+def parse_objectives(text: str, metric: str) -> list[str]:
+    """``--objective``: the study's score (named fd, score or the metric), optionally with a second objective after a
+    comma: ["score"] or ["score", "images_per_s"]."""
+    from .objective import SECOND
+
+    short = metric.split("/")[-1]
+    names = [n.strip() for n in text.split(",")]
+    if names[0] not in ("score", "fd", metric, short) or len(names) > 2 or (len(names) == 2 and names[1] not in SECOND):
+        raise GankitError(f"--objective {text}: give the score ({short}), optionally with one of "
+                          f"{', '.join(SECOND)} after a comma, e.g. --objective {short},params")
+    if names[0] == "fd" and short != "fd":
+        raise GankitError(f"--objective {text}: this model is scored by {metric}, not FD; use --objective {short}")
+    return ["score", *names[1:]]
+
+
+def requeue_interrupted(study: Any, storage: Any, say: Callable[[str], None]) -> None:
     """Trials a Ctrl-C (or a dead worker seen by a previous run) left failed, not yet queued again: queue them, so
-    they continue from their checkpoints."""
+    they continue from their checkpoints. Each is queued once, however many `gankit tune` processes of the study
+    start at the same time (see RequeueOnce)."""
     need_optuna()  # one line naming the extra to install, before the import below
     from optuna.trial import TrialState
 
+    requeue = RequeueOnce(storage.engine)
     trials = study.get_trials(deepcopy=False)
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
     for t in trials:
         if t.state == TrialState.FAIL and not t.user_attrs.get("error") and t.number not in retried:
             before = len(study.get_trials(deepcopy=False))
-            retry_callback()(study, t)
+            if not requeue(study, t):
+                continue  # another process of this study queued it a moment ago
             if len(study.get_trials(deepcopy=False)) > before:
                 say(f"tune: trial {t.number} was stopped before it finished; queued again (continues its checkpoint)")
             else:  # the callback's retry limit is reached: say so instead of silently dropping it
@@ -189,18 +265,20 @@ class Progress:
 
     def tick(self, force: bool = False) -> None:
         from .objective import count
+        from .report import best_trial, score_of
 
         try:
             trials = self.study.get_trials(deepcopy=False)
         except Exception:  # noqa: BLE001 - a busy database: the next tick reads it
             return
         c = count(trials)
-        best = self.study.direction.name == "MINIMIZE"
-        done = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None]
-        pick = (min if best else max)(done, key=lambda t: t.value) if done else None
+        try:
+            pick = best_trial(self.study)  # with two objectives: the Pareto front's best score
+        except Exception:  # noqa: BLE001 - a busy database: the next tick reads it
+            return
         line = (f"tune: {c.done}/{self.target} done ({c.complete} complete, {c.pruned} pruned, {c.errors} failed), "
                 f"{c.running} running" + (f", {c.waiting} queued" if c.waiting else "")
-                + (f"; best {self.metric} {pick.value:.4g} (trial {pick.number})" if pick else ""))
+                + (f"; best {self.metric} {score_of(pick):.4g} (trial {pick.number})" if pick else ""))
         if line != self.last:
             self.say(f"{line}  [{_clock(time.monotonic() - self.t0)}]")
             self.last = line

@@ -200,9 +200,9 @@ def check_space(space: Space, resolve_with: Any) -> None:
     """Layer every probe value of every key into the base config (``resolve_with({key: value})`` raises GankitError
     for an unknown key, a key the model does not read, or a bad value) so a bad space fails before any trial."""
     for key, dist in space.items():
-        if key in ("seed",) or key.startswith(("train.steps", "train.epochs", "train.max_minutes")):
+        if key in ("seed",) or key.startswith(("train.steps", "train.epochs", "train.max_minutes", "train.clock")):
             raise GankitError(f"space key {key}: the budget and seed are the same for every trial; "
-                              f"set them with --steps/--max-minutes and --seed")
+                              f"set them with --steps/--max-minutes/--cpu-minutes and --seed")
         for value in dist.probes():
             try:
                 resolve_with({key: value})

@@ -24,6 +24,8 @@ from ..core.io import write_json
 FINGERPRINT_ATTR = "gankit:fingerprint"
 SPEC_FILE = "study.json"
 DB_FILE = "study.db"
+# the optional second objectives (measured in gankit.tune.objective.SECOND) and which way is better
+SECOND_DIRECTIONS = {"images_per_s": "maximize", "params": "minimize"}
 SQLITE_TIMEOUT_S = 120  # a worker waits this long for another's write lock before SQLite gives up
 
 
@@ -43,9 +45,49 @@ def need_optuna() -> Any:
     return optuna
 
 
-def retry_callback() -> Any:
-    """Queue a failed (dead worker's, or interrupted) trial again with the same parameters, at most 3 times."""
-    return need_optuna().storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+CLAIMS_TABLE = "gankit_requeued"  # (study name, trial number) of every failed trial queued again, in the study's database
+
+
+class RequeueOnce:
+    """Optuna's retry of a failed trial (same parameters, at most 3 times), made once per failed trial across every
+    process and machine of the study.
+
+    Two `gankit tune` processes may both find the same trial of a dead worker failed (one when its heartbeat stops,
+    the other at its start), and Optuna's callback alone would then queue it twice. Before queueing, this inserts
+    (study, trial number) under a primary key in a table of its own in the study's database: the database lets one
+    insert through and refuses the others, whatever the timing (SQLite serialises writers; PostgreSQL's unique index
+    makes a second insert wait and fail)."""
+
+    def __init__(self, engine: Any = None) -> None:
+        self.retry = need_optuna().storages.RetryHeartbeatStaleTrialCallback(max_retry=3)
+        self.engine = engine  # the RDBStorage's (sqlalchemy) engine; open_storage sets it once the storage exists
+
+    def __call__(self, study: Any, trial: Any) -> bool:
+        """Queue ``trial`` again; False when another process has queued it (or is queueing it) already."""
+        if self.engine is not None and not claim_requeue(self.engine, study.study_name, trial.number):
+            return False
+        self.retry(study, trial)
+        return True
+
+
+def claim_requeue(engine: Any, study_name: str, number: int) -> bool:
+    """True for exactly one caller per (study, trial number), in any number of processes on one database."""
+    import sqlalchemy
+
+    ddl = (f"CREATE TABLE IF NOT EXISTS {CLAIMS_TABLE} (study_name VARCHAR(512) NOT NULL, trial_number INTEGER "
+           f"NOT NULL, PRIMARY KEY (study_name, trial_number))")
+    try:
+        with engine.begin() as con:
+            con.execute(sqlalchemy.text(ddl))
+    except sqlalchemy.exc.IntegrityError:  # PostgreSQL: another process created the table at the same moment
+        pass
+    try:
+        with engine.begin() as con:
+            con.execute(sqlalchemy.text(f"INSERT INTO {CLAIMS_TABLE} (study_name, trial_number) VALUES (:s, :n)"),
+                        {"s": study_name, "n": number})
+    except sqlalchemy.exc.IntegrityError:
+        return False
+    return True
 
 
 @dataclass
@@ -67,6 +109,12 @@ class StudySpec:
     trials: int
     heartbeat: int
     reference: dict[str, Any] = field(default_factory=dict)  # held-out images' hash and the feature network
+    # "score" (the metric), then an optional second objective (gankit.tune.objective.SECOND): Optuna multi-objective
+    objectives: list[str] = field(default_factory=lambda: ["score"])
+
+    @property
+    def directions(self) -> list[str]:
+        return [self.direction, *(SECOND_DIRECTIONS[o] for o in self.objectives[1:])]
 
     def fingerprint(self) -> str:
         """What defines the search: base config, flags, space, objective and tune's own keys (not --trials or
@@ -74,10 +122,12 @@ class StudySpec:
         own = {k: v for k, v in self.tune_keys.items() if k != "data.holdout"}  # chosen from the base config's data
         # Settings of where and how a worker runs (threads, device, data folder, logging) may differ between the
         # machines and runs of one study; what a trial trains and its budget may not.
-        side = (RESUME_MAY_CHANGE - set(BUDGET_KEYS)) | {"train.device", "data.dir", "data.cache_dir"}
+        side = (RESUME_MAY_CHANGE - {*BUDGET_KEYS, "train.clock"}) | {"train.device", "data.dir", "data.cache_dir"}
         config = {k: v for k, v in flatten(self.resolved_base).items() if k not in side}
         core = {"config": config, "space": self.space, "tune_keys": own,
                 "metric": self.metric, "direction": self.direction}
+        if len(self.objectives) > 1:  # (single-objective studies keep the fingerprint they had before this option)
+            core["objectives"] = self.objectives
         return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     resolved_base: dict[str, Any] = field(default_factory=dict)  # the base config resolved, for the fingerprint
@@ -128,12 +178,15 @@ def open_storage(url: str, heartbeat: int | None = None, retry: bool = False) ->
         kwargs["pool_pre_ping"] = True
         kwargs["connect_args"] = {"connect_timeout": 10}
     extra: dict[str, Any] = {}
+    requeue = RequeueOnce()
     if heartbeat:
         extra = {"heartbeat_interval": heartbeat, "grace_period": 3 * heartbeat}
         if retry:
-            extra["heartbeat_stale_trial_callback"] = retry_callback()
+            extra["heartbeat_stale_trial_callback"] = requeue
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **extra)
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **extra)
+        requeue.engine = storage.engine
+        return storage
     except ImportError:  # Optuna re-raises the missing driver as an ImportError of its own
         raise GankitError(f"--storage {redact(url)}: the database driver is not installed; for PostgreSQL: pip install "
                           f"'gankit[tune-postgres]' (psycopg 3, binary)") from None
@@ -163,7 +216,7 @@ def create_or_load(spec: StudySpec, storage: Any, sampler: Any = None, pruner: A
     except KeyError:
         try:
             study = optuna.create_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner,
-                                        direction=spec.direction)
+                                        directions=spec.directions)
             study.set_user_attr(FINGERPRINT_ATTR, fp)
         except optuna.exceptions.DuplicatedStudyError:  # another machine created it a moment ago
             study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
