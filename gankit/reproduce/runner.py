@@ -54,8 +54,9 @@ BUDGETS.add("smoke", Budget("a test of the machinery: embedded digits for every 
                             "samples scored; its verdicts say nothing about the reports", 3, 16, 16, 96,
                             digits_everywhere=True, batch_cap=16, log_every=1, holdout=100))
 BUDGETS.add("quick", Budget("300 generator updates per run at 28x28 (colour sets 32x32), the configs' batch sizes, "
-                            "2,000 samples scored (report 002's six runs: 44 minutes on 2 CPU cores shared with other "
-                            "jobs, --threads 1)", 300, 28, 32, 2000,
+                            "2,000 samples scored (measured: 3 to 16 CPU-minutes per report for 003, 004, 002 and 001, "
+                            "about 2 to 8 minutes each on an idle 2-core machine with --workers 2; 000 about 61, 31 "
+                            "minutes; the page's Cost section says what this one took)", 300, 28, 32, 2000,
                             digits_for_mnist=True, log_every=5))
 BUDGETS.add("report", Budget("each config's own budget (the report's epochs or iterations) and image size, "
                              "10,000 samples scored", None, None, None, 10000))
