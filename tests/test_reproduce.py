@@ -358,3 +358,49 @@ def test_a_diverged_seed_leaves_a_ranking_undecided() -> None:
     assert compare_pair([1.0, 1.1, None], [5.0, 5.2, 5.1], lower_is_better=True)["outcome"] == UNDECIDED
     assert compare_pair([1.0, 1.1, float("nan")], [5.0, 5.2, 5.1], lower_is_better=True)["outcome"] == UNDECIDED
     assert compare_pair([1.0, 1.1, 1.2], [5.0, 5.2, 5.1], lower_is_better=True)["outcome"] != UNDECIDED
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# what a reproduction cost
+
+
+def test_cost_adds_up_the_calls_and_estimates_idle_minutes(tmp_path):
+    from gankit.reproduce.cost import COST_FILE, describe, read_calls, summarize
+
+    calls = [{"cpu_s": 600.0, "wall_s": 900.0, "cores": 2, "load_mean": 8.0},
+             {"cpu_s": 120.0, "wall_s": 100.0, "cores": 1, "load_mean": 1.0}]
+    s = summarize(calls)
+    assert (s["cpu_s"], s["wall_s"], s["idle_estimate_s"], s["cores"]) == (720.0, 1000.0, 420.0, [1, 2])
+    assert s["load_mean"] == pytest.approx((900 * 8 + 100 * 1) / 1000, abs=0.05)  # weighted by wall time
+    assert describe(summarize(calls[:1])).startswith("10.0 CPU-minutes; about 5.0 minutes on an idle 2-core machine")
+    # a damaged ledger is kept aside, not overwritten, and counts as no calls
+    (tmp_path / COST_FILE).write_text("{not json")
+    assert read_calls(tmp_path) == [] and not (tmp_path / COST_FILE).exists()
+    assert [p.read_text() for p in tmp_path.glob(f"{COST_FILE}.damaged-*")] == ["{not json"]
+
+
+@pytest.mark.slow
+def test_cost_counts_the_workers_cpu_time_and_the_page_shows_it(tmp_path, capsys):
+    from gankit.report import esc
+    from gankit.workers import usable_cores
+
+    p = _write_claims(tmp_path, BASE.replace("CHECK", "{kind: threshold, metric: class_share, run: vanilla, op: '>=', value: 0.5}"))
+    out = tmp_path / "out"
+    assert _reproduce(str(p), out, "--workers", "2") == 0
+    printed = capsys.readouterr().out
+    cost = json.loads((out / "claims.json").read_text())["cost"]
+    (call,) = cost["calls"]
+    assert (call["workers"], call["threads"], call["cores"]) == (2, 1, min(2, usable_cores()))
+    assert call["cpu_s"] > call["cpu_workers_s"] > 0 and call["wall_s"] > 0
+    runs = cost["runs"]
+    assert set(runs) == {"vanilla-seed0", "vanilla-seed1"}
+    assert all(r["train_cpu_s"] > 0 and r["eval_cpu_s"] > 0 for r in runs.values())
+    # the runs were trained in the worker processes: their CPU time is inside what the workers are charged
+    assert call["cpu_workers_s"] >= sum(r["train_cpu_s"] + r["eval_cpu_s"] for r in runs.values()) - 0.1
+    assert cost["idle_estimate_s"] == pytest.approx(call["cpu_s"] / call["cores"], abs=0.1)
+    assert f"cost: {cost['summary']}" in printed and "CPU-minutes; about" in cost["summary"]
+    html = (out / "report.html").read_text()
+    assert esc(cost["summary"]) in html and "vanilla-seed1" in html
+    # a call that finds every run finished re-renders the page and adds no call
+    assert _reproduce(str(p), out, "--workers", "2") == 0
+    assert json.loads((out / "claims.json").read_text())["cost"]["calls"] == cost["calls"]

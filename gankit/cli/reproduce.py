@@ -59,6 +59,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     n = {v: sum(r["verdict"] == v for r in res["results"]) for v in (HOLDS, FAILS, UNDECIDED)}
     print(f"report {claims.report}: {n[HOLDS]} hold, {n[FAILS]} do not hold, {n[UNDECIDED]} not decided; "
           f"{out / 'report.html'} and {out / 'claims.json'}")
+    print(f"cost: {res['cost']['summary']}")
     if res["stopped"] is not None:
         print("gankit: interrupted; run the same command again to continue (finished runs are kept)", file=sys.stderr)
         return 128 + int(res["stopped"])

@@ -9,6 +9,7 @@ from typing import Any
 from ..core.io import atomic_write_bytes, write_json
 from ..report.html import data_uri, esc, page, table
 from .claims import ReportClaims
+from .cost import describe, read_calls, read_job_cost, summarize
 from .verdict import FAILS, HOLDS, UNDECIDED
 
 VERDICT_CLASS = {HOLDS: "holds", FAILS: "fails", UNDECIDED: "undecided"}
@@ -85,8 +86,35 @@ def claim_section(out: Path, claims: ReportClaims, plan: dict[str, Any], r: dict
     )
 
 
+def cost_of(out: Path, plan: dict[str, Any]) -> dict[str, Any]:
+    """claims.json's "cost": the totals over every call, the calls, and each run's training and evaluation seconds."""
+    calls = read_calls(out)
+    runs = {j["name"]: read_job_cost(out / "runs" / j["name"]) for j in plan["jobs"]}
+    return {**summarize(calls), "summary": describe(summarize(calls)), "calls": calls,
+            "runs": {name: c for name, c in runs.items() if c}}
+
+
+def cost_section(cost: dict[str, Any], plan: dict[str, Any]) -> str:
+    steps = {j["name"]: j["overrides"].get("train.steps", "") for j in plan["jobs"]}
+    rows = [[name, steps.get(name, ""), c.get("train_cpu_s"), c.get("train_wall_s"), c.get("eval_cpu_s"),
+             c.get("eval_wall_s")] for name, c in cost["runs"].items()]
+    calls = [[c.get("started"), c.get("workers"), c.get("threads"), c.get("cores"), c.get("cpu_s"),
+              c.get("cpu_workers_s"), c.get("classifier_cpu_s"), c.get("wall_s"), c.get("load_mean")]
+             for c in cost["calls"]]
+    return (
+        f'<h2 id="cost">Cost</h2><p><b>{esc(cost["summary"])}</b>.</p>'
+        '<p class="note">CPU time is user + system seconds of this command and of its worker processes, all threads; '
+        "it barely depends on how busy the machine was, wall time does. The idle estimate divides each call's CPU "
+        "time by the cores it used (workers x threads), so it is low by the stretches that keep one core busy.</p>"
+        + (table(["call started (UTC)", "workers", "threads each", "cores used", "CPU s", "of which workers",
+                  "evaluation classifier CPU s", "wall s", "mean load"], calls) if calls else "")
+        + (table(["run", "steps", "training CPU s", "training wall s", "evaluation CPU s", "evaluation wall s"],
+                 rows, sortable=True) if rows else "")
+    )
+
+
 def render(out: Path, claims: ReportClaims, plan: dict[str, Any], results: list[dict[str, Any]],
-           unfinished: list[str]) -> str:
+           unfinished: list[str], cost: dict[str, Any] | None = None) -> str:
     counts = {v: sum(r["verdict"] == v for r in results) for v in (HOLDS, FAILS, UNDECIDED)}
     summary = table(["claim", "section", "verdict", "check", "measured (mean ± seed spread)"],
                     [[r["id"], r["section"], r["verdict"], r["check"], measured_text(r)] for r in results],
@@ -97,6 +125,8 @@ def render(out: Path, claims: ReportClaims, plan: dict[str, Any], results: list[
         f"{esc(', '.join(str(s) for s in claims.seeds))}; every run scored with `gankit eval`'s classifier features "
         f"against the same held-out reference per data set ({esc(plan['eval_n'])} samples).</p>"
         + (f"<ul>{data_notes}</ul>" if data_notes else "")
+        + (f"<p><b>Cost:</b> {esc(cost['summary'])} (the calls and each run's seconds: "
+           f'<a href="#cost">Cost</a>).</p>' if cost is not None else "")
         + f'<p class="note">Machine: {esc(environment_note())}. Run folders: <span class="path">{esc(out / "runs")}</span></p>'
         + (f'<p><b>Not finished:</b> {esc(", ".join(unfinished))} (run the same command again to continue)</p>'
            if unfinished else "")
@@ -115,20 +145,24 @@ def render(out: Path, claims: ReportClaims, plan: dict[str, Any], results: list[
         f"<h2>Set-up</h2>{setup}{rules}<h2>Verdicts</h2>{summary}"
         f"<h2>Claims, side by side</h2>{''.join(claim_section(out, claims, plan, r) for r in results)}"
         f"<h2>Claims no measurement here speaks to</h2>{unchecked}"
+        + (cost_section(cost, plan) if cost is not None else "")
     )
     return page(f"gankit reproduce {claims.report}", body)
 
 
 def write_outputs(out: Path, claims: ReportClaims, plan: dict[str, Any], results: list[dict[str, Any]],
-                  unfinished: list[str]) -> None:
+                  unfinished: list[str]) -> dict[str, Any]:
+    """Write both; returns the cost (claims.json's "cost")."""
+    cost = cost_of(out, plan)
     write_json(out / "claims.json", {
         "report": claims.report, "title": claims.title, "budget": plan["budget"], "seeds": claims.seeds,
-        "data": plan["data"], "unfinished": unfinished,
+        "data": plan["data"], "unfinished": unfinished, "cost": cost,
         "claims": [{k: r[k] for k in ("id", "quote", "section", "their", "check", "verdict", "reason", "numbers",
                                       "pairs")} for r in results],
         "not_checkable": [{"section": u.section, "quote": u.quote, "why": u.why} for u in claims.not_checkable],
     })
-    atomic_write_bytes(out / "report.html", render(out, claims, plan, results, unfinished).encode())
+    atomic_write_bytes(out / "report.html", render(out, claims, plan, results, unfinished, cost).encode())
+    return cost
 
 
 def environment_note() -> str:

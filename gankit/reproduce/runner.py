@@ -26,6 +26,7 @@ from ..core.errors import DivergedError, GankitError
 from ..core.io import read_jsonl, write_json
 from ..core.registry import Registry
 from .claims import ReportClaims
+from .cost import Stopwatch, add_call, job_clock, self_cpu_seconds
 from .measures import measure
 from .verdict import UNDECIDED, Verdict, best, rank, same, threshold
 
@@ -53,8 +54,9 @@ BUDGETS.add("smoke", Budget("a test of the machinery: embedded digits for every 
                             "samples scored; its verdicts say nothing about the reports", 3, 16, 16, 96,
                             digits_everywhere=True, batch_cap=16, log_every=1, holdout=100))
 BUDGETS.add("quick", Budget("300 generator updates per run at 28x28 (colour sets 32x32), the configs' batch sizes, "
-                            "2,000 samples scored (report 002's six runs: 44 minutes on 2 CPU cores shared with other "
-                            "jobs, --threads 1)", 300, 28, 32, 2000,
+                            "2,000 samples scored (measured: 3 to 16 CPU-minutes per report for 003, 004, 002 and 001, "
+                            "about 2 to 8 minutes each on an idle 2-core machine with --workers 2; 000 about 61, 31 "
+                            "minutes; the page's Cost section says what this one took)", 300, 28, 32, 2000,
                             digits_for_mnist=True, log_every=5))
 BUDGETS.add("report", Budget("each config's own budget (the report's epochs or iterations) and image size, "
                              "10,000 samples scored", None, None, None, 10000))
@@ -233,18 +235,20 @@ def run_job(out: Path, job: dict[str, Any], eval_n: int, threads: int, say: Call
             d.rename(aside)
             say(f"{job['name']}: stopped before its first checkpoint; its folder moved to {aside.name}, starting again")
         try:
-            if d.exists():
-                say(f"{job['name']}: resuming")
-                train(cfg, resume=d)
-            else:
-                say(f"{job['name']}: training")
-                train(cfg, out=d)
+            with job_clock(d, "train"):  # adds up over resumes; d exists once training has started
+                if d.exists():
+                    say(f"{job['name']}: resuming")
+                    train(cfg, resume=d)
+                else:
+                    say(f"{job['name']}: training")
+                    train(cfg, out=d)
         except DivergedError as e:
             say(f"{job['name']}: {e}")
             write_json(d / EVAL_FILE, {"diverged": str(e)})
             return
     say(f"{job['name']}: evaluating ({eval_n} samples)")
-    ev = evaluate_run(d, n=eval_n, features="classifier", progress=False)
+    with job_clock(d, "eval"):
+        ev = evaluate_run(d, n=eval_n, features="classifier", progress=False)
     write_json(d / EVAL_FILE, ev)
 
 
@@ -309,22 +313,30 @@ def _worker(index: int, threads: int, out: str) -> int:
     return 0
 
 
-def run_all(out: Path, workers: int, threads: int, say: Callable[[str], None]) -> int | None:
+def run_all(out: Path, workers: int, threads: int, say: Callable[[str], None],
+            facts: dict[str, Any] | None = None) -> int | None:
     """Every unfinished job of DIR's plan, in this process (workers <= 1) or in ``workers`` processes. Returns the
-    signal that stopped the workers, or None."""
-    from ..workers import run_workers, threads_per_worker
+    signal that stopped the workers, or None. ``facts`` (when given) receives what the cost record needs: the
+    workers started, their threads, the cores that makes, and the CPU seconds the evaluation classifiers took."""
+    from ..workers import run_workers, threads_per_worker, usable_cores
 
+    facts = {} if facts is None else facts
     plan = json.loads((out / PLAN).read_text())
     todo = [j for j in plan["jobs"] if not job_done(out, j)]
     say(f"{len(plan['jobs']) - len(todo)} of {len(plan['jobs'])} runs already finished")
     if not todo:
         return None
+    n_workers = 1 if workers <= 1 else min(workers, len(todo))
+    per = threads_per_worker(n_workers, threads)
+    facts.update(workers=n_workers, threads=per, cores=min(n_workers * per, usable_cores()), runs_todo=len(todo))
+    cpu0 = self_cpu_seconds()
     _warm_classifiers(plan, say)
+    facts["classifier_cpu_s"] = round(self_cpu_seconds() - cpu0, 2)
     if workers <= 1:
         from ..core.errors import Interrupted
 
         try:
-            work(out, threads_per_worker(1, threads), say)
+            work(out, per, say)
         except Interrupted as e:  # the run saved a checkpoint; the page still shows everything measured so far
             return e.exit_code - 128
         except KeyboardInterrupt:  # outside training (evaluating, loading data): nothing half-written is kept
@@ -340,8 +352,7 @@ def run_all(out: Path, workers: int, threads: int, say: Callable[[str], None]) -
             said[0] = n
             say(f"{n}/{total} runs finished")
 
-    exits, stopped = run_workers(min(workers, len(todo)), _worker, (str(out),), threads=threads, tick=tick,
-                                 tick_seconds=30.0)
+    exits, stopped = run_workers(n_workers, _worker, (str(out),), threads=threads, tick=tick, tick_seconds=30.0)
     for e in exits:
         if e.exitcode not in (0, None) and stopped is None:
             say(e.describe())
@@ -459,14 +470,21 @@ def reproduce(claims: ReportClaims, budget: str, out: Path, workers: int = 1, th
               data_dirs: dict[str, str] | None = None, download: bool = False, skip_missing: bool = False,
               say: Callable[[str], None] = print) -> dict[str, Any]:
     """Plan, run what is unfinished, judge, and write DIR/claims.json and DIR/report.html. Returns
-    ``{"results", "plan", "stopped", "unfinished"}``."""
+    ``{"results", "plan", "stopped", "unfinished", "cost"}``; the call's CPU and wall time are added to DIR/cost.json."""
     from .page import write_outputs
 
-    plan = plan_jobs(claims, budget, data_dirs, download, skip_missing)
-    open_out_dir(out, plan)
-    stopped = run_all(out, workers, threads, say)
-    measured = Measured.read(out, plan)
-    results = judge(claims, plan, measured)
-    unfinished = [j["name"] for j in plan["jobs"] if j["name"] not in measured.evaluations]
-    write_outputs(out, claims, plan, results, unfinished)
-    return {"results": results, "plan": plan, "stopped": stopped, "unfinished": unfinished}
+    clock = Stopwatch().start()  # before planning: a --download inside it is part of the cost
+    try:
+        plan = plan_jobs(claims, budget, data_dirs, download, skip_missing)
+        open_out_dir(out, plan)
+        facts: dict[str, Any] = {}
+        stopped = run_all(out, workers, threads, say, facts)
+        measured = Measured.read(out, plan)
+        results = judge(claims, plan, measured)
+        unfinished = [j["name"] for j in plan["jobs"] if j["name"] not in measured.evaluations]
+        if facts:  # something was run (a call that found every run finished only re-renders the page)
+            add_call(out, clock.record(**facts, runs_unfinished=len(unfinished)))
+    finally:
+        clock.stop()
+    cost = write_outputs(out, claims, plan, results, unfinished)
+    return {"results": results, "plan": plan, "stopped": stopped, "unfinished": unfinished, "cost": cost}
