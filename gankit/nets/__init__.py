@@ -107,4 +107,4 @@ def build_models(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int
     return g, d
 
 
-from . import pix2pix, variants  # noqa: F401,E402  (importing registers them)
+from . import cyclegan, pix2pix, variants  # noqa: F401,E402  (importing registers them)

@@ -11,7 +11,7 @@ from ..nets import MODELS
 from ..training import checkpoint as ckpt
 from ..training.rundir import load_run_config
 from .base import TASKS, Task, TaskSpec, TrainedRun
-from . import gan, pix2pix  # noqa: E402,F401  (importing registers them)
+from . import cyclegan, gan, pix2pix  # noqa: E402,F401  (importing registers them)
 from .gan import TrainedGenerator
 from .pix2pix import Translator
 
