@@ -5,6 +5,7 @@ in eval mode, with a dynamic batch dimension:
 
 - GAN: ``z`` (B, z_dim) float32 [+ ``labels`` (B,) int64 for conditional models] -> ``images`` (B, C, H, W) in [-1, 1]
 - pix2pix: ``inputs`` (B, C_A, H, W) float32 in [-1, 1] -> ``images`` (B, C_B, H, W) in [-1, 1]
+- cyclegan: the same, with the A -> B generator, or B -> A with ``--direction BtoA`` (one file per direction)
 
 Metadata (z size and noise distribution, classes, image shape, value range, ...) travels inside the file: ONNX
 ``metadata_props``, TorchScript ``_extra_files["gankit.json"]``. ONNX allows only string values, so each value is
@@ -44,7 +45,7 @@ class Exportable:
     metadata: dict[str, Any]
 
 
-def exportable(run_dir: str | Path, checkpoint: str = "latest") -> Exportable:
+def exportable(run_dir: str | Path, checkpoint: str = "latest", direction: str | None = None) -> Exportable:
     """The sampling network of ``run_dir`` with example inputs, as its task describes it (a GAN's G takes noise and
     labels when conditional, pix2pix's takes images). Raises GankitError when ``run_dir`` is not a run."""
     from . import __version__
@@ -52,6 +53,11 @@ def exportable(run_dir: str | Path, checkpoint: str = "latest") -> Exportable:
     from .tasks import load
 
     model = load(run_dir, checkpoint)
+    if direction is not None:  # a translator's own choice (cyclegan: either generator; pix2pix: AtoB only)
+        toward = getattr(model, "toward", None)
+        if toward is None:
+            raise GankitError(f"--direction is for image-to-image runs; {run_dir} samples from noise")
+        model = toward(direction)
     module, inputs, names, meta = model.export_parts()
     common = {"gankit_version": __version__, "model": model.config.model.name, "value_range": [-1.0, 1.0],
               "model_config": to_dict(model.config.model), "step": model.step, "inputs": names}
@@ -113,14 +119,16 @@ def _write_torchscript(ex: Exportable, out: Path) -> None:
 WRITERS: dict[str, Callable[[Exportable, Path], None]] = {"onnx": _write_onnx, "torchscript": _write_torchscript}
 
 
-def export_generator(run_dir: str | Path, fmt: str, out: str | Path, checkpoint: str = "latest") -> Path:
-    """Write the run's sampling network to ``out`` as ``fmt`` ("onnx" or "torchscript"); returns ``out``."""
+def export_generator(run_dir: str | Path, fmt: str, out: str | Path, checkpoint: str = "latest",
+                     direction: str | None = None) -> Path:
+    """Write the run's sampling network to ``out`` as ``fmt`` ("onnx" or "torchscript"); returns ``out``.
+    ``direction`` (AtoB, BtoA): which generator of a cyclegan run (default AtoB)."""
     if fmt not in WRITERS:
         raise GankitError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     out = Path(out)
     if out.is_dir():
         raise GankitError(f"--out {out} is a folder; give a file name such as {out / ('generator.' + ('onnx' if fmt == 'onnx' else 'pt'))}")
-    ex = exportable(run_dir, checkpoint)
+    ex = exportable(run_dir, checkpoint, direction)
     out.parent.mkdir(parents=True, exist_ok=True)
     WRITERS[fmt](ex, out)
     return out

@@ -153,6 +153,33 @@ def case_pairs_unmatched(tmp: Path) -> tuple[list[str], str]:
     return ["--data", "paired", "--data-dir", str(tmp / "p"), "--set", "data.image_size=32"], "owl.png"
 
 
+def _unpaired(tmp: Path, a: int, b: int | None) -> list[str]:
+    """A/ with ``a`` images and B/ with ``b`` (None: no B/ folder), for CycleGAN's unpaired reader."""
+    for side, n in (("A", a), ("B", b)):
+        if n is not None:
+            image_folder(tmp / "u" / side, n) if n else (tmp / "u" / side).mkdir(parents=True)
+    return ["--data", "unpaired", "--data-dir", str(tmp / "u"), "--set", "model.patch=16"]
+
+
+def case_unpaired_missing_b(tmp: Path) -> tuple[list[str], str]:
+    return _unpaired(tmp, 6, None), "B/ does not"
+
+
+def case_unpaired_no_domains(tmp: Path) -> tuple[list[str], str]:
+    image_folder(tmp / "u", 6)  # images, but not in A/ and B/
+    return ["--data", "unpaired", "--data-dir", str(tmp / "u"), "--set", "model.patch=16"], "has no A/ and B/"
+
+
+def case_unpaired_empty_domain(tmp: Path) -> tuple[list[str], str]:
+    return _unpaired(tmp, 6, 0), "holds no images"
+
+
+def case_unpaired_unreadable(tmp: Path) -> tuple[list[str], str]:
+    args = _unpaired(tmp, 6, 5)
+    (tmp / "u" / "B" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    return args, "broken.png"
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # configs
 
@@ -200,7 +227,8 @@ CONFIGS = {
 DATA = {f.__name__.removeprefix("case_"): f for f in [
     case_corrupt_image, case_truncated_image, case_truncated_jpeg, case_text_with_image_extension, case_empty_folder,
     case_missing_data_dir, case_missing_mnist_dir, case_mnist_missing_files, case_idx_wrong_magic, case_idx_truncated,
-    case_idx_truncated_gzip, case_cifar_wrong_shape, case_pairs_unmatched,
+    case_idx_truncated_gzip, case_cifar_wrong_shape, case_pairs_unmatched, case_unpaired_missing_b,
+    case_unpaired_no_domains, case_unpaired_empty_domain, case_unpaired_unreadable,
 ]}
 
 

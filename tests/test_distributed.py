@@ -144,6 +144,25 @@ def test_conditional_batchnorm_ema_recipe_on_two_processes(tmp_path):
     assert any("running_mean" in k for k in ema) and all(bool(v.isfinite().all()) for v in ema.values())
 
 
+# CycleGAN (instance norm: per image, so 2 processes must compute what 1 does); batch 3 splits 2 + 1, and a pool of 4
+# fills after two steps, so its swaps (drawn for the whole global batch, the same on both ranks) are exercised.
+CYCLE = {"model.name": "cyclegan", "data.image_size": 16, "data.limit": 24, "model.g_channels": 4,
+         "model.d_channels": 4, "model.g_blocks": 1, "model.patch": 16, "model.pool_size": 4, "train.batch_size": 3,
+         "train.threads": 1, "train.progress": False, "train.log_every": 2}
+
+
+def test_cyclegan_on_two_processes_equals_one(tmp_path):
+    two = tmp_path / "two"
+    _train2("--steps", "4", "--out", str(two), *_flags(CYCLE))
+    one = gankit.train(resolve(overrides={**CYCLE, "train.steps": 4}), out=str(tmp_path / "one")).dir
+    assert _max_diff(_weights(one), _weights(two)) < TOL
+    pools = [load_file(str(r / "checkpoints" / "final" / "pool.safetensors")) for r in (one, two)]
+    assert int(pools[0]["0.count"]) == 4
+    # the pooled fakes are G's outputs, equal up to the last bits as the weights are
+    as_float = lambda t: t.view(torch.float32)  # noqa: E731  (stored as float32 bits)
+    assert max(float((as_float(pools[0][k]) - as_float(pools[1][k])).abs().max()) for k in pools[0] if "bits" in k) < 1e-5
+
+
 # A worker that trains normally except that on rank 1 one weight of G moves after the second step: the processes have
 # diverged, which the consistency check at the next checkpoint (step 4) must catch on every rank.
 DIVERGE = """

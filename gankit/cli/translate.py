@@ -60,7 +60,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
     files, root = _inputs(Path(args.input))
     names = _output_names(files)
     refuse_existing((out / n for n in names), args.force)
-    tr = load(args.run, args.checkpoint, want=Translator)
+    tr = load(args.run, args.checkpoint, want=Translator).toward(args.direction)
     size = (tr.image_shape[2], tr.image_shape[1])  # (width, height): non-square runs too
     out.mkdir(parents=True, exist_ok=True)
     for i in range(0, len(files), 16):
@@ -78,5 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("input", help="an image file or a folder of images")
     t.add_argument("--out", required=True, help="folder for the outputs (same file stems, .png)")
     t.add_argument("--checkpoint", default="latest")
+    t.add_argument("--direction", choices=["AtoB", "BtoA"], default="AtoB",
+                   help="cyclegan runs: A -> B (default) or B -> A; pix2pix runs translate A -> B only")
     add_force_flag(t)
     t.set_defaults(func=cmd_translate)

@@ -78,6 +78,9 @@ class ModelConfig:
     # image-to-image models
     norm: Literal["batch", "instance", "none"] = "batch"
     patch: int = 70  # PatchGAN receptive field: 1, 16, 70 or 286
+    # CycleGAN (unpaired translation)
+    g_blocks: int = 6  # residual blocks of each generator (the paper: 6 for 128x128, 9 for 256x256)
+    pool_size: int = 50  # earlier fakes each D also sees (the paper's image history); 0 = only the newest
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ class LossConfig:
     label_smoothing: float = 0.0  # one-sided: real targets become 1 - label_smoothing
     instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed to 0 over training
     l1_weight: float = 100.0  # pix2pix lambda
+    cycle_weight: float = 10.0  # CycleGAN lambda: weight of the cycle-consistency L1 (A -> B -> A and B -> A -> B)
+    identity_weight: float = 0.5  # CycleGAN: identity L1 (G_AB(b) ~ b, G_BA(a) ~ a), in units of cycle_weight
     r1_gamma: float = 0.0  # R1 penalty on real images, (gamma / 2) * E||grad D(x)||^2 (0 = off); any GAN loss
     r1_every: int = 16  # lazy R1: computed every N-th D update, weighted by N (1 = every update)
 

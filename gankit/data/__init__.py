@@ -12,7 +12,7 @@ from .registry import DATASETS
 from .transforms import convert_channels, resize
 
 # Importing the reader modules registers them.
-from . import cifar, digits, folder, idx, paired  # noqa: F401,E402
+from . import cifar, digits, folder, idx, paired, unpaired  # noqa: F401,E402
 
 __all__ = ["DATASETS", "Batcher", "ImageData", "load_dataset", "shard_indices", "to_float", "to_uint8"]
 

@@ -31,7 +31,9 @@ BASELINES = {"is_mean": ("IS", "is_real_mean"), "nn_pixel_samples": ("NN distanc
 METRIC_LABELS = {"fd": "FD", "kid_mean": "KID", "kid_std": "KID std", "is_std": "IS std", "precision": "precision",
                  "recall": "recall", "density": "density", "coverage": "coverage", "parzen_mean": "Parzen log-likelihood",
                  "classes_hit": "classes hit", "label_kl_uniform": "KL(labels || uniform)",
-                 "label_accuracy": "label accuracy", "l1": "L1", "psnr": "PSNR (dB)", "ssim": "SSIM"}
+                 "label_accuracy": "label accuracy", "l1": "L1", "psnr": "PSNR (dB)", "ssim": "SSIM",
+                 "fd_ab": "FD, A→B vs real B", "fd_ba": "FD, B→A vs real A", "cycle_l1_a": "cycle L1, A→B→A",
+                 "cycle_l1_b": "cycle L1, B→A→B"}
 
 
 # ---------------------------------------------------------------------------------------------------------------------

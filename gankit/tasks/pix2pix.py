@@ -148,6 +148,14 @@ class Translator:
             a = to_float(convert_channels(to_uint8(a), self.in_channels))
         return translate(self.g, a, batch)
 
+    def toward(self, direction: str) -> "Translator":
+        """The translator for ``direction`` (`gankit translate --direction`): a pix2pix G translates one way only."""
+        if direction != "AtoB":
+            raise GankitError(f"--direction {direction}: run {self.run_dir} is a {self.config.model.name} run, which "
+                              f"translates one way only (its inputs to its targets); train with --set "
+                              f"data.direction=BtoA for the other way (--direction is for cyclegan runs)")
+        return self
+
     def export_parts(self) -> tuple[nn.Module, tuple[Tensor, ...], list[str], dict[str, Any]]:
         """(module, example inputs of batch 2, input names, metadata) for gankit.export."""
         _, h, w = self.image_shape
