@@ -189,7 +189,7 @@ def test_dcgan_non_square(hw, conditioning):
     the layers follow the shorter side (16: two stride-2 layers from a 4 x 4*aspect map)."""
     h, w = hw
     c = ModelConfig(z_dim=8, g_channels=4, d_channels=4, num_classes=3, conditioning=conditioning, d_mbstd=2)
-    g, d = build_models(c, (3, h, w))
+    g, d = build_models(c, (3, h, w)).values()
     y = torch.tensor([0, 2])
     x = g(torch.randn(2, 8), y)
     assert x.shape == (2, 3, h, w) and d(x, y).shape == (2,)
@@ -204,7 +204,7 @@ def test_every_non_square_model_builds_wide_images():
     assert {"dcgan", "dcgan-tf", "dcgan-3conv", "dcgan-upsample", "mlp", "mlp-maxout"} <= set(names)
     for name in names:
         c = ModelConfig(name=name, z_dim=8, g_channels=8, d_channels=8, g_hidden=(16,), d_hidden=(16,))
-        g, d = build_models(c, (1, 16, 32))
+        g, d = build_models(c, (1, 16, 32)).values()
         x = g(torch.randn(2, 8))
         assert x.shape == (2, 1, 16, 32) and d(x).shape == (2,), name
 
