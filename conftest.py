@@ -31,8 +31,10 @@ def _cpu_model() -> str:
 
 def _machine() -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"gankit: torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-            f"{_cpu_model()}, {cores} usable cores (of {os.cpu_count()}), tests run on 1 thread")
+    return (
+        f"gankit: torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+        f"{_cpu_model()}, {cores} usable cores (of {os.cpu_count()}), tests run on 1 thread"
+    )
 
 
 def pytest_report_header(config: pytest.Config) -> str:

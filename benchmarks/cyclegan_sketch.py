@@ -55,8 +55,15 @@ def main() -> int:
         shutil.rmtree(out)
     use_cpu_clock()
     extra = dict(parse_set(s) for s in args.set)
-    cfg = resolve(overrides={"model.name": "cyclegan", "train.max_minutes": args.minutes, "train.threads": 1,
-                             "train.progress": False, **extra})
+    cfg = resolve(
+        overrides={
+            "model.name": "cyclegan",
+            "train.max_minutes": args.minutes,
+            "train.threads": 1,
+            "train.progress": False,
+            **extra,
+        }
+    )
     cpu0, wall0 = time.process_time(), time.monotonic()
     run = gankit.train(cfg, out=str(out))
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
@@ -82,11 +89,21 @@ def main() -> int:
     sheet = torch.cat([to_float(a8[:n]), ab[:n], aba[:n]])  # rows: A, A -> B, A -> B -> A
     Path(args.sheet).parent.mkdir(parents=True, exist_ok=True)
     save_grid(sheet, args.sheet, nrow=n)
-    row = {"date": date.today().isoformat(), "minutes_cpu": args.minutes, "steps": run.step, "epochs": run.epoch,
-           "train_cpu_s": round(cpu, 1), "train_wall_s": round(wall, 1), "load_at_end": os.getloadavg(),
-           "cpu_capability": torch.backends.cpu.get_cpu_capability(), "eval": res,
-           "baseline_fd_untranslated_a_vs_b": fd_none, "l1_ab_vs_true_colour": l1_model,
-           "l1_sketch_vs_true_colour": l1_sketch, "config": cfg.to_dict()}
+    row = {
+        "date": date.today().isoformat(),
+        "minutes_cpu": args.minutes,
+        "steps": run.step,
+        "epochs": run.epoch,
+        "train_cpu_s": round(cpu, 1),
+        "train_wall_s": round(wall, 1),
+        "load_at_end": os.getloadavg(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "eval": res,
+        "baseline_fd_untranslated_a_vs_b": fd_none,
+        "l1_ab_vs_true_colour": l1_model,
+        "l1_sketch_vs_true_colour": l1_sketch,
+        "config": cfg.to_dict(),
+    }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(row, indent=2))
     print(json.dumps({k: v for k, v in row.items() if k != "config"}, indent=1))

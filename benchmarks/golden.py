@@ -20,7 +20,16 @@ from pathlib import Path
 RUNS = {
     "dcgan": ["--steps", "200"],
     "cond": ["--steps", "60", "--set", "model.num_classes=10", "--set", "loss.name=lsgan"],
-    "wgangp": ["--steps", "40", "--set", "loss.name=wgan-gp", "--set", "train.d_steps=5", "--set", "model.d_batchnorm=false"],
+    "wgangp": [
+        "--steps",
+        "40",
+        "--set",
+        "loss.name=wgan-gp",
+        "--set",
+        "train.d_steps=5",
+        "--set",
+        "model.d_batchnorm=false",
+    ],
     "pix2pix": ["--model", "pix2pix", "--steps", "20", "--set", "train.batch_size=4", "--set", "data.image_size=32"],
 }
 VOLATILE = {"time", "images_per_s", "seconds"}

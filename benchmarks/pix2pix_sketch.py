@@ -54,15 +54,26 @@ def main() -> int:
     pred = tr.translate(a)
     sketch = a.expand(-1, b.shape[1], -1, -1)
     mean = to_float(train.targets).mean(0, keepdim=True).expand_as(b)
-    rows = {"pix2pix output": image_metrics(pred, b), "input sketch": image_metrics(sketch, b),
-            "mean training image": image_metrics(mean, b)}
+    rows = {
+        "pix2pix output": image_metrics(pred, b),
+        "input sketch": image_metrics(sketch, b),
+        "mean training image": image_metrics(mean, b),
+    }
     for name, r in rows.items():
         print(f"| {name} | {r['l1']:.4f} | {r['psnr']:.2f} | {r['ssim']:.3f} |")
     sheet = torch.stack([sketch[:8], pred[:8], b[:8]], 1).flatten(0, 1)
     Path("benchmarks/results").mkdir(parents=True, exist_ok=True)
     save_grid(sheet, "benchmarks/results/pix2pix_sketch_sheet.png", nrow=3)  # rows of input | output | target
-    res = {"date": date.today().isoformat(), "minutes": args.minutes, "steps": run.step, "epochs": run.epoch,
-           "threads": usable_cores(), "image_size": cfg.data.image_size, "rows": rows, "config": cfg.to_dict()}
+    res = {
+        "date": date.today().isoformat(),
+        "minutes": args.minutes,
+        "steps": run.step,
+        "epochs": run.epoch,
+        "threads": usable_cores(),
+        "image_size": cfg.data.image_size,
+        "rows": rows,
+        "config": cfg.to_dict(),
+    }
     Path(args.json).write_text(json.dumps(res, indent=2))
     print(json.dumps({k: v for k, v in res.items() if k != "config"}))
     return 0

@@ -80,11 +80,23 @@ class ClassBNG(nn.Module):
 
 
 def _act(name: str) -> nn.Module:
-    return {"relu": nn.ReLU(True), "leaky_relu": nn.LeakyReLU(0.2, True), "leaky_relu_0.3": nn.LeakyReLU(0.3, True)}[name]
+    return {"relu": nn.ReLU(True), "leaky_relu": nn.LeakyReLU(0.2, True), "leaky_relu_0.3": nn.LeakyReLU(0.3, True)}[
+        name
+    ]
 
 
-def dcgan(size: int, nc: int, nz: int, ngf: int, ndf: int, g_bn: bool, d_bn: bool, k: int = 0,
-          class_norm: bool = False, max_ch: int = 1024) -> tuple[nn.Module, nn.Module]:
+def dcgan(
+    size: int,
+    nc: int,
+    nz: int,
+    ngf: int,
+    ndf: int,
+    g_bn: bool,
+    d_bn: bool,
+    k: int = 0,
+    class_norm: bool = False,
+    max_ch: int = 1024,
+) -> tuple[nn.Module, nn.Module]:
     """Radford et al.: G ConvT(k4 s2) stack with BN+ReLU, D Conv(k4 s2) stack with BN (not the first)+LeakyReLU 0.2."""
     base, n = (7, 2) if size == 28 else (4, int(math.log2(size)) - 2)
     w = [min(ngf * 2**i, max_ch) for i in range(n)][::-1]
@@ -113,24 +125,38 @@ def dcgan(size: int, nc: int, nz: int, ngf: int, ndf: int, g_bn: bool, d_bn: boo
     return G, CondD(nn.Sequential(*d), k, flat=False)
 
 
-def dcgan_tf(size: int, nc: int, nz: int, ngf: int, ndf: int, g_bn: bool, d_bn: bool, d_drop: float,
-             k: int = 0) -> tuple[nn.Module, nn.Module]:
+def dcgan_tf(
+    size: int, nc: int, nz: int, ngf: int, ndf: int, g_bn: bool, d_bn: bool, d_drop: float, k: int = 0
+) -> tuple[nn.Module, nn.Module]:
     """The TensorFlow DCGAN tutorial (report 004): Dense 7x7x256, ConvT 5x5 128 s1, 64 s2, C s2; D Conv 5x5 64, 128 s2
     with dropout, Dense(1). LeakyReLU 0.3 (Keras' default)."""
     b = size // 4
     c0, c1, c2 = ngf * 4, ngf * 2, ngf
     G = nn.Sequential(
-        nn.Linear(nz + k, c0 * b * b, bias=not g_bn), *([nn.BatchNorm1d(c0 * b * b)] if g_bn else []), nn.LeakyReLU(0.3, True),
-        nn.Unflatten(1, (c0, b, b)),
-        nn.ConvTranspose2d(c0, c1, 5, 1, 2, bias=not g_bn), *([nn.BatchNorm2d(c1)] if g_bn else []), nn.LeakyReLU(0.3, True),
-        nn.ConvTranspose2d(c1, c2, 5, 2, 2, output_padding=1, bias=not g_bn), *([nn.BatchNorm2d(c2)] if g_bn else []),
+        nn.Linear(nz + k, c0 * b * b, bias=not g_bn),
+        *([nn.BatchNorm1d(c0 * b * b)] if g_bn else []),
         nn.LeakyReLU(0.3, True),
-        nn.ConvTranspose2d(c2, nc, 5, 2, 2, output_padding=1, bias=False), nn.Tanh())
+        nn.Unflatten(1, (c0, b, b)),
+        nn.ConvTranspose2d(c0, c1, 5, 1, 2, bias=not g_bn),
+        *([nn.BatchNorm2d(c1)] if g_bn else []),
+        nn.LeakyReLU(0.3, True),
+        nn.ConvTranspose2d(c1, c2, 5, 2, 2, output_padding=1, bias=not g_bn),
+        *([nn.BatchNorm2d(c2)] if g_bn else []),
+        nn.LeakyReLU(0.3, True),
+        nn.ConvTranspose2d(c2, nc, 5, 2, 2, output_padding=1, bias=False),
+        nn.Tanh(),
+    )
     D = nn.Sequential(
-        nn.Conv2d(nc + k, ndf, 5, 2, 2), nn.LeakyReLU(0.3, True), nn.Dropout(d_drop),
-        nn.Conv2d(ndf, ndf * 2, 5, 2, 2, bias=not d_bn), *([nn.BatchNorm2d(ndf * 2)] if d_bn else []),
-        nn.LeakyReLU(0.3, True), nn.Dropout(d_drop),
-        nn.Flatten(), nn.Linear(ndf * 2 * b * b, 1))
+        nn.Conv2d(nc + k, ndf, 5, 2, 2),
+        nn.LeakyReLU(0.3, True),
+        nn.Dropout(d_drop),
+        nn.Conv2d(ndf, ndf * 2, 5, 2, 2, bias=not d_bn),
+        *([nn.BatchNorm2d(ndf * 2)] if d_bn else []),
+        nn.LeakyReLU(0.3, True),
+        nn.Dropout(d_drop),
+        nn.Flatten(),
+        nn.Linear(ndf * 2 * b * b, 1),
+    )
     return Cond(G, k), CondD(D, k, flat=False)
 
 
@@ -139,51 +165,108 @@ def dcgan_3conv(size: int, nc: int, nz: int, ngf: int, ndf: int, g_drop: float) 
     (BN from the second), Dense(1). LeakyReLU 0.2."""
     b = size // 4
     G = nn.Sequential(
-        nn.Linear(nz, ngf * 4 * b * b, bias=False), nn.BatchNorm1d(ngf * 4 * b * b), nn.LeakyReLU(0.2, True),
+        nn.Linear(nz, ngf * 4 * b * b, bias=False),
+        nn.BatchNorm1d(ngf * 4 * b * b),
+        nn.LeakyReLU(0.2, True),
         nn.Unflatten(1, (ngf * 4, b, b)),
-        nn.ConvTranspose2d(ngf * 4, ngf * 2, 5, 2, 2, output_padding=1, bias=False), nn.BatchNorm2d(ngf * 2), nn.LeakyReLU(0.2, True),
-        nn.ConvTranspose2d(ngf * 2, ngf, 5, 2, 2, output_padding=1, bias=False), nn.BatchNorm2d(ngf), nn.LeakyReLU(0.2, True),
-        nn.Dropout(g_drop), nn.ConvTranspose2d(ngf, nc, 5, 1, 2, bias=False), nn.Tanh())
+        nn.ConvTranspose2d(ngf * 4, ngf * 2, 5, 2, 2, output_padding=1, bias=False),
+        nn.BatchNorm2d(ngf * 2),
+        nn.LeakyReLU(0.2, True),
+        nn.ConvTranspose2d(ngf * 2, ngf, 5, 2, 2, output_padding=1, bias=False),
+        nn.BatchNorm2d(ngf),
+        nn.LeakyReLU(0.2, True),
+        nn.Dropout(g_drop),
+        nn.ConvTranspose2d(ngf, nc, 5, 1, 2, bias=False),
+        nn.Tanh(),
+    )
     s = math.ceil(math.ceil(math.ceil(size / 2) / 2) / 2)  # three 'same' stride-2 convs
     D = nn.Sequential(
-        nn.Conv2d(nc, ndf, 5, 2, 2), nn.LeakyReLU(0.2, True),
-        nn.Conv2d(ndf, ndf * 2, 5, 2, 2, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, True),
-        nn.Conv2d(ndf * 2, ndf * 4, 5, 2, 2, bias=False), nn.BatchNorm2d(ndf * 4), nn.LeakyReLU(0.2, True),
-        nn.Flatten(), nn.Linear(ndf * 4 * s * s, 1))
+        nn.Conv2d(nc, ndf, 5, 2, 2),
+        nn.LeakyReLU(0.2, True),
+        nn.Conv2d(ndf, ndf * 2, 5, 2, 2, bias=False),
+        nn.BatchNorm2d(ndf * 2),
+        nn.LeakyReLU(0.2, True),
+        nn.Conv2d(ndf * 2, ndf * 4, 5, 2, 2, bias=False),
+        nn.BatchNorm2d(ndf * 4),
+        nn.LeakyReLU(0.2, True),
+        nn.Flatten(),
+        nn.Linear(ndf * 4 * s * s, 1),
+    )
     return Cond(G, 0), CondD(D, 0, flat=False)
 
 
-def dcgan_upsample(size: int, nc: int, nz: int, ngf: int, ndf: int, g_drop: float, d_drop: float) -> tuple[nn.Module, nn.Module]:
+def dcgan_upsample(
+    size: int, nc: int, nz: int, ngf: int, ndf: int, g_drop: float, d_drop: float
+) -> tuple[nn.Module, nn.Module]:
     """Report 002's Keras DCGAN: Dense, [Upsample x2, Conv3] x 2 cells, LeakyReLU and dropout; D mirrors it."""
     b = size // 4
     c0, c1, c2 = ngf * 4, ngf * 2, ngf
     lr = lambda: nn.LeakyReLU(0.2, True)  # noqa: E731
     G = nn.Sequential(
-        nn.Linear(nz, c0 * b * b), lr(), nn.Unflatten(1, (c0, b, b)),
-        nn.Upsample(scale_factor=2), nn.Conv2d(c0, c1, 3, 1, 1), lr(), nn.Dropout(g_drop),
-        nn.Conv2d(c1, c1, 3, 1, 1), lr(), nn.Dropout(g_drop),
-        nn.Upsample(scale_factor=2), nn.Conv2d(c1, c2, 3, 1, 1), lr(), nn.Dropout(g_drop),
-        nn.Conv2d(c2, nc, 3, 1, 1), nn.Tanh())
+        nn.Linear(nz, c0 * b * b),
+        lr(),
+        nn.Unflatten(1, (c0, b, b)),
+        nn.Upsample(scale_factor=2),
+        nn.Conv2d(c0, c1, 3, 1, 1),
+        lr(),
+        nn.Dropout(g_drop),
+        nn.Conv2d(c1, c1, 3, 1, 1),
+        lr(),
+        nn.Dropout(g_drop),
+        nn.Upsample(scale_factor=2),
+        nn.Conv2d(c1, c2, 3, 1, 1),
+        lr(),
+        nn.Dropout(g_drop),
+        nn.Conv2d(c2, nc, 3, 1, 1),
+        nn.Tanh(),
+    )
     D = nn.Sequential(
-        nn.Conv2d(nc, ndf, 3, 1, 1), lr(), nn.Dropout(d_drop), nn.Conv2d(ndf, ndf, 3, 2, 1), lr(), nn.Dropout(d_drop),
-        nn.Conv2d(ndf, ndf * 2, 3, 1, 1), lr(), nn.Dropout(d_drop), nn.Conv2d(ndf * 2, ndf * 2, 3, 2, 1), lr(),
-        nn.Dropout(d_drop), nn.Flatten(), nn.Linear(ndf * 2 * b * b, 1))
+        nn.Conv2d(nc, ndf, 3, 1, 1),
+        lr(),
+        nn.Dropout(d_drop),
+        nn.Conv2d(ndf, ndf, 3, 2, 1),
+        lr(),
+        nn.Dropout(d_drop),
+        nn.Conv2d(ndf, ndf * 2, 3, 1, 1),
+        lr(),
+        nn.Dropout(d_drop),
+        nn.Conv2d(ndf * 2, ndf * 2, 3, 2, 1),
+        lr(),
+        nn.Dropout(d_drop),
+        nn.Flatten(),
+        nn.Linear(ndf * 2 * b * b, 1),
+    )
     return Cond(G, 0), CondD(D, 0, flat=False)
 
 
 def _mlp(sizes: list[int], bn: bool, act: str, drop: float) -> list[nn.Module]:
     out: list[nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:]):
-        out += [nn.Linear(a, b, bias=not bn), *([nn.BatchNorm1d(b)] if bn else []), _act(act), *([nn.Dropout(drop)] if drop else [])]
+        out += [
+            nn.Linear(a, b, bias=not bn),
+            *([nn.BatchNorm1d(b)] if bn else []),
+            _act(act),
+            *([nn.Dropout(drop)] if drop else []),
+        ]
     return out
 
 
-def mlp(shape: tuple[int, int, int], nz: int, g_hidden: list[int], d_hidden: list[int], g_bn: bool, d_bn: bool,
-        g_act: str, d_act: str, k: int = 0) -> tuple[nn.Module, nn.Module]:
+def mlp(
+    shape: tuple[int, int, int],
+    nz: int,
+    g_hidden: list[int],
+    d_hidden: list[int],
+    g_bn: bool,
+    d_bn: bool,
+    g_act: str,
+    d_act: str,
+    k: int = 0,
+) -> tuple[nn.Module, nn.Module]:
     """The 2014 GAN's fully connected G and D (tanh output, one logit)."""
     n = math.prod(shape)
-    G = nn.Sequential(*_mlp([nz + k, *g_hidden], g_bn, g_act, 0.0), nn.Linear(g_hidden[-1], n), nn.Tanh(),
-                      nn.Unflatten(1, shape))
+    G = nn.Sequential(
+        *_mlp([nz + k, *g_hidden], g_bn, g_act, 0.0), nn.Linear(g_hidden[-1], n), nn.Tanh(), nn.Unflatten(1, shape)
+    )
     D = nn.Sequential(*_mlp([n + k, *d_hidden], d_bn, d_act, 0.0), nn.Linear(d_hidden[-1], 1))
     return Cond(G, k), CondD(D, k, flat=True)
 
@@ -197,11 +280,14 @@ class Maxout(nn.Module):
         return self.lin(x).view(-1, self.b, self.p).amax(2)
 
 
-def mlp_maxout(shape: tuple[int, int, int], nz: int, g_hidden: list[int], d_hidden: list[int], d_drop: float,
-               pieces: int = 5) -> tuple[nn.Module, nn.Module]:
+def mlp_maxout(
+    shape: tuple[int, int, int], nz: int, g_hidden: list[int], d_hidden: list[int], d_drop: float, pieces: int = 5
+) -> tuple[nn.Module, nn.Module]:
     """The 2014 paper's MNIST nets: ReLU MLP G; maxout D with dropout."""
     n = math.prod(shape)
-    G = nn.Sequential(*_mlp([nz, *g_hidden], False, "relu", 0.0), nn.Linear(g_hidden[-1], n), nn.Tanh(), nn.Unflatten(1, shape))
+    G = nn.Sequential(
+        *_mlp([nz, *g_hidden], False, "relu", 0.0), nn.Linear(g_hidden[-1], n), nn.Tanh(), nn.Unflatten(1, shape)
+    )
     sizes = [n, *d_hidden]
     d: list[nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:]):
@@ -210,13 +296,32 @@ def mlp_maxout(shape: tuple[int, int, int], nz: int, g_hidden: list[int], d_hidd
     return Cond(G, 0), CondD(D, 0, flat=True)
 
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "sgd": torch.optim.SGD,
-              "adadelta": torch.optim.Adadelta, "adagrad": torch.optim.Adagrad}
+OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "rmsprop": torch.optim.RMSprop,
+    "sgd": torch.optim.SGD,
+    "adadelta": torch.optim.Adadelta,
+    "adagrad": torch.optim.Adagrad,
+}
 
 
-def plain_step(G: nn.Module, D: nn.Module, images: torch.Tensor, labels: torch.Tensor | None, *, batch: int, nz: int,
-               loss: str, optim: str, lr: tuple[float, float], betas: tuple[float, float], d_steps: int,
-               clip: float, ema_beta: float, device: str) -> Callable[[], int]:
+def plain_step(
+    G: nn.Module,
+    D: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor | None,
+    *,
+    batch: int,
+    nz: int,
+    loss: str,
+    optim: str,
+    lr: tuple[float, float],
+    betas: tuple[float, float],
+    d_steps: int,
+    clip: float,
+    ema_beta: float,
+    device: str,
+) -> Callable[[], int]:
     """One training step as the reports write it; returns a function doing one step and returning images used.
 
     ``images``: float (N, C, H, W) in [-1, 1] on ``device`` (already converted, the way a user's tensor data set is);
@@ -255,7 +360,9 @@ def plain_step(G: nn.Module, D: nn.Module, images: torch.Tensor, labels: torch.T
             if loss == "wgan":
                 loss_d = D(fake.detach(), y).mean() - D(real, y).mean()
             else:
-                loss_d = bce(D(real, y), torch.ones(b, device=device)) + bce(D(fake.detach(), y), torch.zeros(b, device=device))
+                loss_d = bce(D(real, y), torch.ones(b, device=device)) + bce(
+                    D(fake.detach(), y), torch.zeros(b, device=device)
+                )
             opt_d.zero_grad()
             loss_d.backward()
             opt_d.step()

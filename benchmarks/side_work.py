@@ -64,8 +64,23 @@ def one(name: str, overrides: dict, minutes: float, paced: bool, root: Path, ste
         s = json.loads((out / "summary.json").read_text())
     finally:
         p2p.VAL_PAIRS, sidework.PLOT_SECONDS = saved
-    row = {"run": name, "paced": paced, "load": os.getloadavg(),
-           **{k: s[k] for k in ("step", "wall_seconds", "step_seconds", "first_step_seconds", "side_seconds", "side_share", "side_parts")}}
+    row = {
+        "run": name,
+        "paced": paced,
+        "load": os.getloadavg(),
+        **{
+            k: s[k]
+            for k in (
+                "step",
+                "wall_seconds",
+                "step_seconds",
+                "first_step_seconds",
+                "side_seconds",
+                "side_share",
+                "side_parts",
+            )
+        },
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -78,8 +93,12 @@ def main() -> int:
     ap.add_argument("--pairs", default="", help="a paired folder: adds the run pix2pix-pairs at the paired defaults")
     ap.add_argument("--paced-only", action="store_true", help="only gankit's defaults (not the unpaced 'before')")
     ap.add_argument("--steps", type=int, default=0, help="a step budget instead of --minutes (to time the parts)")
-    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                    help="cpu: budget, pacing and split on process CPU time (use with --threads 1 on a busy machine)")
+    ap.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="cpu: budget, pacing and split on process CPU time (use with --threads 1 on a busy machine)",
+    )
     ap.add_argument("--threads", type=int, default=0, help="train.threads (0: the cores this process may use)")
     args = ap.parse_args()
     if args.clock == "cpu":
@@ -94,12 +113,23 @@ def main() -> int:
             ov["train.threads"] = args.threads
     root = Path(tempfile.mkdtemp(prefix="gankit-side-"))
     try:
-        rows = [one(name, ov, args.minutes, paced, root, args.steps) for name, ov in RUNS.items() if args.only in (None, name)
-                for paced in ((True,) if args.paced_only else (False, True))]
+        rows = [
+            one(name, ov, args.minutes, paced, root, args.steps)
+            for name, ov in RUNS.items()
+            if args.only in (None, name)
+            for paced in ((True,) if args.paced_only else (False, True))
+        ]
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    res = {"date": date.today().isoformat(), "minutes": args.minutes, "load": os.getloadavg(), "clock": args.clock,
-           "threads": args.threads, "gankit": gankit.__file__, "rows": rows}
+    res = {
+        "date": date.today().isoformat(),
+        "minutes": args.minutes,
+        "load": os.getloadavg(),
+        "clock": args.clock,
+        "threads": args.threads,
+        "gankit": gankit.__file__,
+        "rows": rows,
+    }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(res, indent=2))
     return 0

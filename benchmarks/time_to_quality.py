@@ -84,9 +84,21 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 def recipe_config(name: str, extra: dict[str, Any], data_dir: str, minutes: float):
     file, over = RECIPES[name]
-    over = {**over, **extra, "data.name": "mnist", "data.dir": data_dir, "data.split": "test", "data.holdout": 0,
-            "data.limit": 0, "train.max_minutes": minutes, "train.epochs": 0, "train.steps": 0,
-            "train.eval_every": 0, "train.progress": False, "train.sample_every": 10**9}
+    over = {
+        **over,
+        **extra,
+        "data.name": "mnist",
+        "data.dir": data_dir,
+        "data.split": "test",
+        "data.holdout": 0,
+        "data.limit": 0,
+        "train.max_minutes": minutes,
+        "train.epochs": 0,
+        "train.steps": 0,
+        "train.eval_every": 0,
+        "train.progress": False,
+        "train.sample_every": 10**9,
+    }
     return resolve(file=CONFIGS / file if file else None, overrides=over)
 
 
@@ -96,8 +108,12 @@ def main() -> int:
     ap.add_argument("--name", help="name of the result (default: the recipe, plus -nN for --train-images)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--minutes", type=float, default=10.0, help="training minutes (the issue's protocol: 10)")
-    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                    help="what a training minute is: wall-clock, or this process's CPU time (see the docstring)")
+    ap.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="what a training minute is: wall-clock, or this process's CPU time (see the docstring)",
+    )
     ap.add_argument("--every", type=float, default=1.0, help="training minutes between FD points")
     ap.add_argument("--points", help="comma-separated training minutes to score at instead of --every (e.g. 0.5,1,2,3)")
     ap.add_argument("--train-images", type=int, default=8000, help="a fixed random subset of the 8,000 (500, 2000)")
@@ -113,8 +129,12 @@ def main() -> int:
     ap.add_argument("--rescore", metavar="DIR", help="only score DIR/*.json's saved samples again with today's judge")
     args = ap.parse_args()
     if args.plot:
-        plot(sorted(Path(args.plot).glob("*.json")), Path(args.png), args.xmax,
-             args.only.split(",") if args.only else None)
+        plot(
+            sorted(Path(args.plot).glob("*.json")),
+            Path(args.png),
+            args.xmax,
+            args.only.split(",") if args.only else None,
+        )
         return 0
     if args.table:
         tables(sorted(Path(args.table).glob("*.json")))
@@ -128,15 +148,21 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     extra = {**parse_set(args.set), "train.threads": args.threads}
     name = args.name or (args.recipe + (f"-n{args.train_images}" if args.train_images != 8000 else ""))
-    marks = ([float(m) for m in args.points.split(",")] if args.points else
-             [args.every * (i + 1) for i in range(int(args.minutes / args.every + 1e-9))])
+    marks = (
+        [float(m) for m in args.points.split(",")]
+        if args.points
+        else [args.every * (i + 1) for i in range(int(args.minutes / args.every + 1e-9))]
+    )
     marks = sorted({m for m in marks if m < args.minutes} | {args.minutes})
     cfg = recipe_config(args.recipe, extra, args.data_dir, marks[0])
     size = cfg.data.image_size
 
     judge = Judge(args.data_dir, size, args.train_images)
-    print(f"[{name}] judge {judge.ext.identity} ({judge.ext.dim}-d, accuracy {judge.ext.accuracy:.3f}, "
-          f"{judge.seconds:.0f} s); real held-out FD {judge.real_fd:.3g}", flush=True)
+    print(
+        f"[{name}] judge {judge.ext.identity} ({judge.ext.dim}-d, accuracy {judge.ext.accuracy:.3f}, "
+        f"{judge.seconds:.0f} s); real held-out FD {judge.real_fd:.3g}",
+        flush=True,
+    )
 
     run_dir = Path(args.runs) / name
     if run_dir.exists():
@@ -162,10 +188,21 @@ def main() -> int:
             samples[f"class{k}"] = to_uint8(g.sample(PER_CLASS, seed=10 + k, class_id=k)).numpy()
         samples["labels"] = labels.numpy()
     out = {
-        "name": name, "recipe": args.recipe, "set": extra, "date": date.today().isoformat(),
-        "machine": cpu_model(), "load": uptime(), "threads": args.threads, "clock": args.clock,
-        "train_images": len(judge.train_data), "image_size": size, "minutes": args.minutes, "n": N,
-        "points": points, "num_classes": g.num_classes, "config": load_run_config(run_dir).to_dict(),
+        "name": name,
+        "recipe": args.recipe,
+        "set": extra,
+        "date": date.today().isoformat(),
+        "machine": cpu_model(),
+        "load": uptime(),
+        "threads": args.threads,
+        "clock": args.clock,
+        "train_images": len(judge.train_data),
+        "image_size": size,
+        "minutes": args.minutes,
+        "n": N,
+        "points": points,
+        "num_classes": g.num_classes,
+        "config": load_run_config(run_dir).to_dict(),
     }
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     np.savez_compressed(Path(args.out_dir) / f"{name}.samples.npz", **samples)
@@ -174,15 +211,16 @@ def main() -> int:
     print(f"[{name}] final {json.dumps(out['final'], default=float)}")
     print(f"[{name}] real  {json.dumps(out['real_row'], default=float)}")
     if out["per_class_accuracy"]:
-        print(f"[{name}] per class {out['per_class_accuracy']} mean {np.mean(list(out['per_class_accuracy'].values())):.4f}")
+        print(
+            f"[{name}] per class {out['per_class_accuracy']} mean {np.mean(list(out['per_class_accuracy'].values())):.4f}"
+        )
     return 0
 
 
 class Judge:
     """The held-out split, the reference, the real row and the classifier that scores samples (see the docstring)."""
 
-    def __init__(self, data_dir: str, size: int, train_images: int, data: DataConfig | None = None,
-                 n: int = N) -> None:
+    def __init__(self, data_dir: str, size: int, train_images: int, data: DataConfig | None = None, n: int = N) -> None:
         """``data``: another labelled data set than MNIST's test split (a class-folder set, ``data.split=all``; its
         own ``image_size`` then applies, not ``size``); the runs must then have trained with ``data.holdout=2n``,
         which keeps out the same images as the judge's."""
@@ -211,10 +249,20 @@ class Judge:
             p["fd"] = self.fd(torch.from_numpy(samples[f"step{p['step']}"]))
         x = torch.from_numpy(samples[f"step{run['points'][-1]['step']}"])
         labels = torch.from_numpy(samples["labels"]) if "labels" in samples else None
-        final = {k: v for k, v in score_samples(x, self.ref, self.train_data, extractor=self.ext, sample_labels=labels,
-                                            parzen=False, progress=False).items() if k in KEEP}
-        real_eval = {k: v for k, v in score_samples(self.real.images, self.ref, self.train_data, extractor=self.ext,
-                                                parzen=False, progress=False).items() if k in KEEP}
+        final = {
+            k: v
+            for k, v in score_samples(
+                x, self.ref, self.train_data, extractor=self.ext, sample_labels=labels, parzen=False, progress=False
+            ).items()
+            if k in KEEP
+        }
+        real_eval = {
+            k: v
+            for k, v in score_samples(
+                self.real.images, self.ref, self.train_data, extractor=self.ext, parzen=False, progress=False
+            ).items()
+            if k in KEEP
+        }
         per_class = real_per_class = None
         if run.get("num_classes"):
             per_class = {}
@@ -222,10 +270,19 @@ class Judge:
                 _, probs = self.ext(torch.from_numpy(samples[f"class{k}"]))
                 per_class[str(k)] = float((probs.argmax(1) == k).mean())
             real_per_class = judge_on_real(self.ext, self.real)
-        return {"judge": {**self.ext.info(), "accuracy": self.ext.accuracy, "images": self.judge_images,
-                          "seconds": self.seconds},
-                "real_held_out_fd": self.real_fd, "final": final, "real_row": real_eval,
-                "per_class_accuracy": per_class, "judge_per_class_on_real": real_per_class}
+        return {
+            "judge": {
+                **self.ext.info(),
+                "accuracy": self.ext.accuracy,
+                "images": self.judge_images,
+                "seconds": self.seconds,
+            },
+            "real_held_out_fd": self.real_fd,
+            "final": final,
+            "real_row": real_eval,
+            "per_class_accuracy": per_class,
+            "judge_per_class_on_real": real_per_class,
+        }
 
 
 class Clock:
@@ -295,8 +352,17 @@ def judge_on_real(ext, real: ImageData) -> dict[str, float]:
     return {str(k): float((pred[labels == k] == k).mean()) for k in sorted(set(labels.tolist()))}
 
 
-KEEP = {"fd", "recall", "coverage", "precision", "classes_hit", "label_kl_uniform", "label_accuracy",
-        "nn_pixel_samples", "nn_pixel_real"}
+KEEP = {
+    "fd",
+    "recall",
+    "coverage",
+    "precision",
+    "classes_hit",
+    "label_kl_uniform",
+    "label_accuracy",
+    "nn_pixel_samples",
+    "nn_pixel_real",
+}
 
 
 def cpu_model() -> str:
@@ -318,15 +384,19 @@ def tables(files: list[Path]) -> None:
     """The rounds' tables (docs/notes/time-to-quality-round-*.md): every run's FD at each point, its end-of-run
     checks, and per-class accuracy."""
     runs = [json.loads(f.read_text()) for f in files]
-    print("| run | px | train images | steps | FD at each point (minutes: FD) | FD / real row | classes hit | "
-          "KL(labels‖uniform) | NN dist. samples / real | recall |")
+    print(
+        "| run | px | train images | steps | FD at each point (minutes: FD) | FD / real row | classes hit | "
+        "KL(labels‖uniform) | NN dist. samples / real | recall |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in sorted(runs, key=lambda r: (r["train_images"], r["name"])):
         f, pts = r["final"], r["points"]
         curve = ", ".join(f"{p['minutes']:.1f}: {p['fd']:.3g}" for p in pts)
-        print(f"| {r['name']} | {r['image_size']} | {r['train_images']:,} | {pts[-1]['step']:,} | {curve} | "
-              f"{pts[-1]['fd'] / r['real_held_out_fd']:.3g} | {f['classes_hit']} | {f['label_kl_uniform']:.3f} | "
-              f"{f['nn_pixel_samples']:.2f} / {f['nn_pixel_real']:.2f} | {f['recall']:.3f} |")
+        print(
+            f"| {r['name']} | {r['image_size']} | {r['train_images']:,} | {pts[-1]['step']:,} | {curve} | "
+            f"{pts[-1]['fd'] / r['real_held_out_fd']:.3g} | {f['classes_hit']} | {f['label_kl_uniform']:.3f} | "
+            f"{f['nn_pixel_samples']:.2f} / {f['nn_pixel_real']:.2f} | {f['recall']:.3f} |"
+        )
     for r in runs:
         pc = r.get("per_class_accuracy")
         if pc:
@@ -336,8 +406,10 @@ def tables(files: list[Path]) -> None:
             print("| " + " | ".join(f"{v:.0%}" for v in pc.values()) + f" | {np.mean(list(pc.values())):.1%} |")
             rc = r.get("judge_per_class_on_real")
             if rc:
-                print("| " + " | ".join(f"{v:.0%}" for v in rc.values()) + f" | {np.mean(list(rc.values())):.1%} | "
-                      "(the judge on real held-out images)")
+                print(
+                    "| " + " | ".join(f"{v:.0%}" for v in rc.values()) + f" | {np.mean(list(rc.values())):.1%} | "
+                    "(the judge on real held-out images)"
+                )
 
 
 def plot(files: list[Path], png: Path, xmax: float, only: list[str] | None = None) -> None:
@@ -361,29 +433,40 @@ def plot(files: list[Path], png: Path, xmax: float, only: list[str] | None = Non
         pts = r["points"]
         label = f"{r['name']} ({r['image_size']}px, {pts[-1]['step']} steps)"
         colour = plt.get_cmap("tab20")(len(ax.lines) % 20)  # more runs than tab10's colours
-        line, = ax.plot([p["minutes"] for p in pts], [p["fd"] for p in pts], marker="o", label=label, color=colour)
+        (line,) = ax.plot([p["minutes"] for p in pts], [p["fd"] for p in pts], marker="o", label=label, color=colour)
         # Minutes depend on the machine's load while the run trained; steps do not: the right panel separates the two.
         ax2.plot([p["step"] for p in pts], [p["fd"] for p in pts], marker="o", color=line.get_color(), label=label)
         floors[r["image_size"]] = r["real_held_out_fd"]
         clocks.add(r.get("clock", "wall"))
         sizes.add(r["train_images"])
-    minutes = ("training CPU minutes (1 thread; scoring excluded)" if clocks == {"cpu"} else
-               "training minutes (1 thread, shared 2-core CPU; scoring excluded)")
+    minutes = (
+        "training CPU minutes (1 thread; scoring excluded)"
+        if clocks == {"cpu"}
+        else "training minutes (1 thread, shared 2-core CPU; scoring excluded)"
+    )
     for a, xlabel in ((ax, minutes), (ax2, "generator steps")):
         for v in floors.values():
             a.axhline(v, color="grey", ls="--", lw=0.8)
         if floors:
-            a.text(a.get_xlim()[1] if a is ax2 else xmax, max(floors.values()), "real held-out: " + ", ".join(
-                f"{v:.3g} ({size}px)" for size, v in sorted(floors.items())), ha="right", va="bottom", fontsize=8,
-                color="grey")
+            a.text(
+                a.get_xlim()[1] if a is ax2 else xmax,
+                max(floors.values()),
+                "real held-out: " + ", ".join(f"{v:.3g} ({size}px)" for size, v in sorted(floors.items())),
+                ha="right",
+                va="bottom",
+                fontsize=8,
+                color="grey",
+            )
         a.set_yscale("log")
         a.set_xlabel(xlabel)
         a.grid(alpha=0.3)
     ax.set_xlim(0, xmax)
     ax.set_ylabel("FD (gankit classifier features, 1,000 samples vs 1,000 held-out)")
     images = " / ".join(f"{n:,}" for n in sorted(sizes))
-    ax.set_title(f"MNIST, {images} training images: FD against training " + ("CPU " if clocks == {"cpu"} else "")
-                 + "minutes", fontsize=10)
+    ax.set_title(
+        f"MNIST, {images} training images: FD against training " + ("CPU " if clocks == {"cpu"} else "") + "minutes",
+        fontsize=10,
+    )
     ax2.set_title("the same points against generator steps")
     ax2.legend(fontsize=7)
     png.parent.mkdir(parents=True, exist_ok=True)

@@ -54,16 +54,32 @@ class PlainG(nn.Module):
         super().__init__()
         if size == 64:
             self.main = nn.Sequential(
-                nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),
-                nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
-                nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
-                nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
-                nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh())
+                nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False),
+                nn.BatchNorm2d(ngf * 8),
+                nn.ReLU(True),
+                nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ngf * 4),
+                nn.ReLU(True),
+                nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ngf * 2),
+                nn.ReLU(True),
+                nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ngf),
+                nn.ReLU(True),
+                nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False),
+                nn.Tanh(),
+            )
         else:  # 28x28
             self.main = nn.Sequential(
-                nn.ConvTranspose2d(nz, ngf * 2, 7, 1, 0, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
-                nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
-                nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh())
+                nn.ConvTranspose2d(nz, ngf * 2, 7, 1, 0, bias=False),
+                nn.BatchNorm2d(ngf * 2),
+                nn.ReLU(True),
+                nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ngf),
+                nn.ReLU(True),
+                nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False),
+                nn.Tanh(),
+            )
 
     def forward(self, x):
         return self.main(x)
@@ -74,16 +90,30 @@ class PlainD(nn.Module):
         super().__init__()
         if size == 64:
             self.main = nn.Sequential(
-                nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
-                nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, inplace=True),
-                nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4), nn.LeakyReLU(0.2, inplace=True),
-                nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 8), nn.LeakyReLU(0.2, inplace=True),
-                nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid())
+                nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ndf * 2),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ndf * 4),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ndf * 8),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False),
+                nn.Sigmoid(),
+            )
         else:
             self.main = nn.Sequential(
-                nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
-                nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, inplace=True),
-                nn.Conv2d(ndf * 2, 1, 7, 1, 0, bias=False), nn.Sigmoid())
+                nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ndf * 2),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(ndf * 2, 1, 7, 1, 0, bias=False),
+                nn.Sigmoid(),
+            )
 
     def forward(self, x):
         return self.main(x).view(-1, 1).squeeze(1)
@@ -156,7 +186,9 @@ def fake_data(cfg, n: int) -> ImageData:
     images = torch.randint(0, 256, (n, c, s, s), dtype=torch.uint8, generator=g)
     k = cfg.model.num_classes
     labels = torch.randint(0, max(k, 1), (n,), generator=g) if k else torch.full((n,), -1)
-    targets = torch.randint(0, 256, (n, 3, s, s), dtype=torch.uint8, generator=g) if cfg.model.name == "pix2pix" else None
+    targets = (
+        torch.randint(0, 256, (n, 3, s, s), dtype=torch.uint8, generator=g) if cfg.model.name == "pix2pix" else None
+    )
     return ImageData(images, labels, "bench", [str(i) for i in range(k)], targets)
 
 
@@ -191,14 +223,32 @@ def flops_per_image(task, batcher) -> float:
 def cases(quick: bool) -> dict:
     """name -> (config, plain baseline size or None)."""
     big = 128 if quick else 256
-    p2p = {"model.name": "pix2pix", "data.image_size": big, "data.channels": 1, "data.jitter": False, "data.flip": False}
+    p2p = {
+        "model.name": "pix2pix",
+        "data.image_size": big,
+        "data.channels": 1,
+        "data.jitter": False,
+        "data.flip": False,
+    }
     return {
         "report 004 DCGAN 28x28, batch 256": (resolve(REPORTS / "004-dcgan-mnist.yaml", {"data.name": "digits"}), None),
-        "report 000 conditional DCGAN, batch 256": (resolve(REPORTS / "000-condgan-mnist.yaml", {"data.name": "digits"}), None),
-        "report 003 DCGAN 64x64, batch 64": (resolve(REPORTS / "003-dcgan-cifar10.yaml", {"data.name": "digits", "data.channels": 3}), 64),
+        "report 000 conditional DCGAN, batch 256": (
+            resolve(REPORTS / "000-condgan-mnist.yaml", {"data.name": "digits"}),
+            None,
+        ),
+        "report 003 DCGAN 64x64, batch 64": (
+            resolve(REPORTS / "003-dcgan-cifar10.yaml", {"data.name": "digits", "data.channels": 3}),
+            64,
+        ),
         "default DCGAN 32x32, batch 64": (resolve(overrides={}), None),
-        "DCGAN 28x28, batch 256 (plain-comparable)": (resolve(overrides={"data.image_size": 28, "train.batch_size": 256}), 28),
-        "WGAN-GP n_critic 5, 32x32, batch 64": (resolve(overrides={"loss.name": "wgan-gp", "train.d_steps": 5, "model.d_batchnorm": False}), None),
+        "DCGAN 28x28, batch 256 (plain-comparable)": (
+            resolve(overrides={"data.image_size": 28, "train.batch_size": 256}),
+            28,
+        ),
+        "WGAN-GP n_critic 5, 32x32, batch 64": (
+            resolve(overrides={"loss.name": "wgan-gp", "train.d_steps": 5, "model.d_batchnorm": False}),
+            None,
+        ),
         f"pix2pix {big}x{big}, batch 1": (resolve(overrides={**p2p, "train.batch_size": 1}), None),
         f"pix2pix {big}x{big}, batch 8": (resolve(overrides={**p2p, "train.batch_size": 8}), None),
     }
@@ -219,6 +269,7 @@ def task_step_fn(task, batcher, device: str):
         sync(device)
         float(out["loss/d"])  # gankit syncs only at log steps; count one sync per step to be conservative
         return task.images_per_step()
+
     return step
 
 
@@ -234,8 +285,14 @@ def profile(task, batcher, path: Path, steps: int = 2) -> list[dict]:
     path.write_text(table)
     ev = sorted(p.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:10]
     total = sum(e.self_cpu_time_total for e in p.key_averages())
-    return [{"op": e.key, "self_cpu_ms": round(e.self_cpu_time_total / 1e3 / steps, 2),
-             "share": round(e.self_cpu_time_total / total, 3)} for e in ev]
+    return [
+        {
+            "op": e.key,
+            "self_cpu_ms": round(e.self_cpu_time_total / 1e3 / steps, 2),
+            "share": round(e.self_cpu_time_total / total, 3),
+        }
+        for e in ev
+    ]
 
 
 def kernels_alone(task, batcher, peak: float, device: str, seconds: float, step_s: float) -> list[dict]:
@@ -247,8 +304,10 @@ def kernels_alone(task, batcher, peak: float, device: str, seconds: float, step_
     seen: dict[nn.Module, list] = {}
 
     def keep(m, i, o) -> None:  # a hook that returned a value would replace the layer's output
-        seen.setdefault(m, [tuple(i[0].shape), i[0].is_contiguous(memory_format=torch.channels_last)
-                            and not i[0].is_contiguous(), 0])[2] += 1
+        seen.setdefault(
+            m,
+            [tuple(i[0].shape), i[0].is_contiguous(memory_format=torch.channels_last) and not i[0].is_contiguous(), 0],
+        )[2] += 1
 
     hooks = [m.register_forward_hook(keep) for net in (task.g, task.d) for m in net.modules() if isinstance(m, kinds)]
     task.step(batcher, 0.0)
@@ -271,20 +330,34 @@ def kernels_alone(task, batcher, peak: float, device: str, seconds: float, step_
             mm(x).backward(grad)
             sync(device)
             return 1
+
         with _Flops() as fc:
             fb()
         rate = timed(fb, seconds / 20, 2)
         ms = 1e3 / rate
-        rows.append({"layer": f"{name} on {list(shape)}{' cl' if cl else ''}", "calls": calls, "ms": round(ms, 2),
-                     "gflops": round(fc.total * rate / 1e9, 1), "share_of_peak": round(fc.total * rate / 1e9 / peak, 3),
-                     "share_of_step": round(calls * ms / 1e3 / step_s, 3)})
+        rows.append(
+            {
+                "layer": f"{name} on {list(shape)}{' cl' if cl else ''}",
+                "calls": calls,
+                "ms": round(ms, 2),
+                "gflops": round(fc.total * rate / 1e9, 1),
+                "share_of_peak": round(fc.total * rate / 1e9 / peak, 3),
+                "share_of_step": round(calls * ms / 1e3 / step_s, 3),
+            }
+        )
     for k, opt in task.optimizers.items():  # the update alone, with the gradients the step left
         n = sum(p.numel() for grp in opt.param_groups for p in grp["params"])
         rate = timed(lambda: (opt.step(), sync(device), 1)[-1], seconds / 20, 2)
         calls = task.cfg.train.d_steps if k == "d" else 1
-        rows.append({"layer": f"{type(opt).__name__} {k} ({n / 1e6:.1f} M parameters"
-                              f"{', fused' if opt.param_groups[0].get('fused') else ''})", "calls": calls,
-                     "ms": round(1e3 / rate, 2), "share_of_step": round(calls / rate / step_s, 3)})
+        rows.append(
+            {
+                "layer": f"{type(opt).__name__} {k} ({n / 1e6:.1f} M parameters"
+                f"{', fused' if opt.param_groups[0].get('fused') else ''})",
+                "calls": calls,
+                "ms": round(1e3 / rate, 2),
+                "share_of_step": round(calls / rate / step_s, 3),
+            }
+        )
     return sorted(rows, key=lambda r: -r["share_of_step"])
 
 
@@ -328,11 +401,17 @@ def main() -> int:
         task.step(batcher, 0.0)  # warm-up (allocator, oneDNN primitive caches)
         fpi = flops_per_image(task, batcher)
         ips = timed(task_step_fn(task, batcher, args.device), seconds)
-        row = {"step": name, "gflop_per_image": round(fpi / 1e9, 3), "gankit_img_s": round(ips, 2),
-               "share_of_peak": round(ips * fpi / 1e9 / peak, 3)}
+        row = {
+            "step": name,
+            "gflop_per_image": round(fpi / 1e9, 3),
+            "gankit_img_s": round(ips, 2),
+            "share_of_peak": round(ips * fpi / 1e9 / peak, 3),
+        }
         if plain_size is not None:
             b = cfg.train.batch_size
-            images = torch.randint(0, 256, (max(8 * b, 512), cfg.data.channels or 1, plain_size, plain_size), dtype=torch.uint8)
+            images = torch.randint(
+                0, 256, (max(8 * b, 512), cfg.data.channels or 1, plain_size, plain_size), dtype=torch.uint8
+            )
             plain = plain_step_fn(plain_size, cfg.data.channels or 1, b, images, args.device)
             plain()
             row["plain_img_s"] = round(timed(plain, seconds), 2)
@@ -341,17 +420,32 @@ def main() -> int:
         print(json.dumps(row), flush=True)
         tag = {"WGAN-GP": "wgan_gp", "pix2pix": f"pix2pix_b{cfg.train.batch_size}"}.get(name.split()[0])
         if tag is not None:  # the steps below the target: where their time goes
-            extra[f"profile_{tag}"] = profile(task, batcher, RESULTS / f"profile_{tag}{args.tag}.txt",
-                                              steps=2 if tag == "wgan_gp" else 1)
+            extra[f"profile_{tag}"] = profile(
+                task, batcher, RESULTS / f"profile_{tag}{args.tag}.txt", steps=2 if tag == "wgan_gp" else 1
+            )
             if row["share_of_peak"] < 0.7:
                 step_s = task.images_per_step() / ips
                 extra[f"kernels_alone_{tag}"] = kernels_alone(task, batcher, peak, args.device, seconds, step_s)
         del task, batcher
-    dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{platform.processor() or platform.machine()}, {threads} threads"
-    meta = {"date": date.today().isoformat(), "device": dev, "torch": torch.__version__, "load": os.getloadavg(),
-            "quick": args.quick, "seconds": seconds, "channels_last": not args.no_channels_last,
-            "fused_adam": not args.no_fused_adam, "peak_fp32_gflops": round(peak32, 1),
-            "peak_bf16_gflops": round(peak16, 1), "rows": rows, **extra}
+    dev = (
+        torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else f"{platform.processor() or platform.machine()}, {threads} threads"
+    )
+    meta = {
+        "date": date.today().isoformat(),
+        "device": dev,
+        "torch": torch.__version__,
+        "load": os.getloadavg(),
+        "quick": args.quick,
+        "seconds": seconds,
+        "channels_last": not args.no_channels_last,
+        "fused_adam": not args.no_fused_adam,
+        "peak_fp32_gflops": round(peak32, 1),
+        "peak_bf16_gflops": round(peak16, 1),
+        "rows": rows,
+        **extra,
+    }
     Path(args.json).write_text(json.dumps(meta, indent=2))
     print(json.dumps({k: v for k, v in meta.items() if k != "rows"}, indent=1))
     return 0

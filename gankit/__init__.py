@@ -20,8 +20,9 @@ def resolve(file: Any = None, overrides: dict[str, Any] | None = None, base: dic
     return _resolve(file=file, overrides=overrides, base=base)
 
 
-def train(config: "Config | dict | str | None" = None, out: str | None = None, resume: str | None = None,
-          **overrides: Any) -> "Run":
+def train(
+    config: "Config | dict | str | None" = None, out: str | None = None, resume: str | None = None, **overrides: Any
+) -> "Run":
     """Train a GAN. ``config``: a Config, a dict of sections, a YAML path, or None for the defaults (with ``resume``:
     the run's own config); ``overrides``: dotted keys (``**{"train.steps": 100}``). A resumed run may change only its
     budget and side settings (:data:`gankit.config.schema.RESUME_MAY_CHANGE`). Returns a

@@ -10,12 +10,25 @@ from typing import Any
 from .core.errors import GankitError
 from .core.io import atomic_write_bytes, refuse_existing, series
 from .report.html import md_escape
-from .report.runs import (RunData, differing_keys, last_value, protocol_warnings, read_run, seed_groups, seed_scores,
-                          spread_table)
+from .report.runs import (
+    RunData,
+    differing_keys,
+    last_value,
+    protocol_warnings,
+    read_run,
+    seed_groups,
+    seed_scores,
+    spread_table,
+)
 from .training.rundir import sweep_run_dirs
 from .config.schema import fmt_value
 
-FILES = {"report": "report.html", "losses": "losses.png", "samples": "samples.png", "summary": "summary.md"}  # what compare writes into --out
+FILES = {
+    "report": "report.html",
+    "losses": "losses.png",
+    "samples": "samples.png",
+    "summary": "summary.md",
+}  # what compare writes into --out
 
 
 def collect_runs(paths: list[str], say: Any = print) -> list[RunData]:
@@ -98,8 +111,15 @@ def losses_png(runs: list[RunData]) -> bytes:
     fig.tight_layout()
     if handles:
         # Below both panels, one run a line: labels can be long, and bbox_inches="tight" grows the figure to fit.
-        fig.legend(handles, [textwrap.shorten(x, 160) for x in labels], loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                   ncol=1 if max(map(len, labels)) > 50 else min(3, len(labels)), fontsize=8, frameon=False)
+        fig.legend(
+            handles,
+            [textwrap.shorten(x, 160) for x in labels],
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=1 if max(map(len, labels)) > 50 else min(3, len(labels)),
+            fontsize=8,
+            frameon=False,
+        )
     return figure_png(fig, bbox_inches="tight")
 
 
@@ -136,30 +156,65 @@ def summary_md(runs: list[RunData], differing: list[str]) -> str:
     metric_keys = sorted({k for r in runs for k in r.metric_numbers})
     warnings = protocol_warnings([r.protocol for r in runs])
     evaluated = any(r.protocol for r in runs)
-    head = ["run", "differing config", "steps", "epochs", "seconds", "last D loss", "last G loss",
-            *eval_keys, *metric_keys, *(["eval protocol", "warning"] if evaluated else [])]
-    lines = ["# Comparison", "",
-             f"{len(runs)} run(s); differing config keys: {md_escape(', '.join(differing) or 'none')}.", "",
-             "| " + " | ".join(map(md_escape, head)) + " |", "|" + "---|" * len(head)]
+    head = [
+        "run",
+        "differing config",
+        "steps",
+        "epochs",
+        "seconds",
+        "last D loss",
+        "last G loss",
+        *eval_keys,
+        *metric_keys,
+        *(["eval protocol", "warning"] if evaluated else []),
+    ]
+    lines = [
+        "# Comparison",
+        "",
+        f"{len(runs)} run(s); differing config keys: {md_escape(', '.join(differing) or 'none')}.",
+        "",
+        "| " + " | ".join(map(md_escape, head)) + " |",
+        "|" + "---|" * len(head),
+    ]
     for r, warn in zip(runs, warnings):
         last_row = next((row for row in reversed(r.rows) if "step" in row), {})
-        cells = [r.dir.name, ", ".join(f"{k}={fmt_value(v)}" for k, v in r.differs.items()),
-                 r.summary.get("step", last_row.get("step")), r.summary.get("epoch", last_row.get("epoch")),
-                 r.summary.get("seconds"), last_value(r.rows, "loss/d"), last_value(r.rows, "loss/g"),
-                 *[last_value(r.rows, k) for k in eval_keys], *[r.metric_numbers.get(k) for k in metric_keys],
-                 *([r.protocol, warn] if evaluated else [])]
+        cells = [
+            r.dir.name,
+            ", ".join(f"{k}={fmt_value(v)}" for k, v in r.differs.items()),
+            r.summary.get("step", last_row.get("step")),
+            r.summary.get("epoch", last_row.get("epoch")),
+            r.summary.get("seconds"),
+            last_value(r.rows, "loss/d"),
+            last_value(r.rows, "loss/g"),
+            *[last_value(r.rows, k) for k in eval_keys],
+            *[r.metric_numbers.get(k) for k in metric_keys],
+            *([r.protocol, warn] if evaluated else []),
+        ]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     if groups := seed_groups([r.config for r in runs], seed_scores(runs)):
         head, rows = spread_table(groups, [[runs[i].config.get("seed") for i in g.members] for g in groups])
-        lines += ["", "## Over seeds", "", "Runs whose configs differ only by the seed: mean ± sample standard deviation "
-                  "(n = runs with that score).", "",
-                  "| " + " | ".join(map(md_escape, head)) + " |", "|" + "---|" * len(head)]
+        lines += [
+            "",
+            "## Over seeds",
+            "",
+            "Runs whose configs differ only by the seed: mean ± sample standard deviation (n = runs with that score).",
+            "",
+            "| " + " | ".join(map(md_escape, head)) + " |",
+            "|" + "---|" * len(head),
+        ]
         lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     if any(warnings):
-        lines += ["", "**Warning:** the runs' `gankit eval` results were made under different protocols (feature "
-                  "network, resize, N, split or reference); their metric columns are not comparable."]
-    lines += ["", "`eval/*` columns are the last values in metrics.jsonl; the others after the losses come from each "
-              "run's metrics.json (`gankit eval`). Unfinished runs have no seconds.", ""]
+        lines += [
+            "",
+            "**Warning:** the runs' `gankit eval` results were made under different protocols (feature "
+            "network, resize, N, split or reference); their metric columns are not comparable.",
+        ]
+    lines += [
+        "",
+        "`eval/*` columns are the last values in metrics.jsonl; the others after the losses come from each "
+        "run's metrics.json (`gankit eval`). Unfinished runs have no seconds.",
+        "",
+    ]
     return "\n".join(lines)
 
 

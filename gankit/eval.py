@@ -25,9 +25,7 @@ def load_samples_npy(path: str | Path) -> torch.Tensor:
     # Regular files only, header checked against the file size and free memory before anything is allocated.
     arr = load_npy_checked(p, "--samples")
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] not in (1, 3) or min(arr.shape[1:3]) < 1:
-        raise GankitError(
-            f"--samples {p} must be uint8 (N, H, W, C) images with C 1 or 3, got {arr.dtype} {arr.shape}"
-        )
+        raise GankitError(f"--samples {p} must be uint8 (N, H, W, C) images with C 1 or 3, got {arr.dtype} {arr.shape}")
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).contiguous()
 
 
@@ -54,15 +52,28 @@ def evaluate_run(
         cfg = cfg.replace(**{"data.dir": data_dir})
     fid = fid_options(features, protocol, ref_stats, save_ref_stats)
     if fid and not task_of(cfg).scores_samples:
-        raise GankitError(f"--protocol/--ref-stats/--save-ref-stats score generated samples; run {run_dir} is a "
-                          f"{cfg.model.name} (image-to-image) run")
+        raise GankitError(
+            f"--protocol/--ref-stats/--save-ref-stats score generated samples; run {run_dir} is a "
+            f"{cfg.model.name} (image-to-image) run"
+        )
     model = load(run_dir, checkpoint)
-    return task_of(cfg).evaluate(model, cfg, n=n, features=features, split=split, inception_path=inception_path,
-                                 parzen=parzen, seed=seed, progress=progress, **fid)
+    return task_of(cfg).evaluate(
+        model,
+        cfg,
+        n=n,
+        features=features,
+        split=split,
+        inception_path=inception_path,
+        parzen=parzen,
+        seed=seed,
+        progress=progress,
+        **fid,
+    )
 
 
-def fid_options(features: str, protocol: str | None, ref_stats: str | Path | None,
-                save_ref_stats: str | Path | None) -> dict[str, Any]:
+def fid_options(
+    features: str, protocol: str | None, ref_stats: str | Path | None, save_ref_stats: str | Path | None
+) -> dict[str, Any]:
     """The FID protocol keyword arguments of score_samples, checked before anything is computed: a known protocol
     (Inception only), a readable and sane statistics file, a .npz name to write."""
     from .metrics.protocols import DEFAULT_PROTOCOL, PROTOCOLS, read_ref_stats
@@ -71,8 +82,9 @@ def fid_options(features: str, protocol: str | None, ref_stats: str | Path | Non
     if protocol is not None:
         PROTOCOLS.get(protocol)
         if features != "inception":
-            raise GankitError(f"--protocol {protocol} names how images reach the Inception network; add --features "
-                              f"inception")
+            raise GankitError(
+                f"--protocol {protocol} names how images reach the Inception network; add --features inception"
+            )
         out["protocol"] = protocol
     if ref_stats is not None:
         want = protocol or (DEFAULT_PROTOCOL if features == "inception" else "native")
@@ -112,8 +124,17 @@ def evaluate_npy(
     train, test, described = classifier_and_reference(data, base, split)
     if progress:
         print(f"eval: classifier trained on {described}", file=sys.stderr, flush=True)
-    res = score_samples(samples, test, train, features=features, inception_path=inception_path, parzen=parzen, seed=seed,
-                        progress=progress, **fid)
+    res = score_samples(
+        samples,
+        test,
+        train,
+        features=features,
+        inception_path=inception_path,
+        parzen=parzen,
+        seed=seed,
+        progress=progress,
+        **fid,
+    )
     res.update(samples=str(path), data=data, split=split, classifier_images=described)
     return res
 

@@ -59,8 +59,14 @@ def exportable(run_dir: str | Path, checkpoint: str = "latest", direction: str |
             raise GankitError(f"--direction is for image-to-image runs; {run_dir} samples from noise")
         model = toward(direction)
     module, inputs, names, meta = model.export_parts()
-    common = {"gankit_version": __version__, "model": model.config.model.name, "value_range": [-1.0, 1.0],
-              "model_config": to_dict(model.config.model), "step": model.step, "inputs": names}
+    common = {
+        "gankit_version": __version__,
+        "model": model.config.model.name,
+        "value_range": [-1.0, 1.0],
+        "model_config": to_dict(model.config.model),
+        "step": model.step,
+        "inputs": names,
+    }
     return Exportable(module.eval(), inputs, names, {**common, **meta})
 
 
@@ -72,14 +78,23 @@ def _write_onnx(ex: Exportable, out: Path) -> None:
     try:
         import onnx
     except ImportError:
-        raise GankitError("ONNX export needs the onnx package: pip install 'gankit[export]' (or pip install onnx onnxscript)") from None
+        raise GankitError(
+            "ONNX export needs the onnx package: pip install 'gankit[export]' (or pip install onnx onnxscript)"
+        ) from None
     import torch
 
     batch = torch.export.Dim("batch", min=1)
     try:
         with _quiet():
-            prog = torch.onnx.export(ex.module, ex.inputs, dynamo=True, dynamic_shapes=tuple({0: batch} for _ in ex.inputs),
-                                     input_names=ex.input_names, output_names=["images"], verbose=False)
+            prog = torch.onnx.export(
+                ex.module,
+                ex.inputs,
+                dynamo=True,
+                dynamic_shapes=tuple({0: batch} for _ in ex.inputs),
+                input_names=ex.input_names,
+                output_names=["images"],
+                verbose=False,
+            )
     except ImportError as e:
         raise GankitError(f"ONNX export needs onnxscript: pip install 'gankit[export]' ({e})") from None
     model = prog.model_proto
@@ -119,15 +134,18 @@ def _write_torchscript(ex: Exportable, out: Path) -> None:
 WRITERS: dict[str, Callable[[Exportable, Path], None]] = {"onnx": _write_onnx, "torchscript": _write_torchscript}
 
 
-def export_generator(run_dir: str | Path, fmt: str, out: str | Path, checkpoint: str = "latest",
-                     direction: str | None = None) -> Path:
+def export_generator(
+    run_dir: str | Path, fmt: str, out: str | Path, checkpoint: str = "latest", direction: str | None = None
+) -> Path:
     """Write the run's sampling network to ``out`` as ``fmt`` ("onnx" or "torchscript"); returns ``out``.
     ``direction`` (AtoB, BtoA): which generator of a cyclegan run (default AtoB)."""
     if fmt not in WRITERS:
         raise GankitError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     out = Path(out)
     if out.is_dir():
-        raise GankitError(f"--out {out} is a folder; give a file name such as {out / ('generator.' + ('onnx' if fmt == 'onnx' else 'pt'))}")
+        raise GankitError(
+            f"--out {out} is a folder; give a file name such as {out / ('generator.' + ('onnx' if fmt == 'onnx' else 'pt'))}"
+        )
     ex = exportable(run_dir, checkpoint, direction)
     out.parent.mkdir(parents=True, exist_ok=True)
     WRITERS[fmt](ex, out)

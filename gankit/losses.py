@@ -74,10 +74,28 @@ LOSSES.add("minimax", GANLoss(_bce_d, minimax_g, doc="2014 minimax: G minimises 
 LOSSES.add("non_saturating", GANLoss(_bce_d, non_saturating_g, doc="BCE; G maximises log D(G(z))"))
 LOSSES.add("lsgan", GANLoss(lsgan_d, lsgan_g, doc="least squares, targets 1 (real) and 0 (fake)"))
 LOSSES.add("hinge", GANLoss(hinge_d, wasserstein_g, smoothing=False, doc="hinge D, -D(G(z)) for G"))
-LOSSES.add("wgan", GANLoss(wasserstein_d, wasserstein_g, weight_clip=True, floor_zero=False, smoothing=False,
-                           doc="WGAN with weight clipping"))
-LOSSES.add("wgan-gp", GANLoss(wasserstein_d, wasserstein_g, gradient_penalty=True, floor_zero=False, smoothing=False,
-                              doc="WGAN with gradient penalty"))
+LOSSES.add(
+    "wgan",
+    GANLoss(
+        wasserstein_d,
+        wasserstein_g,
+        weight_clip=True,
+        floor_zero=False,
+        smoothing=False,
+        doc="WGAN with weight clipping",
+    ),
+)
+LOSSES.add(
+    "wgan-gp",
+    GANLoss(
+        wasserstein_d,
+        wasserstein_g,
+        gradient_penalty=True,
+        floor_zero=False,
+        smoothing=False,
+        doc="WGAN with gradient penalty",
+    ),
+)
 
 
 def gradient_penalty(

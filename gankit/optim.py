@@ -58,13 +58,16 @@ class LayoutAdam(torch.optim.Adam):
 @OPTIMIZERS.register("adam")
 def _adam(params, c: OptimConfig, lr: float) -> torch.optim.Optimizer:
     params = list(params)
-    return LayoutAdam(params, lr=lr, betas=(c.beta1, c.beta2), eps=c.eps, weight_decay=c.weight_decay,
-                      fused=_fusable(params) or None)
+    return LayoutAdam(
+        params, lr=lr, betas=(c.beta1, c.beta2), eps=c.eps, weight_decay=c.weight_decay, fused=_fusable(params) or None
+    )
 
 
 @OPTIMIZERS.register("rmsprop")
 def _rmsprop(params, c: OptimConfig, lr: float) -> torch.optim.Optimizer:
-    return torch.optim.RMSprop(params, lr=lr, alpha=c.alpha, eps=c.eps, momentum=c.momentum, weight_decay=c.weight_decay)
+    return torch.optim.RMSprop(
+        params, lr=lr, alpha=c.alpha, eps=c.eps, momentum=c.momentum, weight_decay=c.weight_decay
+    )
 
 
 @OPTIMIZERS.register("sgd")

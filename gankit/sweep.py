@@ -96,8 +96,11 @@ def finished(run_dir: Path) -> dict[str, Any]:
     if not isinstance(summary, dict):
         return {}
     kinds = {"step": int, "epoch": (int, float), "stopped_by": str}
-    return {k: summary[k] for k, kind in kinds.items()
-            if isinstance(summary.get(k), kind) and not isinstance(summary.get(k), bool)}
+    return {
+        k: summary[k]
+        for k, kind in kinds.items()
+        if isinstance(summary.get(k), kind) and not isinstance(summary.get(k), bool)
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -133,14 +136,18 @@ def run_sweep(
     if out.exists() and not out.is_dir():
         raise GankitError(f"--out {out} is a file; choose a folder path")
     pairs = [(f, p) for f in files for p in grid_points(grid)]
-    names = [",".join(x for x in (Path(f).stem if len(files) > 1 and f else "", run_name(p) if p else "") if x)
-             for f, p in pairs]
+    names = [
+        ",".join(x for x in (Path(f).stem if len(files) > 1 and f else "", run_name(p) if p else "") if x)
+        for f, p in pairs
+    ]
     if len(set(names)) < len(names):  # the same config twice, or two points alike once made safe
         names = [f"{i:03d}-{n}" for i, n in enumerate(names)]
     cfgs = [resolve(file=f, overrides={**base, **p}) for f, p in pairs]
     # train.init_from as its run will record it (the checkpoint folder), so a resumed sweep sees the same config
-    cfgs = [c.replace(**{"train.init_from": str(resolve_source(c.train.init_from))}) if c.train.init_from else c
-            for c in cfgs]
+    cfgs = [
+        c.replace(**{"train.init_from": str(resolve_source(c.train.init_from))}) if c.train.init_from else c
+        for c in cfgs
+    ]
 
     out.mkdir(parents=True, exist_ok=True)
     sweep_file = out / "sweep.json"
@@ -150,20 +157,25 @@ def run_sweep(
             previous = {r["name"]: r for r in json.loads(sweep_file.read_text()).get("runs", [])}
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
             raise GankitError(f"{sweep_file} is damaged; remove it (the run folders are kept) and run again") from None
+
     def carried(name: str) -> dict[str, Any]:
         """What sweep.json said of a run before (its status, and the error of a diverged one)."""
         if (out / name / "summary.json").is_file():
             return {"status": "done", **finished(out / name)}
         before = previous.get(name, {})
-        return {"status": before.get("status", "pending"),
-                **({"error": before["error"]} if isinstance(before.get("error"), str) else {})}
+        return {
+            "status": before.get("status", "pending"),
+            **({"error": before["error"]} if isinstance(before.get("error"), str) else {}),
+        }
 
     state = {
         "configs": [str(f) if f else None for f in files],
         "overrides": base,
         "grid": grid,
-        "runs": [{"name": n, "dir": n, "config": str(f) if f else None, "overrides": p, **carried(n)}
-                 for n, (f, p) in zip(names, pairs)],
+        "runs": [
+            {"name": n, "dir": n, "config": str(f) if f else None, "overrides": p, **carried(n)}
+            for n, (f, p) in zip(names, pairs)
+        ],
     }
     write_json(sweep_file, state)
 

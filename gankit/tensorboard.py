@@ -23,8 +23,10 @@ class TensorBoardLogger:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # torch raises ImportError naming tensorboard when the package is missing
-            raise GankitError("train.tensorboard=true needs the tensorboard package: pip install tensorboard "
-                              "(or set train.tensorboard=false)") from None
+            raise GankitError(
+                "train.tensorboard=true needs the tensorboard package: pip install tensorboard "
+                "(or set train.tensorboard=false)"
+            ) from None
         self.dir = Path(run_dir) / SUBDIR
         self._w = SummaryWriter(log_dir=str(self.dir))
 

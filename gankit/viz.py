@@ -79,8 +79,9 @@ def paletted(im: Image.Image) -> Image.Image:
     return im.quantize(256, method=Image.Quantize.FASTOCTREE)
 
 
-def gif_bytes(frames: list[Path], ms_per_frame: int = 300, max_frames: int = GIF_FRAMES,
-              max_bytes: int = GIF_BYTES) -> bytes | None:
+def gif_bytes(
+    frames: list[Path], ms_per_frame: int = 300, max_frames: int = GIF_FRAMES, max_bytes: int = GIF_BYTES
+) -> bytes | None:
     """The sample grids in training order, as an animated GIF (the last frame held longer); None without frames.
 
     Bounded however long the run trained (200 full-size 64x64 grids made 17 MB): at most ``max_frames`` grids
@@ -101,8 +102,9 @@ def gif_bytes(frames: list[Path], ms_per_frame: int = 300, max_frames: int = GIF
         size = (max(1, int(w * scale)), max(1, int(h * scale)))
         shown = [paletted(im if im.size == size else im.resize(size, Image.BOX)) for im in imgs]
         durations = [ms_per_frame] * (len(shown) - 1) + [ms_per_frame * 5]
-        data = encode(shown[0], "GIF", save_all=True, append_images=shown[1:], duration=durations, loop=0,
-                      optimize=False)
+        data = encode(
+            shown[0], "GIF", save_all=True, append_images=shown[1:], duration=durations, loop=0, optimize=False
+        )
         if len(data) <= max_bytes:
             break
         scale *= 0.95 * math.sqrt(max_bytes / len(data))

@@ -85,8 +85,15 @@ def _entry(target: Callable[..., int | None], index: int, threads: int, parent: 
     sys.exit(int(code or 0))
 
 
-def run_workers(n: int, target: Callable[..., int | None], args: tuple[Any, ...] = (), *, threads: int = 0,
-                tick: Callable[[], None] | None = None, tick_seconds: float = 2.0) -> tuple[list[WorkerExit], int | None]:
+def run_workers(
+    n: int,
+    target: Callable[..., int | None],
+    args: tuple[Any, ...] = (),
+    *,
+    threads: int = 0,
+    tick: Callable[[], None] | None = None,
+    tick_seconds: float = 2.0,
+) -> tuple[list[WorkerExit], int | None]:
     """Run ``target(index, threads, *args)`` in ``n`` spawned processes and wait for all of them.
 
     ``target`` must be a module-level function (it is pickled by reference); its return value is the worker's exit
@@ -95,8 +102,10 @@ def run_workers(n: int, target: Callable[..., int | None], args: tuple[Any, ...]
     """
     per = threads_per_worker(n, threads)
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_entry, args=(target, i, per, os.getpid(), args), name=f"gankit-worker-{i}")
-             for i in range(n)]
+    procs = [
+        ctx.Process(target=_entry, args=(target, i, per, os.getpid(), args), name=f"gankit-worker-{i}")
+        for i in range(n)
+    ]
     stopped: list[int] = []
 
     def forward(signum: int, frame: Any) -> None:

@@ -9,12 +9,34 @@ import pytest
 
 from gankit.cli import main
 
-TINY = ["--set", "data.image_size=16", "--set", "model.g_channels=8", "--set", "model.d_channels=8",
-        "--set", "model.z_dim=8", "--set", "train.threads=1", "--set", "train.batch_size=4", "--set", "data.limit=16",
-        "--no-progress"]
-PIX2PIX = {"model.name": "pix2pix", "data.image_size": 32, "data.limit": 12, "model.g_channels": 8,
-           "model.d_channels": 8, "train.batch_size": 4, "train.log_every": 2, "train.threads": 1,
-           "train.progress": False}
+TINY = [
+    "--set",
+    "data.image_size=16",
+    "--set",
+    "model.g_channels=8",
+    "--set",
+    "model.d_channels=8",
+    "--set",
+    "model.z_dim=8",
+    "--set",
+    "train.threads=1",
+    "--set",
+    "train.batch_size=4",
+    "--set",
+    "data.limit=16",
+    "--no-progress",
+]
+PIX2PIX = {
+    "model.name": "pix2pix",
+    "data.image_size": 32,
+    "data.limit": 12,
+    "model.g_channels": 8,
+    "model.d_channels": 8,
+    "train.batch_size": 4,
+    "train.log_every": 2,
+    "train.threads": 1,
+    "train.progress": False,
+}
 
 
 def one_error(capsys: pytest.CaptureFixture[str], argv: list[str], *needles: str) -> str:

@@ -20,7 +20,9 @@ def _module_name(path: Path) -> str:
 
 def _is_type_checking(node: ast.If) -> bool:
     t = node.test
-    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
+    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
+        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(path: Path, modules: set[str]) -> set[str]:
@@ -30,8 +32,9 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found: set[str] = set()
     tree = ast.parse(path.read_text(), str(path))
-    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node)
-            for n in ast.walk(node)}
+    skip = {
+        id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node) for n in ast.walk(node)
+    }
     for node in ast.walk(tree):
         if id(node) in skip:
             continue
@@ -74,7 +77,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
@@ -94,19 +97,32 @@ def test_no_import_circles() -> None:
 
 def test_the_cycle_finder_finds_cycles() -> None:
     assert find_cycle({"gankit.a": {"gankit.b"}, "gankit.b": {"gankit.c"}, "gankit.c": {"gankit.a"}}) == [
-        "gankit.a", "gankit.b", "gankit.c", "gankit.a"]
+        "gankit.a",
+        "gankit.b",
+        "gankit.c",
+        "gankit.a",
+    ]
     assert find_cycle({"gankit.a": {"gankit.b"}, "gankit.b": set()}) is None
 
 
 def test_config_schema_and_core_are_leaves() -> None:
     graph = import_graph()
-    for leaf in ("gankit.config.schema", "gankit.core.errors", "gankit.core.io", "gankit.core.registry", "gankit.core.yamlio"):
+    for leaf in (
+        "gankit.config.schema",
+        "gankit.core.errors",
+        "gankit.core.io",
+        "gankit.core.registry",
+        "gankit.core.yamlio",
+    ):
         outside = {m for m in graph[leaf] if not m.startswith("gankit.core")}
         assert not outside, f"{leaf} imports {outside}"
 
 
-@pytest.mark.parametrize("path", sorted(p for p in ROOT.rglob("*.py") if p.parent.name not in ("tasks", "nets")),
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in ROOT.rglob("*.py") if p.parent.name not in ("tasks", "nets")),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
 def test_no_model_family_branches_outside_the_registries(path: Path) -> None:
     """``if kind == "pix2pix"``-style tests belong to gankit/tasks (and nets); everything else asks the task."""
     from gankit.nets import MODELS
@@ -133,30 +149,57 @@ def _family_tests(tree: ast.AST, families: set[str], models: set[str], shape: bo
     (not a docstring), a family or model name in a comparison or membership test, or a test of the data's shape
     (``data.targets is None``: paired or not) that stands for a family test (with ``shape``: not in gankit/data,
     whose containers carry targets or not)."""
-    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
-                  if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.body
-                  and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    docstrings = {
+        id(n.body[0].value)
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and n.body
+        and isinstance(n.body[0], ast.Expr)
+        and isinstance(n.body[0].value, ast.Constant)
+    }
     found: list[tuple[int, str]] = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in families \
-                and id(node) not in docstrings:
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value in families
+            and id(node) not in docstrings
+        ):
             found.append((node.lineno, f"names the family {node.value!r}"))
         if isinstance(node, ast.Compare):
             sides = [node.left, *node.comparators]
-            consts = [c for s in sides for c in ([s] if isinstance(s, ast.Constant) else
-                                                 s.elts if isinstance(s, (ast.Tuple, ast.List, ast.Set)) else [])]
-            hit = [c.value for c in consts if isinstance(c, ast.Constant) and isinstance(c.value, str)
-                   and c.value in families | models]
+            consts = [
+                c
+                for s in sides
+                for c in (
+                    [s]
+                    if isinstance(s, ast.Constant)
+                    else s.elts
+                    if isinstance(s, (ast.Tuple, ast.List, ast.Set))
+                    else []
+                )
+            ]
+            hit = [
+                c.value
+                for c in consts
+                if isinstance(c, ast.Constant) and isinstance(c.value, str) and c.value in families | models
+            ]
             if hit:
                 found.append((node.lineno, f"compares with the family/model name {hit[0]!r}"))
-            if shape and any(isinstance(s, ast.Attribute) and s.attr == "targets" for s in sides) and \
-                    any(isinstance(s, ast.Constant) and s.value is None for s in sides):
+            if (
+                shape
+                and any(isinstance(s, ast.Attribute) and s.attr == "targets" for s in sides)
+                and any(isinstance(s, ast.Constant) and s.value is None for s in sides)
+            ):
                 found.append((node.lineno, "tells families apart by the data's shape (targets is None)"))
     return found
 
 
-@pytest.mark.parametrize("path", sorted(p for p in ROOT.rglob("*.py") if p.parent.name not in ("tasks", "nets")),
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in ROOT.rglob("*.py") if p.parent.name not in ("tasks", "nets")),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
 def test_no_file_outside_the_families_names_a_family(path: Path) -> None:
     """A family lives in gankit/tasks/<family>.py and its networks in gankit/nets/: everything else asks the family
     (its TaskSpec, its task) and never names one, nor decides by the data's shape which one it is."""
@@ -166,16 +209,23 @@ def test_no_file_outside_the_families_names_a_family(path: Path) -> None:
     rel = str(path.relative_to(ROOT))
     families, models = set(TASKS.names()), set(MODELS.names())
     tree = ast.parse(path.read_text())
-    found = [(line, what) for line, what in _family_tests(tree, families, models, shape=not rel.startswith("data/"))
-             if not any(f"'{name}'" in what for name in NAMES_A_FAMILY.get(rel, ()))]
+    found = [
+        (line, what)
+        for line, what in _family_tests(tree, families, models, shape=not rel.startswith("data/"))
+        if not any(f"'{name}'" in what for name in NAMES_A_FAMILY.get(rel, ()))
+    ]
     assert not found, f"{rel}:{found[0][0]} {found[0][1]}"
 
 
 def test_the_family_check_finds_family_tests() -> None:
     """The check above is not vacuous: each kind of family test it looks for is found."""
     fams, models = {"gan", "pix2pix"}, {"dcgan", "pix2pix"}
-    for src in ('meta = {"recipe": "gan"}', 'ok = name in ("dcgan", "mlp")', 'if cfg.model.name == "pix2pix": pass',
-                'shape = data.shape if data.targets is None else data.targets.shape[1:]'):
+    for src in (
+        'meta = {"recipe": "gan"}',
+        'ok = name in ("dcgan", "mlp")',
+        'if cfg.model.name == "pix2pix": pass',
+        "shape = data.shape if data.targets is None else data.targets.shape[1:]",
+    ):
         assert _family_tests(ast.parse(src), fams, models), src
-    for src in ('"""A docstring that says gan."""', 'x = cfg.model.name', 'ok = data.labels is None'):
+    for src in ('"""A docstring that says gan."""', "x = cfg.model.name", "ok = data.labels is None"):
         assert not _family_tests(ast.parse(src), fams, models), src

@@ -121,9 +121,19 @@ def test_translation_is_an_exact_pixel_shift_with_zero_fill() -> None:
     assert torch.equal(translate(x, torch.zeros(2, 2, dtype=torch.long)), x)
 
 
-@pytest.mark.parametrize("h,w,dtype", [(28, 28, torch.float32), (64, 64, torch.float32), (255, 255, torch.float32),
-                                       (12, 31, torch.float32), (1, 9, torch.float32), (64, 28, torch.float64),
-                                       (64, 64, torch.bfloat16), (256, 256, torch.float16)])
+@pytest.mark.parametrize(
+    "h,w,dtype",
+    [
+        (28, 28, torch.float32),
+        (64, 64, torch.float32),
+        (255, 255, torch.float32),
+        (12, 31, torch.float32),
+        (1, 9, torch.float32),
+        (64, 28, torch.float64),
+        (64, 64, torch.bfloat16),
+        (256, 256, torch.float16),
+    ],
+)
 def test_translation_matches_padding_and_slicing(h: int, w: int, dtype: torch.dtype) -> None:
     # translate samples at whole-pixel coordinates; rounding must never land on a neighbour, in any dtype or shape,
     # and shifts as large as the image (or larger) leave only zeros.
@@ -132,8 +142,9 @@ def test_translation_matches_padding_and_slicing(h: int, w: int, dtype: torch.dt
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(len(shifts), 3, h, w, generator=g) * 2 - 1).to(dtype)
     padded = F.pad(x, (s, s, s, s))
-    expected = torch.stack([padded[i, :, s - dy : s - dy + h, s - dx : s - dx + w]
-                            for i, (dy, dx) in enumerate(shifts.tolist())])
+    expected = torch.stack(
+        [padded[i, :, s - dy : s - dy + h, s - dx : s - dx + w] for i, (dy, dx) in enumerate(shifts.tolist())]
+    )
     out = translate(x, shifts)
     assert out.dtype == dtype and torch.equal(out, expected)
 
@@ -358,7 +369,9 @@ def test_r1_of_a_linear_d_is_the_squared_weight_norm() -> None:
 
 def test_r1_matches_finite_differences_and_trains_d() -> None:
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5), torch.nn.Tanh(), torch.nn.Linear(5, 1)).double()
+    net = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(12, 5), torch.nn.Tanh(), torch.nn.Linear(5, 1)
+    ).double()
     d = lambda x: net(x).squeeze(1)
     real = torch.randn(3, 3, 2, 2, dtype=torch.float64)
     r1 = r1_penalty(d, real)
@@ -401,7 +414,13 @@ def test_r1_runs_in_fp32_under_autocast_and_for_half_inputs() -> None:
 
 
 def test_lazy_r1_weight() -> None:
-    assert [r1_weight(s, gamma=0.2, every=4) for s in range(5)] == [pytest.approx(0.4), 0.0, 0.0, 0.0, pytest.approx(0.4)]
+    assert [r1_weight(s, gamma=0.2, every=4) for s in range(5)] == [
+        pytest.approx(0.4),
+        0.0,
+        0.0,
+        0.0,
+        pytest.approx(0.4),
+    ]
     assert r1_weight(3, gamma=0.2) == pytest.approx(0.1)
     assert r1_weight(0, gamma=0.0, every=4) == 0.0
     with pytest.raises(ValueError):

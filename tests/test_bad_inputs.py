@@ -28,8 +28,17 @@ from gankit.data.cifar import parse_batch, safe_unpickle
 from gankit.data.idx import read_idx
 from gankit.core.errors import GankitError
 
-SMALL = ["--set", "data.image_size=16", "--set", "model.g_channels=8", "--set", "model.d_channels=8",
-         "--set", "train.threads=1", "--no-progress"]
+SMALL = [
+    "--set",
+    "data.image_size=16",
+    "--set",
+    "model.g_channels=8",
+    "--set",
+    "model.d_channels=8",
+    "--set",
+    "train.threads=1",
+    "--no-progress",
+]
 TINY = [*SMALL, "--set", "train.batch_size=4"]
 
 
@@ -142,7 +151,14 @@ def case_cifar_wrong_shape(tmp: Path) -> tuple[list[str], str]:
     d.mkdir()
     batch = {b"data": np.zeros((4, 1024), np.uint8), b"labels": [0, 1, 2, 3]}
     (d / "test_batch").write_bytes(pickle.dumps(batch, protocol=3))
-    return ["--data", "cifar10", "--split", "test", "--data-dir", str(d)], "test_batch: expected b'data' as uint8 (N, 3072)"
+    return [
+        "--data",
+        "cifar10",
+        "--split",
+        "test",
+        "--data-dir",
+        str(d),
+    ], "test_batch: expected b'data' as uint8 (N, 3072)"
 
 
 def case_pairs_unmatched(tmp: Path) -> tuple[list[str], str]:
@@ -200,7 +216,9 @@ def yaml_case(text: str, needle: str) -> Callable[[Path], tuple[list[str], str]]
 
 CONFIGS = {
     "typo-section": yaml_case("trian:\n  steps: 3\n", "unknown config key 'trian' (did you mean 'train'"),
-    "typo-key": yaml_case("train:\n  batchsize: 8\n", "unknown config key 'train.batchsize' (did you mean 'batch_size'"),
+    "typo-key": yaml_case(
+        "train:\n  batchsize: 8\n", "unknown config key 'train.batchsize' (did you mean 'batch_size'"
+    ),
     "wrong-type": yaml_case("train:\n  batch_size: lots\n", "train.batch_size: expected int, got 'lots'"),
     "zero-batch": yaml_case("train:\n  batch_size: 0\n", "train.batch_size must be > 0, got 0"),
     "negative-batch": yaml_case("train:\n  batch_size: -4\n", "train.batch_size must be > 0, got -4"),
@@ -208,14 +226,19 @@ CONFIGS = {
     "unknown-model": yaml_case("model:\n  name: dcgna\n", "unknown model 'dcgna' (did you mean 'dcgan'"),
     "unknown-loss": yaml_case("loss:\n  name: hinje\n", "unknown loss 'hinje' (did you mean 'hinge'"),
     "not-yaml": yaml_case("model:\n  z_dim: [1\n", "not valid YAML"),
-    "python-tag": yaml_case("model: !!python/object/apply:os.system ['touch pwned']\n",
-                            "line 1: tag '!!python/object/apply:os.system' is not allowed"),
-    "alias-bomb": yaml_case('a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
-                            + "".join(f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")),
-                            "line 1: anchors (&a) are not allowed"),
+    "python-tag": yaml_case(
+        "model: !!python/object/apply:os.system ['touch pwned']\n",
+        "line 1: tag '!!python/object/apply:os.system' is not allowed",
+    ),
+    "alias-bomb": yaml_case(
+        'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+        + "".join(f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")),
+        "line 1: anchors (&a) are not allowed",
+    ),
     "deep-nesting": yaml_case("model:\n  g_hidden: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than 32 levels"),
-    "duplicate-section": yaml_case("train:\n  steps: 2\nmodel:\n  z_dim: 8\ntrain:\n  epochs: 100\n",
-                                   "'train' is given twice (lines 1 and 5)"),
+    "duplicate-section": yaml_case(
+        "train:\n  steps: 2\nmodel:\n  z_dim: 8\ntrain:\n  epochs: 100\n", "'train' is given twice (lines 1 and 5)"
+    ),
     "config-is-a-device": lambda tmp: (["/dev/zero"], "/dev/zero is a device, not a regular file"),
     "config-is-a-fifo": lambda tmp: (_fifo(tmp / "c.yaml"), "c.yaml is a FIFO (named pipe), not a regular file"),
     "missing-config": lambda tmp: ([str(tmp / "nope.yaml")], "nope.yaml does not exist"),
@@ -224,12 +247,28 @@ CONFIGS = {
     "negative-mbstd": lambda tmp: (["--set", "model.d_mbstd=-1"], "model.d_mbstd=-1: use 0 (off)"),
 }
 
-DATA = {f.__name__.removeprefix("case_"): f for f in [
-    case_corrupt_image, case_truncated_image, case_truncated_jpeg, case_text_with_image_extension, case_empty_folder,
-    case_missing_data_dir, case_missing_mnist_dir, case_mnist_missing_files, case_idx_wrong_magic, case_idx_truncated,
-    case_idx_truncated_gzip, case_cifar_wrong_shape, case_pairs_unmatched, case_unpaired_missing_b,
-    case_unpaired_no_domains, case_unpaired_empty_domain, case_unpaired_unreadable,
-]}
+DATA = {
+    f.__name__.removeprefix("case_"): f
+    for f in [
+        case_corrupt_image,
+        case_truncated_image,
+        case_truncated_jpeg,
+        case_text_with_image_extension,
+        case_empty_folder,
+        case_missing_data_dir,
+        case_missing_mnist_dir,
+        case_mnist_missing_files,
+        case_idx_wrong_magic,
+        case_idx_truncated,
+        case_idx_truncated_gzip,
+        case_cifar_wrong_shape,
+        case_pairs_unmatched,
+        case_unpaired_missing_b,
+        case_unpaired_no_domains,
+        case_unpaired_empty_domain,
+        case_unpaired_unreadable,
+    ]
+}
 
 
 @pytest.mark.parametrize("case", [*DATA, *CONFIGS])
@@ -276,8 +315,13 @@ def test_out_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 
 def test_out_is_an_existing_run(a_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = snapshot(a_run)
-    one_error(capsys, ["train", "--out", str(a_run), "--steps", "2", *TINY], "already exists",
-              f"--resume {a_run}", "nothing was overwritten")
+    one_error(
+        capsys,
+        ["train", "--out", str(a_run), "--steps", "2", *TINY],
+        "already exists",
+        f"--resume {a_run}",
+        "nothing was overwritten",
+    )
     assert snapshot(a_run) == before
 
 
@@ -299,12 +343,17 @@ def test_sample_bad_outputs(a_run: Path, tmp_path: Path, capsys: pytest.CaptureF
     one_error(capsys, ["sample", str(a_run), "--out", str(tmp_path / "g.jpg")], "g.jpg", ".png or .npy")
     one_error(capsys, ["sample", str(a_run), "--out", str(tmp_path)], "is a folder")
     one_error(capsys, ["sample", str(a_run), "--n", "0", "--out", str(tmp_path / "g.png")], "--n must be > 0")
-    one_error(capsys, ["sample", str(a_run), "--checkpoint", "step-9", "--out", str(tmp_path / "g.png")],
-              "no checkpoint 'step-9'", "final")
+    one_error(
+        capsys,
+        ["sample", str(a_run), "--checkpoint", "step-9", "--out", str(tmp_path / "g.png")],
+        "no checkpoint 'step-9'",
+        "final",
+    )
 
 
-def test_disk_full_while_checkpointing(a_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disk_full_while_checkpointing(
+    a_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import shutil
 
     run = tmp_path / "run"
@@ -319,54 +368,120 @@ def test_disk_full_while_checkpointing(a_run: Path, tmp_path: Path, capsys: pyte
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(checkpoint, "_write_file", full_disk)
-    line = one_error(capsys, ["train", "--resume", str(run), "--steps", "4", "--set", "train.checkpoint_every=1"],
-                     "cannot write checkpoint file", "step-0000003", "g.safetensors", "No space left on device",
-                     "disk full", f"the earlier checkpoint {latest_before} is intact", alone=False)
+    line = one_error(
+        capsys,
+        ["train", "--resume", str(run), "--steps", "4", "--set", "train.checkpoint_every=1"],
+        "cannot write checkpoint file",
+        "step-0000003",
+        "g.safetensors",
+        "No space left on device",
+        "disk full",
+        f"the earlier checkpoint {latest_before} is intact",
+        alone=False,
+    )
     assert str(ckdir) in line
     monkeypatch.undo()
     assert checkpoint.latest_name(ckdir) == latest_before and snapshot(ckdir / latest_before) == kept
     assert not [p for p in ckdir.iterdir() if p.name.startswith(".")]
     assert checkpoint.load_latest(ckdir).step == 2
-    assert main(["train", "--resume", str(run), "--steps", "3", "--no-progress"]) == 0  # and it resumes once space is back
+    assert (
+        main(["train", "--resume", str(run), "--steps", "3", "--no-progress"]) == 0
+    )  # and it resumes once space is back
 
 
-def test_disk_full_in_the_metrics_log(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disk_full_in_the_metrics_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from gankit.training.rundir import RunDir as RunWriter
 
     def full(self: RunWriter, row: dict) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(self.root / "metrics.jsonl"))
 
     monkeypatch.setattr(RunWriter, "log", full)
-    one_error(capsys, ["train", "--out", str(tmp_path / "r"), "--steps", "2", "--set", "data.limit=16", *TINY],
-              "metrics.jsonl", "No space left on device (disk full")
+    one_error(
+        capsys,
+        ["train", "--out", str(tmp_path / "r"), "--steps", "2", "--set", "data.limit=16", *TINY],
+        "metrics.jsonl",
+        "No space left on device (disk full",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # fuzzing: whatever the input, a result or a GankitError, never anything else
 
 SECTIONS = ["seed", "data", "model", "loss", "optim", "train", "trian", "modle"]
-KEYS = ["name", "batch_size", "lr_g", "z_dim", "steps", "epochs", "image_size", "split", "g_hidden", "channels",
-        "max_minutes", "noise", "d_steps", "keep_last", "batchsize", "on_nan", "nan_lr_factor", "device"]
+KEYS = [
+    "name",
+    "batch_size",
+    "lr_g",
+    "z_dim",
+    "steps",
+    "epochs",
+    "image_size",
+    "split",
+    "g_hidden",
+    "channels",
+    "max_minutes",
+    "noise",
+    "d_steps",
+    "keep_last",
+    "batchsize",
+    "on_nan",
+    "nan_lr_factor",
+    "device",
+]
 SCALARS = st.one_of(
-    st.integers(-10**20, 10**20), st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.none(),
-    st.sampled_from(["dcgan", "mlp", "pix2pix", "hinge", "wgan-gp", "2e-4", "1e999", "-.inf", ".nan", "train",
-                     "0x10", "1_000", "~", "yes", "2001-12-14", "", "[", "{a: 1}", "&x", "*x", "!!binary aGk="]),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(
+        [
+            "dcgan",
+            "mlp",
+            "pix2pix",
+            "hinge",
+            "wgan-gp",
+            "2e-4",
+            "1e999",
+            "-.inf",
+            ".nan",
+            "train",
+            "0x10",
+            "1_000",
+            "~",
+            "yes",
+            "2001-12-14",
+            "",
+            "[",
+            "{a: 1}",
+            "&x",
+            "*x",
+            "!!binary aGk=",
+        ]
+    ),
     st.text(max_size=12),
 )
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                       st.dictionaries(st.sampled_from(KEYS), inner, max_size=3)),
-                      max_leaves=6)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(KEYS), inner, max_size=3)),
+    max_leaves=6,
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    doc=st.dictionaries(st.sampled_from(SECTIONS), st.one_of(SCALARS, st.dictionaries(st.sampled_from(KEYS), VALUES,
-                                                                                       max_size=4)), max_size=4),
+    doc=st.dictionaries(
+        st.sampled_from(SECTIONS),
+        st.one_of(SCALARS, st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=4)),
+        max_size=4,
+    ),
     raw=st.one_of(st.none(), st.text(max_size=40)),
     unquote=st.booleans(),
 )
-def test_fuzzed_yaml_gives_a_config_or_one_line_error(tmp_path: Path, doc: dict, raw: str | None, unquote: bool) -> None:
+def test_fuzzed_yaml_gives_a_config_or_one_line_error(
+    tmp_path: Path, doc: dict, raw: str | None, unquote: bool
+) -> None:
     """YAML text (well-formed from random sections, with quotes dropped so strings turn into YAML's own scalars, or
     random text) -> resolve() returns a Config or raises GankitError with a one-line message."""
     text = raw if raw is not None else yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
@@ -386,8 +501,12 @@ def test_fuzzed_yaml_gives_a_config_or_one_line_error(tmp_path: Path, doc: dict,
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    head=st.one_of(st.binary(max_size=4), st.sampled_from([b"\x00\x00\x08\x03", b"\x00\x00\x08\x01", b"\x00\x00\x0d\x02",
-                                                           b"\x00\x00\x08\xff", b"\x1f\x8b"])),
+    head=st.one_of(
+        st.binary(max_size=4),
+        st.sampled_from(
+            [b"\x00\x00\x08\x03", b"\x00\x00\x08\x01", b"\x00\x00\x0d\x02", b"\x00\x00\x08\xff", b"\x1f\x8b"]
+        ),
+    ),
     dims=st.lists(st.integers(0, 2**32 - 1) | st.integers(0, 30), max_size=4),
     body=st.binary(max_size=300),
 )
@@ -411,13 +530,19 @@ _DTYPES = [np.uint8, np.int64, np.float32, np.int8]
     rows=st.integers(0, 4),
     cols=st.sampled_from([3072, 1024, 0, 1]),
     dtype=st.sampled_from(_DTYPES),
-    labels=st.one_of(st.lists(st.integers(-2**70, 2**70), max_size=5), st.lists(st.integers(-1, 11), max_size=5),
-                     st.text(max_size=3), st.none(), st.floats()),
+    labels=st.one_of(
+        st.lists(st.integers(-(2**70), 2**70), max_size=5),
+        st.lists(st.integers(-1, 11), max_size=5),
+        st.text(max_size=3),
+        st.none(),
+        st.floats(),
+    ),
     key_type=st.sampled_from([bytes, str]),
     use_raw=st.booleans(),
 )
-def test_fuzzed_cifar_batches_give_arrays_or_gankit_error(raw: bytes, rows: int, cols: int, dtype: type,
-                                                          labels: object, key_type: type, use_raw: bool) -> None:
+def test_fuzzed_cifar_batches_give_arrays_or_gankit_error(
+    raw: bytes, rows: int, cols: int, dtype: type, labels: object, key_type: type, use_raw: bool
+) -> None:
     if use_raw:
         data = raw
     else:
@@ -436,14 +561,19 @@ def test_fuzzed_cifar_batches_give_arrays_or_gankit_error(raw: bytes, rows: int,
 def test_corpus_helpers_make_what_they_claim(tmp_path: Path) -> None:
     """Sanity: the good parts of the corpus are good, so each error above is about the bad part."""
     d = image_folder(tmp_path / "imgs")
-    assert main(["train", "--data", "folder", "--data-dir", str(d), "--out", str(tmp_path / "r"), "--steps", "1",
-                 *TINY]) == 0
+    assert (
+        main(["train", "--data", "folder", "--data-dir", str(d), "--out", str(tmp_path / "r"), "--steps", "1", *TINY])
+        == 0
+    )
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["step"] == 1
     assert read_idx(mnist_dir(tmp_path / "m") / "train-images-idx3-ubyte").shape == (8, 28, 28)
 
 
-@pytest.mark.parametrize("args", [["--epochs", "nan"], ["--epochs", "inf"], ["--seed", str(2**70)]],
-                         ids=["epochs-nan", "epochs-inf", "seed-2**70"])
+@pytest.mark.parametrize(
+    "args",
+    [["--epochs", "nan"], ["--epochs", "inf"], ["--seed", str(2**70)]],
+    ids=["epochs-nan", "epochs-inf", "seed-2**70"],
+)
 def test_non_finite_or_huge_numbers(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
     one_error(capsys, ["train", "--out", str(tmp_path / "r"), *TINY, "--set", "data.limit=16", *args], args[0][2:])
 
@@ -452,22 +582,37 @@ def test_non_finite_or_huge_numbers(tmp_path: Path, capsys: pytest.CaptureFixtur
 # resume, sample and launch defects of issue #31
 
 
-@pytest.mark.parametrize("args, key", [
-    (["--data", "sketch"], "data.name: 'digits' -> 'sketch'"), (["--seed", "5"], "seed: 0 -> 5"),
-    (["--split", "test"], "data.split"), (["--set", "data.holdout=4"], "data.holdout"),
-    (["--set", "data.image_size=32"], "data.image_size"), (["--set", "model.z_dim=7"], "model.z_dim"),
-    (["--set", "loss.name=hinge"], "loss.name"), (["--data-dir", "elsewhere"], "data.dir"),
-], ids=["data", "seed", "split", "holdout", "image_size", "z_dim", "loss", "data_dir"])
-def test_resume_refuses_a_change_of_what_the_checkpoints_mean(a_run: Path, capsys: pytest.CaptureFixture[str],
-                                                              args: list[str], key: str) -> None:
+@pytest.mark.parametrize(
+    "args, key",
+    [
+        (["--data", "sketch"], "data.name: 'digits' -> 'sketch'"),
+        (["--seed", "5"], "seed: 0 -> 5"),
+        (["--split", "test"], "data.split"),
+        (["--set", "data.holdout=4"], "data.holdout"),
+        (["--set", "data.image_size=32"], "data.image_size"),
+        (["--set", "model.z_dim=7"], "model.z_dim"),
+        (["--set", "loss.name=hinge"], "loss.name"),
+        (["--data-dir", "elsewhere"], "data.dir"),
+    ],
+    ids=["data", "seed", "split", "holdout", "image_size", "z_dim", "loss", "data_dir"],
+)
+def test_resume_refuses_a_change_of_what_the_checkpoints_mean(
+    a_run: Path, capsys: pytest.CaptureFixture[str], args: list[str], key: str
+) -> None:
     before = snapshot(a_run)
-    one_error(capsys, ["train", "--resume", str(a_run), "--steps", "4", *args], key, "would change what its "
-              "checkpoints mean", "start a new run with --out")
+    one_error(
+        capsys,
+        ["train", "--resume", str(a_run), "--steps", "4", *args],
+        key,
+        "would change what its checkpoints mean",
+        "start a new run with --out",
+    )
     assert snapshot(a_run) == before  # run.json, config.yaml, checkpoints: byte for byte
 
 
-def test_resume_may_change_budgets_and_side_settings(a_run: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_may_change_budgets_and_side_settings(
+    a_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import shutil
 
     from gankit.config.schema import RESUME_MAY_CHANGE
@@ -476,8 +621,29 @@ def test_resume_may_change_budgets_and_side_settings(a_run: Path, tmp_path: Path
     assert not {"data.name", "data.dir", "seed", "data.holdout", "model.z_dim", "train.batch_size"} & RESUME_MAY_CHANGE
     run = tmp_path / "run"
     shutil.copytree(a_run, run)
-    assert main(["train", "--resume", str(run), "--steps", "3", "--threads", "1", "--seed", "0", "--data", "digits",
-                 "--set", "train.log_every=1", "--set", "train.keep_last=1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--resume",
+                str(run),
+                "--steps",
+                "3",
+                "--threads",
+                "1",
+                "--seed",
+                "0",
+                "--data",
+                "digits",
+                "--set",
+                "train.log_every=1",
+                "--set",
+                "train.keep_last=1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert json.loads((run / "summary.json").read_text())["step"] == 3
     # the Python API: without a config, a resume continues with the run's own; a Config that differs is refused
     import gankit
@@ -488,8 +654,9 @@ def test_resume_may_change_budgets_and_side_settings(a_run: Path, tmp_path: Path
     assert gankit.train(resume=str(run), **{"train.steps": 4}).step == 4
 
 
-def test_sample_npy_never_leaves_classes_of_an_earlier_array(a_run: Path, tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_sample_npy_never_leaves_classes_of_an_earlier_array(
+    a_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """X.labels.npy (a conditional sample's classes) is replaced or removed together with X.npy: an unconditional
     sample with --force removes it; without --force an orphan one is refused, as X.npy itself would be."""
     out, labels = tmp_path / "x.npy", tmp_path / "x.labels.npy"
@@ -525,10 +692,16 @@ def test_sigterm_while_sample_writes_leaves_no_temp_file(a_run: Path, tmp_path: 
     import sys
 
     out = tmp_path / "big.npy"
-    proc = subprocess.Popen([sys.executable, "-c", _SLOW_SAMPLE, "sample", str(a_run), "--n", "64", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[1]),
-                                                                                          os.environ.get("PYTHONPATH")]))})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_SAMPLE, "sample", str(a_run), "--n", "64", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH")])),
+        },
+    )
     try:
         assert proc.stdout.readline() == "writing\n"
         assert [p for p in tmp_path.iterdir() if p.name.startswith(".big.npy.")]  # the temp file is there now
@@ -546,8 +719,9 @@ def test_a_write_removes_temp_files_that_killed_writers_left(tmp_path: Path) -> 
 
     from gankit.core.io import atomic_write_bytes
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()  # a PID that is gone (the OS does not reuse it at once)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()  # a PID that is gone (the OS does not reuse it at once)
     stale = tmp_path / f".x.npy.{dead}.abc123.part"  # what SIGKILL during a write leaves
     other = tmp_path / f".x.npy.more.{dead}.abc123.part"  # the temp file of another name (x.npy.more)
     live = tmp_path / f".x.npy.{os.getpid()}.abc123.part"  # a writer still at work
@@ -562,33 +736,62 @@ def test_device_mps_without_mps_is_one_line(tmp_path: Path, capsys: pytest.Captu
 
     if torch.backends.mps.is_available():
         pytest.skip("this machine has MPS")
-    one_error(capsys, ["train", "--device", "mps", "--out", str(tmp_path / "r"), "--steps", "1", *TINY],
-              "train.device='mps'", "no usable MPS", "train.device=cpu")
+    one_error(
+        capsys,
+        ["train", "--device", "mps", "--out", str(tmp_path / "r"), "--steps", "1", *TINY],
+        "train.device='mps'",
+        "no usable MPS",
+        "train.device=cpu",
+    )
     assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.parametrize("flag", ["--steps", "--epochs", "--max-minutes"])
 def test_zero_budget_flags_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str) -> None:
-    one_error(capsys, ["train", flag, "0", "--out", str(tmp_path / "r"), *TINY], f"{flag} 0", "must be > 0",
-              "0 means 'not set' in a config file", f"omit {flag}")
+    one_error(
+        capsys,
+        ["train", flag, "0", "--out", str(tmp_path / "r"), *TINY],
+        f"{flag} 0",
+        "must be > 0",
+        "0 means 'not set' in a config file",
+        f"omit {flag}",
+    )
     assert not (tmp_path / "r").exists()
 
 
-def test_threads_far_above_the_usable_cores_warn(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_threads_far_above_the_usable_cores_warn(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import torch
 
     from gankit.training import loop
 
     monkeypatch.setattr(loop, "usable_cores", lambda: 1)  # the same check on any machine: 3 threads for 1 core
     try:
-        assert main(["train", "--out", str(tmp_path / "r"), "--steps", "1", "--set", "data.limit=16", *TINY,
-                     "--set", "train.threads=3"]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--out",
+                    str(tmp_path / "r"),
+                    "--steps",
+                    "1",
+                    "--set",
+                    "data.limit=16",
+                    *TINY,
+                    "--set",
+                    "train.threads=3",
+                ]
+            )
+            == 0
+        )
     finally:
         torch.set_num_threads(1)
     warnings = [x for x in capsys.readouterr().err.splitlines() if "train.threads=3" in x]
-    assert warnings == ["warning: train.threads=3 is more than twice the 1 cores this process may use, which makes "
-                        "every step slower; use --threads 1 (or 0 for that default)"]
+    assert warnings == [
+        "warning: train.threads=3 is more than twice the 1 cores this process may use, which makes "
+        "every step slower; use --threads 1 (or 0 for that default)"
+    ]
     assert main(["train", "--out", str(tmp_path / "r2"), "--steps", "1", "--set", "data.limit=16", *TINY]) == 0
     assert "train.threads" not in capsys.readouterr().err  # 1 thread on 1 core: no warning
 
@@ -609,12 +812,16 @@ def test_default_run_folders_started_in_the_same_second_differ(tmp_path: Path) -
     assert tmp_path / "20261204-120000-dcgan-digits-9" in names
 
 
-def test_a_default_run_folder_is_removed_when_the_run_fails_before_writing(tmp_path: Path,
-                                                                           capsys: pytest.CaptureFixture[str],
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_default_run_folder_is_removed_when_the_run_fails_before_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
-    one_error(capsys, ["train", "--data", "folder", "--data-dir", str(tmp_path / "none"), "--steps", "1", *TINY],
-              "none", alone=False)
+    one_error(
+        capsys,
+        ["train", "--data", "folder", "--data-dir", str(tmp_path / "none"), "--steps", "1", *TINY],
+        "none",
+        alone=False,
+    )
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
@@ -632,8 +839,19 @@ def _translate_folder(tmp: Path, run: Path, bad: Callable[[Path], None]) -> list
 def _inception(tmp: Path, make: Callable[[Path], None]) -> list[str]:
     np.save(tmp / "s.npy", np.zeros((4, 8, 8, 1), np.uint8))
     make(tmp / "inception.pt")
-    return ["eval", "--samples", str(tmp / "s.npy"), "--data", "digits", "--features", "inception", "--inception",
-            str(tmp / "inception.pt"), "--out", str(tmp / "out" / "m.json")]
+    return [
+        "eval",
+        "--samples",
+        str(tmp / "s.npy"),
+        "--data",
+        "digits",
+        "--features",
+        "inception",
+        "--inception",
+        str(tmp / "inception.pt"),
+        "--out",
+        str(tmp / "out" / "m.json"),
+    ]
 
 
 def _state_dict_zip(p: Path) -> None:
@@ -651,28 +869,36 @@ def _outside(tmp: Path) -> Path:
 USER_PATHS: dict[str, Callable[[Path, Path], tuple[list[str], tuple[str, ...]]]] = {
     "translate-fifo-in-folder": lambda tmp, run: (
         _translate_folder(tmp, run, lambda d: os.mkfifo(d / "x.png")),
-        ("input folder", "1 entry not read", "x.png is a FIFO (named pipe)", "nothing was written")),
+        ("input folder", "1 entry not read", "x.png is a FIFO (named pipe)", "nothing was written"),
+    ),
     "translate-link-out-of-folder": lambda tmp, run: (
         _translate_folder(tmp, run, lambda d: (d / "x.png").symlink_to(_outside(tmp))),
-        ("x.png is a link to", "secret.txt, outside", "move it out of the folder")),
+        ("x.png is a link to", "secret.txt, outside", "move it out of the folder"),
+    ),
     "translate-fifo-named": lambda tmp, run: (
         ["translate", str(run), str(_mkfifo(tmp / "x.png")), "--out", str(tmp / "out")],
-        ("input", "x.png is a FIFO (named pipe), not a regular file")),
+        ("input", "x.png is a FIFO (named pipe), not a regular file"),
+    ),
     "eval-samples-fifo": lambda tmp, run: (
         ["eval", "--samples", str(_mkfifo(tmp / "s.npy")), "--data", "digits", "--out", str(tmp / "out" / "m.json")],
-        ("--samples", "s.npy is a FIFO (named pipe)")),
+        ("--samples", "s.npy is a FIFO (named pipe)"),
+    ),
     "inception-text-file": lambda tmp, run: (
         _inception(tmp, lambda p: p.write_text("not a network\n")),
-        ("--inception", "inception.pt is not a TorchScript file: it is not a zip archive", "expected inception-2015")),
+        ("--inception", "inception.pt is not a TorchScript file: it is not a zip archive", "expected inception-2015"),
+    ),
     "inception-state-dict": lambda tmp, run: (
         _inception(tmp, _state_dict_zip),
-        ("inception.pt is not a TorchScript file", "without TorchScript code", "expected inception-2015")),
+        ("inception.pt is not a TorchScript file", "without TorchScript code", "expected inception-2015"),
+    ),
     "inception-truncated-zip": lambda tmp, run: (
         _inception(tmp, lambda p: (_state_dict_zip(p), p.write_bytes(p.read_bytes()[:60]))),
-        ("inception.pt is not a TorchScript file", "zip archive", "expected inception-2015")),
+        ("inception.pt is not a TorchScript file", "zip archive", "expected inception-2015"),
+    ),
     "inception-fifo": lambda tmp, run: (
         _inception(tmp, lambda p: os.mkfifo(p)),
-        ("--inception", "inception.pt is a FIFO (named pipe)")),
+        ("--inception", "inception.pt is a FIFO (named pipe)"),
+    ),
 }
 
 

@@ -46,14 +46,14 @@ def test_resume_after_the_optimizer_was_edited(run_copy: Path, capsys: pytest.Ca
     cfg = run_copy / "config.yaml"
     cfg.write_text(cfg.read_text().replace("name: adam", "name: sgd"))
     before = snapshot(run_copy)
-    one_error(capsys, ["train", "--resume", str(run_copy), "--steps", "4"], "optim.name='adam'", "'sgd'",
-              str(cfg))
+    one_error(capsys, ["train", "--resume", str(run_copy), "--steps", "4"], "optim.name='adam'", "'sgd'", str(cfg))
     assert snapshot(run_copy) == before
 
 
 @pytest.mark.parametrize("damage", ["meta-string", "meta-list", "no-image-shape", "config-string"])
-def test_sample_with_a_damaged_state_json(run_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                          damage: str) -> None:
+def test_sample_with_a_damaged_state_json(
+    run_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
     for sj in (run_copy / "checkpoints").glob("*/state.json"):
         s = json.loads(sj.read_text())
         if damage == "meta-string":
@@ -71,5 +71,6 @@ def test_sample_with_a_damaged_state_json(run_copy: Path, tmp_path: Path, capsys
 
 def test_npz_as_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     np.savez(tmp_path / "s.npz", a=np.zeros((4, 16, 16, 1), np.uint8))
-    one_error(capsys, ["eval", "--samples", str(tmp_path / "s.npz"), "--data", "digits"], "s.npz", ".npz archive",
-              "np.save")
+    one_error(
+        capsys, ["eval", "--samples", str(tmp_path / "s.npz"), "--data", "digits"], "s.npz", ".npz archive", "np.save"
+    )

@@ -82,8 +82,16 @@ def test_parse_set():
 @given(
     st.dictionaries(
         st.sampled_from(["seed", "data", "model", "train", "loss", "optim", "zzz"]),
-        st.one_of(st.integers(), st.floats(allow_nan=True), st.text(max_size=5), st.none(), st.booleans(),
-                  st.dictionaries(st.text(max_size=8), st.one_of(st.integers(), st.text(max_size=4), st.floats()), max_size=3)),
+        st.one_of(
+            st.integers(),
+            st.floats(allow_nan=True),
+            st.text(max_size=5),
+            st.none(),
+            st.booleans(),
+            st.dictionaries(
+                st.text(max_size=8), st.one_of(st.integers(), st.text(max_size=4), st.floats()), max_size=3
+            ),
+        ),
         max_size=4,
     )
 )

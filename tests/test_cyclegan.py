@@ -26,10 +26,23 @@ from gankit.tasks.cyclegan import CycleTranslator, ImagePool, cycle_loss, identi
 
 # pool_size 3 with batches of 2: the pool is full after two steps, so later steps swap fakes (and resume must carry
 # the pool's contents).
-TINY = {"model.name": "cyclegan", "data.image_size": 16, "data.limit": 48, "model.g_channels": 4,
-        "model.d_channels": 4, "model.g_blocks": 1, "model.patch": 16, "model.pool_size": 3, "train.batch_size": 2,
-        "train.threads": 1, "train.progress": False, "train.log_every": 1, "train.checkpoint_every": 3,
-        "train.sample_every": 3, "optim.lr_decay": "none"}
+TINY = {
+    "model.name": "cyclegan",
+    "data.image_size": 16,
+    "data.limit": 48,
+    "model.g_channels": 4,
+    "model.d_channels": 4,
+    "model.g_blocks": 1,
+    "model.patch": 16,
+    "model.pool_size": 3,
+    "train.batch_size": 2,
+    "train.threads": 1,
+    "train.progress": False,
+    "train.log_every": 1,
+    "train.checkpoint_every": 3,
+    "train.sample_every": 3,
+    "optim.lr_decay": "none",
+}
 # lr_decay none: the linear decay follows the budget (steps / train.steps), so a 3-step run resumed to 6 steps would
 # decay on another schedule than a 6-step run, in every gankit family.
 
@@ -45,8 +58,11 @@ def run(tmp_path_factory) -> Path:
 
 def _tensors(run: Path, which: str = "final") -> dict[str, torch.Tensor]:
     ck = run / "checkpoints" / which
-    return {f"{m}.{k}": v for m in ("g", "d", "pool", "optim_g", "optim_d")
-            for k, v in load_file(str(ck / f"{m}.safetensors")).items()}
+    return {
+        f"{m}.{k}": v
+        for m in ("g", "d", "pool", "optim_g", "optim_d")
+        for k, v in load_file(str(ck / f"{m}.safetensors")).items()
+    }
 
 
 def test_generator_shapes_and_defaults():
@@ -55,8 +71,12 @@ def test_generator_shapes_and_defaults():
     with pytest.raises(ValueError):
         g(torch.zeros(1, 3, 18, 16))
     cfg = resolve(overrides={"model.name": "cyclegan"})  # the embedded default and the paper's recipe
-    assert (cfg.data.name, cfg.loss.name, cfg.optim.lr_decay, cfg.model.norm) == ("sketch_unpaired", "lsgan", "linear",
-                                                                                  "instance")
+    assert (cfg.data.name, cfg.loss.name, cfg.optim.lr_decay, cfg.model.norm) == (
+        "sketch_unpaired",
+        "lsgan",
+        "linear",
+        "instance",
+    )
     assert (cfg.loss.cycle_weight, cfg.loss.identity_weight, cfg.model.pool_size) == (10.0, 0.5, 50)
     with pytest.raises(GankitError, match="multiple of 4"):
         _cfg(**{"data.image_size": 18})
@@ -95,7 +115,10 @@ def test_unpaired_folder_reader(tmp_path):
     data = load_dataset(DataConfig(name="unpaired", dir=str(tmp_path), image_size=16))
     assert data.images.shape == (8, 3, 16, 16) and data.class_names == ["A", "B"]
     assert data.labels.tolist() == [0, 1, 0, 1, 0, 1, 1, 1]  # interleaved, so data.limit keeps both domains
-    assert int(data.images[domain_mask(data, 0)][:, 0].min()) == 200 and int(data.images[domain_mask(data, 1)][:, 2].min()) == 200
+    assert (
+        int(data.images[domain_mask(data, 0)][:, 0].min()) == 200
+        and int(data.images[domain_mask(data, 1)][:, 2].min()) == 200
+    )
     assert interleave(1, 3) == [(0, 0), (1, 0), (1, 1), (1, 2)]
     limited = load_dataset(DataConfig(name="unpaired", dir=str(tmp_path), image_size=16, limit=4))
     assert limited.labels.tolist() == [0, 1, 0, 1]
@@ -146,7 +169,10 @@ def test_run_outputs_translate_eval_export_report(run, tmp_path, capsys):
     inputs.mkdir()
     Image.new("RGB", (40, 40), (120, 60, 30)).save(inputs / "x.png")
     for direction in ("AtoB", "BtoA"):
-        assert main(["translate", str(run), str(inputs), "--out", str(tmp_path / direction), "--direction", direction]) == 0
+        assert (
+            main(["translate", str(run), str(inputs), "--out", str(tmp_path / direction), "--direction", direction])
+            == 0
+        )
     a, b = (Image.open(tmp_path / d / "x.png") for d in ("AtoB", "BtoA"))
     assert a.size == b.size == (16, 16) and list(a.getdata()) != list(b.getdata())
 

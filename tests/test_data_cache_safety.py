@@ -83,8 +83,9 @@ def test_folder_memmap_auto_gray_and_widening(tmp_path: Path) -> None:
 
 def test_memmap_reused_then_rebuilt_when_a_source_changes(tmp_path: Path) -> None:
     _classes(tmp_path / "src", n=2)
-    cfg = DataConfig(name="folder", dir=str(tmp_path / "src"), image_size=8, cache="memmap",
-                     cache_dir=str(tmp_path / "cache"))
+    cfg = DataConfig(
+        name="folder", dir=str(tmp_path / "src"), image_size=8, cache="memmap", cache_dir=str(tmp_path / "cache")
+    )
     first = load_dataset(cfg)
     ino = os.stat(first.cache_path / "images.npy").st_ino
     again = load_dataset(cfg)
@@ -100,8 +101,9 @@ def test_memmap_reused_then_rebuilt_when_a_source_changes(tmp_path: Path) -> Non
 
 def test_memmap_build_killed_midway_leaves_no_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _classes(tmp_path / "src", n=2)
-    cfg = DataConfig(name="folder", dir=str(tmp_path / "src"), image_size=8, cache="memmap",
-                     cache_dir=str(tmp_path / "cache"))
+    cfg = DataConfig(
+        name="folder", dir=str(tmp_path / "src"), image_size=8, cache="memmap", cache_dir=str(tmp_path / "cache")
+    )
     from gankit.data import folder as folder_mod
 
     real = folder_mod._decode
@@ -126,10 +128,18 @@ def test_memmap_removes_builds_of_dead_processes(tmp_path: Path) -> None:
     import socket
 
     _classes(tmp_path / "src", n=1)
-    cfg = DataConfig(name="folder", dir=str(tmp_path / "src"), image_size=8, cache="memmap",
-                     cache_dir=str(tmp_path / "cache"))
-    plan = memmap.CachePlan("folder", "folder", tmp_path / "src", [], {"reader": "folder", "split": "train",
-                            "image_size": 8, "channels": 0, "limit": 0}, 0, lambda alloc: None)  # type: ignore[arg-type,return-value]
+    cfg = DataConfig(
+        name="folder", dir=str(tmp_path / "src"), image_size=8, cache="memmap", cache_dir=str(tmp_path / "cache")
+    )
+    plan = memmap.CachePlan(
+        "folder",
+        "folder",
+        tmp_path / "src",
+        [],
+        {"reader": "folder", "split": "train", "image_size": 8, "channels": 0, "limit": 0},
+        0,
+        lambda alloc: None,
+    )  # type: ignore[arg-type,return-value]
     folder = memmap.cache_folder(tmp_path / "cache", plan)
     dead = folder.parent / f".tmp-{folder.name}-{socket.gethostname()}-{2**22 + 12345}"  # above pid_max: never alive
     (dead / "x").mkdir(parents=True)
@@ -143,9 +153,20 @@ def test_idx_and_cifar_memmap_equal_ram(tmp_path: Path) -> None:
     write_idx(tmp_path / "m" / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (7, 28, 28)).astype(np.uint8), True)
     write_idx(tmp_path / "m" / "t10k-labels-idx1-ubyte.gz", (np.arange(7) % 10).astype(np.uint8), True)
     write_cifar(tmp_path / "c" / "cifar-10-batches-py", n=3)
-    for name, d, size, ch in (("mnist", "m", 32, 0), ("mnist", "m", 16, 3), ("cifar10", "c", 20, 1), ("cifar10", "c", 32, 0)):
-        cfg = DataConfig(name=name, dir=str(tmp_path / d), split="test", image_size=size, channels=ch,
-                         cache_dir=str(tmp_path / "cache"))
+    for name, d, size, ch in (
+        ("mnist", "m", 32, 0),
+        ("mnist", "m", 16, 3),
+        ("cifar10", "c", 20, 1),
+        ("cifar10", "c", 32, 0),
+    ):
+        cfg = DataConfig(
+            name=name,
+            dir=str(tmp_path / d),
+            split="test",
+            image_size=size,
+            channels=ch,
+            cache_dir=str(tmp_path / "cache"),
+        )
         mapped = load_dataset(dataclasses.replace(cfg, cache="memmap"))
         assert mapped.mapped
         _same(mapped, load_dataset(dataclasses.replace(cfg, cache="ram")))
@@ -166,8 +187,11 @@ def test_memmap_refused_for_readers_without_a_cache_and_auto_rule(tmp_path: Path
 
 def test_batcher_gathers_only_the_given_indices_and_shards_partition_a_batch(tmp_path: Path) -> None:
     _classes(tmp_path / "src", n=5)
-    data = load_dataset(DataConfig(name="folder", dir=str(tmp_path / "src"), image_size=4, cache="memmap",
-                                   cache_dir=str(tmp_path / "cache")))
+    data = load_dataset(
+        DataConfig(
+            name="folder", dir=str(tmp_path / "src"), image_size=4, cache="memmap", cache_dir=str(tmp_path / "cache")
+        )
+    )
     whole, parts = Batcher(data, 7, seed=1), Batcher(data, 7, seed=1)
     for _ in range(3):
         x, y, _ = whole.next()
@@ -199,8 +223,9 @@ def test_folder_loop_and_links_out_of_the_root_are_not_followed(tmp_path: Path, 
     assert len(data) == 8 and data.labels.tolist() == [0] * 4 + [1] * 4 and data.class_names == ["cls_a", "cls_b"]
     err = capsys.readouterr().err
     assert "did not follow directory link" in err and "more" in err
-    mapped = load_dataset(DataConfig(name="folder", dir=str(root), image_size=4, cache="memmap",
-                                     cache_dir=str(tmp_path / "cache")))
+    mapped = load_dataset(
+        DataConfig(name="folder", dir=str(root), image_size=4, cache="memmap", cache_dir=str(tmp_path / "cache"))
+    )
     _same(mapped, data)
 
 
@@ -305,8 +330,10 @@ def test_open_user_file_and_list_user_folder_keep_their_contract(tmp_path: Path)
     files, refused = list_user_folder(top, lambda name: name.endswith(".png"))
     assert [p.name for p in files] == ["a.png", "inside.png"]
     assert [(p.name, why.split(",")[0]) for p, why in refused] == [
-        ("gone.png", "a dangling link"), ("out.png", f"a link to {outside.resolve()}"),
-        ("pipe.png", "a FIFO (named pipe)")]
+        ("gone.png", "a dangling link"),
+        ("out.png", f"a link to {outside.resolve()}"),
+        ("pipe.png", "a FIFO (named pipe)"),
+    ]
     with open_user_file(top / "inside.png", "input", root=top) as f:
         assert f.read() == b"a" * 10
     with open_user_file(top / "out.png", "input") as f:  # named directly: the user pointed at it

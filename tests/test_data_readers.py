@@ -184,7 +184,9 @@ def test_cifar_round_trip(tmp_path: Path, py2: bool) -> None:
     assert np.array_equal(data.images[:4].reshape(4, 3072).numpy(), first[b"data"])
     assert data.labels[:4].tolist() == first[b"labels"]
     assert data.class_names[0] == "airplane" and data.class_names[-1] == "truck"
-    test = DATASETS.get("cifar10").load(DataConfig(name="cifar10", dir=str(tmp_path / "cifar-10-batches-py"), split="test"))
+    test = DATASETS.get("cifar10").load(
+        DataConfig(name="cifar10", dir=str(tmp_path / "cifar-10-batches-py"), split="test")
+    )
     assert test.labels.tolist() == batches["test_batch"][b"labels"]  # batches directly in data.dir work too
 
 

@@ -28,9 +28,19 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 # No BatchNorm: with it each process normalises over its own shard, which one process cannot reproduce (on CUDA
 # train.sync_bn=true fixes that). Without it, 2 processes must compute what 1 process computes.
-TINY = {"data.limit": 128, "data.image_size": 16, "model.g_channels": 8, "model.d_channels": 8, "model.z_dim": 8,
-        "train.batch_size": 15, "train.log_every": 2, "train.threads": 1, "train.progress": False,
-        "model.g_batchnorm": False, "model.d_batchnorm": False}
+TINY = {
+    "data.limit": 128,
+    "data.image_size": 16,
+    "model.g_channels": 8,
+    "model.d_channels": 8,
+    "model.z_dim": 8,
+    "train.batch_size": 15,
+    "train.log_every": 2,
+    "train.threads": 1,
+    "train.progress": False,
+    "model.g_batchnorm": False,
+    "model.d_batchnorm": False,
+}
 # 15 does not divide by 2: rank 0 takes 8 images, rank 1 takes 7, and the loss weights 8/15 and 7/15 must be right.
 
 
@@ -53,7 +63,11 @@ def _torchrun(*launch: str) -> list[str]:
 
 
 def _weights(run: Path, which: str = "final") -> dict[str, torch.Tensor]:
-    return {f"{m}.{k}": v for m in ("g", "d") for k, v in load_file(str(run / "checkpoints" / which / f"{m}.safetensors")).items()}
+    return {
+        f"{m}.{k}": v
+        for m in ("g", "d")
+        for k, v in load_file(str(run / "checkpoints" / which / f"{m}.safetensors")).items()
+    }
 
 
 def _max_diff(a: dict, b: dict) -> float:
@@ -77,8 +91,13 @@ def test_two_processes_equal_one_and_resume_on_one(tmp_path):
     """2 processes == 1 process with the same global batch after 6 steps; that run resumed on 1 process to 10 steps
     == 1 process for 10 steps; only one set of files is written."""
     two = tmp_path / "two"
-    r = subprocess.run([*_torchrun("--standalone", "--nproc-per-node", "2"), "--steps", "6", "--out", str(two),
-                        *_flags(TINY)], env=_env(), capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [*_torchrun("--standalone", "--nproc-per-node", "2"), "--steps", "6", "--out", str(two), *_flags(TINY)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count("done: 6 steps") == 1  # rank 1 reports nothing
     assert json.loads((two / "run.json").read_text())["world_size"] == 2
@@ -106,8 +125,13 @@ def test_accumulation_on_two_processes_equals_one_big_batch(tmp_path):
 
 
 def _train2(*args: str) -> subprocess.CompletedProcess:
-    r = subprocess.run([*_torchrun("--standalone", "--nproc-per-node", "2"), *args], env=_env(), capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [*_torchrun("--standalone", "--nproc-per-node", "2"), *args],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return r
 
@@ -136,8 +160,15 @@ def test_conditional_batchnorm_ema_recipe_on_two_processes(tmp_path):
     """What `gankit train --data mnist` trains (conditional, BatchNorm, an EMA of G with standing statistics) runs on
     two processes: rank 0's step-0 preview settles the EMA, and the other rank must hold the same tensors when the
     consistency check compares them."""
-    cond = {**TINY, "model.g_batchnorm": True, "model.d_batchnorm": True, "model.num_classes": 10,
-            "model.g_class_norm": True, "train.ema_half_life": 1, "train.checkpoint_every": 4}
+    cond = {
+        **TINY,
+        "model.g_batchnorm": True,
+        "model.d_batchnorm": True,
+        "model.num_classes": 10,
+        "model.g_class_norm": True,
+        "train.ema_half_life": 1,
+        "train.checkpoint_every": 4,
+    }
     run = tmp_path / "cond"
     _train2("--steps", "4", "--out", str(run), *_flags(cond))
     ema = load_file(str(run / "checkpoints" / "final" / "ema.safetensors"))
@@ -146,9 +177,20 @@ def test_conditional_batchnorm_ema_recipe_on_two_processes(tmp_path):
 
 # CycleGAN (instance norm: per image, so 2 processes must compute what 1 does); batch 3 splits 2 + 1, and a pool of 4
 # fills after two steps, so its swaps (drawn for the whole global batch, the same on both ranks) are exercised.
-CYCLE = {"model.name": "cyclegan", "data.image_size": 16, "data.limit": 24, "model.g_channels": 4,
-         "model.d_channels": 4, "model.g_blocks": 1, "model.patch": 16, "model.pool_size": 4, "train.batch_size": 3,
-         "train.threads": 1, "train.progress": False, "train.log_every": 2}
+CYCLE = {
+    "model.name": "cyclegan",
+    "data.image_size": 16,
+    "data.limit": 24,
+    "model.g_channels": 4,
+    "model.d_channels": 4,
+    "model.g_blocks": 1,
+    "model.patch": 16,
+    "model.pool_size": 4,
+    "train.batch_size": 3,
+    "train.threads": 1,
+    "train.progress": False,
+    "train.log_every": 2,
+}
 
 
 def test_cyclegan_on_two_processes_equals_one(tmp_path):
@@ -166,7 +208,9 @@ def test_cyclegan_on_two_processes_equals_one(tmp_path):
     assert int(pools[0]["0.count"]) == 4
     # the pooled fakes are G's outputs, equal up to the last bits as the weights are
     as_float = lambda t: t.view(torch.float32)  # noqa: E731  (stored as float32 bits)
-    assert max(float((as_float(pools[0][k]) - as_float(pools[1][k])).abs().max()) for k in pools[0] if "bits" in k) < 1e-5
+    assert (
+        max(float((as_float(pools[0][k]) - as_float(pools[1][k])).abs().max()) for k in pools[0] if "bits" in k) < 1e-5
+    )
 
 
 # A worker that trains normally except that on rank 1 one weight of G moves after the second step: the processes have
@@ -192,10 +236,27 @@ run()  # what `python -m gankit` runs
 def test_consistency_check_names_the_tensor_and_stops_every_rank(tmp_path):
     script = tmp_path / "diverge.py"
     script.write_text(DIVERGE)
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                        str(script), "train", "--steps", "8", "--out", str(tmp_path / "run"),
-                        *_flags({**TINY, "train.checkpoint_every": 4})], env=_env(), capture_output=True, text=True,
-                       timeout=120)  # a rank left waiting for a collective that never comes fails here
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            str(script),
+            "train",
+            "--steps",
+            "8",
+            "--out",
+            str(tmp_path / "run"),
+            *_flags({**TINY, "train.checkpoint_every": 4}),
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # a rank left waiting for a collective that never comes fails here
     # Both ranks stop with the one-line error. Found by pattern, not by line: the two processes share one stderr pipe,
     # and their lines can land run together.
     errors = re.findall(r"gankit: error: at checkpoint step-(\d+): tensor '(g\.[^']+)' differs between rank", r.stderr)
@@ -204,7 +265,9 @@ def test_consistency_check_names_the_tensor_and_stops_every_rank(tmp_path):
     assert r.stderr.count("gankit: error:") == 2, r.stderr[-3000:]  # nothing else went wrong
     # ... and exit non-zero: 2, or -15 where torchrun's SIGTERM (sent to the rest once one worker failed) came first;
     # never -6 (SIGABRT in the interpreter's teardown: see gankit.cli.run)
-    codes = [int(line.split(":")[1].split()[0]) for line in r.stderr.splitlines() if line.strip().startswith("exitcode")]
+    codes = [
+        int(line.split(":")[1].split()[0]) for line in r.stderr.splitlines() if line.strip().startswith("exitcode")
+    ]
     assert len(codes) == 2 and set(codes) <= {2, -15} and 2 in codes, r.stderr[-3000:]
     assert not (tmp_path / "run" / "checkpoints" / "step-0000004").exists()  # nothing inconsistent was written
 
@@ -217,9 +280,17 @@ def test_two_machines_write_one_run(tmp_path):
     other.mkdir()
     common = ["--nnodes", "2", "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", str(port)]
     args = ["--steps", "4", "--out", str(out), *_flags(TINY)]
-    procs = [subprocess.Popen([*_torchrun(*common, "--node-rank", str(n)), *args], env=_env(), cwd=cwd,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for n, cwd in ((0, tmp_path), (1, other))]
+    procs = [
+        subprocess.Popen(
+            [*_torchrun(*common, "--node-rank", str(n)), *args],
+            env=_env(),
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n, cwd in ((0, tmp_path), (1, other))
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][1][-1500:] + outs[1][1][-1500:]
     assert "done: 4 steps" in outs[0][0] and "done" not in outs[1][0]
@@ -257,11 +328,29 @@ def _wait_for(cond, timeout: float = 60.0) -> None:
 
 
 def _sigterm_run(out):
-    p = subprocess.Popen([sys.executable, "-m", "gankit", "train", "--nproc", "2", "--steps", "100000", "--out", str(out),
-                          *_flags({**TINY, "train.checkpoint_every": 100000})],
-                         env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gankit",
+            "train",
+            "--nproc",
+            "2",
+            "--steps",
+            "100000",
+            "--out",
+            str(out),
+            *_flags({**TINY, "train.checkpoint_every": 100000}),
+        ],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        _wait_for(lambda: (out / "metrics.jsonl").is_file() and len((out / "metrics.jsonl").read_text().splitlines()) >= 3)
+        _wait_for(
+            lambda: (out / "metrics.jsonl").is_file() and len((out / "metrics.jsonl").read_text().splitlines()) >= 3
+        )
         p.send_signal(signal.SIGTERM)
         _, err = p.communicate(timeout=60)
     finally:
@@ -284,9 +373,27 @@ def test_sigterm_stops_all_ranks_saves_and_exits_143(tmp_path):
 
 def test_kill9_of_one_worker_restarts_and_resumes(tmp_path):
     out = tmp_path / "run"
-    p = subprocess.Popen([sys.executable, "-m", "gankit", "train", "--nproc", "2", "--max-restarts", "1", "--steps", "100",
-                          "--out", str(out), *_flags({**TINY, "train.checkpoint_every": 20})],
-                         env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gankit",
+            "train",
+            "--nproc",
+            "2",
+            "--max-restarts",
+            "1",
+            "--steps",
+            "100",
+            "--out",
+            str(out),
+            *_flags({**TINY, "train.checkpoint_every": 20}),
+        ],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for(lambda: (out / "checkpoints" / "step-0000020").is_dir())
         torchrun = _children(p.pid)

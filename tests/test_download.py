@@ -101,8 +101,16 @@ def test_http_500_is_retried_then_reported(server: _Server, tmp_path: Path) -> N
     server.routes["/f.bin"] = (500, b"oops", None)
     waits: list[float] = []
     with pytest.raises(GankitError) as err:
-        fetch(server.url + "/f.bin", tmp_path / "f.bin", None, retries=3, timeout=5, progress=False, backoff=0.25,
-              sleep=waits.append)
+        fetch(
+            server.url + "/f.bin",
+            tmp_path / "f.bin",
+            None,
+            retries=3,
+            timeout=5,
+            progress=False,
+            backoff=0.25,
+            sleep=waits.append,
+        )
     msg = str(err.value)
     assert "HTTP 500" in msg and "3 tries" in msg and server.url + "/f.bin" in msg and str(tmp_path) in msg
     assert server.hits["/f.bin"] == 3

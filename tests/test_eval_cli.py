@@ -16,8 +16,16 @@ from gankit.config import DataConfig
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-    tiny = {"data.image_size": 16, "model.g_channels": 8, "model.d_channels": 8, "model.z_dim": 8,
-            "train.batch_size": 32, "train.progress": False, "train.steps": 3, "train.threads": 1}
+    tiny = {
+        "data.image_size": 16,
+        "model.g_channels": 8,
+        "model.d_channels": 8,
+        "model.z_dim": 8,
+        "train.batch_size": 32,
+        "train.progress": False,
+        "train.steps": 3,
+        "train.threads": 1,
+    }
     out = tmp_path_factory.mktemp("runs") / "digits"
     gankit.train(resolve(overrides=tiny), out=str(out))
     return out
@@ -27,8 +35,21 @@ def test_eval_run_writes_every_metric(digits_run, tmp_path, capsys):
     out = tmp_path / "m.json"
     assert main(["eval", str(digits_run), "--n", "300", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
-    for key in ["fd", "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "parzen_mean",
-                "classes_hit", "label_kl_uniform", "nn_pixel_samples", "features_id", "n_samples"]:
+    for key in [
+        "fd",
+        "kid_mean",
+        "is_mean",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+        "parzen_mean",
+        "classes_hit",
+        "label_kl_uniform",
+        "nn_pixel_samples",
+        "features_id",
+        "n_samples",
+    ]:
         assert key in res, key
     assert res["n_samples"] == 300 and res["fd"] > 0
     assert (digits_run / "memorisation.png").exists()
@@ -47,7 +68,10 @@ def test_eval_npy_samples_against_a_dataset(tmp_path):
 
 @pytest.mark.parametrize(
     "content, needle",
-    [(np.zeros((3, 4, 4, 2), np.uint8), "must be uint8 (N, H, W, C)"), (np.zeros((3, 8, 8, 1), np.float32), "must be uint8")],
+    [
+        (np.zeros((3, 4, 4, 2), np.uint8), "must be uint8 (N, H, W, C)"),
+        (np.zeros((3, 8, 8, 1), np.float32), "must be uint8"),
+    ],
 )
 def test_eval_npy_bad_arrays(tmp_path, capsys, content, needle):
     npy = tmp_path / "bad.npy"
@@ -68,9 +92,20 @@ def test_holdout_is_a_fixed_random_disjoint_choice():
 
 def test_pix2pix_train_translate_eval(tmp_path):
     run = tmp_path / "p2p"
-    cfg = resolve(overrides={"model.name": "pix2pix", "data.image_size": 32, "data.limit": 40, "model.g_channels": 8,
-                             "model.d_channels": 8, "model.patch": 16, "train.batch_size": 4, "train.steps": 2,
-                             "train.progress": False, "train.threads": 1})
+    cfg = resolve(
+        overrides={
+            "model.name": "pix2pix",
+            "data.image_size": 32,
+            "data.limit": 40,
+            "model.g_channels": 8,
+            "model.d_channels": 8,
+            "model.patch": 16,
+            "train.batch_size": 4,
+            "train.steps": 2,
+            "train.progress": False,
+            "train.threads": 1,
+        }
+    )
     assert cfg.data.name == "sketch"
     gankit.train(cfg, out=str(run))
     sheets = sorted((run / "samples").glob("step-*.png"))
@@ -92,9 +127,20 @@ def test_pix2pix_train_translate_eval(tmp_path):
 
 
 def test_eval_every_logs_fd_and_keeps_best(tmp_path):
-    cfg = resolve(overrides={"data.image_size": 16, "data.limit": 300, "model.g_channels": 8, "model.d_channels": 8,
-                             "model.z_dim": 8, "train.batch_size": 32, "train.progress": False, "train.steps": 4,
-                             "train.eval_every": 2, "train.threads": 1})
+    cfg = resolve(
+        overrides={
+            "data.image_size": 16,
+            "data.limit": 300,
+            "model.g_channels": 8,
+            "model.d_channels": 8,
+            "model.z_dim": 8,
+            "train.batch_size": 32,
+            "train.progress": False,
+            "train.steps": 4,
+            "train.eval_every": 2,
+            "train.threads": 1,
+        }
+    )
     run = gankit.train(cfg, out=str(tmp_path / "e"))
     rows = [json.loads(x) for x in (run.dir / "metrics.jsonl").read_text().splitlines()]
     fds = [r for r in rows if "eval/fd" in r]
@@ -116,8 +162,12 @@ def test_new_user_side_by_side_pairs_of_another_size(tmp_path):
         img[:, 256:] = 255 - img[:, :256]  # B: its negative
         Image.fromarray(img).save(pairs / f"{i:02d}.jpg")
     run = tmp_path / "run"
-    assert main(["train", "--data", "paired", "--data-dir", str(pairs), "--steps", "1", "--out", str(run),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            ["train", "--data", "paired", "--data-dir", str(pairs), "--steps", "1", "--out", str(run), "--no-progress"]
+        )
+        == 0
+    )
     cfg = json.loads((run / "run.json").read_text())
     assert cfg["image_shape"] == [3, 128, 128]
     assert main(["translate", str(run), str(pairs), "--out", str(tmp_path / "out")]) == 0
@@ -163,8 +213,20 @@ def test_eval_npy_with_only_the_test_split_cuts_it_for_the_classifier(tmp_path, 
     npy = tmp_path / "samples.npy"
     np.save(npy, digits.images[:30].permute(0, 2, 3, 1).numpy())
     out = tmp_path / "r.json"
-    args = ["eval", "--samples", str(npy), "--data", "mnist", "--data-dir", str(folder), "--split", "test",
-            "--no-parzen", "--out", str(out)]
+    args = [
+        "eval",
+        "--samples",
+        str(npy),
+        "--data",
+        "mnist",
+        "--data-dir",
+        str(folder),
+        "--split",
+        "test",
+        "--no-parzen",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     res = json.loads(out.read_text())
     assert res["n_real_test"] == 40 and res["n_real_train"] == 40  # disjoint halves of the one split

@@ -13,15 +13,30 @@ from gankit.config.layering import resolve
 from gankit.core.errors import GankitError
 from gankit.export import exportable, export_generator, read_metadata
 
-TINY = {"data.limit": 128, "data.image_size": 16, "train.batch_size": 16, "train.progress": False, "train.log_every": 2,
-        "train.threads": 1, "train.steps": 3}
+TINY = {
+    "data.limit": 128,
+    "data.image_size": 16,
+    "train.batch_size": 16,
+    "train.progress": False,
+    "train.log_every": 2,
+    "train.threads": 1,
+    "train.steps": 3,
+}
 CONV = {"model.g_channels": 8, "model.d_channels": 8, "model.z_dim": 8}
 RUNS = {
     "dcgan": {**CONV, "train.ema_half_life": 0.1},
     "conditional": {**CONV, "model.num_classes": 10},
     "mlp": {"model.name": "mlp", "model.g_hidden": [32], "model.d_hidden": [32], "model.z_dim": 8},
-    "pix2pix": {"model.name": "pix2pix", "data.image_size": 32, "data.limit": 40, "model.patch": 16,
-                "train.batch_size": 4, "train.steps": 2, "model.g_channels": 8, "model.d_channels": 8},
+    "pix2pix": {
+        "model.name": "pix2pix",
+        "data.image_size": 32,
+        "data.limit": 40,
+        "model.patch": 16,
+        "train.batch_size": 4,
+        "train.steps": 2,
+        "model.g_channels": 8,
+        "model.d_channels": 8,
+    },
 }
 
 
@@ -98,8 +113,12 @@ def test_documented_numpy_snippet_draws_samples(runs, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     root = Path(__file__).resolve().parent.parent
-    blocks = [b.split("\n", 1)[1] for f in [root / "README.md", *sorted((root / "docs").glob("*.md"))] if f.is_file()
-              for b in f.read_text().split("```python")[1:]]
+    blocks = [
+        b.split("\n", 1)[1]
+        for f in [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+        if f.is_file()
+        for b in f.read_text().split("```python")[1:]
+    ]
     snippet = next(code for code in (b.split("```")[0] for b in blocks) if "onnxruntime" in code)
     assert "gankit" not in snippet and "torch" not in snippet  # it must work without either
     export_generator(runs["conditional"], "onnx", tmp_path / "g.onnx")

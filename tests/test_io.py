@@ -21,10 +21,23 @@ def _existing(path: Path, text: str = "the user's own file") -> Path:
     return path
 
 
-@pytest.mark.parametrize("case", ["sample-png", "sample-npy", "interpolate", "eval-out", "eval-samples-default",
-                                  "translate", "report-out", "export", "compare"])
-def test_outputs_are_not_replaced_without_force(a_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                case: str) -> None:
+@pytest.mark.parametrize(
+    "case",
+    [
+        "sample-png",
+        "sample-npy",
+        "interpolate",
+        "eval-out",
+        "eval-samples-default",
+        "translate",
+        "report-out",
+        "export",
+        "compare",
+    ],
+)
+def test_outputs_are_not_replaced_without_force(
+    a_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
     npy = tmp_path / "s.npy"
     np.save(npy, np.zeros((4, 16, 16, 1), np.uint8))
     photo = tmp_path / "in" / "photo.png"
@@ -36,9 +49,15 @@ def test_outputs_are_not_replaced_without_force(a_run: Path, tmp_path: Path, cap
         "interpolate": (tmp_path / "i.png", ["interpolate", str(a_run), "--out", str(tmp_path / "i.png")]),
         "eval-out": (tmp_path / "m.json", ["eval", str(a_run), "--out", str(tmp_path / "m.json")]),
         "eval-samples-default": (tmp_path / "s.metrics.json", ["eval", "--samples", str(npy), "--data", "digits"]),
-        "translate": (tmp_path / "t" / "photo.png", ["translate", str(a_run), str(photo), "--out", str(tmp_path / "t")]),
+        "translate": (
+            tmp_path / "t" / "photo.png",
+            ["translate", str(a_run), str(photo), "--out", str(tmp_path / "t")],
+        ),
         "report-out": (tmp_path / "r.html", ["report", str(a_run), "--out", str(tmp_path / "r.html")]),
-        "export": (tmp_path / "g.pt", ["export", str(a_run), "--format", "torchscript", "--out", str(tmp_path / "g.pt")]),
+        "export": (
+            tmp_path / "g.pt",
+            ["export", str(a_run), "--format", "torchscript", "--out", str(tmp_path / "g.pt")],
+        ),
         "compare": (tmp_path / "cmp" / "losses.png", ["compare", str(a_run), "--out", str(tmp_path / "cmp")]),
     }[case]
     _existing(target)
@@ -66,9 +85,17 @@ def test_no_direct_writes_of_outputs_in_the_package() -> None:
     folder that is renamed into place as a whole (caches) or for the append-only metrics log."""
     import re
 
-    allowed = {"core/io.py", "data/memmap.py", "metrics/features/classifier.py", "training/checkpoint.py", "training/rundir.py"}
-    pattern = re.compile(r"savefig\((?!buf)|\.write_text\(|\.write_bytes\(|open\([^)]*['\"][wa]b?['\"]|"
-                         r"\b(sheet|img|im|image|fig)\.save\((?!buf)")
+    allowed = {
+        "core/io.py",
+        "data/memmap.py",
+        "metrics/features/classifier.py",
+        "training/checkpoint.py",
+        "training/rundir.py",
+    }
+    pattern = re.compile(
+        r"savefig\((?!buf)|\.write_text\(|\.write_bytes\(|open\([^)]*['\"][wa]b?['\"]|"
+        r"\b(sheet|img|im|image|fig)\.save\((?!buf)"
+    )
     bad = []
     for f in sorted((ROOT / "gankit").rglob("*.py")):
         rel = f.relative_to(ROOT / "gankit").as_posix()

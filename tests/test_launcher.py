@@ -12,8 +12,17 @@ import pytest
 from gankit.cli import main
 from gankit.cli.train import LauncherErr
 
-TINY = ["--steps", "1", "--set", "data.image_size=16", "--set", "model.g_channels=8", "--set", "model.d_channels=8",
-        "--no-progress"]
+TINY = [
+    "--steps",
+    "1",
+    "--set",
+    "data.image_size=16",
+    "--set",
+    "model.g_channels=8",
+    "--set",
+    "model.d_channels=8",
+    "--no-progress",
+]
 
 
 @pytest.fixture
@@ -25,22 +34,38 @@ def taken_port():
         yield s.getsockname()[1]
 
 
-@pytest.mark.parametrize("nodes", [[], ["--nnodes", "1", "--node-rank", "0"], ["--nnodes", "2", "--node-rank", "0"]],
-                         ids=["c10d", "static-one-node", "static-machine-0"])
-def test_a_rendezvous_port_in_use_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], taken_port: int,
-                                              nodes: list[str]) -> None:
-    rc = main(["train", "--nproc", "2", "--rdzv-endpoint", f"127.0.0.1:{taken_port}", *nodes, "--out",
-               str(tmp_path / "r"), *TINY])
+@pytest.mark.parametrize(
+    "nodes",
+    [[], ["--nnodes", "1", "--node-rank", "0"], ["--nnodes", "2", "--node-rank", "0"]],
+    ids=["c10d", "static-one-node", "static-machine-0"],
+)
+def test_a_rendezvous_port_in_use_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], taken_port: int, nodes: list[str]
+) -> None:
+    rc = main(
+        [
+            "train",
+            "--nproc",
+            "2",
+            "--rdzv-endpoint",
+            f"127.0.0.1:{taken_port}",
+            *nodes,
+            "--out",
+            str(tmp_path / "r"),
+            *TINY,
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and err.strip().splitlines() == [
         f"gankit: error: --rdzv-endpoint 127.0.0.1:{taken_port}: port {taken_port} is in use by another program on "
-        f"this machine; choose a free port (or stop that program)"], err
+        f"this machine; choose a free port (or stop that program)"
+    ], err
     assert not (tmp_path / "r").exists()
 
 
-def test_a_default_run_folder_is_not_made_when_the_launch_is_refused(tmp_path: Path, taken_port: int,
-                                                                      capsys: pytest.CaptureFixture[str],
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_default_run_folder_is_not_made_when_the_launch_is_refused(
+    tmp_path: Path, taken_port: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--nproc", "2", "--rdzv-endpoint", f"127.0.0.1:{taken_port}", *TINY]) == 2
     assert "is in use" in capsys.readouterr().err and not (tmp_path / "runs").exists()
@@ -71,17 +96,20 @@ def test_after_a_signal_torchruns_own_traceback_and_notes_are_dropped() -> None:
     signalled[0] = True
     err.feed(b"\n")
     for i in range(0, len(TORCHRUN_ON_SIGTERM), 7):  # in pieces, as a pipe delivers it
-        err.feed(TORCHRUN_ON_SIGTERM[i:i + 7])
+        err.feed(TORCHRUN_ON_SIGTERM[i : i + 7])
     err.close()
-    assert out.getvalue() == (b"step 1\rstep 2\n"
-                              b"gankit: SIGTERM at step 193: checkpoint saved; continue with `gankit train --resume dd`\n")
+    assert out.getvalue() == (
+        b"step 1\rstep 2\ngankit: SIGTERM at step 193: checkpoint saved; continue with `gankit train --resume dd`\n"
+    )
 
 
 def test_a_workers_own_traceback_is_kept_after_a_signal() -> None:
     """Only torchrun's SignalException is its own doing; any other traceback (a bug) must reach the user."""
     out = io.BytesIO()
     err = LauncherErr(out, lambda: True)
-    text = b"Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\nZeroDivisionError: division by zero\n"
-    err.feed(text + b"Traceback (most recent call last):\n  File \"y.py\"")  # the second one cut off by the exit
+    text = (
+        b'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\nZeroDivisionError: division by zero\n'
+    )
+    err.feed(text + b'Traceback (most recent call last):\n  File "y.py"')  # the second one cut off by the exit
     err.close()
-    assert out.getvalue() == text + b"Traceback (most recent call last):\n  File \"y.py\""
+    assert out.getvalue() == text + b'Traceback (most recent call last):\n  File "y.py"'

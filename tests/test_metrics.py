@@ -238,7 +238,9 @@ def test_parzen_equals_a_direct_unbatched_computation() -> None:
     samples, test = rng.uniform(size=(37, 6)), rng.uniform(size=(23, 6))
     for sigma in (0.05, 0.2, 1.0):
         expected = direct_parzen(samples, test, sigma)
-        np.testing.assert_allclose(parzen_log_likelihood(samples, test, sigma, batch=4, sample_batch=5), expected, rtol=1e-11)
+        np.testing.assert_allclose(
+            parzen_log_likelihood(samples, test, sigma, batch=4, sample_batch=5), expected, rtol=1e-11
+        )
         np.testing.assert_allclose(parzen_log_likelihood(samples, test, sigma), expected, rtol=1e-11)
 
 
@@ -323,7 +325,9 @@ class InceptionStandIn(torch.nn.Module):
         x = F.interpolate(img.to(torch.float32), size=[299, 299], mode="bilinear", align_corners=False)
         return self.proj((x - 128) / 128).mean(dim=[2, 3])
 
-    def forward(self, img: torch.Tensor, return_features: bool = False, use_fp16: bool = False, no_output_bias: bool = False) -> torch.Tensor:
+    def forward(
+        self, img: torch.Tensor, return_features: bool = False, use_fp16: bool = False, no_output_bias: bool = False
+    ) -> torch.Tensor:
         features = self.features(img)
         if return_features:
             return features
@@ -339,7 +343,9 @@ class InceptionStandInNoOutput(InceptionStandIn):
         del self.output
         self.fc = torch.nn.Linear(16, 10)
 
-    def forward(self, img: torch.Tensor, return_features: bool = False, use_fp16: bool = False, no_output_bias: bool = False) -> torch.Tensor:
+    def forward(
+        self, img: torch.Tensor, return_features: bool = False, use_fp16: bool = False, no_output_bias: bool = False
+    ) -> torch.Tensor:
         features = self.features(img)
         if return_features:
             return features
@@ -347,7 +353,9 @@ class InceptionStandInNoOutput(InceptionStandIn):
         return torch.softmax(logits, dim=1)
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit.script is deprecated; the real file is TorchScript
+@pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning"
+)  # torch.jit.script is deprecated; the real file is TorchScript
 def test_inception_stand_in_loads_and_resizes(tmp_path) -> None:
     torch.manual_seed(0)
     for i, standin in enumerate([InceptionStandIn(), InceptionStandInNoOutput()]):
@@ -372,6 +380,7 @@ def test_missing_inception_file_is_a_user_error_naming_the_url(tmp_path, monkeyp
         resolve_inception(tmp_path / "nope.pt")
     with pytest.raises(GankitError, match="--inception PATH"):
         resolve_inception(None, cache_dir=tmp_path, download=False)
+
     def offline(*args, **kwargs):
         raise GankitError("download of https://... failed: no network")
 
@@ -448,8 +457,12 @@ def test_translate_shifts_each_image_by_its_own_offset_with_replicated_edges() -
     assert out.dtype == torch.uint8 and out.shape == x.shape
     padded = F.pad(x.float(), (2, 2, 2, 2), mode="replicate").to(torch.uint8)
     for b in range(2):  # every image is a 5x5 window of its padded self, the same window for all channels
-        windows = [(dy, dx) for dy in range(5) for dx in range(5)
-                   if torch.equal(out[b], padded[b, :, dy : dy + 5, dx : dx + 5])]
+        windows = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(out[b], padded[b, :, dy : dy + 5, dx : dx + 5])
+        ]
         assert len(windows) == 1, windows
     assert torch.equal(features_mod.translate(x, 2, torch.Generator().manual_seed(0)), out)  # seeded
     assert features_mod.translate(x, 0, g) is x
@@ -488,7 +501,9 @@ def test_classifier_needs_labels(tmp_path) -> None:
 def test_class_coverage_known_answer() -> None:
     probs = np.eye(4)[[0, 0, 1, 1]]
     out = class_coverage(probs, sample_labels=np.array([0, 1, 1, 1]))
-    assert out == pytest.approx({"num_classes": 4, "classes_hit": 2, "label_kl_uniform": math.log(2), "label_accuracy": 0.75})
+    assert out == pytest.approx(
+        {"num_classes": 4, "classes_hit": 2, "label_kl_uniform": math.log(2), "label_accuracy": 0.75}
+    )
     assert class_coverage(np.eye(4)[[0, 1, 2, 3]])["label_kl_uniform"] == pytest.approx(0.0)
 
 
@@ -498,7 +513,9 @@ def test_evaluate_end_to_end_on_toy_data(tmp_path) -> None:
     good = toy_data(n=60, seed=3)
     noise = torch.randint(0, 256, good.images.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
     sheet = tmp_path / "sheet.png"
-    r_good = score_samples(good.images, test, train, extractor=ext, sample_labels=good.labels, progress=False, sheet_path=sheet)
+    r_good = score_samples(
+        good.images, test, train, extractor=ext, sample_labels=good.labels, progress=False, sheet_path=sheet
+    )
     r_noise = score_samples(noise, test, train, extractor=ext, parzen=True, progress=False)
     assert list(r_good) == list(RESULT_KEYS) and list(r_noise) == list(RESULT_KEYS)
     assert r_good["fd"] < r_noise["fd"] and r_good["kid_mean"] < r_noise["kid_mean"]
@@ -536,7 +553,10 @@ def test_fd_reference_scores_like_fd_and_paired_fd(tmp_path) -> None:
     samples = toy_data(n=50, seed=3).images
     assert ref(samples) == pytest.approx(fd(ext(samples)[0], ext(test.images)[0]), rel=1e-12)
     paired = score_pairs(samples, test.images[:50], extractor=ext)
-    assert paired["fd"] == pytest.approx(fd(ext(samples)[0], ext(test.images[:50])[0])) and paired["features_id"] == ext.identity
+    assert (
+        paired["fd"] == pytest.approx(fd(ext(samples)[0], ext(test.images[:50])[0]))
+        and paired["features_id"] == ext.identity
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------

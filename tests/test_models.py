@@ -21,8 +21,16 @@ def test_dcgan_shapes(size, channels):
 @pytest.mark.parametrize("name", ["dcgan", "mlp"])
 @pytest.mark.parametrize("conditioning", ["concat", "projection"])
 def test_conditional_models(name, conditioning):
-    c = ModelConfig(name=name, z_dim=8, g_channels=8, d_channels=8, num_classes=10, conditioning=conditioning,
-                    g_hidden=(32,), d_hidden=(32,))
+    c = ModelConfig(
+        name=name,
+        z_dim=8,
+        g_channels=8,
+        d_channels=8,
+        num_classes=10,
+        conditioning=conditioning,
+        g_hidden=(32,),
+        d_hidden=(32,),
+    )
     g, d = build_models(c, (1, 28, 28)).values()
     y = torch.arange(4)
     x = g(torch.randn(4, 8), y)
@@ -209,9 +217,14 @@ def test_every_non_square_model_builds_wide_images():
         assert x.shape == (2, 1, 16, 32) and d(x).shape == (2,), name
 
 
-@pytest.mark.parametrize("hw, needle", [((16, 48), "image_size=64, image_height=16"),
-                                        ((28, 32), "image_size=32, image_height=32"),
-                                        ((8, 32), "powers of two from 16 to 256")])
+@pytest.mark.parametrize(
+    "hw, needle",
+    [
+        ((16, 48), "image_size=64, image_height=16"),
+        ((28, 32), "image_size=32, image_height=32"),
+        ((8, 32), "powers of two from 16 to 256"),
+    ],
+)
 def test_dcgan_refuses_an_unreachable_pair(hw, needle):
     from gankit.core.errors import GankitError
     from gankit.nets.dcgan import plan_hw

@@ -17,7 +17,9 @@ def test_pix2pix_trains_channels_last_with_fused_adam(tmp_path):
     cfg = resolve(overrides={**PIX2PIX, "train.channels_last": True})  # paired sets default to contiguous
     g = torch.Generator().manual_seed(0)
     imgs = torch.randint(0, 256, (4, 1, 32, 32), dtype=torch.uint8, generator=g)
-    data = ImageData(imgs, torch.full((4,), -1), "t", [], torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=g))
+    data = ImageData(
+        imgs, torch.full((4,), -1), "t", [], torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=g)
+    )
     task = Pix2PixTask(cfg, data, torch.device("cpu"))
     conv = task.g.down[1][1]  # 8 -> 16 channels (a 1-channel weight is both layouts at once)
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
@@ -31,7 +33,9 @@ def test_restored_adam_moments_take_their_parameters_layout():
     layout, else fused Adam on the CPU pairs the wrong elements and the resume is not exact."""
     from gankit.training.checkpoint import match_layouts
 
-    w = torch.randn(8, 4, 3, 3, generator=torch.Generator().manual_seed(0)).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(8, 4, 3, 3, generator=torch.Generator().manual_seed(0)).contiguous(
+        memory_format=torch.channels_last
+    )
 
     def two_steps(reload: bool) -> torch.Tensor:
         p = torch.nn.Parameter(w.clone())
@@ -63,7 +67,7 @@ def test_layout_adam_updates_channels_last_weights_as_adam_does(monkeypatch, ams
     shapes = [(8, 4, 3, 3), (6, 5, 4, 4), (7,)]
     start = [torch.randn(s, generator=gen) for s in shapes]
     grads = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(3)]
-    cl = (lambda t: t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t.clone())
+    cl = lambda t: t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t.clone()
 
     def train(make) -> list[torch.Tensor]:
         ps = [torch.nn.Parameter(cl(w)) for w in start]

@@ -27,9 +27,14 @@ def test_all_finite_finds_one_bad_value(bad):
 
 
 def test_host_values_are_float_of_each_value_in_order() -> None:
-    outputs = {"loss/d": torch.tensor(0.1234567), "d/real": torch.tensor(-3.5, dtype=torch.bfloat16),
-               "aug/p": torch.tensor(0.3, dtype=torch.float64), "loss/g": torch.tensor([2.0 / 3.0]),
-               "count": torch.tensor(7), "gp": torch.tensor(float("nan"))}
+    outputs = {
+        "loss/d": torch.tensor(0.1234567),
+        "d/real": torch.tensor(-3.5, dtype=torch.bfloat16),
+        "aug/p": torch.tensor(0.3, dtype=torch.float64),
+        "loss/g": torch.tensor([2.0 / 3.0]),
+        "count": torch.tensor(7),
+        "gp": torch.tensor(float("nan")),
+    }
     got = host_values(outputs)
     assert list(got) == list(outputs)
     for k, v in outputs.items():
@@ -66,8 +71,12 @@ def _flags(*argv: str) -> dict:
 
 
 def test_cpu_minutes_flag_sets_the_budget_and_its_clock() -> None:
-    assert _flags("--cpu-minutes", "10") == {"train.steps": 0, "train.epochs": 0, "train.max_minutes": 10.0,
-                                             "train.clock": "cpu"}
+    assert _flags("--cpu-minutes", "10") == {
+        "train.steps": 0,
+        "train.epochs": 0,
+        "train.max_minutes": 10.0,
+        "train.clock": "cpu",
+    }
     assert "train.clock" not in _flags("--max-minutes", "10")  # the config's clock (wall by default)
     with pytest.raises(GankitError, match="give one time budget"):
         _flags("--cpu-minutes", "1", "--max-minutes", "1")

@@ -272,7 +272,7 @@ def test_sketch_default_loads_with_disjoint_splits() -> None:
         assert len(boxes) == n and len({s for *_, s in boxes}) > 20  # varied scales
         for _, x, y, s in boxes:
             assert any(x0 <= x and x + s <= x1 for x0, x1 in regions[split]) and y + s <= 427
-    (v0, v1), = regions["val"]
+    ((v0, v1),) = regions["val"]
     assert all(x1 <= v0 or x0 >= v1 for x0, x1 in regions["train"])
     # determinism
     again = load_dataset(DataConfig(name="sketch", split="val", image_size=64))

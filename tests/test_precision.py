@@ -88,8 +88,18 @@ def test_gradient_penalty_is_fp32_under_autocast():
 
 
 def test_wgan_gp_trains_in_bf16(tmp_path, tiny_overrides):
-    run = _train(tmp_path, "w", {**tiny_overrides, "loss.name": "wgan-gp", "train.d_steps": 3,
-                                 "model.d_batchnorm": False, "train.precision": "bf16", "train.steps": 3})
+    run = _train(
+        tmp_path,
+        "w",
+        {
+            **tiny_overrides,
+            "loss.name": "wgan-gp",
+            "train.d_steps": 3,
+            "model.d_batchnorm": False,
+            "train.precision": "bf16",
+            "train.steps": 3,
+        },
+    )
     rows = [json.loads(x) for x in (run.dir / "metrics.jsonl").read_text().splitlines() if '"gp"' in x]
     assert rows and all(torch.isfinite(torch.tensor(r["gp"])) for r in rows)
 
@@ -107,8 +117,14 @@ def test_bad_precision_is_a_clear_error(tiny_overrides):
 @pytest.mark.slow
 def test_compiled_run_keeps_checkpoint_keys_and_losses(tmp_path, tiny_overrides):
     # An MLP: inductor's compile time grows with the number of ops, and the mechanism is the same as for convs.
-    mlp = {**{k: v for k, v in tiny_overrides.items() if not k.startswith("model.")}, "model.name": "mlp",
-           "model.g_hidden": [16], "model.d_hidden": [16], "model.z_dim": 8, "train.steps": 3}
+    mlp = {
+        **{k: v for k, v in tiny_overrides.items() if not k.startswith("model.")},
+        "model.name": "mlp",
+        "model.g_hidden": [16],
+        "model.d_hidden": [16],
+        "model.z_dim": 8,
+        "train.steps": 3,
+    }
     plain = _train(tmp_path, "plain", mlp)
     comp = _train(tmp_path, "comp", {**mlp, "train.compile": True})
     for what in ("g", "d"):  # the original modules are saved: no "_orig_mod." prefixes

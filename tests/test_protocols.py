@@ -80,8 +80,17 @@ def _reference_features(net: torch.jit.ScriptModule, x: torch.Tensor, protocol: 
     with torch.no_grad():
         if protocol == "legacy-tensorflow":
             return net(x.float(), return_features=True).double().numpy()
-        planes = np.stack([[np.asarray(Image.fromarray(img[c].numpy().astype(np.float32), mode="F")
-                                       .resize((299, 299), Image.BICUBIC)) for c in range(3)] for img in x])
+        planes = np.stack(
+            [
+                [
+                    np.asarray(
+                        Image.fromarray(img[c].numpy().astype(np.float32), mode="F").resize((299, 299), Image.BICUBIC)
+                    )
+                    for c in range(3)
+                ]
+                for img in x
+            ]
+        )
         y = torch.from_numpy(np.clip(planes, 0, 255).astype(np.float32))
         return net.layers((y - 128) / 128).reshape(len(x), -1).double().numpy()
 
@@ -89,8 +98,14 @@ def _reference_features(net: torch.jit.ScriptModule, x: torch.Tensor, protocol: 
 @pytest.mark.parametrize("protocol", ["legacy-tensorflow", "clean"])
 def test_fd_matches_independent_numpy(standin, protocol):
     fake, real = _images(24, 1), _images(30, 2)
-    res = score_samples(fake, _unlabelled(real), _unlabelled(real), extractor=InceptionFeatures(standin, protocol),
-                        parzen=False, progress=False)
+    res = score_samples(
+        fake,
+        _unlabelled(real),
+        _unlabelled(real),
+        extractor=InceptionFeatures(standin, protocol),
+        parzen=False,
+        progress=False,
+    )
     net = torch.jit.load(str(standin))
     want = _numpy_fd(_reference_features(net, fake, protocol), _reference_features(net, real, protocol))
     assert res["fd"] == pytest.approx(want, rel=1e-6)
@@ -110,20 +125,29 @@ def test_ref_stats_round_trip_and_fd_against_them(tmp_path, standin):
     fake, real = _images(24, 1), _images(30, 2)
     ext = InceptionFeatures(standin, "clean")
     path = tmp_path / "ref.npz"
-    a = score_samples(fake, _unlabelled(real), _unlabelled(real), extractor=ext, parzen=False, progress=False,
-                      save_ref_stats=path)
+    a = score_samples(
+        fake, _unlabelled(real), _unlabelled(real), extractor=ext, parzen=False, progress=False, save_ref_stats=path
+    )
     ref = read_ref_stats(path, "clean")
     assert ref.protocol == "clean" and ref.n == 30 and ref.features_id == ext.identity
     with np.load(path, allow_pickle=False) as z:  # the published layout: mu (F,), sigma (F, F), float64
         assert z["mu"].shape == (8,) and z["sigma"].shape == (8, 8) and z["mu"].dtype == np.float64
-    b = score_samples(fake, _unlabelled(real), _unlabelled(real), extractor=ext, parzen=False, progress=False,
-                      ref_stats=ref)
+    b = score_samples(
+        fake, _unlabelled(real), _unlabelled(real), extractor=ext, parzen=False, progress=False, ref_stats=ref
+    )
     assert b["fd"] == pytest.approx(a["fd"], rel=1e-12) and str(path) in b["fd_reference"]
     with pytest.raises(GankitError, match="protocol 'clean'"):
         read_ref_stats(path, "legacy-tensorflow")
     with pytest.raises(GankitError, match="protocol 'clean'.*--protocol clean"):
-        score_samples(fake, _unlabelled(real), _unlabelled(real), extractor=InceptionFeatures(standin),
-                      parzen=False, progress=False, ref_stats=ref)
+        score_samples(
+            fake,
+            _unlabelled(real),
+            _unlabelled(real),
+            extractor=InceptionFeatures(standin),
+            parzen=False,
+            progress=False,
+            ref_stats=ref,
+        )
 
 
 def _npz(path: Path, **arrays) -> Path:
@@ -133,14 +157,17 @@ def _npz(path: Path, **arrays) -> Path:
     return path
 
 
-@pytest.mark.parametrize("arrays, needle", [
-    ({"mu": np.array([{"x": 1}], dtype=object), "sigma": np.eye(1)}, "pickled"),
-    ({"mean": np.zeros(3), "sigma": np.eye(3)}, "no 'mu' array"),
-    ({"mu": np.zeros(3)}, "no 'sigma' array"),
-    ({"mu": np.zeros(3), "sigma": np.eye(4)}, "expected (F,) and (F, F)"),
-    ({"mu": np.array([0.0, np.nan]), "sigma": np.eye(2)}, "NaN"),
-    ({"mu": np.zeros(2), "sigma": np.array([[1.0, np.inf], [0, 1]])}, "NaN or Inf"),
-])
+@pytest.mark.parametrize(
+    "arrays, needle",
+    [
+        ({"mu": np.array([{"x": 1}], dtype=object), "sigma": np.eye(1)}, "pickled"),
+        ({"mean": np.zeros(3), "sigma": np.eye(3)}, "no 'mu' array"),
+        ({"mu": np.zeros(3)}, "no 'sigma' array"),
+        ({"mu": np.zeros(3), "sigma": np.eye(4)}, "expected (F,) and (F, F)"),
+        ({"mu": np.array([0.0, np.nan]), "sigma": np.eye(2)}, "NaN"),
+        ({"mu": np.zeros(2), "sigma": np.array([[1.0, np.inf], [0, 1]])}, "NaN or Inf"),
+    ],
+)
 def test_bad_ref_stats_are_one_line(tmp_path, arrays, needle):
     path = _npz(tmp_path / "bad.npz", **arrays)
     with pytest.raises(GankitError) as e:
@@ -161,10 +188,12 @@ def test_cli_refuses_bad_protocol_and_pickles(tmp_path, capsys):
     samples = tmp_path / "s.npy"
     np.save(samples, np.zeros((4, 8, 8, 1), np.uint8))
     pickled = _npz(tmp_path / "p.npz", mu=np.array([None], dtype=object), sigma=np.eye(1))
-    cases = [(["--features", "inception", "--protocol", "cleen"], "unknown FID protocol 'cleen' (did you mean 'clean'?)"),
-             (["--protocol", "clean"], "add --features inception"),
-             (["--features", "inception", "--ref-stats", str(pickled)], "pickled"),
-             (["--save-ref-stats", str(tmp_path / "r.txt")], "ending in .npz")]
+    cases = [
+        (["--features", "inception", "--protocol", "cleen"], "unknown FID protocol 'cleen' (did you mean 'clean'?)"),
+        (["--protocol", "clean"], "add --features inception"),
+        (["--features", "inception", "--ref-stats", str(pickled)], "pickled"),
+        (["--save-ref-stats", str(tmp_path / "r.txt")], "ending in .npz"),
+    ]
     for extra, needle in cases:
         rc = main(["eval", "--samples", str(samples), "--data", "digits", *extra])
         err = capsys.readouterr().err.strip().splitlines()
@@ -178,9 +207,26 @@ def test_run_eval_records_protocol(tmp_path, tiny_overrides, standin):
     import gankit
     from gankit.config.layering import resolve
 
-    run = gankit.train(resolve(overrides={**tiny_overrides, "train.steps": 1, "data.holdout": 40}), out=str(tmp_path / "r"))
-    rc = main(["eval", str(run.dir), "--n", "20", "--features", "inception", "--inception", str(standin),
-               "--protocol", "clean", "--no-parzen", "--save-ref-stats", str(tmp_path / "ref.npz")])
+    run = gankit.train(
+        resolve(overrides={**tiny_overrides, "train.steps": 1, "data.holdout": 40}), out=str(tmp_path / "r")
+    )
+    rc = main(
+        [
+            "eval",
+            str(run.dir),
+            "--n",
+            "20",
+            "--features",
+            "inception",
+            "--inception",
+            str(standin),
+            "--protocol",
+            "clean",
+            "--no-parzen",
+            "--save-ref-stats",
+            str(tmp_path / "ref.npz"),
+        ]
+    )
     assert rc == 0
     res = json.loads((run.dir / "metrics.json").read_text())
     assert res["protocol"] == "clean" and res["n_samples"] == 20 and res["split"] == "holdout"
@@ -190,8 +236,14 @@ def test_run_eval_records_protocol(tmp_path, tiny_overrides, standin):
 def test_compare_warns_when_protocols_differ(tmp_path):
     from gankit.compare import compare
 
-    base = {"fd": 1.0, "features": "inception", "features_id": "inception-ab", "n_samples": 100, "split": "test",
-            "fd_reference": "images"}
+    base = {
+        "fd": 1.0,
+        "features": "inception",
+        "features_id": "inception-ab",
+        "n_samples": 100,
+        "split": "test",
+        "fd_reference": "images",
+    }
     for name, proto in (("a", "clean"), ("b", "legacy-tensorflow"), ("c", "clean")):
         d = tmp_path / name
         d.mkdir()

@@ -41,13 +41,19 @@ def test_shipped_recipe_ignores_data_set_defaults(path: Path, request):
     request.getfixturevalue("no_data_set_defaults")
     bare = resolve(file=path)
     reads = MODELS.get(as_shipped.model.name).fields  # a model.* key the model does not read changes nothing it trains
-    diff = {f"{s}.{k}": (v, bare.to_dict()[s][k]) for s, sec in as_shipped.to_dict().items() if isinstance(sec, dict)
-            for k, v in sec.items() if bare.to_dict()[s][k] != v and (s != "model" or k in reads)}
+    diff = {
+        f"{s}.{k}": (v, bare.to_dict()[s][k])
+        for s, sec in as_shipped.to_dict().items()
+        if isinstance(sec, dict)
+        for k, v in sec.items()
+        if bare.to_dict()[s][k] != v and (s != "model" or k in reads)
+    }
     assert not diff, f"{path.name}: the data set's defaults change {diff}; pin these keys in the file"
 
 
-@pytest.mark.parametrize("data, file", [("mnist", "mnist-conditional.yaml"), ("folder", "folder-64.yaml"),
-                                        ("cifar10", "cifar10-32.yaml")])
+@pytest.mark.parametrize(
+    "data, file", [("mnist", "mnist-conditional.yaml"), ("folder", "folder-64.yaml"), ("cifar10", "cifar10-32.yaml")]
+)
 def test_data_set_default_is_the_recommended_recipe(data: str, file: str):
     """`gankit train --data X` (no config) trains what configs/recommended/X.yaml ships, budget aside."""
     by_flag = resolve(overrides={"data.name": data})
@@ -62,8 +68,14 @@ def test_recommended_differs_from_the_plain_defaults(no_data_set_defaults):
 
 
 # The keys the two recipes were measured apart on (docs/notes/time-to-quality-round-*.md); everything else is shared.
-MEASURED_APART = ("model.num_classes", "model.g_channels", "model.d_channels", "model.g_class_norm", "train.ema_half_life",
-                  "train.batch_size")
+MEASURED_APART = (
+    "model.num_classes",
+    "model.g_channels",
+    "model.d_channels",
+    "model.g_class_norm",
+    "train.ema_half_life",
+    "train.batch_size",
+)
 
 
 def test_recommended_conditional_is_the_unconditional_plus_labels():

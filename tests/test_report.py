@@ -16,8 +16,17 @@ from gankit.config.layering import resolve
 from gankit.core.errors import GankitError
 from gankit.report import config_diff, md_escape, svg_chart, write_report
 
-TINY = {"data.limit": 128, "data.image_size": 16, "model.g_channels": 8, "model.d_channels": 8, "model.z_dim": 8,
-        "train.batch_size": 16, "train.progress": False, "train.log_every": 2, "train.threads": 1}
+TINY = {
+    "data.limit": 128,
+    "data.image_size": 16,
+    "model.g_channels": 8,
+    "model.d_channels": 8,
+    "model.z_dim": 8,
+    "train.batch_size": 16,
+    "train.progress": False,
+    "train.log_every": 2,
+    "train.threads": 1,
+}
 EVIL = "<img src=x onerror=alert(1)>"  # a run folder name that must show as text
 
 
@@ -31,17 +40,33 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         EVIL: {"train.steps": 4, "train.sample_every": 2, "model.num_classes": 10},
     }.items():
         out[name] = gankit.train(resolve(overrides={**TINY, **extra}), out=str(root / name)).dir
-    out["p2p"] = gankit.train(resolve(overrides={
-        "model.name": "pix2pix", "data.image_size": 32, "data.limit": 40, "model.g_channels": 8, "model.d_channels": 8,
-        "model.patch": 16, "train.batch_size": 4, "train.steps": 2, "train.progress": False, "train.threads": 1,
-    }), out=str(root / "p2p")).dir
+    out["p2p"] = gankit.train(
+        resolve(
+            overrides={
+                "model.name": "pix2pix",
+                "data.image_size": 32,
+                "data.limit": 40,
+                "model.g_channels": 8,
+                "model.d_channels": 8,
+                "model.patch": 16,
+                "train.batch_size": 4,
+                "train.steps": 2,
+                "train.progress": False,
+                "train.threads": 1,
+            }
+        ),
+        out=str(root / "p2p"),
+    ).dir
     # Strings from the user's world in every other place a report shows them: class names, config values, metrics.
     evil = out[EVIL]
     meta = json.loads((evil / "run.json").read_text())
     meta["class_names"] = ["<script>alert(2)</script>", *meta["class_names"][1:]]
     (evil / "run.json").write_text(json.dumps(meta))
-    (evil / "metrics.json").write_text(json.dumps({"fd": 1.5, "is_mean": 1.2, "is_real_mean": 2.0, "n_samples": 10,
-                                                   "features_id": "<svg onload=alert(3)>"}))
+    (evil / "metrics.json").write_text(
+        json.dumps(
+            {"fd": 1.5, "is_mean": 1.2, "is_real_mean": 2.0, "n_samples": 10, "features_id": "<svg onload=alert(3)>"}
+        )
+    )
     return out
 
 
@@ -73,8 +98,14 @@ def test_one_run_report_holds_every_section(runs):
     # 12 steps leave FD flat (within 0.1 %), so which eval step wins depends on the judge; the mark must name it.
     best = best_step(read_run_data(runs["plain"]).rows)
     assert best is not None and best[0] == "eval/fd" and best[1] in (4, 8, 12)
-    for section in ("What was trained", "Config keys that differ from the defaults", "Curves", "Samples over training",
-                    "Latent interpolation", f"best (step {best[1]})"):
+    for section in (
+        "What was trained",
+        "Config keys that differ from the defaults",
+        "Curves",
+        "Samples over training",
+        "Latent interpolation",
+        f"best (step {best[1]})",
+    ):
         assert section in text, section
     page = _parse(out)
     imgs = [a for t, a in page.tags if t == "img"]
@@ -197,7 +228,8 @@ def _open(browser, path: Path) -> None:
 
 def _images_decode(browser) -> int:
     widths = browser.execute_script(
-        "return Array.from(document.images).map(function (i) { return i.complete ? i.naturalWidth : -1; })")
+        "return Array.from(document.images).map(function (i) { return i.complete ? i.naturalWidth : -1; })"
+    )
     assert widths and all(w > 0 for w in widths), widths
     return len(widths)
 
@@ -210,8 +242,11 @@ def test_browser_run_report(browser, runs, tmp_path):
     _open(browser, out)
     assert _images_decode(browser) == 3 * 2 + 1  # 3 steps x (fixed noise + classes) and the interpolation
     slider = browser.find_element(By.CSS_SELECTOR, "input[type=range]")
-    shown = lambda: [f.get_attribute("data-frame") for f in browser.find_elements(By.CSS_SELECTOR, "[data-frame]")  # noqa: E731
-                     if f.is_displayed()]
+    shown = lambda: [
+        f.get_attribute("data-frame")
+        for f in browser.find_elements(By.CSS_SELECTOR, "[data-frame]")  # noqa: E731
+        if f.is_displayed()
+    ]
     src = lambda: browser.find_element(By.CSS_SELECTOR, "[data-frame]:not([hidden]) img").get_attribute("src")  # noqa: E731
     assert shown() == ["2"]
     last = src()
@@ -241,8 +276,10 @@ def test_browser_comparison_sorts(browser, runs, tmp_path):
     out = write_report([runs["plain"], runs["cond"], runs[EVIL]], tmp_path / "cmp.html")
     _open(browser, out)
     assert _images_decode(browser) == 3
-    rows = lambda: [r.find_elements(By.TAG_NAME, "td")[0].text  # noqa: E731
-                    for r in browser.find_elements(By.CSS_SELECTOR, "table.runs tbody tr")]
+    rows = lambda: [
+        r.find_elements(By.TAG_NAME, "td")[0].text  # noqa: E731
+        for r in browser.find_elements(By.CSS_SELECTOR, "table.runs tbody tr")
+    ]
     assert rows() == ["plain", "cond", EVIL]
     steps = next(h for h in browser.find_elements(By.CSS_SELECTOR, "table.runs th") if h.text == "steps")
     steps.click()  # ascending: 4, 8, 12
@@ -276,7 +313,9 @@ def _fake_run(root: Path, name: str, sections: dict, fd: float) -> Path:
     d = root / name
     d.mkdir()
     (d / "config.yaml").write_text(yaml.safe_dump(sections))
-    rows = [{"step": s, "loss/d": 1.0 / (s + 1), "loss/g": 2.0 - s / 10} for s in range(4)] + [{"step": 3, "eval/fd": fd}]
+    rows = [{"step": s, "loss/d": 1.0 / (s + 1), "loss/g": 2.0 - s / 10} for s in range(4)] + [
+        {"step": 3, "eval/fd": fd}
+    ]
     (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return d
 
@@ -289,11 +328,24 @@ def test_report_and_summary_agree_on_the_keys_that_differ(tmp_path):
 
     from gankit.compare import compare
 
-    base = {"model": {"name": "dcgan", "z_dim": 64}, "optim": {"lr_g": 0.1, "betas": [0.5, 0.999]},
-            "train": {"threads": 1}, "seed": 0}
+    base = {
+        "model": {"name": "dcgan", "z_dim": 64},
+        "optim": {"lr_g": 0.1, "betas": [0.5, 0.999]},
+        "train": {"threads": 1},
+        "seed": 0,
+    }
     a = _fake_run(tmp_path, "a", base, 10.0)
-    b = _fake_run(tmp_path, "b", {**base, "model": {"name": "dcgan", "z_dim": 64.0}, "train": {"threads": 2},
-                                   "optim": {"lr_g": 0.10000001, "betas": [0.5, 0.999]}}, 12.0)
+    b = _fake_run(
+        tmp_path,
+        "b",
+        {
+            **base,
+            "model": {"name": "dcgan", "z_dim": 64.0},
+            "train": {"threads": 2},
+            "optim": {"lr_g": 0.10000001, "betas": [0.5, 0.999]},
+        },
+        12.0,
+    )
     c = _fake_run(tmp_path, "c", {**base, "seed": 1}, 11.0)
     files = compare([str(a), str(b), str(c)], tmp_path / "cmp", say=lambda m: None)
     md = files["summary"].read_text()
@@ -309,9 +361,11 @@ def test_report_and_summary_agree_on_the_keys_that_differ(tmp_path):
 def test_seed_groups_use_the_same_rule():
     from gankit.report.runs import seed_groups
 
-    configs = [{"seed": 0, "model.z_dim": 64, "optim.betas": [0.5, 0.999], "train.threads": 1},
-               {"seed": 1, "model.z_dim": 64.0, "optim.betas": (0.5, 0.999), "train.threads": 2},
-               {"seed": 2, "model.z_dim": 65, "optim.betas": [0.5, 0.999], "train.threads": 1}]
+    configs = [
+        {"seed": 0, "model.z_dim": 64, "optim.betas": [0.5, 0.999], "train.threads": 1},
+        {"seed": 1, "model.z_dim": 64.0, "optim.betas": (0.5, 0.999), "train.threads": 2},
+        {"seed": 2, "model.z_dim": 65, "optim.betas": [0.5, 0.999], "train.threads": 1},
+    ]
     groups = seed_groups(configs, [{"fd": 1.0}, {"fd": 3.0}, {"fd": 9.0}])
     assert [g.members for g in groups] == [[0, 1]]
-    assert groups[0].stats["fd"] == (2.0, 2.0 ** 0.5, 2) and groups[0].label == "model.z_dim=64"
+    assert groups[0].stats["fd"] == (2.0, 2.0**0.5, 2) and groups[0].label == "model.z_dim=64"

@@ -130,12 +130,15 @@ claims:
 """
 
 
-@pytest.mark.parametrize("check,needle", [
-    ("{kind: threshold, metric: fid, run: vanilla, op: '>=', value: 1}", "unknown metric 'fid'"),
-    ("{kind: threshold, metric: fd, run: keras, op: '>=', value: 1}", "run 'keras' is not defined"),
-    ("{kind: rank, metric: fd, order: [vanilla, nope]}", "run 'nope' is not defined"),
-    ("{kind: sorted, metric: fd}", "unknown check kind"),
-])
+@pytest.mark.parametrize(
+    "check,needle",
+    [
+        ("{kind: threshold, metric: fid, run: vanilla, op: '>=', value: 1}", "unknown metric 'fid'"),
+        ("{kind: threshold, metric: fd, run: keras, op: '>=', value: 1}", "run 'keras' is not defined"),
+        ("{kind: rank, metric: fd, order: [vanilla, nope]}", "run 'nope' is not defined"),
+        ("{kind: sorted, metric: fd}", "unknown check kind"),
+    ],
+)
 def test_bad_claims_file_is_one_line_exit_2(tmp_path, capsys, check, needle):
     p = _write_claims(tmp_path, BASE.replace("CHECK", check))
     with pytest.raises(GankitError, match=needle):
@@ -148,7 +151,8 @@ def test_bad_claims_file_is_one_line_exit_2(tmp_path, capsys, check, needle):
 
 def test_claims_file_naming_a_config_that_is_not_shipped(tmp_path):
     text = BASE.replace("002-vanilla-gan-mnist.yaml", "002-vanila-gan-mnist.yaml").replace(
-        "CHECK", "{kind: threshold, metric: fd, run: vanilla, op: '>=', value: 1}")
+        "CHECK", "{kind: threshold, metric: fd, run: vanilla, op: '>=', value: 1}"
+    )
     with pytest.raises(GankitError, match="no shipped config '002-vanila-gan-mnist.yaml'.*did you mean"):
         parse_claims(__import__("yaml").safe_load(text), Path("x.yaml"))
 
@@ -286,8 +290,12 @@ def test_page_opens_in_chromium_and_escapes_user_text(tmp_path):
     from test_report import _chrome, _images_decode, _open
 
     evil = "<img src=x onerror=alert(1)>"
-    p = _write_claims(tmp_path, BASE.replace('quote: "q"', f'quote: "{evil} said"').replace(
-        "CHECK", "{kind: threshold, metric: class_share, run: vanilla, op: '>=', value: 0.5}"))
+    p = _write_claims(
+        tmp_path,
+        BASE.replace('quote: "q"', f'quote: "{evil} said"').replace(
+            "CHECK", "{kind: threshold, metric: class_share, run: vanilla, op: '>=', value: 0.5}"
+        ),
+    )
     out = tmp_path / "out <b>x</b>"
     assert _reproduce(str(p), out) == 0
     html = (out / "report.html").read_text()
@@ -327,7 +335,9 @@ def test_interrupted_reproduction_writes_the_page_and_continues(tmp_path, monkey
     from gankit.core.errors import Interrupted
     from gankit.training import loop
 
-    p = _write_claims(tmp_path, BASE.replace("CHECK", "{kind: threshold, metric: class_share, run: vanilla, op: '>=', value: 0.5}"))
+    p = _write_claims(
+        tmp_path, BASE.replace("CHECK", "{kind: threshold, metric: class_share, run: vanilla, op: '>=', value: 0.5}")
+    )
     real_train = loop.train
 
     def interrupted_on_seed1(cfg, out=None, resume=None, data=None):
@@ -367,8 +377,10 @@ def test_a_diverged_seed_leaves_a_ranking_undecided() -> None:
 def test_cost_adds_up_the_calls_and_estimates_idle_minutes(tmp_path):
     from gankit.reproduce.cost import COST_FILE, describe, read_calls, summarize
 
-    calls = [{"cpu_s": 600.0, "wall_s": 900.0, "cores": 2, "load_mean": 8.0},
-             {"cpu_s": 120.0, "wall_s": 100.0, "cores": 1, "load_mean": 1.0}]
+    calls = [
+        {"cpu_s": 600.0, "wall_s": 900.0, "cores": 2, "load_mean": 8.0},
+        {"cpu_s": 120.0, "wall_s": 100.0, "cores": 1, "load_mean": 1.0},
+    ]
     s = summarize(calls)
     assert (s["cpu_s"], s["wall_s"], s["idle_estimate_s"], s["cores"]) == (720.0, 1000.0, 420.0, [1, 2])
     assert s["load_mean"] == pytest.approx((900 * 8 + 100 * 1) / 1000, abs=0.05)  # weighted by wall time
@@ -384,7 +396,9 @@ def test_cost_counts_the_workers_cpu_time_and_the_page_shows_it(tmp_path, capsys
     from gankit.report import esc
     from gankit.workers import usable_cores
 
-    p = _write_claims(tmp_path, BASE.replace("CHECK", "{kind: threshold, metric: class_share, run: vanilla, op: '>=', value: 0.5}"))
+    p = _write_claims(
+        tmp_path, BASE.replace("CHECK", "{kind: threshold, metric: class_share, run: vanilla, op: '>=', value: 0.5}")
+    )
     out = tmp_path / "out"
     assert _reproduce(str(p), out, "--workers", "2") == 0
     printed = capsys.readouterr().out

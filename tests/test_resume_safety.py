@@ -91,11 +91,25 @@ def write_fake_mnist(folder: Path, n: int = 64) -> Path:
 # ---------------------------------------------------------------------------------------------------------------------
 # exact resume, through the CLI
 
-PIX2PIX = {"model.name": "pix2pix", "data.image_size": 32, "data.limit": 12, "model.g_channels": 8,
-           "model.d_channels": 8, "train.batch_size": 4, "train.log_every": 2, "train.threads": 1}
+PIX2PIX = {
+    "model.name": "pix2pix",
+    "data.image_size": 32,
+    "data.limit": 12,
+    "model.g_channels": 8,
+    "model.d_channels": 8,
+    "train.batch_size": 4,
+    "train.log_every": 2,
+    "train.threads": 1,
+}
 CASES = {
     "dcgan": {**TINY, "data.limit": 64},
-    "wgan-gp-ncritic3": {**TINY, "data.limit": 64, "loss.name": "wgan-gp", "train.d_steps": 3, "model.d_batchnorm": False},
+    "wgan-gp-ncritic3": {
+        **TINY,
+        "data.limit": 64,
+        "loss.name": "wgan-gp",
+        "train.d_steps": 3,
+        "model.d_batchnorm": False,
+    },
     "pix2pix": PIX2PIX,
 }
 
@@ -121,7 +135,9 @@ def test_cli_resume_is_bit_exact(tmp_path: Path, case: str) -> None:
     after = rows_after(straight, n)
     assert after and after == rows_after(resumed, n)
     # The sample grids drawn after the resume point, byte for byte
-    late = [f"step-{s:07d}.png" for s in range(n + 1, 2 * n + 1) if (straight / "samples" / f"step-{s:07d}.png").exists()]
+    late = [
+        f"step-{s:07d}.png" for s in range(n + 1, 2 * n + 1) if (straight / "samples" / f"step-{s:07d}.png").exists()
+    ]
     assert late
     for name in late:
         assert (straight / "samples" / name).read_bytes() == (resumed / "samples" / name).read_bytes(), name
@@ -146,8 +162,22 @@ def metric_rows(run: Path) -> int:
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_signal_saves_a_checkpoint_and_resume_finishes(tmp_path: Path, sig: int, code: int) -> None:
     data, run = write_fake_mnist(tmp_path / "mnist"), tmp_path / "run"
-    cmd = [sys.executable, "-m", "gankit", "train", "--data", "mnist", "--data-dir", str(data), "--out", str(run),
-           "--steps", "100000", "--no-progress", *sets({**TINY, "train.log_every": 1})]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gankit",
+        "train",
+        "--data",
+        "mnist",
+        "--data-dir",
+        str(data),
+        "--out",
+        str(run),
+        "--steps",
+        "100000",
+        "--no-progress",
+        *sets({**TINY, "train.log_every": 1}),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 60
@@ -163,8 +193,11 @@ def test_signal_saves_a_checkpoint_and_resume_finishes(tmp_path: Path, sig: int,
     assert proc.returncode == code, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
-    m = re.fullmatch(rf"gankit: {signal.Signals(sig).name} at step (\d+): checkpoint saved; continue with "
-                     rf"`gankit train --resume .*`", lines[0])
+    m = re.fullmatch(
+        rf"gankit: {signal.Signals(sig).name} at step (\d+): checkpoint saved; continue with "
+        rf"`gankit train --resume .*`",
+        lines[0],
+    )
     assert m, lines[0]
     step = int(m[1])
     ck = checkpoint.load_latest(run / "checkpoints")
@@ -203,8 +236,9 @@ def test_a_signal_during_set_up_is_kept_and_the_run_stops_at_its_first_step(tmp_
 
     toy = ImageData(torch.randint(0, 256, (32, 1, 16, 16), dtype=torch.uint8), torch.full((32,), -1), "toy")
     with pytest.raises(Interrupted) as stopped:
-        loop.train(resolve(overrides={**TINY, "train.steps": 50, "train.progress": False}), out=str(tmp_path / "run"),
-                   data=toy)
+        loop.train(
+            resolve(overrides={**TINY, "train.steps": 50, "train.progress": False}), out=str(tmp_path / "run"), data=toy
+        )
     assert stopped.value.exit_code == 143 and "at step 0" in str(stopped.value)
     assert checkpoint.load_latest(tmp_path / "run" / "checkpoints").step == 0
     assert signal.getsignal(signal.SIGTERM) == before  # the caller's handler is back
@@ -271,9 +305,26 @@ def test_kill_9_at_random_moments_then_resume(tmp_path: Path, forkserver: multip
     rng = random.Random(2024)
     data, run = write_fake_mnist(tmp_path / "mnist"), tmp_path / "run"
     ckdir, latest, errlog = run / "checkpoints", run / "checkpoints" / "latest", tmp_path / "stderr.txt"
-    settings = {**TINY, "train.checkpoint_every": 1, "train.keep_last": 2, "train.log_every": 1, "train.sample_every": 4}
-    first = ["train", "--data", "mnist", "--data-dir", str(data), "--out", str(run), "--steps", "100000",
-             "--no-progress", *sets(settings)]
+    settings = {
+        **TINY,
+        "train.checkpoint_every": 1,
+        "train.keep_last": 2,
+        "train.log_every": 1,
+        "train.sample_every": 4,
+    }
+    first = [
+        "train",
+        "--data",
+        "mnist",
+        "--data-dir",
+        str(data),
+        "--out",
+        str(run),
+        "--steps",
+        "100000",
+        "--no-progress",
+        *sets(settings),
+    ]
     report = {"kills": 0, "ok": 0, "during_checkpoint_write": 0, "failures": []}
     for i in range(KILLS):
         argv = first if i == 0 else ["train", "--resume", str(run), "--no-progress"]
@@ -285,7 +336,8 @@ def test_kill_9_at_random_moments_then_resume(tmp_path: Path, forkserver: multip
             ready = _wait(lambda: False, proc, rng.uniform(0.0, 0.4)) or proc.is_alive()
         elif mode == "checkpoint write":  # a temp folder exists only while save() writes
             ready = _wait(lambda: _mtime(latest) != before, proc) and _wait(
-                lambda: any(p.name.startswith(".tmp-") for p in ckdir.iterdir()), proc)
+                lambda: any(p.name.startswith(".tmp-") for p in ckdir.iterdir()), proc
+            )
             time.sleep(rng.uniform(0.0, 0.002))
         else:  # after this process has saved at least once
             ready = _wait(lambda: _mtime(latest) != before, proc)
@@ -316,14 +368,32 @@ def test_kill_9_at_random_moments_then_resume(tmp_path: Path, forkserver: multip
     # The last resume runs to a budget and finishes; its weights equal a run that was never interrupted.
     last = checkpoint.load_latest(ckdir).step
     assert main(["train", "--resume", str(run), "--steps", str(last + 2), "--no-progress"]) == 0
-    assert main(["train", "--data", "mnist", "--data-dir", str(data), "--out", str(tmp_path / "straight"),
-                 "--steps", str(last + 2), "--no-progress", *sets(settings)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "mnist",
+                "--data-dir",
+                str(data),
+                "--out",
+                str(tmp_path / "straight"),
+                "--steps",
+                str(last + 2),
+                "--no-progress",
+                *sets(settings),
+            ]
+        )
+        == 0
+    )
     assert_same_tensors(ckdir / "final", tmp_path / "straight" / "checkpoints" / "final")
     assert not [p for p in ckdir.iterdir() if p.name.startswith(".")]  # killed saves were cleaned up
     report.update(final_step=last + 2, bit_exact_after_kills=True)
     (tmp_path / "kill9.json").write_text(json.dumps(report, indent=2))
-    print(f"\nkill -9 loop: {report['ok']}/{report['kills']} kills recovered "
-          f"({report['during_checkpoint_write']} during a checkpoint write); final step {last + 2}, bit-exact")
+    print(
+        f"\nkill -9 loop: {report['ok']}/{report['kills']} kills recovered "
+        f"({report['during_checkpoint_write']} during a checkpoint write); final step {last + 2}, bit-exact"
+    )
     assert report["ok"] == KILLS, report["failures"]
 
 
@@ -336,8 +406,20 @@ def base_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 6-step run with checkpoints step-0000002, -4, -6 and final (latest -> final)."""
     root = tmp_path_factory.mktemp("base")
     run = root / "run"
-    assert main(["train", "--steps", "6", "--out", str(run), "--no-progress",
-                 *sets({**TINY, "data.limit": 64, "train.checkpoint_every": 2, "train.keep_last": 3})]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--steps",
+                "6",
+                "--out",
+                str(run),
+                "--no-progress",
+                *sets({**TINY, "data.limit": 64, "train.checkpoint_every": 2, "train.keep_last": 3}),
+            ]
+        )
+        == 0
+    )
     return run
 
 
@@ -361,8 +443,9 @@ def error_line(err: str) -> str:
 
 
 @pytest.mark.parametrize("newest, previous", [("final", "step-0000006"), ("step-0000006", "step-0000004")])
-def test_damaged_newest_checkpoint_falls_back(run_copy: Path, capsys: pytest.CaptureFixture[str], newest: str,
-                                              previous: str) -> None:
+def test_damaged_newest_checkpoint_falls_back(
+    run_copy: Path, capsys: pytest.CaptureFixture[str], newest: str, previous: str
+) -> None:
     ckdir = run_copy / "checkpoints"
     assert checkpoint.latest_name(ckdir) == "final"
     if newest != "final":  # as if killed before the end of the run: `latest` names the newest numbered checkpoint
@@ -398,8 +481,9 @@ class _Payload:
         return open, (str(self.marker), "w")
 
 
-def test_planted_pickles_are_refused_without_running(run_copy: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_planted_pickles_are_refused_without_running(
+    run_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     probe = tmp_path / "probe"
     pickle.loads(pickle.dumps(_Payload(probe)))
     assert probe.exists()  # the payload is live: any pickle-based loader would create the marker
@@ -410,7 +494,10 @@ def test_planted_pickles_are_refused_without_running(run_copy: Path, tmp_path: P
         if folder.is_dir():
             (folder / "g.safetensors").write_bytes(payload)
             state = json.loads((folder / "state.json").read_text())
-            state["files"]["g.safetensors"] = {"size": len(payload), "sha256": checkpoint.sha256_file(folder / "g.safetensors")}
+            state["files"]["g.safetensors"] = {
+                "size": len(payload),
+                "sha256": checkpoint.sha256_file(folder / "g.safetensors"),
+            }
             (folder / "state.json").write_text(json.dumps(state))
     torch.save(_Payload(marker), run_copy / "model.pt")  # and a torch pickle where other tools look for weights
     (run_copy / "model.pth").write_bytes((run_copy / "model.pt").read_bytes())
@@ -424,8 +511,11 @@ def test_planted_pickles_are_refused_without_running(run_copy: Path, tmp_path: P
     only = tmp_path / "only_pickle"
     only.mkdir()
     shutil.copy(run_copy / "model.pt", only / "model.pt")
-    for args in (["sample", str(only), "--out", str(tmp_path / "y.png")], ["sample", str(only / "model.pt"), "--out",
-                 str(tmp_path / "y.png")], ["train", "--resume", str(only)]):
+    for args in (
+        ["sample", str(only), "--out", str(tmp_path / "y.png")],
+        ["sample", str(only / "model.pt"), "--out", str(tmp_path / "y.png")],
+        ["train", "--resume", str(only)],
+    ):
         assert main(args) == 2
         assert "not a gankit run folder" in error_line(capsys.readouterr().err)
     assert not marker.exists()
@@ -435,9 +525,17 @@ def test_no_code_executing_loaders_in_the_package() -> None:
     """Loading never unpickles: no pickle.load(s), torch.load only with weights_only=True, no unsafe YAML or numpy
     pickles. (The CIFAR reader's Unpickler subclass allows only numpy's array globals; tests/test_data_readers.py
     shows it refusing everything else.)"""
-    forbidden = [r"\bpickle\.loads?\(", r"\bpickle\.Unpickler\(", r"\bcPickle\b", r"\bdill\b", r"\bjoblib\.load\(",
-                 r"\bmarshal\.loads?\(", r"\byaml\.(load|unsafe_load|full_load)\(", r"allow_pickle\s*=\s*True",
-                 r"\bweights_only\s*=\s*False"]
+    forbidden = [
+        r"\bpickle\.loads?\(",
+        r"\bpickle\.Unpickler\(",
+        r"\bcPickle\b",
+        r"\bdill\b",
+        r"\bjoblib\.load\(",
+        r"\bmarshal\.loads?\(",
+        r"\byaml\.(load|unsafe_load|full_load)\(",
+        r"allow_pickle\s*=\s*True",
+        r"\bweights_only\s*=\s*False",
+    ]
     src = Path(gankit.__file__).parent
     found = []
     for f in sorted(src.rglob("*.py")):
@@ -445,7 +543,7 @@ def test_no_code_executing_loaders_in_the_package() -> None:
         for pat in forbidden:
             found += [f"{f.relative_to(src)}: {m.group(0)}" for m in re.finditer(pat, text)]
         for m in re.finditer(r"\btorch\.load\(", text):
-            call = text[m.end(): m.end() + 300].split("\n\n")[0]
+            call = text[m.end() : m.end() + 300].split("\n\n")[0]
             if "weights_only=True" not in call:
                 found.append(f"{f.relative_to(src)}: torch.load without weights_only=True")
     assert not found, found
@@ -457,8 +555,10 @@ def test_resume_into_a_different_model_names_both(run_copy: Path, capsys: pytest
     from gankit.config.schema import Config, dump_yaml, read_yaml
 
     config_before = (run_copy / "config.yaml").read_bytes()
-    for key, value, needle in [("model.z_dim", 16, "model.z_dim 8 vs 16"),
-                               ("model.g_channels", 16, "model.g_channels 8 vs 16")]:
+    for key, value, needle in [
+        ("model.z_dim", 16, "model.z_dim 8 vs 16"),
+        ("model.g_channels", 16, "model.g_channels 8 vs 16"),
+    ]:
         assert main(["train", "--resume", str(run_copy), "--steps", "8", "--set", f"{key}={value}"]) == 2
         err = capsys.readouterr().err
         line = error_line(err)
@@ -505,8 +605,9 @@ def test_damaged_state_json_is_a_user_error(run_copy: Path, capsys: pytest.Captu
 
 
 def _save(ckdir: Path, name: str, step: int, move_latest: bool = True) -> Path:
-    return checkpoint.save(ckdir, name, {"g": {"w": torch.full((3,), float(step))}},
-                           {"step": step, "config": {}}, move_latest=move_latest)
+    return checkpoint.save(
+        ckdir, name, {"g": {"w": torch.full((3,), float(step))}}, {"step": step, "config": {}}, move_latest=move_latest
+    )
 
 
 def test_kill_between_the_two_renames_is_recovered(tmp_path: Path, run_copy: Path) -> None:
@@ -558,13 +659,16 @@ def test_nan_weights_are_never_saved(tmp_path: Path) -> None:
     ckdir = tmp_path / "checkpoints"
     _save(ckdir, "step-0000001", 1)
     with pytest.raises(gankit.GankitError, match="'w' holds NaN or Inf"):
-        checkpoint.save(ckdir, "step-0000002", {"g": {"w": torch.tensor([1.0, float("nan")])}}, {"step": 2, "config": {}})
+        checkpoint.save(
+            ckdir, "step-0000002", {"g": {"w": torch.tensor([1.0, float("nan")])}}, {"step": 2, "config": {}}
+        )
     assert checkpoint.load_latest(ckdir).step == 1 and not (ckdir / "step-0000002").exists()
 
 
 @pytest.mark.parametrize("on_nan", ["stop", "rollback"])
-def test_nan_weights_with_finite_losses(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                        monkeypatch: pytest.MonkeyPatch, on_nan: str) -> None:
+def test_nan_weights_with_finite_losses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, on_nan: str
+) -> None:
     """A step whose loss is finite but which leaves NaN in the weights must not become a checkpoint."""
     from gankit.tasks.gan import GANTask as GANRecipe
 
@@ -580,8 +684,19 @@ def test_nan_weights_with_finite_losses(tmp_path: Path, capsys: pytest.CaptureFi
 
     monkeypatch.setattr(GANRecipe, "step", poisoned)
     run = tmp_path / "run"
-    rc = main(["train", "--steps", "5", "--out", str(run), "--on-nan", on_nan, "--no-progress",
-               *sets({**TINY, "data.limit": 64, "train.checkpoint_every": 3, "train.nan_max_rollbacks": 1})])
+    rc = main(
+        [
+            "train",
+            "--steps",
+            "5",
+            "--out",
+            str(run),
+            "--on-nan",
+            on_nan,
+            "--no-progress",
+            *sets({**TINY, "data.limit": 64, "train.checkpoint_every": 3, "train.nan_max_rollbacks": 1}),
+        ]
+    )
     err = capsys.readouterr().err
     if on_nan == "stop":
         assert rc == 3 and "diverged at step 3: weights/g hold NaN or Inf" in error_line(err)
@@ -617,8 +732,9 @@ def test_max_minutes_stops_on_time_and_shows_time_left(tmp_path: Path, capsys: p
 # loading while a training run prunes, and saying which checkpoint stands in for a damaged one (issue #31)
 
 
-def test_a_checkpoint_pruned_while_being_read_is_not_an_error(run_copy: Path, monkeypatch: pytest.MonkeyPatch,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_checkpoint_pruned_while_being_read_is_not_an_error(
+    run_copy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """gankit.load() during training with keep_last=1: between listing and reading, a save of step 8 prunes step 6
     (the race of #31, made to happen every time). The loader lists again and reads step 8: no FileNotFoundError, no
     fallback to an older step, and no warning (nothing is damaged)."""
@@ -656,8 +772,9 @@ def test_a_checkpoint_pruned_while_being_read_is_not_an_error(run_copy: Path, mo
     assert gankit.load(str(run_copy), "best").step == 8
 
 
-def test_a_damaged_newest_checkpoint_is_named_when_sampling(run_copy: Path, tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_damaged_newest_checkpoint_is_named_when_sampling(
+    run_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`final` is a copy, not hard links: a damaged last numbered checkpoint leaves `final` whole (and the other way
     round). When every newer one is damaged, sample says which checkpoint it used and why."""
     ckdir = run_copy / "checkpoints"
@@ -676,8 +793,9 @@ def test_a_damaged_newest_checkpoint_is_named_when_sampling(run_copy: Path, tmp_
     lines = out.err.strip().splitlines()
     assert len(lines) == 4 and "Traceback" not in out.err, out.err
     assert re.search(r"^gankit: warning: checkpoint \S*final: g\.safetensors is damaged", lines[0]), lines
-    assert lines[-1] == (f"gankit: warning: using checkpoint step-0000002 (step 2) of {ckdir}: the 3 tried "
-                         f"before it are damaged")
+    assert lines[-1] == (
+        f"gankit: warning: using checkpoint step-0000002 (step 2) of {ckdir}: the 3 tried before it are damaged"
+    )
     gankit.load(str(run_copy))  # the Python API says the same on stderr
     assert capsys.readouterr().err.strip().splitlines()[-1] == lines[-1]
 
@@ -689,4 +807,7 @@ def test_step_0_standing_in_is_called_untrained(tmp_path: Path, capsys: pytest.C
     flip_byte(bad / "g.safetensors", 10)
     said: list[str] = []
     assert checkpoint.load_latest(ckdir, say=said.append).step == 0
-    assert said[-1] == f"warning: using checkpoint step-0000000 (step 0 - an untrained model) of {ckdir}: the 1 tried before it are damaged"
+    assert (
+        said[-1]
+        == f"warning: using checkpoint step-0000000 (step 0 - an untrained model) of {ckdir}: the 1 tried before it are damaged"
+    )

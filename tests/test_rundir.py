@@ -40,12 +40,19 @@ def _hold(run: Path, pid: int, host: str | None = None) -> bytes:
     return raw
 
 
-def test_a_second_train_on_a_locked_run_is_refused(run_copy: Path, live_pid: int,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_second_train_on_a_locked_run_is_refused(
+    run_copy: Path, live_pid: int, capsys: pytest.CaptureFixture[str]
+) -> None:
     _hold(run_copy, live_pid)
     before = snapshot(run_copy)
-    one_error(capsys, ["train", "--resume", str(run_copy), "--steps", "4"], "in use by another gankit train",
-              f"PID {live_pid}", socket.gethostname(), str(run_copy / ".lock"))
+    one_error(
+        capsys,
+        ["train", "--resume", str(run_copy), "--steps", "4"],
+        "in use by another gankit train",
+        f"PID {live_pid}",
+        socket.gethostname(),
+        str(run_copy / ".lock"),
+    )
     assert snapshot(run_copy) == before  # nothing written, the holder's lock kept
 
 

@@ -93,8 +93,12 @@ def _params(m: nn.Module) -> int:
 def test_tf_tutorial_dcgan_matches_report_004():
     cfg = resolve(file=CONFIGS / "reports" / "004-dcgan-mnist.yaml")
     g, d = build_models(cfg.model, (1, 28, 28)).values()
-    assert _layers(g) == [("Linear", 100, 7 * 7 * 256), ("ConvTranspose2d", 256, 128, 5, 1),
-                          ("ConvTranspose2d", 128, 64, 5, 2), ("ConvTranspose2d", 64, 1, 5, 2)]
+    assert _layers(g) == [
+        ("Linear", 100, 7 * 7 * 256),
+        ("ConvTranspose2d", 256, 128, 5, 1),
+        ("ConvTranspose2d", 128, 64, 5, 2),
+        ("ConvTranspose2d", 64, 1, 5, 2),
+    ]
     assert _layers(d) == [("Conv2d", 1, 64, 5, 2), ("Conv2d", 64, 128, 5, 2), ("Linear", 7 * 7 * 128, 1)]
     # Keras' model.summary() of the tutorial: G 2,305,472 trainable parameters, D 212,865.
     assert _params(g) == 2_305_472 and _params(d) == 212_865
@@ -108,8 +112,17 @@ def test_three_conv_dcgan_matches_report_002():
     g, d = build_models(cfg.model, (1, 28, 28)).values()
     kinds = [type(x).__name__ for x in g.body]
     # two up-convolutions with BN + LeakyReLU, then dropout 0.5, then the single-filter output convolution
-    assert kinds == ["ConvTranspose2d", "BatchNorm2d", "LeakyReLU", "ConvTranspose2d", "BatchNorm2d", "LeakyReLU",
-                     "Dropout", "ConvTranspose2d", "Tanh"]
+    assert kinds == [
+        "ConvTranspose2d",
+        "BatchNorm2d",
+        "LeakyReLU",
+        "ConvTranspose2d",
+        "BatchNorm2d",
+        "LeakyReLU",
+        "Dropout",
+        "ConvTranspose2d",
+        "Tanh",
+    ]
     assert g.body[6].p == 0.5 and g.body[7].out_channels == 1
     convs = [x for x in d.modules() if isinstance(x, nn.Conv2d)]
     assert len(convs) == 3 and all(c.kernel_size == (5, 5) and c.stride == (2, 2) for c in convs)
@@ -136,9 +149,21 @@ def test_deep_dcgan_reaches_1024_channels():
 @pytest.mark.parametrize("name", ["dcgan-tf", "dcgan-3conv", "dcgan-upsample", "mlp-maxout"])
 @pytest.mark.parametrize("conditioning", ["concat", "projection"])
 def test_variants_condition_on_the_class(name: str, conditioning: str):
-    width = {"model.g_hidden": [32], "model.d_hidden": [16]} if name.startswith("mlp") else {"model.g_channels": 8, "model.d_channels": 8}
-    cfg = resolve(overrides={"model.name": name, "data.name": "mnist", "data.image_size": 28, "model.num_classes": 10,
-                             "model.conditioning": conditioning, **width})
+    width = (
+        {"model.g_hidden": [32], "model.d_hidden": [16]}
+        if name.startswith("mlp")
+        else {"model.g_channels": 8, "model.d_channels": 8}
+    )
+    cfg = resolve(
+        overrides={
+            "model.name": name,
+            "data.name": "mnist",
+            "data.image_size": 28,
+            "model.num_classes": 10,
+            "model.conditioning": conditioning,
+            **width,
+        }
+    )
     g, d = build_models(cfg.model, (1, 28, 28)).values()
     y = torch.arange(4)
     x = g(torch.randn(4, cfg.model.z_dim), y)

@@ -73,11 +73,17 @@ def test_preview_pacing_does_not_change_the_weights(tmp_path):
     grids = lambda d: sorted(p.name for p in (d / "samples").glob("step-*.png"))  # noqa: E731
     assert grids(every.dir) == [f"step-000000{i}.png" for i in (0, 3, 6, 8)]
     assert grids(paced.dir) == ["step-0000000.png", "step-0000008.png"]
-    scored = lambda d: [r["step"] for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines()) if "eval/l1" in r]  # noqa: E731
+    scored = lambda d: [
+        r["step"] for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines()) if "eval/l1" in r
+    ]  # noqa: E731
     assert scored(every.dir) == [0, 3, 6, 8] and scored(paced.dir) == [0, 8]
     for what in ("g", "d"):
         assert _equal(_final(every.dir, what), _final(paced.dir, what))
-    losses = lambda d: [(r["step"], r["loss/d"]) for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines()) if "loss/d" in r]  # noqa: E731
+    losses = lambda d: [
+        (r["step"], r["loss/d"])
+        for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())
+        if "loss/d" in r
+    ]  # noqa: E731
     assert losses(every.dir) == losses(paced.dir)
 
 
@@ -89,7 +95,11 @@ def test_pix2pix_validates_on_a_fixed_subset(tmp_path):
     imgs = torch.randint(0, 256, (100, 1, 32, 32), dtype=torch.uint8)
     data = ImageData(imgs, torch.full((100,), -1), "pairs", targets=imgs.expand(-1, 3, -1, -1).clone())
     task = Pix2PixTask(cfg, data, torch.device("cpu"), val=data)
-    assert len(task.val_a) == VAL_PAIRS == 32 and torch.equal(task.val_a[0], imgs[0]) and torch.equal(task.val_a[-1], imgs[-1])
+    assert (
+        len(task.val_a) == VAL_PAIRS == 32
+        and torch.equal(task.val_a[0], imgs[0])
+        and torch.equal(task.val_a[-1], imgs[-1])
+    )
     assert set(task.validate()) == {"eval/l1", "eval/psnr", "eval/ssim"}
 
 
@@ -121,10 +131,18 @@ def test_each_kind_of_side_work_comes_at_its_own_pace() -> None:
     assert steps_where(paces, "checkpoint") == [200, 400]
     # weights are checked and losses.png redrawn exactly at checkpoint steps
     assert steps_where(paces, "check_weights") == steps_where(paces, "plots") == [200, 400]
-    assert paces.due(200) == Due(check_outputs=True, check_weights=True, log=True, preview=True, validate=True,
-                                 checkpoint=True, plots=True)
-    assert paces.due(7) == Due(check_outputs=False, check_weights=False, log=False, preview=False, validate=False,
-                               checkpoint=False, plots=False)
+    assert paces.due(200) == Due(
+        check_outputs=True, check_weights=True, log=True, preview=True, validate=True, checkpoint=True, plots=True
+    )
+    assert paces.due(7) == Due(
+        check_outputs=False,
+        check_weights=False,
+        log=False,
+        preview=False,
+        validate=False,
+        checkpoint=False,
+        plots=False,
+    )
     # step 0 (a run whose budget was spent before its first step) counts as checkpointed: the end adds no save
     assert paces.due(0).checkpoint
 

@@ -22,14 +22,26 @@ def _sets(overrides: dict) -> list[str]:
 def test_sweep_runs_skips_resumes_and_compares(tmp_path, tiny_overrides, capsys):
     out = tmp_path / "sweep"
     tiny = {k: v for k, v in tiny_overrides.items() if k != "model.z_dim"}  # the grid sets it
-    argv = ["sweep", "--grid", "model.z_dim=4,8", "--grid", "loss.name=hinge", "--out", str(out), "--steps", "2",
-            *_sets(tiny)]
+    argv = [
+        "sweep",
+        "--grid",
+        "model.z_dim=4,8",
+        "--grid",
+        "loss.name=hinge",
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+        *_sets(tiny),
+    ]
     assert main(argv) == 0
     names = ["model.z_dim=4,loss.name=hinge", "model.z_dim=8,loss.name=hinge"]
     sweep = json.loads((out / "sweep.json").read_text())
     assert [r["name"] for r in sweep["runs"]] == names
-    assert [r["overrides"] for r in sweep["runs"]] == [{"model.z_dim": 4, "loss.name": "hinge"},
-                                                       {"model.z_dim": 8, "loss.name": "hinge"}]
+    assert [r["overrides"] for r in sweep["runs"]] == [
+        {"model.z_dim": 4, "loss.name": "hinge"},
+        {"model.z_dim": 8, "loss.name": "hinge"},
+    ]
     assert all(r["status"] == "done" and r["step"] == 2 for r in sweep["runs"])
     mtimes = {n: (out / n / "summary.json").stat().st_mtime_ns for n in names}
     capsys.readouterr()
@@ -66,7 +78,8 @@ def test_sweep_runs_skips_resumes_and_compares(tmp_path, tiny_overrides, capsys)
     assert (out / names[1] / "summary.json").exists()
     rerun = json.loads((out / "sweep.json").read_text())["runs"]
     assert [{k: r.get(k) for k in ("status", "step", "stopped_by")} for r in rerun] == [
-        {"status": "done", "step": 2, "stopped_by": "steps"}] * 2  # the skipped run's numbers too
+        {"status": "done", "step": 2, "stopped_by": "steps"}
+    ] * 2  # the skipped run's numbers too
 
     report = tmp_path / "report"
     assert main(["compare", str(out), "--out", str(report)]) == 0
@@ -76,13 +89,23 @@ def test_sweep_runs_skips_resumes_and_compares(tmp_path, tiny_overrides, capsys)
     md = (report / "summary.md").read_text()
     for n in names:  # names and values are escaped for markdown (gankit.report.md_escape): z_dim shows as z\_dim
         assert f"| {md_escape(n)} | {md_escape('model.z_dim=')}" in md
-    assert md_escape("model.z_dim") in md.splitlines()[2] and "loss.name" not in md.splitlines()[2]  # only z_dim differs
+    assert (
+        md_escape("model.z_dim") in md.splitlines()[2] and "loss.name" not in md.splitlines()[2]
+    )  # only z_dim differs
 
 
 def test_sweep_refuses_a_changed_config(tmp_path, tiny_overrides, capsys):
     out = tmp_path / "s"
-    base = ["sweep", "--grid", "model.g_channels=4", "--out", str(out), "--steps", "1",
-            *_sets({k: v for k, v in tiny_overrides.items() if k != "model.g_channels"})]
+    base = [
+        "sweep",
+        "--grid",
+        "model.g_channels=4",
+        "--out",
+        str(out),
+        "--steps",
+        "1",
+        *_sets({k: v for k, v in tiny_overrides.items() if k != "model.g_channels"}),
+    ]
     assert main(base) == 0
     (out / "model.g_channels=4" / "summary.json").unlink()  # pretend it was interrupted
     capsys.readouterr()
@@ -93,8 +116,13 @@ def test_sweep_refuses_a_changed_config(tmp_path, tiny_overrides, capsys):
 
 @pytest.mark.parametrize(
     "spec, match",
-    [("optim.name", "expected KEY=V1,V2"), ("=1,2", "the key is empty"), ("model.z_dim=1,,2", "a value is empty"),
-     ("model.z_dim=", "a value is empty"), ("model.z_dim=4,4", "repeated")],
+    [
+        ("optim.name", "expected KEY=V1,V2"),
+        ("=1,2", "the key is empty"),
+        ("model.z_dim=1,,2", "a value is empty"),
+        ("model.z_dim=", "a value is empty"),
+        ("model.z_dim=4,4", "repeated"),
+    ],
 )
 def test_bad_grid_spec_is_a_one_line_error(spec, match):
     with pytest.raises(GankitError, match=match):
@@ -151,5 +179,9 @@ def test_sweep_takes_the_data_flags() -> None:
     for cmd in (["sweep", "--out", "s"], ["train"]):
         args = build_parser().parse_args([*cmd, *argv])
         over = overrides(args)
-        assert (over["data.name"], over["data.dir"], over["data.split"], over["train.steps"]) == \
-            ("mnist", "some/where", "test", 5)
+        assert (over["data.name"], over["data.dir"], over["data.split"], over["train.steps"]) == (
+            "mnist",
+            "some/where",
+            "test",
+            5,
+        )

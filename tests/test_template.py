@@ -29,8 +29,9 @@ def test_template_is_not_a_family_users_see() -> None:
 
 
 def test_template_family_trains_two_steps_and_resumes(registered, tmp_path, tiny_overrides) -> None:
-    cfg = resolve(overrides={**tiny_overrides, "model.name": template.MODEL, "train.steps": 2,
-                             "train.checkpoint_every": 1})
+    cfg = resolve(
+        overrides={**tiny_overrides, "model.name": template.MODEL, "train.steps": 2, "train.checkpoint_every": 1}
+    )
     run = train(cfg, out=tmp_path / "run")
     assert run.step == 2 and set(run.metrics) == {"loss/d", "loss/g"}
     assert all(torch.isfinite(torch.tensor(v)) for v in run.metrics.values())

@@ -15,7 +15,9 @@ from gankit.data.base import to_uint8
 
 
 def _for_model(tiny, extra):
-    if str(extra.get("model.name", "")).startswith("mlp"):  # an MLP has no conv widths (a key it does not read is an error)
+    if str(extra.get("model.name", "")).startswith(
+        "mlp"
+    ):  # an MLP has no conv widths (a key it does not read is an error)
         tiny = {k: v for k, v in tiny.items() if k not in ("model.g_channels", "model.d_channels")}
     return {**tiny, **extra}
 
@@ -26,7 +28,9 @@ def _train(tmp_path, name, tiny, **extra):
 
 
 def test_run_folder_has_every_file(tmp_path, tiny_overrides):
-    run = _train(tmp_path, "r", tiny_overrides, **{"train.steps": 10, "train.sample_every": 4, "train.checkpoint_every": 5})
+    run = _train(
+        tmp_path, "r", tiny_overrides, **{"train.steps": 10, "train.sample_every": 4, "train.checkpoint_every": 5}
+    )
     d = run.dir
     for f in ["config.yaml", "metrics.jsonl", "progress.gif", "losses.png", "summary.json", "checkpoints/latest"]:
         assert (d / f).exists(), f
@@ -40,8 +44,12 @@ def test_run_folder_has_every_file(tmp_path, tiny_overrides):
 
 def _weights(run_dir):
     final = run_dir / "checkpoints" / "final"
-    return {f"{f.stem}.{k}": v for f in sorted(final.glob("*.safetensors")) if f.stem in ("g", "ema")
-            for k, v in load_file(str(f)).items()}
+    return {
+        f"{f.stem}.{k}": v
+        for f in sorted(final.glob("*.safetensors"))
+        if f.stem in ("g", "ema")
+        for k, v in load_file(str(f)).items()
+    }
 
 
 @pytest.mark.parametrize(
@@ -49,14 +57,27 @@ def _weights(run_dir):
     [
         {},
         {"loss.name": "wgan-gp", "train.d_steps": 3, "model.d_batchnorm": False},
-        {"model.name": "mlp", "model.g_hidden": [32], "model.d_hidden": [32], "model.g_dropout": 0.2, "train.ema_half_life": 0.1},
+        {
+            "model.name": "mlp",
+            "model.g_hidden": [32],
+            "model.d_hidden": [32],
+            "model.g_dropout": 0.2,
+            "train.ema_half_life": 0.1,
+        },
         {"model.num_classes": 10, "loss.name": "lsgan", "loss.label_smoothing": 0.1},
         {"train.augment": "ada", "train.ada_kimg": 1, "loss.r1_gamma": 1.0, "loss.r1_every": 2},
         {"train.augment": "color,translation,cutout", "model.num_classes": 10},
         {"train.ema_half_life": 0.1, "model.num_classes": 10},
     ],
-    ids=["dcgan", "wgan-gp-ncritic3", "mlp-dropout-ema", "conditional-lsgan-smoothing", "ada-lazy-r1", "diffaugment",
-         "conditional-dcgan-ema"],
+    ids=[
+        "dcgan",
+        "wgan-gp-ncritic3",
+        "mlp-dropout-ema",
+        "conditional-lsgan-smoothing",
+        "ada-lazy-r1",
+        "diffaugment",
+        "conditional-dcgan-ema",
+    ],
 )
 def test_resume_is_bit_exact(tmp_path, tiny_overrides, extra):
     straight = _train(tmp_path, "straight", tiny_overrides, **{"train.steps": 12, **extra})
@@ -89,6 +110,7 @@ def test_ema_has_its_own_batchnorm_statistics(tmp_path, tiny_overrides):
     def keep(name):
         def hook(module, inp, out) -> None:  # returns None: the module's output is left as it is
             seen[name] = inp[0].var(dim=(0, 2, 3))
+
         return hook
 
     hooks = [m.register_forward_hook(keep(n)) for n, m in norms.items()]
@@ -181,8 +203,20 @@ def test_class_sequence_keeps_proportions_in_every_prefix():
 
 def test_nan_stops_with_exit_3_and_keeps_checkpoint(tmp_path, tiny_overrides, capsys):
     # A learning rate this large overflows within a few steps.
-    args = ["train", "--steps", "50", "--out", str(tmp_path / "nan"), "--set", "optim.lr_g=1e30", "--set", "optim.lr_d=1e30",
-            "--set", "optim.name=sgd", "--no-progress"]
+    args = [
+        "train",
+        "--steps",
+        "50",
+        "--out",
+        str(tmp_path / "nan"),
+        "--set",
+        "optim.lr_g=1e30",
+        "--set",
+        "optim.lr_d=1e30",
+        "--set",
+        "optim.name=sgd",
+        "--no-progress",
+    ]
     for k, v in tiny_overrides.items():
         args += ["--set", f"{k}={json.dumps(v) if not isinstance(v, bool) else str(v).lower()}"]
     assert main(args) == 3
@@ -193,8 +227,17 @@ def test_nan_stops_with_exit_3_and_keeps_checkpoint(tmp_path, tiny_overrides, ca
 
 
 def test_nan_rollback_lowers_lr(tmp_path, tiny_overrides):
-    cfg = resolve(overrides={**tiny_overrides, "train.steps": 6, "optim.name": "sgd", "optim.lr_g": 1e30, "optim.lr_d": 1e30,
-                             "train.on_nan": "rollback", "train.nan_max_rollbacks": 2})
+    cfg = resolve(
+        overrides={
+            **tiny_overrides,
+            "train.steps": 6,
+            "optim.name": "sgd",
+            "optim.lr_g": 1e30,
+            "optim.lr_d": 1e30,
+            "train.on_nan": "rollback",
+            "train.nan_max_rollbacks": 2,
+        }
+    )
     with pytest.raises(gankit.GankitError, match="diverged"):
         gankit.train(cfg, out=str(tmp_path / "rb"))
     events = [json.loads(x) for x in (tmp_path / "rb" / "metrics.jsonl").read_text().splitlines() if "rollback" in x]
@@ -202,8 +245,12 @@ def test_nan_rollback_lowers_lr(tmp_path, tiny_overrides):
 
 
 def test_augmentation_state_is_checkpointed_and_logged(tmp_path, tiny_overrides):
-    run = _train(tmp_path, "ada", tiny_overrides, **{"train.steps": 8, "train.augment": "ada", "train.ada_kimg": 0.5,
-                                                    "loss.r1_gamma": 1.0, "loss.r1_every": 1})
+    run = _train(
+        tmp_path,
+        "ada",
+        tiny_overrides,
+        **{"train.steps": 8, "train.augment": "ada", "train.ada_kimg": 0.5, "loss.r1_gamma": 1.0, "loss.r1_every": 1},
+    )
     state = json.loads((run.dir / "checkpoints" / "final" / "state.json").read_text())
     assert state["task"]["d_updates"] == 8 and 0 < state["task"]["augment"]["p"] <= 1  # p moved off its start of 0
     rows = [json.loads(x) for x in (run.dir / "metrics.jsonl").read_text().splitlines()]
@@ -217,8 +264,12 @@ def test_strong_augmentation_does_not_leak_into_samples(tmp_path, tiny_overrides
     from gankit.data.augment import build_augment, cutout_score
     from gankit.data.base import to_float
 
-    run = _train(tmp_path, "leak", tiny_overrides, **{"train.steps": 150, "train.augment": "cutout",
-                                                     "train.batch_size": 32, "optim.lr_g": 5e-4})
+    run = _train(
+        tmp_path,
+        "leak",
+        tiny_overrides,
+        **{"train.steps": 150, "train.augment": "cutout", "train.batch_size": 32, "optim.lr_g": 5e-4},
+    )
     samples = gankit.load(str(run.dir)).sample(128, seed=1)
     reals = to_float(load_dataset(resolve(overrides=tiny_overrides).data).images[:128])
     augmented = build_augment("cutout", seed=0)(reals)

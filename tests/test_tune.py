@@ -37,8 +37,14 @@ def _env() -> dict[str, str]:
 
 
 def _tune(*args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "gankit", "tune", *args], env=_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "gankit", "tune", *args],
+        env=_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +60,10 @@ def tiny(tmp_path_factory) -> Path:
 
 def test_space_file_and_params_parse(tmp_path: Path) -> None:
     f = tmp_path / "s.yaml"
-    f.write_text("optim:\n  lr_g: loguniform(1e-5, 1e-3)\nmodel.g_channels: int(8, 32, 8)\n"
-                 "loss.name: choice(non_saturating, hinge)\ntrain.batch_size: [16, 32]\n")
+    f.write_text(
+        "optim:\n  lr_g: loguniform(1e-5, 1e-3)\nmodel.g_channels: int(8, 32, 8)\n"
+        "loss.name: choice(non_saturating, hinge)\ntrain.batch_size: [16, 32]\n"
+    )
     space = read_space(f, ["optim.beta1=uniform(0, 0.9)", "loss.name=choice(lsgan)"])
     assert space["optim.lr_g"] == Dist("loguniform", 1e-5, 1e-3)
     assert space["model.g_channels"].grid_values("k") == [8, 16, 24, 32]
@@ -65,14 +73,25 @@ def test_space_file_and_params_parse(tmp_path: Path) -> None:
     assert parse_dist("train.augment", 'choice(none, "translation,cutout")').choices == ("none", "translation,cutout")
 
 
-@pytest.mark.parametrize("name,config", [("digits", "cdcgan-digits"), ("mnist", "recommended/mnist-conditional"),
-                                         ("cifar10", "recommended/cifar10-32"), ("folder", "recommended/folder-64")])
+@pytest.mark.parametrize(
+    "name,config",
+    [
+        ("digits", "cdcgan-digits"),
+        ("mnist", "recommended/mnist-conditional"),
+        ("cifar10", "recommended/cifar10-32"),
+        ("folder", "recommended/folder-64"),
+    ],
+)
 def test_shipped_spaces_fit_their_configs(name: str, config: str) -> None:
     from gankit.tune.space import check_space
 
     space = read_space(ROOT / "configs" / "spaces" / f"{name}.yaml", [])
-    check_space(space, lambda extra: resolve(file=ROOT / "configs" / f"{config}.yaml",
-                                             overrides={"data.dir": "/nonexistent", **extra}))
+    check_space(
+        space,
+        lambda extra: resolve(
+            file=ROOT / "configs" / f"{config}.yaml", overrides={"data.dir": "/nonexistent", **extra}
+        ),
+    )
     assert len(space) >= 5
     with pytest.raises(GankitError, match="not a single value"):
         parse_dist("model.g_layers", "choice([64, 64], [128])")  # Optuna's choices are scalars
@@ -87,12 +106,18 @@ BAD = {
     "grid with a continuous range": (["--sampler", "grid", "--param", "optim.lr_g=uniform(1e-4, 1e-3)"], "grid"),
     "not a distribution": (["--param", "optim.lr_g=between(1, 2)"], "unknown distribution"),
     "bad value in a choice": (["--param", "optim.name=choice(adam, adamm)"], "adamm"),
-    "a pruner with two objectives": (["--objective", "fd,params", "--pruner", "median", "--param",
-                                      "optim.lr_g=loguniform(1e-4, 1e-3)"], "does not prune multi-objective"),
-    "unknown second objective": (["--objective", "fd,speed", "--param", "optim.lr_g=loguniform(1e-4, 1e-3)"],
-                                 "images_per_s, params"),
-    "unreachable server": (["--param", "optim.lr_g=loguniform(1e-4, 1e-3)", "--storage",
-                            "postgresql://gankit:s3cret@127.0.0.1:9/none"], "cannot open the study storage"),
+    "a pruner with two objectives": (
+        ["--objective", "fd,params", "--pruner", "median", "--param", "optim.lr_g=loguniform(1e-4, 1e-3)"],
+        "does not prune multi-objective",
+    ),
+    "unknown second objective": (
+        ["--objective", "fd,speed", "--param", "optim.lr_g=loguniform(1e-4, 1e-3)"],
+        "images_per_s, params",
+    ),
+    "unreachable server": (
+        ["--param", "optim.lr_g=loguniform(1e-4, 1e-3)", "--storage", "postgresql://gankit:s3cret@127.0.0.1:9/none"],
+        "cannot open the study storage",
+    ),
 }
 
 
@@ -168,9 +193,25 @@ def _kill_a_worker_mid_trial(proc: subprocess.Popen, study: Path, timeout: float
 @pytest.mark.slow
 def test_two_workers_on_sqlite_survive_a_kill_and_report(tiny: Path, tmp_path: Path) -> None:
     study = tmp_path / EVIL
-    args = [str(tiny), "--out", str(study), "--trials", "3", "--workers", "2", "--steps", "24", "--eval-every", "6",
-            "--heartbeat", "1", "--param", "optim.lr_g=loguniform(1e-4, 1e-3)", "--param",
-            "model.g_channels=choice(8, 16)"]
+    args = [
+        str(tiny),
+        "--out",
+        str(study),
+        "--trials",
+        "3",
+        "--workers",
+        "2",
+        "--steps",
+        "24",
+        "--eval-every",
+        "6",
+        "--heartbeat",
+        "1",
+        "--param",
+        "optim.lr_g=loguniform(1e-4, 1e-3)",
+        "--param",
+        "model.g_channels=choice(8, 16)",
+    ]
     proc = _tune(*args)
     killed = _kill_a_worker_mid_trial(proc, study)
     out, _ = proc.communicate(timeout=240)
@@ -180,7 +221,9 @@ def test_two_workers_on_sqlite_survive_a_kill_and_report(tiny: Path, tmp_path: P
     states = [t.state.name for t in s.trials]
     assert states.count("COMPLETE") + states.count("PRUNED") >= 3, out
     retry = [t for t in s.trials if t.system_attrs.get("failed_trial") == killed]
-    assert retry and retry[0].state.name in ("COMPLETE", "PRUNED"), [(t.number, t.state, t.system_attrs) for t in s.trials]
+    assert retry and retry[0].state.name in ("COMPLETE", "PRUNED"), [
+        (t.number, t.state, t.system_attrs) for t in s.trials
+    ]
     assert retry[0].user_attrs["resumed_from_step"] >= 6  # continued from the dead trial's checkpoint, not step 0
     folder = study / retry[0].user_attrs["folder"]
     assert folder.name == f"trial-{killed:04d}" and (folder / "summary.json").is_file()
@@ -195,15 +238,23 @@ def test_two_workers_on_sqlite_survive_a_kill_and_report(tiny: Path, tmp_path: P
     # best.yaml is a complete config that `gankit train` accepts, with the best trial's values
     best = min((t for t in s.trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
     cfg = resolve(file=study / "best.yaml")
-    assert cfg.optim.lr_g == pytest.approx(best.params["optim.lr_g"]) and cfg.model.g_channels == best.params["model.g_channels"]
+    assert (
+        cfg.optim.lr_g == pytest.approx(best.params["optim.lr_g"])
+        and cfg.model.g_channels == best.params["model.g_channels"]
+    )
     assert cfg.data.holdout == 0 and cfg.train.steps == 24
     html = (study / "report.html").read_text()
     assert "st&lt;b&gt;&amp;&#x27;x" in html and EVIL not in html
     assert f'href="trial-{best.number:04d}/report.html"' in html or best.user_attrs["folder"] in html
     # the same study name with another space is refused, and nothing of the study changes
     n = len(s.trials)
-    r = subprocess.run([sys.executable, "-m", "gankit", "tune", *args[:-1], "model.g_channels=choice(8, 32)"], env=_env(), text=True,
-                       capture_output=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "gankit", "tune", *args[:-1], "model.g_channels=choice(8, 32)"],
+        env=_env(),
+        text=True,
+        capture_output=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "another config or space" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert len(_load(study).trials) == n
     # `gankit report STUDY` rewrites the page from the storage
@@ -215,8 +266,21 @@ def test_two_workers_on_sqlite_survive_a_kill_and_report(tiny: Path, tmp_path: P
 @pytest.mark.slow
 def test_ctrl_c_checkpoints_the_trial_and_the_same_command_continues(tiny: Path, tmp_path: Path) -> None:
     study = tmp_path / "c"
-    args = [str(tiny), "--out", str(study), "--trials", "1", "--steps", "40", "--eval-every", "8", "--pruner", "none",
-            "--param", "optim.lr_g=loguniform(1e-4, 1e-3)"]
+    args = [
+        str(tiny),
+        "--out",
+        str(study),
+        "--trials",
+        "1",
+        "--steps",
+        "40",
+        "--eval-every",
+        "8",
+        "--pruner",
+        "none",
+        "--param",
+        "optim.lr_g=loguniform(1e-4, 1e-3)",
+    ]
     proc = _tune(*args)
     ck = study / "trial-0000" / "checkpoints"
     t0 = time.monotonic()
@@ -285,16 +349,46 @@ def postgres():
         shutil.chown(root / "pw", "postgres")
     port = _free_port()
     data = root / "data"
-    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "gankit", "--auth=scram-sha-256",
-                    f"--pwfile={root / 'pw'}"], check=True, capture_output=True, timeout=120)
-    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"), "-o",
-                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True,
-                   timeout=120)
+    subprocess.run(
+        [
+            *as_user,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "gankit",
+            "--auth=scram-sha-256",
+            f"--pwfile={root / 'pw'}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    subprocess.run(
+        [
+            *as_user,
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(root / "log"),
+            "-o",
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     try:
         yield f"postgresql://gankit:s3cret@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -302,13 +396,46 @@ def postgres():
 def test_two_workers_on_postgresql(postgres: str, tiny: Path, tmp_path: Path) -> None:
     pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'gankit[tune-postgres]')")
     wrong = postgres.replace("s3cret", "wrong")
-    r = subprocess.run([sys.executable, "-m", "gankit", "tune", str(tiny), "--steps", "4", "--out",
-                        str(tmp_path / "w"), "--storage", wrong, "--param", "optim.lr_g=loguniform(1e-4, 1e-3)"],
-                       env=_env(), text=True, capture_output=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gankit",
+            "tune",
+            str(tiny),
+            "--steps",
+            "4",
+            "--out",
+            str(tmp_path / "w"),
+            "--storage",
+            wrong,
+            "--param",
+            "optim.lr_g=loguniform(1e-4, 1e-3)",
+        ],
+        env=_env(),
+        text=True,
+        capture_output=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "password authentication failed" in r.stderr and ":wrong@" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
-    args = [str(tiny), "--trials", "3", "--workers", "2", "--steps", "8", "--eval-every", "4", "--storage", postgres,
-            "--study-name", "pg-study", "--param", "optim.lr_g=loguniform(1e-4, 1e-3)"]
+    args = [
+        str(tiny),
+        "--trials",
+        "3",
+        "--workers",
+        "2",
+        "--steps",
+        "8",
+        "--eval-every",
+        "4",
+        "--storage",
+        postgres,
+        "--study-name",
+        "pg-study",
+        "--param",
+        "optim.lr_g=loguniform(1e-4, 1e-3)",
+    ]
     proc = _tune(*args, "--out", str(tmp_path / "a"))
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, out
@@ -317,7 +444,9 @@ def test_two_workers_on_postgresql(postgres: str, tiny: Path, tmp_path: Path) ->
     assert "s3cret" not in (tmp_path / "a" / "study.json").read_text()
     # a second study in the same database does not mix with the first
     other = optuna.create_study(study_name="another", storage=postgres)
-    assert other.trials == [] and len(optuna.load_study(study_name="pg-study", storage=postgres).trials) == len(s.trials)
+    assert other.trials == [] and len(optuna.load_study(study_name="pg-study", storage=postgres).trials) == len(
+        s.trials
+    )
 
 
 def test_a_sampled_value_the_data_cannot_take_fails_that_trial_only(tmp_path: Path) -> None:
@@ -326,15 +455,40 @@ def test_a_sampled_value_the_data_cannot_take_fails_that_trial_only(tmp_path: Pa
     from gankit.cli import main
 
     out = tmp_path / "study"
-    args = ["tune", "--param", "train.batch_size=choice(100000)", "--trials", "2", "--workers", "1", "--steps", "2",
-            "--eval-every", "2", "--threads", "1", "--no-progress", "--out", str(out),
-            "--set", "data.image_size=16", "--set", "model.g_channels=8", "--set", "model.d_channels=8",
-            "--set", "data.limit=128", "--set", "data.holdout=64"]
+    args = [
+        "tune",
+        "--param",
+        "train.batch_size=choice(100000)",
+        "--trials",
+        "2",
+        "--workers",
+        "1",
+        "--steps",
+        "2",
+        "--eval-every",
+        "2",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--out",
+        str(out),
+        "--set",
+        "data.image_size=16",
+        "--set",
+        "model.g_channels=8",
+        "--set",
+        "model.d_channels=8",
+        "--set",
+        "data.limit=128",
+        "--set",
+        "data.holdout=64",
+    ]
     assert main(args) == 1
     import optuna
 
-    study = optuna.load_study(study_name=json.loads((out / "study.json").read_text())["name"],
-                              storage=f"sqlite:///{out / 'study.db'}")
+    study = optuna.load_study(
+        study_name=json.loads((out / "study.json").read_text())["name"], storage=f"sqlite:///{out / 'study.db'}"
+    )
     failed = [t for t in study.trials if t.state.name == "FAIL"]
     assert len(failed) == 2 and all("batch" in t.user_attrs["error"] for t in failed)
     assert not (out / "best.yaml").exists()
@@ -350,12 +504,28 @@ def test_a_worker_setting_does_not_change_the_study_but_a_budget_does() -> None:
 
     def spec(**overrides: object) -> StudySpec:
         base = resolve(overrides={"train.steps": 5, **overrides}).to_dict()
-        return StudySpec(name="s", folder="f", storage="sqlite://", config=None, flags={}, space={"optim.lr_g": "x"},
-                         tune_keys={}, metric="eval/fd", direction="minimize", sampler="tpe", pruner="median",
-                         seed=0, trials=1, heartbeat=10, resolved_base=base)
+        return StudySpec(
+            name="s",
+            folder="f",
+            storage="sqlite://",
+            config=None,
+            flags={},
+            space={"optim.lr_g": "x"},
+            tune_keys={},
+            metric="eval/fd",
+            direction="minimize",
+            sampler="tpe",
+            pruner="median",
+            seed=0,
+            trials=1,
+            heartbeat=10,
+            resolved_base=base,
+        )
 
     one = spec(**{"train.threads": 1})
-    assert one.fingerprint() == spec(**{"train.threads": 2, "train.device": "cpu", "data.dir": "elsewhere"}).fingerprint()
+    assert (
+        one.fingerprint() == spec(**{"train.threads": 2, "train.device": "cpu", "data.dir": "elsewhere"}).fingerprint()
+    )
     assert one.fingerprint() != spec(**{"train.threads": 1, "train.steps": 6}).fingerprint()
     assert one.fingerprint() != spec(**{"train.threads": 1, "optim.lr_d": 1e-3}).fingerprint()
     assert replace(one, space={"optim.lr_g": "y"}).fingerprint() != one.fingerprint()
@@ -395,8 +565,16 @@ def test_two_processes_requeue_each_interrupted_trial_once(tmp_path: Path) -> No
         t = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
         study.tell(t, state=optuna.trial.TrialState.FAIL)
     ready = [tmp_path / "a", tmp_path / "b"]
-    procs = [subprocess.Popen([sys.executable, "-c", RACE, url, str(ready[i]), str(ready[1 - i])], env=_env(),
-                              text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACE, url, str(ready[i]), str(ready[1 - i])],
+            env=_env(),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for i in range(2)
+    ]
     outs = [p.communicate(timeout=120)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     trials = optuna.load_study(study_name="race", storage=url).trials
@@ -415,9 +593,29 @@ def test_two_objectives_and_the_best_trial_on_more_seeds(tiny: Path, tmp_path: P
     use, as run folders in STUDY/best-seeds/; the report and `gankit compare` show their mean ± std (n=2); the same
     command again trains nothing more."""
     study = tmp_path / "seeds"
-    args = ["tune", str(tiny), "--out", str(study), "--trials", "3", "--steps", "8", "--eval-every", "4", "--seed", "3",
-            "--objective", "fd,params", "--param", "optim.lr_g=loguniform(1e-4, 1e-3)", "--param",
-            "model.g_channels=choice(4, 8, 16)", "--best-seeds", "2", "--no-progress"]
+    args = [
+        "tune",
+        str(tiny),
+        "--out",
+        str(study),
+        "--trials",
+        "3",
+        "--steps",
+        "8",
+        "--eval-every",
+        "4",
+        "--seed",
+        "3",
+        "--objective",
+        "fd,params",
+        "--param",
+        "optim.lr_g=loguniform(1e-4, 1e-3)",
+        "--param",
+        "model.g_channels=choice(4, 8, 16)",
+        "--best-seeds",
+        "2",
+        "--no-progress",
+    ]
     assert main(args) == 0, capsys.readouterr().err
     err = capsys.readouterr().err
     s = _load(study)
@@ -457,8 +655,11 @@ def test_history_axis_turns_logarithmic_when_scores_span_more_than_10x(tmp_path:
         s = optuna.create_study()
         dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
         for i, v in enumerate(values):
-            s.add_trial(optuna.trial.create_trial(params={"x": i / 10}, distributions=dist, value=v,
-                                                  intermediate_values={1: v * 2, 2: v}))
+            s.add_trial(
+                optuna.trial.create_trial(
+                    params={"x": i / 10}, distributions=dist, value=v, intermediate_values={1: v * 2, 2: v}
+                )
+            )
         return render_study(tmp_path, s, {"name": "s", "metric": "eval/fd", "space": {}})
 
     assert wide_positive([400.0, 20.0, 14.0]) and not wide_positive([30.0, 20.0, 14.0])

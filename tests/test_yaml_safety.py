@@ -65,13 +65,22 @@ def test_alias_bomb_is_refused_at_once(tmp_path: Path) -> None:
 
 
 def test_aliases_and_anchors_are_refused_alone(tmp_path: Path) -> None:
-    one_line_error(lambda: load_yaml_text("train:\n  steps: *n\n", "config file c.yaml"),
-                   "config file c.yaml, line 2", "aliases (*n) are not allowed")
+    one_line_error(
+        lambda: load_yaml_text("train:\n  steps: *n\n", "config file c.yaml"),
+        "config file c.yaml, line 2",
+        "aliases (*n) are not allowed",
+    )
     one_line_error(lambda: load_yaml_text("train: &t\n  steps: 3\n", "x"), "anchors (&t) are not allowed")
 
 
-@pytest.mark.parametrize("text", ["[" * 200 + "]" * 200, "{a: " * 200 + "1" + "}" * 200,
-                                  "".join(f"{'  ' * i}k{i}:\n" for i in range(MAX_DEPTH + 1)) + "  " * 40 + "v: 1\n"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 200 + "]" * 200,
+        "{a: " * 200 + "1" + "}" * 200,
+        "".join(f"{'  ' * i}k{i}:\n" for i in range(MAX_DEPTH + 1)) + "  " * 40 + "v: 1\n",
+    ],
+)
 def test_deep_nesting_is_refused_without_a_traceback(tmp_path: Path, text: str) -> None:
     p = write(tmp_path, text)
     one_line_error(lambda: read_yaml(p), "c.yaml, line", f"nested more than {MAX_DEPTH} levels deep")
@@ -88,8 +97,9 @@ def test_very_deep_nesting_is_refused_quickly() -> None:
 def test_duplicate_keys_name_the_key_and_both_lines(tmp_path: Path) -> None:
     p = write(tmp_path, "train:\n  steps: 2\nmodel:\n  z_dim: 8\ntrain:\n  epochs: 100\n")
     one_line_error(lambda: read_yaml(p), "c.yaml", "'train' is given twice", "lines 1 and 5")
-    one_line_error(lambda: load_yaml_text("train: {steps: 2, steps: 3}\n", "x"), "'steps' is given twice",
-                   "lines 1 and 1")
+    one_line_error(
+        lambda: load_yaml_text("train: {steps: 2, steps: 3}\n", "x"), "'steps' is given twice", "lines 1 and 1"
+    )
     # the same key in different sections is fine
     assert load_yaml_text("a:\n  name: x\nb:\n  name: y\n", "x") == {"a": {"name": "x"}, "b": {"name": "y"}}
 
@@ -137,13 +147,39 @@ def test_missing_directory_and_binary_files(tmp_path: Path) -> None:
 # scalars: YAML 1.2 numbers, and strings kept strings
 
 
-@pytest.mark.parametrize("text, value", [
-    ("2e-4", 2e-4), ("1e3", 1000.0), ("1.5E+3", 1500.0), ("-1.5e-3", -1.5e-3), (".5", 0.5), ("1.", 1.0),
-    ("010", 10), ("0x10", 16), ("0o17", 15), ("1_000", 1000), ("-7", -7),
-    ("true", True), ("False", False), ("yes", True), ("off", False), ("~", None), ("null", None), ("", None),
-    ("2001-12-14", "2001-12-14"), ("1:30", "1:30"), ("'1e3'", "1e3"), ("e3", "e3"), ("1e", "1e"),
-    ("0x_", "0x_"), ("0x", "0x"), ("-0b", "-0b"), ("0o8", "0o8"), ("1e5.0", "1e5.0"),
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("2e-4", 2e-4),
+        ("1e3", 1000.0),
+        ("1.5E+3", 1500.0),
+        ("-1.5e-3", -1.5e-3),
+        (".5", 0.5),
+        ("1.", 1.0),
+        ("010", 10),
+        ("0x10", 16),
+        ("0o17", 15),
+        ("1_000", 1000),
+        ("-7", -7),
+        ("true", True),
+        ("False", False),
+        ("yes", True),
+        ("off", False),
+        ("~", None),
+        ("null", None),
+        ("", None),
+        ("2001-12-14", "2001-12-14"),
+        ("1:30", "1:30"),
+        ("'1e3'", "1e3"),
+        ("e3", "e3"),
+        ("1e", "1e"),
+        ("0x_", "0x_"),
+        ("0x", "0x"),
+        ("-0b", "-0b"),
+        ("0o8", "0o8"),
+        ("1e5.0", "1e5.0"),
+    ],
+)
 def test_scalar_resolution(text: str, value: object) -> None:
     got = load_yaml_text(f"v: {text}\n", "x")["v"]
     assert got == value and type(got) in (type(value), *type(value).__subclasses__())
@@ -166,11 +202,75 @@ def test_special_floats() -> None:
     assert d["a"] == math.inf and d["b"] == -math.inf and math.isnan(d["c"])
 
 
-TRICKY = ["1e3", "2e-4", "1.5E+3", "true", "True", "yes", "no", "on", "off", "null", "Null", "~", "", " ", " x", "x ",
-          "- a", ": b", "a: b", "#c", "0x10", "0o17", "0b11", "010", "1_000", "1:30", ".inf", ".nan", "-.inf", "12",
-          "-0", "2001-12-14", "2001-12-14 12:00:00", "<<", "=", "*x", "&x", "!x", "!!str", "%YAML", "[1]", "{a: 1}",
-          "'q'", '"q"', "a\nb", "a\n", "\n", "\t", "x\x85y", "\u2028", "\ufeffx", "é", "@", "`", "|", ">", "?", "---",
-          "...", "a #b", "a  ", "1e999", "NaN", "inf", "0.", "+1", "+.5"]
+TRICKY = [
+    "1e3",
+    "2e-4",
+    "1.5E+3",
+    "true",
+    "True",
+    "yes",
+    "no",
+    "on",
+    "off",
+    "null",
+    "Null",
+    "~",
+    "",
+    " ",
+    " x",
+    "x ",
+    "- a",
+    ": b",
+    "a: b",
+    "#c",
+    "0x10",
+    "0o17",
+    "0b11",
+    "010",
+    "1_000",
+    "1:30",
+    ".inf",
+    ".nan",
+    "-.inf",
+    "12",
+    "-0",
+    "2001-12-14",
+    "2001-12-14 12:00:00",
+    "<<",
+    "=",
+    "*x",
+    "&x",
+    "!x",
+    "!!str",
+    "%YAML",
+    "[1]",
+    "{a: 1}",
+    "'q'",
+    '"q"',
+    "a\nb",
+    "a\n",
+    "\n",
+    "\t",
+    "x\x85y",
+    "\u2028",
+    "\ufeffx",
+    "é",
+    "@",
+    "`",
+    "|",
+    ">",
+    "?",
+    "---",
+    "...",
+    "a #b",
+    "a  ",
+    "1e999",
+    "NaN",
+    "inf",
+    "0.",
+    "+1",
+    "+.5",
+]
 
 
 @pytest.mark.parametrize("s", TRICKY)
@@ -180,7 +280,11 @@ def test_tricky_strings_round_trip(s: str) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.sampled_from(TRICKY), st.text(), st.text(alphabet="0123456789eE.+-_xob:~ \n#'\"[]{},&*!?|>", max_size=8)))
+@given(
+    st.one_of(
+        st.sampled_from(TRICKY), st.text(), st.text(alphabet="0123456789eE.+-_xob:~ \n#'\"[]{},&*!?|>", max_size=8)
+    )
+)
 def test_any_string_round_trips(s: str) -> None:
     """dump -> load is the identity for every string, as a value and as a key."""
     tree = {"v": s, "w": {s: [s, {"k": s}]}}  # s as a key one level down, so it never collides with "v"
@@ -191,9 +295,11 @@ def test_any_string_round_trips(s: str) -> None:
 
 
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=10))
-TREES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                      st.dictionaries(st.text(max_size=6), inner, max_size=3)),
-                     max_leaves=10)
+TREES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=10,
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -233,8 +339,10 @@ def test_numeric_folder_name_round_trips_through_a_saved_config(tmp_path: Path) 
     assert again.data.dir == "1e3" and again.data.cache_dir == "0x10" and again.train.device == "true"
 
 
-@pytest.mark.parametrize("written, meant", [("1e3", "1e3"), ("0x10", "0x10"), ("010", "010"), ("2e-4", "2e-4"),
-                                            ("'1e3'", "1e3"), ("12", "12")])
+@pytest.mark.parametrize(
+    "written, meant",
+    [("1e3", "1e3"), ("0x10", "0x10"), ("010", "010"), ("2e-4", "2e-4"), ("'1e3'", "1e3"), ("12", "12")],
+)
 def test_unquoted_number_in_a_string_field_is_taken_as_written(tmp_path: Path, written: str, meant: str) -> None:
     """Type-directed: `dir: 1e3` in a user's file means the folder '1e3', not '1000.0'; number fields stay numbers."""
     p = write(tmp_path, f"data:\n  dir: {written}\noptim:\n  lr_g: 2e-4\ntrain:\n  steps: 1e3\n")
@@ -257,7 +365,9 @@ def test_bools_and_nulls_are_not_strings_in_string_fields() -> None:
     one_line_error(lambda: resolve(base={"data": {"dir": True}}), "data.dir: expected str or null, got True")
 
 
-def test_run_on_a_folder_named_like_a_number_samples_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_on_a_folder_named_like_a_number_samples_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Issue 14 item 8 end to end: `--data-dir 1e3` trains, and the saved config still says '1e3' for sample/resume."""
     from PIL import Image
 
@@ -268,8 +378,21 @@ def test_run_on_a_folder_named_like_a_number_samples_and_resumes(tmp_path: Path,
     (tmp_path / "1e3").mkdir()
     for i in range(8):
         Image.new("RGB", (16, 16), (i * 30, 10, 200 - i * 20)).save(tmp_path / "1e3" / f"{i}.png")
-    small = ["--set", "data.image_size=16", "--set", "model.g_channels=8", "--set", "model.d_channels=8",
-             "--set", "model.z_dim=8", "--set", "train.threads=1", "--set", "train.batch_size=4", "--no-progress"]
+    small = [
+        "--set",
+        "data.image_size=16",
+        "--set",
+        "model.g_channels=8",
+        "--set",
+        "model.d_channels=8",
+        "--set",
+        "model.z_dim=8",
+        "--set",
+        "train.threads=1",
+        "--set",
+        "train.batch_size=4",
+        "--no-progress",
+    ]
     assert main(["train", "--data", "folder", "--data-dir", "1e3", "--out", "run", "--steps", "2", *small]) == 0
     assert "dir: '1e3'" in (tmp_path / "run" / "config.yaml").read_text()
     assert load_run_config(tmp_path / "run").data.dir == "1e3"

@@ -45,12 +45,38 @@ def test_a_plain_step_with_other_layers_is_refused(monkeypatch):
 
 
 def test_device_script_runs_on_cpu_and_writes_the_table(tmp_path):
-    env = {**os.environ, "PYTHON": sys.executable, "DEVICE": "cpu", "ROUNDS": "2", "SIDE_SECONDS": "0.01",
-           "OUT": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    res = subprocess.run(["bash", str(ROOT / "benchmarks/device_speed.sh"), "--only", "recommended/mnist", "--threads",
-                          "1", "--peak-n", "64", "--set", "train.batch_size=4", "--set", "model.g_channels=4",
-                          "--set", "model.d_channels=4"], capture_output=True, text=True, env=env, timeout=300,
-                         check=False)
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "DEVICE": "cpu",
+        "ROUNDS": "2",
+        "SIDE_SECONDS": "0.01",
+        "OUT": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+    }
+    res = subprocess.run(
+        [
+            "bash",
+            str(ROOT / "benchmarks/device_speed.sh"),
+            "--only",
+            "recommended/mnist",
+            "--threads",
+            "1",
+            "--peak-n",
+            "64",
+            "--set",
+            "train.batch_size=4",
+            "--set",
+            "model.g_channels=4",
+            "--set",
+            "model.d_channels=4",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert re.search(r"parameters G/D: plain ([\d,]+)/([\d,]+), gankit \1/\2; batch 4, 1 D update", res.stdout)
     md = (tmp_path / "against_plain.md").read_text()
@@ -82,7 +108,9 @@ def test_dcgan_tf_trains_contiguous_unless_asked():
     path = ROOT / "gankit/configs/reports/004-dcgan-mnist.yaml"
     small = {"train.batch_size": 4, "model.g_channels": 4, "model.d_channels": 4}
     cfg = resolve(path, small)
-    assert cfg.train.channels_last is False and resolve(path, {**small, "train.channels_last": True}).train.channels_last
+    assert (
+        cfg.train.channels_last is False and resolve(path, {**small, "train.channels_last": True}).train.channels_last
+    )
     assert resolve(overrides={}).train.channels_last  # other models keep it
     task = GANTask(cfg, A.fake_data(cfg, 8), torch.device("cpu"))
     assert task.memory_format == torch.contiguous_format

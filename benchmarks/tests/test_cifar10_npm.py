@@ -31,8 +31,13 @@ def _png(images: np.ndarray) -> bytes:
 
 def _package(path: Path, train: list[np.ndarray], test: np.ndarray, train_labels: list, test_labels: list) -> None:
     files = {f"package/data_batch_{i + 1}.png": _png(x) for i, x in enumerate(train)}
-    files.update({"package/test_batch.png": _png(test), "package/train_lables.json": json.dumps(train_labels).encode(),
-                  "package/test_lables.json": json.dumps(test_labels).encode()})
+    files.update(
+        {
+            "package/test_batch.png": _png(test),
+            "package/train_lables.json": json.dumps(train_labels).encode(),
+            "package/test_lables.json": json.dumps(test_labels).encode(),
+        }
+    )
     with tarfile.open(path, "w:gz") as tar:
         for name, data in files.items():
             info = tarfile.TarInfo(name)

@@ -27,18 +27,30 @@ def _png(rgba: tuple[int, int, int, int]) -> bytes:
 def _package(path: Path) -> None:
     index = [
         {"image": "1f600.png", "category": "Smileys & Emotion", "has_img_google": True},
-        {"image": "1f44b.png", "category": "People & Body", "has_img_google": True,
-         "skin_variations": {"1F3FB": {"image": "1f44b-1f3fb.png", "has_img_google": True},
-                             "1F3FF": {"image": "1f44b-1f3ff.png", "has_img_google": False}}},
+        {
+            "image": "1f44b.png",
+            "category": "People & Body",
+            "has_img_google": True,
+            "skin_variations": {
+                "1F3FB": {"image": "1f44b-1f3fb.png", "has_img_google": True},
+                "1F3FF": {"image": "1f44b-1f3ff.png", "has_img_google": False},
+            },
+        },
         {"image": "1f3fb.png", "category": "Component", "has_img_google": True},  # a skin-tone swatch: left out
         {"image": "1f9ff.png", "category": "Objects", "has_img_google": False},  # no Google image: not listed
     ]
-    files = {"package/emoji.json": json.dumps(index).encode(), "package/README.md": b"readme",
-             IMAGES + "1f600.png": _png((255, 200, 0, 255)), IMAGES + "1f44b.png": _png((200, 150, 100, 255)),
-             IMAGES + "1f44b-1f3fb.png": _png((250, 220, 200, 255)), IMAGES + "1f3fb.png": _png((250, 220, 200, 255)),
-             IMAGES + "1f44b-1f3ff.png": _png((90, 60, 40, 255)), IMAGES + "1f9ff.png": _png((0, 0, 255, 0)),
-             "package/img/google/sheets/64.png": _png((0, 0, 0, 255)),
-             IMAGES + "../../../escape.png": _png((0, 0, 0, 255))}  # listed below: must still not leave the folder
+    files = {
+        "package/emoji.json": json.dumps(index).encode(),
+        "package/README.md": b"readme",
+        IMAGES + "1f600.png": _png((255, 200, 0, 255)),
+        IMAGES + "1f44b.png": _png((200, 150, 100, 255)),
+        IMAGES + "1f44b-1f3fb.png": _png((250, 220, 200, 255)),
+        IMAGES + "1f3fb.png": _png((250, 220, 200, 255)),
+        IMAGES + "1f44b-1f3ff.png": _png((90, 60, 40, 255)),
+        IMAGES + "1f9ff.png": _png((0, 0, 255, 0)),
+        "package/img/google/sheets/64.png": _png((0, 0, 0, 255)),
+        IMAGES + "../../../escape.png": _png((0, 0, 0, 255)),
+    }  # listed below: must still not leave the folder
     index.append({"image": "../../../escape.png", "category": "Symbols", "has_img_google": True})
     files["package/emoji.json"] = json.dumps(index).encode()
     with tarfile.open(path, "w:gz") as tar:

@@ -14,8 +14,15 @@ from ..core.io import refuse_existing
 
 # flag attribute -> config key, for every command that builds a config (train, sweep)
 FLAG_KEYS = {
-    "data": "data.name", "data_dir": "data.dir", "split": "data.split", "model": "model.name", "seed": "seed",
-    "threads": "train.threads", "device": "train.device", "eval_every": "train.eval_every", "on_nan": "train.on_nan",
+    "data": "data.name",
+    "data_dir": "data.dir",
+    "split": "data.split",
+    "model": "model.name",
+    "seed": "seed",
+    "threads": "train.threads",
+    "device": "train.device",
+    "eval_every": "train.eval_every",
+    "on_nan": "train.on_nan",
     **{k.split(".", 1)[1]: k for k in BUDGET_KEYS},
 }
 SPLITS = ["train", "test", "val", "all"]
@@ -35,12 +42,22 @@ def add_data_flags(p: argparse.ArgumentParser, every: str = "") -> None:
     p.add_argument("--split", choices=SPLITS, help="split to train on (default train)")
     p.add_argument("--steps", type=int, help=f"budget{every} in generator updates")
     p.add_argument("--epochs", type=float, help=f"budget{every} in passes over the data")
-    p.add_argument("--max-minutes", type=float, help=f"wall-clock budget{every}; the run stops and saves when it is spent")
-    p.add_argument("--cpu-minutes", type=float, help=f"budget{every} in minutes of this process's CPU time (train.clock=cpu): "
-                                                    f"the same compute on a busy machine as on an idle one; use with --threads 1 "
-                                                    f"to compare recipes")
-    p.add_argument("--threads", type=int, help="CPU threads (default: the cores this process may use; more than twice "
-                                               "those is warned about, as it slows every step)")
+    p.add_argument(
+        "--max-minutes", type=float, help=f"wall-clock budget{every}; the run stops and saves when it is spent"
+    )
+    p.add_argument(
+        "--cpu-minutes",
+        type=float,
+        help=f"budget{every} in minutes of this process's CPU time (train.clock=cpu): "
+        f"the same compute on a busy machine as on an idle one; use with --threads 1 "
+        f"to compare recipes",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads (default: the cores this process may use; more than twice "
+        "those is warned about, as it slows every step)",
+    )
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key, e.g. optim.lr_g=1e-4")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -56,13 +73,17 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     for key in BUDGET_KEYS:
         flag = "--" + key.split(".", 1)[1].replace("_", "-")
         if key in out and not out[key] > 0:  # 0 means "not set" in a config file; as a flag it would end nothing
-            raise GankitError(f"{flag} {out[key]}: a budget must be > 0 (0 means 'not set' in a config file); "
-                              f"omit {flag} to use the config's budget")
+            raise GankitError(
+                f"{flag} {out[key]}: a budget must be > 0 (0 means 'not set' in a config file); "
+                f"omit {flag} to use the config's budget"
+            )
     cpu = getattr(args, "cpu_minutes", None)
     if cpu is not None:
         if "train.max_minutes" in out:
-            raise GankitError(f"--cpu-minutes {cpu} and --max-minutes {out['train.max_minutes']}: give one time budget "
-                              f"(CPU time or wall-clock)")
+            raise GankitError(
+                f"--cpu-minutes {cpu} and --max-minutes {out['train.max_minutes']}: give one time budget "
+                f"(CPU time or wall-clock)"
+            )
         if not cpu > 0:
             raise GankitError(f"--cpu-minutes {cpu}: a budget must be > 0; omit it to use the config's budget")
         out["train.max_minutes"], out["train.clock"] = cpu, "cpu"

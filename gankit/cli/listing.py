@@ -21,8 +21,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     for title, reg in [("data sets", DATASETS), ("models", MODELS), ("losses", LOSSES), ("optimizers", OPTIMIZERS)]:
         print(f"{title}: {', '.join(reg.names())}")
-    for title, files in (("shipped configs", shipped_configs()), ("search spaces (gankit tune --space)",
-                                                                  shipped_configs(spaces=True))):
+    for title, files in (
+        ("shipped configs", shipped_configs()),
+        ("search spaces (gankit tune --space)", shipped_configs(spaces=True)),
+    ):
         if files:
             print(f"{title}:")
             for c in files:

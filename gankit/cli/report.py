@@ -39,8 +39,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     path = export_generator(args.run, args.format, Path(args.out), args.checkpoint, args.direction)
     meta = read_metadata(path)
     ins = ", ".join(meta.get("inputs", []))
-    print(f"wrote {path}: {meta.get('family', meta.get('kind'))} generator (step {meta.get('step')}), inputs {ins} -> images "
-          f"{meta.get('image_shape')} in [-1, 1], dynamic batch")
+    print(
+        f"wrote {path}: {meta.get('family', meta.get('kind'))} generator (step {meta.get('step')}), inputs {ins} -> images "
+        f"{meta.get('image_shape')} in [-1, 1], dynamic batch"
+    )
     return 0
 
 
@@ -60,7 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--format", choices=FORMATS, required=True)
     e.add_argument("--out", required=True, help="file to write, e.g. generator.onnx or generator.pt")
     e.add_argument("--checkpoint", default="latest", help="latest, final, best or a checkpoint folder name")
-    e.add_argument("--direction", choices=["AtoB", "BtoA"],
-                   help="cyclegan runs: which generator, A -> B (default) or B -> A")
+    e.add_argument(
+        "--direction", choices=["AtoB", "BtoA"], help="cyclegan runs: which generator, A -> B (default) or B -> A"
+    )
     add_force_flag(e)
     e.set_defaults(func=cmd_export)

@@ -50,22 +50,34 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     claims = load_claims(args.report)
     out = Path(args.out)
-    res = reproduce(claims, args.budget, out, workers=args.workers, threads=args.threads or 0,
-                    data_dirs=_data_dirs(args.data_dir), download=args.download,
-                    skip_missing=args.skip_missing_data,
-                    say=lambda m: print(f"reproduce: {m}", file=sys.stderr, flush=True))
+    res = reproduce(
+        claims,
+        args.budget,
+        out,
+        workers=args.workers,
+        threads=args.threads or 0,
+        data_dirs=_data_dirs(args.data_dir),
+        download=args.download,
+        skip_missing=args.skip_missing_data,
+        say=lambda m: print(f"reproduce: {m}", file=sys.stderr, flush=True),
+    )
     for r in res["results"]:
         print(f"{r['verdict']:>27}  {r['id']}")
     n = {v: sum(r["verdict"] == v for r in res["results"]) for v in (HOLDS, FAILS, UNDECIDED)}
-    print(f"report {claims.report}: {n[HOLDS]} hold, {n[FAILS]} do not hold, {n[UNDECIDED]} not decided; "
-          f"{out / 'report.html'} and {out / 'claims.json'}")
+    print(
+        f"report {claims.report}: {n[HOLDS]} hold, {n[FAILS]} do not hold, {n[UNDECIDED]} not decided; "
+        f"{out / 'report.html'} and {out / 'claims.json'}"
+    )
     print(f"cost: {res['cost']['summary']}")
     if res["stopped"] is not None:
         print("gankit: interrupted; run the same command again to continue (finished runs are kept)", file=sys.stderr)
         return 128 + int(res["stopped"])
     if res["unfinished"]:
-        print(f"gankit: {len(res['unfinished'])} run(s) did not finish ({', '.join(res['unfinished'][:3])}...); "
-              f"run the same command again to continue", file=sys.stderr)
+        print(
+            f"gankit: {len(res['unfinished'])} run(s) did not finish ({', '.join(res['unfinished'][:3])}...); "
+            f"run the same command again to continue",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -76,14 +88,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reproduce", help="run a report's experiments and check its claims, side by side on one page")
     p.add_argument("report", nargs="?", help="report id (000-004; see --list) or a claims .yaml file")
     p.add_argument("--list", action="store_true", help="name the reports and their claims")
-    p.add_argument("--budget", choices=BUDGETS.names(), default="quick",
-                   help="smoke (a test of the machinery), quick (300 steps per run at 28x28), report (the reports' own epochs)")
+    p.add_argument(
+        "--budget",
+        choices=BUDGETS.names(),
+        default="quick",
+        help="smoke (a test of the machinery), quick (300 steps per run at 28x28), report (the reports' own epochs)",
+    )
     p.add_argument("--out", help="folder for the runs, report.html and claims.json (run again to continue)")
     p.add_argument("--workers", type=int, default=1, help="runs trained at once, each with its share of the cores")
     p.add_argument("--threads", type=int, help="threads per worker (default: the usable cores split evenly)")
-    p.add_argument("--data-dir", action="append", metavar="[NAME=]DIR",
-                   help="where a data set's files are, e.g. mnist=~/data/mnist (repeat per data set)")
+    p.add_argument(
+        "--data-dir",
+        action="append",
+        metavar="[NAME=]DIR",
+        help="where a data set's files are, e.g. mnist=~/data/mnist (repeat per data set)",
+    )
     p.add_argument("--download", action="store_true", help="download missing standard data sets into the cache")
-    p.add_argument("--skip-missing-data", action="store_true",
-                   help="leave out the runs whose data set is not here (their claims stay undecided) instead of stopping")
+    p.add_argument(
+        "--skip-missing-data",
+        action="store_true",
+        help="leave out the runs whose data set is not here (their claims stay undecided) instead of stopping",
+    )
     p.set_defaults(func=cmd_reproduce)

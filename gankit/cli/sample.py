@@ -46,8 +46,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
                 save_npy(labels_out, labels.numpy())
     else:
         save_grid(x, out)
-    print(f"wrote {args.n} samples from {gen.run_dir} (step {gen.step}) to {out}"
-          + (f", their classes to {labels_out}" if labels_out is not None else ""))
+    print(
+        f"wrote {args.n} samples from {gen.run_dir} (step {gen.step}) to {out}"
+        + (f", their classes to {labels_out}" if labels_out is not None else "")
+    )
     return 0
 
 
@@ -117,8 +119,11 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("sample", help="draw samples from a trained run: .png grid or .npy uint8 (N, H, W, C); "
-                                          "a conditional run's classes go to X.labels.npy beside X.npy")
+    s = sub.add_parser(
+        "sample",
+        help="draw samples from a trained run: .png grid or .npy uint8 (N, H, W, C); "
+        "a conditional run's classes go to X.labels.npy beside X.npy",
+    )
     s.add_argument("run")
     s.add_argument("--n", type=int, default=64)
     s.add_argument("--out", required=True)

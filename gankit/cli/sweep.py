@@ -16,8 +16,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     grid, base = parse_grid(args.grid or []), overrides(args)
     if args.seeds is not None:  # --seed S with --seeds K: seeds S .. S + K - 1
         grid = add_seeds(grid, args.seeds, int(base.pop("seed", 0)))
-    state = run_sweep(args.configs, grid, out, base,
-                      say=lambda m: print(f"sweep: {m}", file=sys.stderr, flush=True))
+    state = run_sweep(args.configs, grid, out, base, say=lambda m: print(f"sweep: {m}", file=sys.stderr, flush=True))
     done = sum(r["status"] == "done" for r in state["runs"])
     print(f"sweep: {done} of {len(state['runs'])} runs finished in {out}/ (list: {out / 'sweep.json'})")
     print(f"  compare them: gankit compare {out} --out {out / 'report'} (add --force to refresh it)")
@@ -37,13 +36,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("sweep", help="train the product of config grids, one run after another (resumable)")
-    s.add_argument("configs", nargs="*", metavar="CONFIG",
-                   help="YAML config(s) the runs start from; several configs are one more grid axis (default: built-ins)")
-    s.add_argument("--grid", action="append", metavar="KEY=V1,V2",
-                   help="a config key and its values; repeat for a product, e.g. --grid optim.name=adam,sgd")
+    s.add_argument(
+        "configs",
+        nargs="*",
+        metavar="CONFIG",
+        help="YAML config(s) the runs start from; several configs are one more grid axis (default: built-ins)",
+    )
+    s.add_argument(
+        "--grid",
+        action="append",
+        metavar="KEY=V1,V2",
+        help="a config key and its values; repeat for a product, e.g. --grid optim.name=adam,sgd",
+    )
     s.add_argument("--out", required=True, help="sweep folder: one run folder per grid point, and sweep.json")
-    s.add_argument("--seeds", type=int, metavar="K", help="train every grid point on K seeds (0..K-1, or from --seed); "
-                                                          "compare then shows mean ± std over them")
+    s.add_argument(
+        "--seeds",
+        type=int,
+        metavar="K",
+        help="train every grid point on K seeds (0..K-1, or from --seed); compare then shows mean ± std over them",
+    )
     s.add_argument("--seed", type=int, help="seed of every run (with --seeds: the first seed)")
     add_data_flags(s, " of every run")
     s.set_defaults(func=cmd_sweep)

@@ -24,7 +24,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..training.loop import train
     from ..training.rundir import load_run_config
 
-    if args.nproc is not None and int(os.environ.get("WORLD_SIZE", "1")) == 1 and "TORCHELASTIC_RUN_ID" not in os.environ:
+    if (
+        args.nproc is not None
+        and int(os.environ.get("WORLD_SIZE", "1")) == 1
+        and "TORCHELASTIC_RUN_ID" not in os.environ
+    ):
         return launch(args)
     flags = {**overrides(args), **init_overrides(args)}
     if args.resume:
@@ -33,8 +37,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.out:
             raise GankitError("--out and --resume both name the run folder; drop --out")
         if any(k in flags for k in ("train.init_from", "train.init_parts", "train.freeze_d")):
-            raise GankitError("--init-from/--init-parts/--freeze-d start a new run; a resumed run continues from its "
-                              "own checkpoint (its config keeps where it started)")
+            raise GankitError(
+                "--init-from/--init-parts/--freeze-d start a new run; a resumed run continues from its "
+                "own checkpoint (its config keeps where it started)"
+            )
         cfg = resume_config(load_run_config(Path(args.resume)).to_dict(), flags, args.resume)
     else:
         cfg = resolve(file=args.config, overrides=flags)
@@ -96,15 +102,24 @@ def torchrun_command(args: argparse.Namespace) -> list[str]:
     it, torch's c10d rendezvous at that endpoint assigns the ranks."""
     if args.nproc < 1:
         raise GankitError(f"--nproc {args.nproc}: give the number of processes per machine (1 or more)")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(args.nproc),
-           "--max-restarts", str(args.max_restarts)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(args.nproc),
+        "--max-restarts",
+        str(args.max_restarts),
+    ]
     nnodes = args.nnodes or 1
     if nnodes == 1 and not args.rdzv_endpoint:
         cmd.append("--standalone")
     else:
         if not args.rdzv_endpoint or ":" not in args.rdzv_endpoint:
-            raise GankitError(f"--nnodes {nnodes} needs --rdzv-endpoint HOST:PORT (an address of machine 0 that every "
-                              f"machine can reach, and a free port there)")
+            raise GankitError(
+                f"--nnodes {nnodes} needs --rdzv-endpoint HOST:PORT (an address of machine 0 that every "
+                f"machine can reach, and a free port there)"
+            )
         host, port = args.rdzv_endpoint.rsplit(":", 1)
         if not port.isdigit() or not 0 < int(port) < 65536:
             raise GankitError(f"--rdzv-endpoint {args.rdzv_endpoint}: the port must be a number in 1..65535")
@@ -142,8 +157,10 @@ def check_port_free(host: str, port: int, endpoint: str) -> None:
                     s.bind(sockaddr)
             except OSError as e:
                 if e.errno == errno.EADDRINUSE:
-                    raise GankitError(f"--rdzv-endpoint {endpoint}: port {port} is in use by another program on this "
-                                      f"machine; choose a free port (or stop that program)") from None
+                    raise GankitError(
+                        f"--rdzv-endpoint {endpoint}: port {port} is in use by another program on this "
+                        f"machine; choose a free port (or stop that program)"
+                    ) from None
                 # EADDRNOTAVAIL and the like: not an address of this machine, or no IPv6 here
 
 
@@ -253,16 +270,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--out", help="run folder to create (default runs/<time>-<model>-<data>)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run exactly where it stopped")
     f = t.add_argument_group("fine-tuning (a new run that starts from another run's weights)")
-    f.add_argument("--init-from", metavar="RUN", help="a run folder (its final, else newest checkpoint) or a "
-                                                      "checkpoint folder; weights only: optimizer and step start fresh")
+    f.add_argument(
+        "--init-from",
+        metavar="RUN",
+        help="a run folder (its final, else newest checkpoint) or a "
+        "checkpoint folder; weights only: optimizer and step start fresh",
+    )
     f.add_argument("--init-parts", metavar="g,d,ema", help="which weights to take (default g,d,ema)")
     f.add_argument("--freeze-d", type=int, metavar="N", help="keep D's first N weight layers fixed (default 0)")
     d = t.add_argument_group("several processes (runs torchrun; `torchrun ... -m gankit train` works too)")
-    d.add_argument("--nproc", type=int, help="processes on this machine (one per GPU on CUDA); train.batch_size is "
-                                             "the global batch, split between all processes")
+    d.add_argument(
+        "--nproc",
+        type=int,
+        help="processes on this machine (one per GPU on CUDA); train.batch_size is "
+        "the global batch, split between all processes",
+    )
     d.add_argument("--nnodes", type=int, help="machines taking part (default 1)")
     d.add_argument("--node-rank", type=int, help="this machine's index, 0 .. nnodes-1 (machine 0 writes the run)")
-    d.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="where the machines meet: machine 0's address and a free port")
-    d.add_argument("--max-restarts", type=int, default=0,
-                   help="restarts of the whole group after a process fails; each resumes from the newest checkpoint")
+    d.add_argument(
+        "--rdzv-endpoint", metavar="HOST:PORT", help="where the machines meet: machine 0's address and a free port"
+    )
+    d.add_argument(
+        "--max-restarts",
+        type=int,
+        default=0,
+        help="restarts of the whole group after a process fails; each resumes from the newest checkpoint",
+    )
     t.set_defaults(func=cmd_train)

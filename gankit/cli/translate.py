@@ -24,9 +24,11 @@ def _inputs(path: Path) -> tuple[list[Path], Path | None]:
         return [path], None
     files, refused = list_user_folder(path, lambda name: Path(name).suffix.lower() in IMAGE_EXTENSIONS)
     if refused:
-        raise GankitError(f"input folder {path}: {len(refused)} entr{'y' if len(refused) == 1 else 'ies'} not read: "
-                          f"{refused_line(refused)}; move {'it' if len(refused) == 1 else 'them'} out of the folder "
-                          f"(nothing was written)")
+        raise GankitError(
+            f"input folder {path}: {len(refused)} entr{'y' if len(refused) == 1 else 'ies'} not read: "
+            f"{refused_line(refused)}; move {'it' if len(refused) == 1 else 'them'} out of the folder "
+            f"(nothing was written)"
+        )
     if not files:
         raise GankitError(f"input folder {path} has no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     return files, path
@@ -38,8 +40,10 @@ def _output_names(files: list[Path]) -> list[str]:
     for p in files:
         name = f"{p.stem}.png"
         if name in seen:
-            raise GankitError(f"inputs {seen[name].name} and {p.name} would both be written as {name}; rename one "
-                              f"(nothing was written)")
+            raise GankitError(
+                f"inputs {seen[name].name} and {p.name} would both be written as {name}; rename one "
+                f"(nothing was written)"
+            )
         seen[name] = p
     return list(seen)
 
@@ -78,7 +82,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("input", help="an image file or a folder of images")
     t.add_argument("--out", required=True, help="folder for the outputs (same file stems, .png)")
     t.add_argument("--checkpoint", default="latest")
-    t.add_argument("--direction", choices=["AtoB", "BtoA"], default="AtoB",
-                   help="cyclegan runs: A -> B (default) or B -> A; pix2pix runs translate A -> B only")
+    t.add_argument(
+        "--direction",
+        choices=["AtoB", "BtoA"],
+        default="AtoB",
+        help="cyclegan runs: A -> B (default) or B -> A; pix2pix runs translate A -> B only",
+    )
     add_force_flag(t)
     t.set_defaults(func=cmd_translate)

@@ -21,4 +21,3 @@ from .schema import (  # noqa: F401
     set_dotted,
     to_dict,
 )
-

@@ -17,8 +17,17 @@ from ..data.registry import DATASETS
 from ..losses import LOSSES
 from ..nets import MODELS
 from ..optim import OPTIMIZERS
-from .schema import (Config, DataConfig, ModelConfig, check_values, deep_merge, read_yaml, refuse_resume_change,
-                     set_dotted, to_dict)
+from .schema import (
+    Config,
+    DataConfig,
+    ModelConfig,
+    check_values,
+    deep_merge,
+    read_yaml,
+    refuse_resume_change,
+    set_dotted,
+    to_dict,
+)
 
 
 def resolve(
@@ -60,8 +69,9 @@ def resolve(
     if "name" not in section("model"):
         model_name = str(under.get("model", {}).get("name", model_name))  # e.g. paired data -> pix2pix
     spec = MODELS.get(model_name) if model_name in MODELS else None
-    under = deep_merge({"model": dict(spec.defaults) if spec else {}, "train": dict(spec.train_defaults) if spec else {}},
-                       under)
+    under = deep_merge(
+        {"model": dict(spec.defaults) if spec else {}, "train": dict(spec.train_defaults) if spec else {}}, under
+    )
     layered = deep_merge(under, layered)
     baseline = deep_merge(to_dict(ModelConfig()), under["model"])
     user_model_keys |= {k for k, v in file_model.items() if k not in baseline or not _same(v, baseline[k])}
@@ -76,7 +86,7 @@ def resolve(
 
 def _same(a: Any, b: Any) -> bool:
     """YAML gives lists where the schema holds tuples."""
-    norm = (lambda v: list(v) if isinstance(v, (list, tuple)) else v)
+    norm = lambda v: list(v) if isinstance(v, (list, tuple)) else v
     return norm(a) == norm(b)
 
 
@@ -110,18 +120,24 @@ def validate(cfg: Config) -> None:
     check_values(cfg)
     if cfg.data.image_height and (not MODELS.get(cfg.model.name).non_square or DATASETS.get(cfg.data.name).embedded):
         able = ", ".join(n for n, s in MODELS.items() if s.non_square)
-        raise GankitError(f"data.image_height={cfg.data.image_height}: non-square images are for your own data "
-                          f"(not the embedded sets) and the models that draw them ({able}); model "
-                          f"'{cfg.model.name}' on '{cfg.data.name}' trains square images: set data.image_height=0")
+        raise GankitError(
+            f"data.image_height={cfg.data.image_height}: non-square images are for your own data "
+            f"(not the embedded sets) and the models that draw them ({able}); model "
+            f"'{cfg.model.name}' on '{cfg.data.name}' trains square images: set data.image_height=0"
+        )
     if cfg.data.resize != "auto" and not DATASETS.get(cfg.data.name).own_resize:
-        raise GankitError(f"data.resize={cfg.data.resize} is for image folders and pairs of any aspect ratio; data "
-                          f"'{cfg.data.name}' is square already: leave data.resize=auto")
+        raise GankitError(
+            f"data.resize={cfg.data.resize} is for image folders and pairs of any aspect ratio; data "
+            f"'{cfg.data.name}' is square already: leave data.resize=auto"
+        )
     spec = MODELS.get(cfg.model.name)
     LOSSES.get(cfg.loss.name)
     OPTIMIZERS.get(cfg.optim.name)
     loss = LOSSES.get(cfg.loss.name)
     if cfg.loss.label_smoothing and not loss.smoothing:
-        raise GankitError(f"loss.label_smoothing has no meaning for loss '{cfg.loss.name}' (no target label); set it to 0")
+        raise GankitError(
+            f"loss.label_smoothing has no meaning for loss '{cfg.loss.name}' (no target label); set it to 0"
+        )
     if loss.gradient_penalty and cfg.model.d_batchnorm:
         raise GankitError(
             f"loss '{cfg.loss.name}' penalises each sample's gradient, which BatchNorm in D mixes across the batch; "

@@ -124,7 +124,9 @@ class TrainConfig:
     d_steps: int = 1  # discriminator updates per generator update (the 2014 paper's k; WGAN's n_critic)
     log_every: int = 20  # steps between lines in metrics.jsonl
     sample_every: int = 0  # steps between sample grids (0 = once per epoch, at most every preview_seconds)
-    preview_seconds: float = 30  # with sample_every 0: wall seconds at least between grids (and the scores drawn with them)
+    preview_seconds: float = (
+        30  # with sample_every 0: wall seconds at least between grids (and the scores drawn with them)
+    )
     checkpoint_every: int = 1000  # steps between kept checkpoints
     keep_last: int = 3  # numbered checkpoints kept besides `final` and `best`
     ema_half_life: float = 0  # in thousands of images; 0 = no EMA of G
@@ -210,7 +212,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     bad = GankitError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         if value not in get_args(tp):
-            raise GankitError(f"{key}: expected {_type_name(tp)}, got {value!r}{closest(str(value), [str(a) for a in get_args(tp)])}")
+            raise GankitError(
+                f"{key}: expected {_type_name(tp)}, got {value!r}{closest(str(value), [str(a) for a in get_args(tp)])}"
+            )
         return value
     if origin in (Union, types.UnionType):
         if value is None and type(None) in get_args(tp):
@@ -392,9 +396,13 @@ def check_values(cfg: Config) -> None:
     for key, v in non_negative.items():
         if v < 0:
             raise GankitError(f"{key} must be >= 0, got {v}")
-    for key, v in {"model.g_dropout": cfg.model.g_dropout, "model.d_dropout": cfg.model.d_dropout,
-                   "loss.label_smoothing": cfg.loss.label_smoothing, "optim.beta1": cfg.optim.beta1,
-                   "optim.beta2": cfg.optim.beta2}.items():
+    for key, v in {
+        "model.g_dropout": cfg.model.g_dropout,
+        "model.d_dropout": cfg.model.d_dropout,
+        "loss.label_smoothing": cfg.loss.label_smoothing,
+        "optim.beta1": cfg.optim.beta1,
+        "optim.beta2": cfg.optim.beta2,
+    }.items():
         if not 0 <= v < 1:
             raise GankitError(f"{key} must be in [0, 1), got {v}")
     if not 0 <= cfg.seed < 2**32:  # derived seeds (seed * 1_000_003 + epoch) must still fit torch's 64 bits
@@ -404,11 +412,15 @@ def check_values(cfg: Config) -> None:
     if cfg.model.max_channels < 1:
         raise GankitError(f"model.max_channels must be >= 1, got {cfg.model.max_channels}")
     if not 0 <= cfg.optim.alpha < 1 or not 0 <= cfg.optim.rho <= 1:
-        raise GankitError(f"optim.alpha must be in [0, 1) and optim.rho in [0, 1], got {cfg.optim.alpha} and {cfg.optim.rho}")
+        raise GankitError(
+            f"optim.alpha must be in [0, 1) and optim.rho in [0, 1], got {cfg.optim.alpha} and {cfg.optim.rho}"
+        )
     if cfg.train.nan_max_rollbacks < 0:
         raise GankitError(f"train.nan_max_rollbacks must be >= 0, got {cfg.train.nan_max_rollbacks}")
     if cfg.train.threads > 1024:
-        raise GankitError(f"train.threads={cfg.train.threads} is not a thread count; use 0 (the cores this process may use) or a small number")
+        raise GankitError(
+            f"train.threads={cfg.train.threads} is not a thread count; use 0 (the cores this process may use) or a small number"
+        )
     if cfg.data.image_height < 0:
         raise GankitError(f"data.image_height must be >= 0 (0 = square images), got {cfg.data.image_height}")
     if not 0 <= cfg.data.pad_value <= 255:
@@ -416,19 +428,27 @@ def check_values(cfg: Config) -> None:
     if cfg.data.channels not in (0, 1, 3):
         raise GankitError(f"data.channels must be 0 (the data set's own), 1 or 3, got {cfg.data.channels}")
     if cfg.loss.r1_gamma < 0 or cfg.loss.r1_every < 1:
-        raise GankitError(f"loss.r1_gamma must be >= 0 and loss.r1_every >= 1, got {cfg.loss.r1_gamma} and {cfg.loss.r1_every}")
+        raise GankitError(
+            f"loss.r1_gamma must be >= 0 and loss.r1_every >= 1, got {cfg.loss.r1_gamma} and {cfg.loss.r1_every}"
+        )
     if not 0 < cfg.train.ada_target < 1 or not cfg.train.ada_kimg > 0:
-        raise GankitError(f"train.ada_target must be in (0, 1) and train.ada_kimg > 0, got {cfg.train.ada_target} and {cfg.train.ada_kimg}")
+        raise GankitError(
+            f"train.ada_target must be in (0, 1) and train.ada_kimg > 0, got {cfg.train.ada_target} and {cfg.train.ada_kimg}"
+        )
     if cfg.train.accumulate < 1 or cfg.train.batch_size % cfg.train.accumulate:
-        raise GankitError(f"train.accumulate={cfg.train.accumulate} must be >= 1 and divide train.batch_size="
-                          f"{cfg.train.batch_size} (micro-batches of batch_size / accumulate images)")
+        raise GankitError(
+            f"train.accumulate={cfg.train.accumulate} must be >= 1 and divide train.batch_size="
+            f"{cfg.train.batch_size} (micro-batches of batch_size / accumulate images)"
+        )
     if not cfg.train.init_parts:
         raise GankitError("train.init_parts is empty; name some of g, d, ema (e.g. --init-parts g,d)")
     if cfg.train.freeze_d < 0:
         raise GankitError(f"train.freeze_d must be >= 0, got {cfg.train.freeze_d}")
     if cfg.train.freeze_d and not cfg.train.init_from:
-        raise GankitError(f"train.freeze_d={cfg.train.freeze_d} freezes layers of a D that was trained elsewhere; "
-                          f"give --init-from RUN too (or set train.freeze_d=0)")
+        raise GankitError(
+            f"train.freeze_d={cfg.train.freeze_d} freezes layers of a D that was trained elsewhere; "
+            f"give --init-from RUN too (or set train.freeze_d=0)"
+        )
     if not 0 < cfg.train.nan_lr_factor < 1:
         raise GankitError(f"train.nan_lr_factor must be in (0, 1), got {cfg.train.nan_lr_factor}")
 
@@ -437,9 +457,22 @@ def check_values(cfg: Config) -> None:
 # comparing configs
 
 # Keys that change how a run is watched or where its files are, not what it computes.
-WATCH_KEYS = frozenset({"train.progress", "train.threads", "train.device", "train.log_every", "train.sample_every",
-                        "train.preview_seconds", "train.compile", "train.dist_timeout", "train.checkpoint_every",
-                        "train.keep_last", "data.cache_dir", "data.download"})
+WATCH_KEYS = frozenset(
+    {
+        "train.progress",
+        "train.threads",
+        "train.device",
+        "train.log_every",
+        "train.sample_every",
+        "train.preview_seconds",
+        "train.compile",
+        "train.dist_timeout",
+        "train.checkpoint_every",
+        "train.keep_last",
+        "data.cache_dir",
+        "data.download",
+    }
+)
 # Runs that differ only in these keys are the same run (compare and report leave them out of their tables). The
 # data's folder is one of them: the same files read from another path are the same data.
 NOT_IDENTITY = WATCH_KEYS | {"data.dir"}
@@ -447,8 +480,19 @@ NOT_IDENTITY = WATCH_KEYS | {"data.dir"}
 # beside the training step (watching, pacing of samples, scores and checkpoints, what to do on NaN). Every other key
 # changes what the checkpoints mean - their shapes, the data or its order, the losses - and is refused. data.dir is
 # refused too: another folder may hold other images, which no check could tell.
-RESUME_MAY_CHANGE = frozenset({*BUDGET_KEYS, "train.clock", *WATCH_KEYS, "train.eval_every", "train.tensorboard", "data.cache",
-                               "train.on_nan", "train.nan_lr_factor", "train.nan_max_rollbacks"})
+RESUME_MAY_CHANGE = frozenset(
+    {
+        *BUDGET_KEYS,
+        "train.clock",
+        *WATCH_KEYS,
+        "train.eval_every",
+        "train.tensorboard",
+        "data.cache",
+        "train.on_nan",
+        "train.nan_lr_factor",
+        "train.nan_max_rollbacks",
+    }
+)
 
 
 def resume_change(saved: dict[str, Any], new: dict[str, Any]) -> str | None:
@@ -472,7 +516,8 @@ def refuse_resume_change(saved: dict[str, Any], new: dict[str, Any], run_dir: An
         raise GankitError(
             f"--resume {run_dir}: {change} would change what its checkpoints mean; a resume may change only the "
             f"budget (--steps/--epochs/--max-minutes) and side settings (logging, previews, evaluation and checkpoint "
-            f"pacing, threads, device); start a new run with --out for this change (nothing was written)")
+            f"pacing, threads, device); start a new run with --out for this change (nothing was written)"
+        )
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -111,7 +111,7 @@ def remove_stale_parts(path: Path) -> None:
             continue
         pid = part_file_pid(entry.name)
         # the name has exactly NAME's parts before PID.RANDOM (so .a.npy's temp is not taken for .a.npy.x's)
-        if pid is not None and entry.name[len(prefix):].count(".") == 2 and pid != os.getpid() and not pid_alive(pid):
+        if pid is not None and entry.name[len(prefix) :].count(".") == 2 and pid != os.getpid() and not pid_alive(pid):
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
 
@@ -258,8 +258,9 @@ def is_within(path: str | Path, root: str | Path) -> bool:
         return False
 
 
-def open_user_file(path: str | Path, what: str, *, root: str | Path | None = None,
-                   max_bytes: int | None = None) -> BinaryIO:
+def open_user_file(
+    path: str | Path, what: str, *, root: str | Path | None = None, max_bytes: int | None = None
+) -> BinaryIO:
     """Open a file the user named, or a file inside a folder the user named, for binary reading.
 
     Contract (every failure is a :class:`GankitError` with one line that starts with ``what`` and the path, says what
@@ -279,8 +280,10 @@ def open_user_file(path: str | Path, what: str, *, root: str | Path | None = Non
     p = Path(path)
     real = os.path.realpath(p) if root is not None else None
     if root is not None and not is_within(real, os.path.realpath(root)):
-        raise GankitError(f"{what} {p} is a link to {real}, outside {Path(root)}/; gankit does not follow links out of "
-                          f"the folder you name (copy the file in, or name it directly)")
+        raise GankitError(
+            f"{what} {p} is a link to {real}, outside {Path(root)}/; gankit does not follow links out of "
+            f"the folder you name (copy the file in, or name it directly)"
+        )
     f = open_regular(p, what)
     try:
         st = os.fstat(f.fileno())
@@ -292,8 +295,10 @@ def open_user_file(path: str | Path, what: str, *, root: str | Path | None = Non
             if same is None or (same.st_dev, same.st_ino) != (st.st_dev, st.st_ino):
                 raise GankitError(f"{what} {p} changed while it was opened; try again")
         if max_bytes is not None and st.st_size > max_bytes:
-            raise GankitError(f"{what} {p} is {_size(st.st_size)}, more than the {_size(max_bytes)} such a file can "
-                              f"be; is it the right file?")
+            raise GankitError(
+                f"{what} {p} is {_size(st.st_size)}, more than the {_size(max_bytes)} such a file can "
+                f"be; is it the right file?"
+            )
         return f
     except BaseException:
         f.close()

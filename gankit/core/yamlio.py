@@ -62,7 +62,7 @@ def _refuse(problem: str, node_or_event: Any) -> RefusedYaml:
 
 
 def _short_tag(tag: str) -> str:
-    return "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
+    return "!!" + tag[len("tag:yaml.org,2002:") :] if tag.startswith("tag:yaml.org,2002:") else tag
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -71,8 +71,10 @@ def _short_tag(tag: str) -> str:
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
 _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE|yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF)$")
 _INT = re.compile(r"^[-+]?(?:[0-9][0-9_]*|0x[0-9a-fA-F][0-9a-fA-F_]*|0o[0-7][0-7_]*|0b[01][01_]*)$")
-_FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9][0-9_]*|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
-                    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+_FLOAT = re.compile(
+    r"^(?:[-+]?(?:\.[0-9][0-9_]*|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
 _TRUE = {"true", "yes", "on"}
 
 
@@ -95,8 +97,9 @@ for _tag, _regexp, _first in _RULES:
 # loading
 
 
-class _Loader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer,
-              SafeConstructor, _Resolver):
+class _Loader(
+    yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer, SafeConstructor, _Resolver
+):
     """PyYAML's safe loader with the checks above done while composing, before any value is built."""
 
     def __init__(self, stream: str) -> None:
@@ -134,8 +137,9 @@ class _Loader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml
             line = key_node.start_mark.line + 1
             try:
                 if key in first_line:
-                    raise _refuse(f"key {key!r} is given twice (lines {first_line[key]} and {line}); keep one",
-                                  key_node)
+                    raise _refuse(
+                        f"key {key!r} is given twice (lines {first_line[key]} and {line}); keep one", key_node
+                    )
                 first_line[key] = line
             except TypeError:
                 continue  # an unhashable key; the base class names it
@@ -184,8 +188,9 @@ def load_yaml_text(text: str, source: str) -> Any:
     except yaml.reader.ReaderError as e:
         char = f"#x{e.character:04x}" if isinstance(e.character, int) else repr(e.character)
         line = text.count("\n", 0, e.position) + 1
-        raise GankitError(f"{source}: not valid YAML at line {line} (character {char} is not allowed); "
-                          f"is this a text file?") from None
+        raise GankitError(
+            f"{source}: not valid YAML at line {line} (character {char} is not allowed); is this a text file?"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
@@ -231,7 +236,6 @@ class _Dumper(yaml.SafeDumper):
     def ignore_aliases(self, data: Any) -> bool:
         return True  # the same list twice is written twice: the reader refuses aliases
 
-
     def represent_str(self, data: str) -> yaml.ScalarNode:
         # Line breaks (\n, NEL, U+2028), tabs and other unprintables are folded or dropped by plain and single-quoted
         # scalars; double quotes escape them, so the text reads back exactly.
@@ -253,5 +257,4 @@ def dump_yaml(data: Any) -> str:
     """Block-style YAML of plain values (str, int, float, bool, None, lists, dicts), keys in the given order, that
     :func:`load_yaml_text` reads back equal (NaN aside)."""
     # No line folding: long strings stay on one line, where PyYAML's folding has lost trailing spaces before.
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
-                     width=1 << 30)
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1 << 30)

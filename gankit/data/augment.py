@@ -124,8 +124,13 @@ def translate(x: Tensor, shift: Tensor) -> Tensor:
     shift = to_device(shift.to(torch.long), x.device).to(work.dtype)  # whole pixels, as documented
     rows = torch.arange(h, device=x.device, dtype=work.dtype).view(1, h) - shift[:, :1]  # (B, H) source rows
     cols = torch.arange(w, device=x.device, dtype=work.dtype).view(1, w) - shift[:, 1:]  # (B, W) source columns
-    grid = torch.stack([((2 * cols + 1) / w - 1).view(b, 1, w).expand(b, h, w),
-                        ((2 * rows + 1) / h - 1).view(b, h, 1).expand(b, h, w)], dim=-1)  # (B, H, W, (x, y))
+    grid = torch.stack(
+        [
+            ((2 * cols + 1) / w - 1).view(b, 1, w).expand(b, h, w),
+            ((2 * rows + 1) / h - 1).view(b, h, 1).expand(b, h, w),
+        ],
+        dim=-1,
+    )  # (B, H, W, (x, y))
     out = F.grid_sample(work, grid, mode="nearest", padding_mode="zeros", align_corners=False)  # outside -> 0
     return out.to(x.dtype)
 
@@ -165,7 +170,9 @@ def _uniform(gen: Draws, n: int) -> Tensor:
     # Drawn on the generator's device (CPU) whatever x's device, so a run draws the same numbers on CPU and GPU.
     if isinstance(gen, Rows):
         if gen.start + n > gen.total:
-            raise GankitError(f"augmentation shard rows {gen.start}..{gen.start + n} exceed the global batch {gen.total}")
+            raise GankitError(
+                f"augmentation shard rows {gen.start}..{gen.start + n} exceed the global batch {gen.total}"
+            )
         return torch.rand(gen.total, generator=gen.gen, device=gen.gen.device)[gen.start : gen.start + n]
     return torch.rand(n, generator=gen, device=gen.device)
 
@@ -256,8 +263,10 @@ def parse_policy(policy: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in policy.split(","))
     for name in names:
         if not name:
-            raise GankitError(f"augmentation policy '{policy}' has an empty op; write ops separated by single commas, "
-                              f"from: {', '.join(AUG_OPS.names())}")
+            raise GankitError(
+                f"augmentation policy '{policy}' has an empty op; write ops separated by single commas, "
+                f"from: {', '.join(AUG_OPS.names())}"
+            )
         AUG_OPS.get(name)  # unknown -> GankitError naming it and the choices
     if len(set(names)) != len(names):
         raise GankitError(f"augmentation policy '{policy}' repeats an op; list each op once")
@@ -315,8 +324,10 @@ class Augment:
     def __call__(self, x: Tensor) -> Tensor:
         """x (B, C, H, W) in [-1, 1] -> augmented x, same layout. p = 0 returns x itself (and draws nothing)."""
         if x.ndim != 4 or x.shape[-1] < MIN_SIZE or x.shape[-2] < MIN_SIZE:
-            raise GankitError(f"augmentation needs (B, C, H, W) images of at least {MIN_SIZE}x{MIN_SIZE}, "
-                              f"got shape {tuple(x.shape)}; use train.augment=none for smaller images")
+            raise GankitError(
+                f"augmentation needs (B, C, H, W) images of at least {MIN_SIZE}x{MIN_SIZE}, "
+                f"got shape {tuple(x.shape)}; use train.augment=none for smaller images"
+            )
         if self.p <= 0.0:
             return x
         fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
@@ -336,8 +347,13 @@ class Augment:
         logits = d_real_logits.detach()
         # float32 holds these integer counts exactly up to 2**24 (an interval of a few global batches of patch scores)
         # (new_full, not new_tensor: a number copied from the host to an accelerator waits for the device)
-        inc = torch.stack([logits.sign().sum().float(), logits.new_full((), float(logits.numel()), dtype=torch.float32),
-                           logits.new_full((), float(logits.shape[0] if logits.ndim else 1), dtype=torch.float32)])
+        inc = torch.stack(
+            [
+                logits.sign().sum().float(),
+                logits.new_full((), float(logits.numel()), dtype=torch.float32),
+                logits.new_full((), float(logits.shape[0] if logits.ndim else 1), dtype=torch.float32),
+            ]
+        )
         if self.reduce is not None:
             inc = self.reduce(inc)  # the global batch's statistic, on every process
         if isinstance(self._acc, Tensor):
@@ -416,8 +432,15 @@ def build_augment(
         return None
     if text == "ada" or text.startswith("ada:"):
         policy = text[4:].strip() or DEFAULT_POLICY
-        return Augment(parse_policy(policy), seed=seed, p=0.0, adaptive=True, target=target,
-                       speed_kimg=speed_kimg, interval=interval)
+        return Augment(
+            parse_policy(policy),
+            seed=seed,
+            p=0.0,
+            adaptive=True,
+            target=target,
+            speed_kimg=speed_kimg,
+            interval=interval,
+        )
     return Augment(parse_policy(text), seed=seed, p=1.0)
 
 

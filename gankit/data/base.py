@@ -145,8 +145,9 @@ class Batcher:
         if self.store == self.device:
             return out
         pin = self.device.type == "cuda"  # pinned pages let the copy overlap with compute
-        return tuple(None if t is None else (t.pin_memory() if pin else t).to(self.device, non_blocking=pin)
-                     for t in out)  # type: ignore[return-value]
+        return tuple(
+            None if t is None else (t.pin_memory() if pin else t).to(self.device, non_blocking=pin) for t in out
+        )  # type: ignore[return-value]
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """The next batch: (images uint8 (B, C, H, W), labels (B,), targets or None)."""

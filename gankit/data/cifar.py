@@ -168,8 +168,9 @@ def _batch_sources(cfg: DataConfig) -> tuple[list[Path], Path | None]:
     batches = folder / BATCH_DIR
     if not all((batches / n).is_file() for n in names):
         if not cfg.download:
-            raise download_refused("cifar10", cfg.split, listed, batches,
-                                   f"put {ARCHIVE} (from {URL}) in {folder} and extract it")
+            raise download_refused(
+                "cifar10", cfg.split, listed, batches, f"put {ARCHIVE} (from {URL}) in {folder} and extract it"
+            )
         archive = fetch(URL, folder / ARCHIVE, SHA256)
         _extract(archive, batches)
         archive.unlink()  # the extracted batches are the cache; the 170 MB archive is not needed again
@@ -217,14 +218,26 @@ def cifar_plan(cfg: DataConfig) -> CachePlan:
         images = fill_resized(native.images, cfg.channels, image_hw(cfg), alloc, "caching cifar10")
         return images, native.labels.numpy(), native.class_names
 
-    return CachePlan("cifar10", "cifar10", files[0].parent, files, settings, n * channels * math.prod(image_hw(cfg)), build)
+    return CachePlan(
+        "cifar10", "cifar10", files[0].parent, files, settings, n * channels * math.prod(image_hw(cfg)), build
+    )
 
 
 # gankit's recommended CIFAR-10 recipe beneath the user's config (configs/recommended/cifar10-32.yaml has the
 # measurements): a DCGAN of 32 channels, batch 32, an EMA of G, no augmentation: the lowest FD per 10 CPU-minutes found.
-@dataset("cifar10", channels=3, num_classes=10, cache_plan=cifar_plan,
-         defaults={"model.g_channels": 32, "model.d_channels": 32, "train.batch_size": 32, "train.ema_half_life": 10,
-                   "train.augment": "none"})
+@dataset(
+    "cifar10",
+    channels=3,
+    num_classes=10,
+    cache_plan=cifar_plan,
+    defaults={
+        "model.g_channels": 32,
+        "model.d_channels": 32,
+        "train.batch_size": 32,
+        "train.ema_half_life": 10,
+        "train.augment": "none",
+    },
+)
 def load_cifar10(cfg: DataConfig) -> ImageData:
     """CIFAR-10: 50,000 train / 10,000 test colour images, (N, 3, 32, 32) uint8, labels 0-9 (airplane..truck).
 

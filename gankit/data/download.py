@@ -41,8 +41,10 @@ def source_folder(name: str, data_dir: str | None, cache: str | None, holding: s
 
 def download_refused(name: str, split: str, needs: str, folder: Path, how: str) -> GankitError:
     """The error for files missing from the cache while data.download is false."""
-    return GankitError(f"{name} split '{split}' needs {needs} in the cache folder {folder}, and data.download is false; "
-                       f"{how}, or use --set data.download=true")
+    return GankitError(
+        f"{name} split '{split}' needs {needs} in the cache folder {folder}, and data.download is false; "
+        f"{how}, or use --set data.download=true"
+    )
 
 
 class _Retryable(Exception):
@@ -126,8 +128,16 @@ def _stream(url: str, out: BinaryIO, dest: Path, timeout: float, progress: bool)
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.strip().isdigit() else None
             show = progress and sys.stderr.isatty()
-            with tqdm(total=total, desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-                      disable=not show, leave=False) as bar:
+            with tqdm(
+                total=total,
+                desc=dest.name,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=sys.stderr,
+                disable=not show,
+                leave=False,
+            ) as bar:
                 while chunk := response.read(_CHUNK):
                     try:
                         out.write(chunk)

@@ -24,8 +24,13 @@ def image_hw(cfg: DataConfig) -> tuple[int, int]:
     return cfg.image_height or cfg.image_size, cfg.image_size
 
 
-def fit_square(im: Image.Image, size: int | tuple[int, int], mode: str, pad_value: int = 0,
-               resample: Image.Resampling = Image.Resampling.LANCZOS) -> Image.Image:
+def fit_square(
+    im: Image.Image,
+    size: int | tuple[int, int],
+    mode: str,
+    pad_value: int = 0,
+    resample: Image.Resampling = Image.Resampling.LANCZOS,
+) -> Image.Image:
     """``im`` ('L' or 'RGB') as size x size, or (width, height) for a tuple, per ``mode`` (one resampling step)."""
     w, h = im.size
     tw, th = (size, size) if isinstance(size, int) else size

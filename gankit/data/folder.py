@@ -123,8 +123,9 @@ def _to_gray_or_rgb(im: Image.Image) -> tuple[Image.Image, bool]:
     return im.convert("RGB"), False  # RGB, CMYK, YCbCr, LAB, HSV, colour palettes
 
 
-def _decode(path: Path, size: int | tuple[int, int], channels: int, fit: tuple[str, int] = ("crop", 0)
-            ) -> tuple[np.ndarray, bool]:
+def _decode(
+    path: Path, size: int | tuple[int, int], channels: int, fit: tuple[str, int] = ("crop", 0)
+) -> tuple[np.ndarray, bool]:
     """One file -> ((H, W) or (H, W, 3) uint8, source is gray), H = W = ``size`` or (H, W) = ``size``, fitted per
     ``fit`` = (data.resize, data.pad_value). Any decoding failure names the file."""
     h, w = (size, size) if isinstance(size, int) else size
@@ -161,8 +162,14 @@ def list_folder(cfg: DataConfig) -> tuple[Path, list[Path], list[int], list[str]
 
 
 def decode_into(
-    files: list[Path], size: int | tuple[int, int], channels: int, alloc: Alloc, desc: str, progress: bool = False,
-    chunk: int = 256, fit: tuple[str, int] = ("crop", 0),
+    files: list[Path],
+    size: int | tuple[int, int],
+    channels: int,
+    alloc: Alloc,
+    desc: str,
+    progress: bool = False,
+    chunk: int = 256,
+    fit: tuple[str, int] = ("crop", 0),
 ) -> np.ndarray:
     """Decode ``files`` one by one into ``alloc((N, C, size, size))`` uint8 (``size`` = (H, W): (N, C, H, W)) and
     return that array.
@@ -177,9 +184,12 @@ def decode_into(
     out = alloc((n, channels if channels in (1, 3) else 1, *hw))
     show = progress or n > _PROGRESS_OVER
     # Pillow releases the GIL while decoding and resampling, so threads give a real speed-up on big folders.
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool, tqdm(
-        total=n, desc=desc, unit="img", file=sys.stderr, disable=not show or not sys.stderr.isatty(), leave=False
-    ) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool,
+        tqdm(
+            total=n, desc=desc, unit="img", file=sys.stderr, disable=not show or not sys.stderr.isatty(), leave=False
+        ) as bar,
+    ):
         for start in range(0, n, chunk):  # bounded: at most one chunk of decoded images waits to be copied
             decoded = pool.map(lambda p: _decode(p, size, channels, fit), files[start : start + chunk])
             for i, (a, _gray) in enumerate(decoded, start):
@@ -203,8 +213,13 @@ def folder_plan(cfg: DataConfig) -> CachePlan:
     """The 'folder' reader as a :class:`CachePlan`: listing done, decoding deferred to ``build``."""
     folder, files, labels, class_names = list_folder(cfg)
     channels = cfg.channels if cfg.channels in (1, 3) else 0
-    settings = {"reader": "folder", "split": cfg.split, "image_size": cfg.image_size, "channels": channels,
-                "limit": cfg.limit}
+    settings = {
+        "reader": "folder",
+        "split": cfg.split,
+        "image_size": cfg.image_size,
+        "channels": channels,
+        "limit": cfg.limit,
+    }
     if cfg.image_height:  # non-square; square caches keep their keys
         settings["image_height"] = cfg.image_height
     fit = folder_fit(cfg)
@@ -222,8 +237,14 @@ def folder_plan(cfg: DataConfig) -> CachePlan:
 # gankit's recommended folder recipe beneath the user's config (configs/recommended/folder-64.yaml has the measurements):
 # 64x64, a DCGAN of 8 channels (the most steps per CPU minute that still draw well), no augmentation (with ADA FD was
 # worse in 10 minutes, before and after its ops got faster).
-@dataset("folder", own_resize=True, channels=0, num_classes=0, cache_plan=folder_plan,
-         defaults={"data.image_size": 64, "model.g_channels": 8, "model.d_channels": 8, "train.augment": "none"})
+@dataset(
+    "folder",
+    own_resize=True,
+    channels=0,
+    num_classes=0,
+    cache_plan=folder_plan,
+    defaults={"data.image_size": 64, "model.g_channels": 8, "model.d_channels": 8, "train.augment": "none"},
+)
 def load_folder(cfg: DataConfig) -> ImageData:
     """The images under ``cfg.dir`` as uint8 (N, C, H, W): W = cfg.image_size, H = cfg.image_height or W.
 
@@ -233,6 +254,12 @@ def load_folder(cfg: DataConfig) -> ImageData:
     """
     folder, files, labels, class_names = list_folder(cfg)
     channels = cfg.channels if cfg.channels in (1, 3) else 0
-    images = decode_into(files, image_hw(cfg), channels, lambda shape: np.empty(shape, np.uint8),
-                         f"decoding {folder.name}", fit=folder_fit(cfg))
+    images = decode_into(
+        files,
+        image_hw(cfg),
+        channels,
+        lambda shape: np.empty(shape, np.uint8),
+        f"decoding {folder.name}",
+        fit=folder_fit(cfg),
+    )
     return ImageData(torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64), "folder", class_names)

@@ -172,8 +172,18 @@ SOURCES: dict[str, IdxSource] = {
             "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
             "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
         },
-        class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        class_names=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
     ),
     "kmnist": IdxSource(
         mirrors=(
@@ -193,7 +203,10 @@ SOURCES: dict[str, IdxSource] = {
 
 # split -> file-name prefixes, in the order they are concatenated
 _SPLITS: dict[str, tuple[str, ...]] = {
-    "train": ("train",), "test": ("t10k",), "val": ("t10k",), "all": ("train", "t10k"),
+    "train": ("train",),
+    "test": ("t10k",),
+    "val": ("t10k",),
+    "all": ("train", "t10k"),
 }
 
 
@@ -295,9 +308,21 @@ def load_idx_dataset(name: str, cfg: DataConfig) -> ImageData:
 # (cheaper steps than the 64-channel DCGAN's, and the wider G keeps improving where a 32-channel one levels off),
 # class-conditional BatchNorm in G, batch 32 and learning rates of 2e-4 each won their round at a CPU budget:
 # docs/notes/time-to-quality-round-{3,4,5,6}.md.
-@dataset("mnist", channels=1, num_classes=10, cache_plan=partial(idx_plan, "mnist"),
-         defaults={"data.image_size": 28, "model.num_classes": 10, "model.g_channels": 64, "model.d_channels": 32,
-                   "model.g_class_norm": True, "train.ema_half_life": 10, "train.batch_size": 32})
+@dataset(
+    "mnist",
+    channels=1,
+    num_classes=10,
+    cache_plan=partial(idx_plan, "mnist"),
+    defaults={
+        "data.image_size": 28,
+        "model.num_classes": 10,
+        "model.g_channels": 64,
+        "model.d_channels": 32,
+        "model.g_class_norm": True,
+        "train.ema_half_life": 10,
+        "train.batch_size": 32,
+    },
+)
 def load_mnist(cfg: DataConfig) -> ImageData:
     """MNIST handwritten digits: 60,000 train / 10,000 test, (N, 1, 28, 28) uint8, labels 0-9."""
     return load_idx_dataset("mnist", cfg)

@@ -195,8 +195,15 @@ def _build(folder: Path, plan: CachePlan, fp: str) -> None:
             if p != final:
                 p.unlink(missing_ok=True)
         np.save(tmp / "labels.npy", np.asarray(labels, dtype=np.int64))
-        meta = {"fingerprint": fp, "format": FORMAT, "name": plan.name, "class_names": list(class_names),
-                "settings": plan.settings, "root": str(plan.root), "files": len(plan.files)}
+        meta = {
+            "fingerprint": fp,
+            "format": FORMAT,
+            "name": plan.name,
+            "class_names": list(class_names),
+            "settings": plan.settings,
+            "root": str(plan.root),
+            "files": len(plan.files),
+        }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         for p in tmp.iterdir():
             _fsync(p)

@@ -31,6 +31,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ..core.errors import GankitError
+
 # Re-exported: the readers and commands use them from here. open_user_file lives in core so that config files (core and
 # config may not import data) are opened by the same function.
 from ..core.io import check_regular_file, file_kind, is_within, open_regular, open_user_file  # noqa: F401
@@ -96,8 +97,10 @@ def _read_npy_header(f: BinaryIO, where: str | Path) -> NpyHeader:
     fmt = np.lib.format
     start = f.tell()
     if f.read(4) == b"PK\x03\x04":  # np.savez writes a zip of .npy files: say so, not "bad magic string"
-        raise GankitError(f"{where} is a .npz archive (a zip of arrays); save the one array with np.save(path, array) "
-                          f"and pass that .npy")
+        raise GankitError(
+            f"{where} is a .npz archive (a zip of arrays); save the one array with np.save(path, array) "
+            f"and pass that .npy"
+        )
     f.seek(start)
     try:
         version = fmt.read_magic(f)
@@ -159,8 +162,14 @@ def load_npy_checked(path: str | Path, what: str = ".npy file", mmap: bool = Fal
         header = _read_npy_header(f, f"{what} {path}")
         _check_npy(header, os.fstat(f.fileno()).st_size, f"{what} {path}", None)
         if mmap:
-            return np.memmap(f, dtype=header.dtype, mode="c", offset=header.offset, shape=header.shape,
-                             order="F" if header.fortran_order else "C")
+            return np.memmap(
+                f,
+                dtype=header.dtype,
+                mode="c",
+                offset=header.offset,
+                shape=header.shape,
+                order="F" if header.fortran_order else "C",
+            )
         check_allocation(header.nbytes, f"{what} {path}", f"shape {header.shape}")
         f.seek(0)
         try:

@@ -39,9 +39,13 @@ def holdout_or_val(cfg: Config, data: ImageData, say: Callable[[str], None]) -> 
     except GankitError:
         n = max(1, min(100, len(data) // 10))
         if n >= len(data):
-            raise GankitError(f"data '{cfg.data.name}' has {len(data)} pair(s): too few to train and validate") from None
-        say(f"note: data '{cfg.data.name}' has no val split; validating on a fixed random {n} of its pairs "
-            f"(set data.holdout to choose how many)")
+            raise GankitError(
+                f"data '{cfg.data.name}' has {len(data)} pair(s): too few to train and validate"
+            ) from None
+        say(
+            f"note: data '{cfg.data.name}' has no val split; validating on a fixed random {n} of its pairs "
+            f"(set data.holdout to choose how many)"
+        )
         return holdout_split(data, n)
 
 
@@ -91,5 +95,11 @@ def classifier_and_reference(data: str, base: DataConfig, split: str) -> tuple[I
     if n < 4:
         raise GankitError(f"data '{data}' split '{split}' has {n} image(s): too few to train a classifier and compare")
     train, reference = holdout_split(reference, n // 2)
-    return train, reference, (f"{data} '{split}' split, a fixed random {len(train)} of its {n} images (seed 0); "
-                              f"the other {len(reference)} are the reference")
+    return (
+        train,
+        reference,
+        (
+            f"{data} '{split}' split, a fixed random {len(train)} of its {n} images (seed 0); "
+            f"the other {len(reference)} are the reference"
+        ),
+    )

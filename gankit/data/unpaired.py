@@ -29,8 +29,10 @@ from .safety import list_user_folder, open_user_file, refused_line
 DOMAINS = ("A", "B")
 UNPAIRED_SETS = frozenset({"unpaired", "sketch_unpaired"})  # the data sets model cyclegan trains on
 MIN_SIDE = 8  # px; smaller images carry nothing to translate
-_LAYOUT_HINT = ("expected A/ and B/ folders of images (any counts, no matching names), or trainA/ trainB/ with "
-                "testA/ testB/ (or valA/ valB/) as the CycleGAN data sets ship")
+_LAYOUT_HINT = (
+    "expected A/ and B/ folders of images (any counts, no matching names), or trainA/ trainB/ with "
+    "testA/ testB/ (or valA/ valB/) as the CycleGAN data sets ship"
+)
 
 
 def domain_mask(data: ImageData, domain: int) -> torch.Tensor:
@@ -74,8 +76,10 @@ def _domain_dirs(root: Path, split: str) -> list[tuple[Path, Path]]:
     def pair(a: Path, b: Path) -> tuple[Path, Path] | None:
         if a.is_dir() != b.is_dir():
             have, miss = (a, b) if a.is_dir() else (b, a)
-            raise GankitError(f"data.dir {root}: {have}/ exists but {miss}/ does not; unpaired data needs both "
-                              f"domains ({_LAYOUT_HINT})")
+            raise GankitError(
+                f"data.dir {root}: {have}/ exists but {miss}/ does not; unpaired data needs both "
+                f"domains ({_LAYOUT_HINT})"
+            )
         return (a, b) if a.is_dir() else None
 
     plain = pair(root / "A", root / "B")
@@ -85,8 +89,10 @@ def _domain_dirs(root: Path, split: str) -> list[tuple[Path, Path]]:
     if plain is not None:
         if split in ("train", "all"):
             return [plain]
-        raise GankitError(f"data.dir {root} has A/ and B/ only, so it has only data.split=train; add testA/ and "
-                          f"testB/ folders, or keep images aside with data.holdout=N")
+        raise GankitError(
+            f"data.dir {root} has A/ and B/ only, so it has only data.split=train; add testA/ and "
+            f"testB/ folders, or keep images aside with data.holdout=N"
+        )
     if split == "all":
         return list(splits.values())
     if split in splits:
@@ -94,8 +100,9 @@ def _domain_dirs(root: Path, split: str) -> list[tuple[Path, Path]]:
     other = {"val": "test", "test": "val"}.get(split)
     if other in splits:
         return [splits[other]]
-    raise GankitError(f"data.dir {root} has no {split}A/ and {split}B/ folders (found: "
-                      f"{', '.join(f'{s}A/ {s}B/' for s in splits)})")
+    raise GankitError(
+        f"data.dir {root} has no {split}A/ and {split}B/ folders (found: {', '.join(f'{s}A/ {s}B/' for s in splits)})"
+    )
 
 
 def _list_domain(folder: Path) -> list[Path]:
@@ -103,11 +110,15 @@ def _list_domain(folder: Path) -> list[Path]:
     of the folder) or an empty folder is a one-line error."""
     files, refused = list_user_folder(folder, lambda name: Path(name).suffix.lower() in IMAGE_EXTENSIONS)
     if refused:
-        raise GankitError(f"{folder}: {len(refused)} entr{'y' if len(refused) == 1 else 'ies'} not read: "
-                          f"{refused_line(refused)}; move {'it' if len(refused) == 1 else 'them'} out of the folder")
+        raise GankitError(
+            f"{folder}: {len(refused)} entr{'y' if len(refused) == 1 else 'ies'} not read: "
+            f"{refused_line(refused)}; move {'it' if len(refused) == 1 else 'them'} out of the folder"
+        )
     if not files:
-        raise GankitError(f"{folder} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); unpaired data needs "
-                          f"images in both A and B")
+        raise GankitError(
+            f"{folder} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); unpaired data needs "
+            f"images in both A and B"
+        )
     return files
 
 
@@ -117,16 +128,32 @@ def _read(path: Path, root: Path, cfg: DataConfig) -> np.ndarray:
     with open_user_file(path, "image", root=root, max_bytes=MAX_INPUT_BYTES) as f:
         im = _decode(path, cfg.channels, f)
     if min(im.size) < MIN_SIDE:
-        raise GankitError(f"{path}: the image is {im.size[0]}x{im.size[1]} px; unpaired images must be at least "
-                          f"{MIN_SIDE}x{MIN_SIDE}")
+        raise GankitError(
+            f"{path}: the image is {im.size[0]}x{im.size[1]} px; unpaired images must be at least {MIN_SIDE}x{MIN_SIDE}"
+        )
     mode = "crop" if cfg.resize == "auto" else cfg.resize
-    return np.asarray(fit_square(im, cfg.image_size, mode, cfg.pad_value if mode == "pad" else 0, Image.Resampling.BICUBIC),
-                      np.uint8)
+    return np.asarray(
+        fit_square(im, cfg.image_size, mode, cfg.pad_value if mode == "pad" else 0, Image.Resampling.BICUBIC), np.uint8
+    )
 
 
-@dataset("unpaired", own_resize=True, channels=3, default_epochs=20, distinct_val=True,
-         defaults={"model.name": "cyclegan", "loss.name": "lsgan", "optim.lr_decay": "linear", "data.image_size": 64,
-                   "train.batch_size": 1, "model.g_channels": 32, "model.d_channels": 32, "train.channels_last": False})
+@dataset(
+    "unpaired",
+    own_resize=True,
+    channels=3,
+    default_epochs=20,
+    distinct_val=True,
+    defaults={
+        "model.name": "cyclegan",
+        "loss.name": "lsgan",
+        "optim.lr_decay": "linear",
+        "data.image_size": 64,
+        "train.batch_size": 1,
+        "model.g_channels": 32,
+        "model.d_channels": 32,
+        "train.channels_last": False,
+    },
+)
 def load_unpaired(cfg: DataConfig) -> ImageData:
     """Two folders of unrelated images under ``cfg.dir``: ``A/`` and ``B/`` (split 'train'), or ``trainA/``,
     ``trainB/`` with ``testA/``, ``testB/`` or ``valA/``, ``valB/`` (the layout of the CycleGAN data sets). The
@@ -159,10 +186,24 @@ def load_unpaired(cfg: DataConfig) -> ImageData:
 # the embedded default: the sketch set's two domains with the pairing broken
 
 
-@dataset("sketch_unpaired", own_resize=True, channels=3, embedded=True, default_epochs=20,
-         defaults={"model.name": "cyclegan", "loss.name": "lsgan", "optim.lr_decay": "linear", "data.image_size": 32,
-                   "train.batch_size": 4, "model.g_channels": 16, "model.d_channels": 16, "model.g_blocks": 3,
-                   "train.channels_last": False})
+@dataset(
+    "sketch_unpaired",
+    own_resize=True,
+    channels=3,
+    embedded=True,
+    default_epochs=20,
+    defaults={
+        "model.name": "cyclegan",
+        "loss.name": "lsgan",
+        "optim.lr_decay": "linear",
+        "data.image_size": 32,
+        "train.batch_size": 4,
+        "model.g_channels": 16,
+        "model.d_channels": 16,
+        "model.g_blocks": 3,
+        "train.channels_last": False,
+    },
+)
 def load_sketch_unpaired(cfg: DataConfig) -> ImageData:
     """The embedded unpaired default: pencil sketches (A) and colour crops (B) from the paired ``sketch`` set, with
     the pairing broken: A holds the sketches of the first half of the split's crops, B the colours of the second

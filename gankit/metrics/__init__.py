@@ -10,7 +10,15 @@
 
 from __future__ import annotations
 
-from .suite import RESULT_KEYS, FDReference, class_coverage, score_pairs, score_samples, format_table, memorisation_sheet
+from .suite import (
+    RESULT_KEYS,
+    FDReference,
+    class_coverage,
+    score_pairs,
+    score_samples,
+    format_table,
+    memorisation_sheet,
+)
 from .fd import fd, feature_stats, frechet_distance
 from .features import (
     FEATURES,

@@ -14,7 +14,9 @@ from ..core.errors import GankitError
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
     if x.shape != y.shape or x.ndim != 4:
-        raise GankitError(f"image metrics need two (B, C, H, W) tensors of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise GankitError(
+            f"image metrics need two (B, C, H, W) tensors of one shape, got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
 
 
 def l1(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -97,4 +99,3 @@ def image_metrics(outputs: torch.Tensor, targets: torch.Tensor, data_range: floa
     values in dB; images identical to their target (infinite PSNR) are capped at 100 dB so the mean stays finite."""
     p = psnr_per_image(outputs, targets, data_range).clamp(max=100.0)
     return {"l1": l1(outputs, targets), "psnr": float(p.mean()), "ssim": ssim(outputs, targets, data_range)}
-

@@ -48,7 +48,9 @@ def _log_likelihoods(
         raise GankitError(f"Parzen: sigmas must be > 0, got {list(sigmas)}")
     n, d = s.shape
     scale = torch.tensor([1.0 / (2.0 * sigma**2) for sigma in sigmas], dtype=torch.float64)
-    norm = torch.tensor([math.log(n) + d * math.log(sigma * math.sqrt(2.0 * math.pi)) for sigma in sigmas], dtype=torch.float64)
+    norm = torch.tensor(
+        [math.log(n) + d * math.log(sigma * math.sqrt(2.0 * math.pi)) for sigma in sigmas], dtype=torch.float64
+    )
     out = torch.empty((len(sigmas), t.shape[0]), dtype=torch.float64)
     for i in range(0, t.shape[0], batch):
         tb = flatten01(t[i : i + batch])

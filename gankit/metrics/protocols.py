@@ -68,19 +68,31 @@ def _legacy_tf(model: Any, x: torch.Tensor) -> torch.Tensor:
 def _clean(model: Any, x: torch.Tensor) -> torch.Tensor:
     layers = getattr(model, "layers", None)
     if layers is None:
-        raise GankitError("protocol 'clean' needs the Inception network's `layers` (inception-2015-12-05.pt has them); "
-                          "this file has none: use --protocol legacy-tensorflow")
+        raise GankitError(
+            "protocol 'clean' needs the Inception network's `layers` (inception-2015-12-05.pt has them); "
+            "this file has none: use --protocol legacy-tensorflow"
+        )
     y = resize_clean(x)
     return layers((y - 128.0) / 128.0).reshape(y.shape[0], -1)
 
 
 PROTOCOLS: Registry[Protocol] = Registry("FID protocol", Protocol)
-PROTOCOLS.add("legacy-tensorflow", Protocol(
-    "network's own TF1-style bilinear to 299x299 (no antialiasing)", _legacy_tf,
-    "as TTUR and stylegan2-ada: the network resizes the images itself"))
-PROTOCOLS.add("clean", Protocol(
-    "PIL bicubic per channel in float32 to 299x299 (antialiased), clipped, not quantised", _clean,
-    "as clean-fid's 'clean' mode"))
+PROTOCOLS.add(
+    "legacy-tensorflow",
+    Protocol(
+        "network's own TF1-style bilinear to 299x299 (no antialiasing)",
+        _legacy_tf,
+        "as TTUR and stylegan2-ada: the network resizes the images itself",
+    ),
+)
+PROTOCOLS.add(
+    "clean",
+    Protocol(
+        "PIL bicubic per channel in float32 to 299x299 (antialiased), clipped, not quantised",
+        _clean,
+        "as clean-fid's 'clean' mode",
+    ),
+)
 DEFAULT_PROTOCOL = "legacy-tensorflow"
 
 
@@ -101,8 +113,13 @@ class RefStats:
     n: int | None
 
     def describe(self) -> dict[str, Any]:
-        return {"file": str(self.path), "sha256": self.sha256, "protocol": self.protocol,
-                "features_id": self.features_id, "n": self.n}
+        return {
+            "file": str(self.path),
+            "sha256": self.sha256,
+            "protocol": self.protocol,
+            "features_id": self.features_id,
+            "n": self.n,
+        }
 
 
 def _text(z: Any, key: str) -> str | None:
@@ -130,18 +147,24 @@ def read_ref_stats(path: str | Path, protocol: str | None = None) -> RefStats:
             keys = set(z.files)
             missing = [k for k in ("mu", "sigma") if k not in keys]
             if missing:
-                raise GankitError(f"{where}: no '{missing[0]}' array (it has {', '.join(sorted(keys)) or 'nothing'}); "
-                                  f"a statistics file holds 'mu' (F,) and 'sigma' (F, F)")
+                raise GankitError(
+                    f"{where}: no '{missing[0]}' array (it has {', '.join(sorted(keys)) or 'nothing'}); "
+                    f"a statistics file holds 'mu' (F,) and 'sigma' (F, F)"
+                )
             mu, sigma = z["mu"], z["sigma"]
             rec_protocol, features_id, n = _text(z, "protocol"), _text(z, "features_id"), _text(z, "n")
     except GankitError:
         raise
     except ValueError as e:
         if "pickle" in str(e):  # numpy: "Object arrays cannot be loaded when allow_pickle=False", or a bare pickle
-            raise GankitError(f"{where}: holds pickled data, which is never loaded ({str(e).splitlines()[0]})") from None
+            raise GankitError(
+                f"{where}: holds pickled data, which is never loaded ({str(e).splitlines()[0]})"
+            ) from None
         raise GankitError(f"{where}: not a readable .npz ({str(e).splitlines()[0]})") from None
     except (OSError, zipfile.BadZipFile, EOFError, KeyError) as e:
-        raise GankitError(f"{where}: not a readable .npz ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise GankitError(
+            f"{where}: not a readable .npz ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
     if mu.dtype.kind not in "fiu" or sigma.dtype.kind not in "fiu":
         raise GankitError(f"{where}: mu and sigma must be numbers, got {mu.dtype} and {sigma.dtype}")
     if mu.ndim != 1 or sigma.ndim != 2 or sigma.shape != (mu.shape[0], mu.shape[0]):
@@ -149,22 +172,38 @@ def read_ref_stats(path: str | Path, protocol: str | None = None) -> RefStats:
     if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
         raise GankitError(f"{where}: mu or sigma holds NaN or Inf")
     if protocol is not None and rec_protocol is not None and rec_protocol != protocol:
-        raise GankitError(f"{where}: made under protocol '{rec_protocol}', this evaluation uses '{protocol}'; pass "
-                          f"--protocol {rec_protocol} (FIDs under different resizes are not comparable)")
-    return RefStats(p, np.asarray(mu, np.float64), np.asarray(sigma, np.float64), hashlib.sha256(data).hexdigest(),
-                    rec_protocol, features_id, None if n is None else int(n))
+        raise GankitError(
+            f"{where}: made under protocol '{rec_protocol}', this evaluation uses '{protocol}'; pass "
+            f"--protocol {rec_protocol} (FIDs under different resizes are not comparable)"
+        )
+    return RefStats(
+        p,
+        np.asarray(mu, np.float64),
+        np.asarray(sigma, np.float64),
+        hashlib.sha256(data).hexdigest(),
+        rec_protocol,
+        features_id,
+        None if n is None else int(n),
+    )
 
 
-def write_ref_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray, *, protocol: str, features_id: str,
-                    n: int) -> Path:
+def write_ref_stats(
+    path: str | Path, mu: np.ndarray, sigma: np.ndarray, *, protocol: str, features_id: str, n: int
+) -> Path:
     """Write ``mu``, ``sigma`` (float64) and what made them (as 0-d text arrays, readable without pickles) to
     ``path``, atomically."""
     p = Path(path)
     if p.suffix != ".npz":
         raise GankitError(f"--save-ref-stats {p}: give a file name ending in .npz")
     buf = io.BytesIO()
-    np.savez(buf, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64), protocol=np.array(protocol),
-             features_id=np.array(features_id), n=np.array(str(n)))
+    np.savez(
+        buf,
+        mu=np.asarray(mu, np.float64),
+        sigma=np.asarray(sigma, np.float64),
+        protocol=np.array(protocol),
+        features_id=np.array(features_id),
+        n=np.array(str(n)),
+    )
     p.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(p, buf.getvalue())
     return p

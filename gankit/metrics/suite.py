@@ -76,14 +76,20 @@ def check_ref_stats(ref: RefStats | None, extractor: FeatureExtractor) -> None:
     if ref is None:
         return
     if extractor.dim and ref.mu.shape[0] != extractor.dim:
-        raise GankitError(f"--ref-stats {ref.path}: statistics of {ref.mu.shape[0]}-d features, but the {extractor.name} "
-                          f"features are {extractor.dim}-d (published FID files need --features inception)")
+        raise GankitError(
+            f"--ref-stats {ref.path}: statistics of {ref.mu.shape[0]}-d features, but the {extractor.name} "
+            f"features are {extractor.dim}-d (published FID files need --features inception)"
+        )
     if ref.features_id is not None and ref.features_id != extractor.identity:
-        raise GankitError(f"--ref-stats {ref.path}: made with features {ref.features_id}, this evaluation uses "
-                          f"{extractor.identity}; the numbers would not be comparable")
+        raise GankitError(
+            f"--ref-stats {ref.path}: made with features {ref.features_id}, this evaluation uses "
+            f"{extractor.identity}; the numbers would not be comparable"
+        )
     if ref.protocol is not None and ref.protocol != extractor.protocol:
-        raise GankitError(f"--ref-stats {ref.path}: made under protocol '{ref.protocol}', this evaluation uses "
-                          f"'{extractor.protocol}'; pass --protocol {ref.protocol}")
+        raise GankitError(
+            f"--ref-stats {ref.path}: made under protocol '{ref.protocol}', this evaluation uses "
+            f"'{extractor.protocol}'; pass --protocol {ref.protocol}"
+        )
 
 
 NN_TRAIN_MAX = 10_000  # training images searched for nearest neighbours (a seeded sample beyond that)
@@ -109,7 +115,9 @@ def class_coverage(probs: np.ndarray, sample_labels: torch.Tensor | np.ndarray |
     nz = hist > 0
     accuracy = None
     if sample_labels is not None:
-        labels = np.asarray(sample_labels.cpu() if isinstance(sample_labels, torch.Tensor) else sample_labels).reshape(-1)
+        labels = np.asarray(sample_labels.cpu() if isinstance(sample_labels, torch.Tensor) else sample_labels).reshape(
+            -1
+        )
         if labels.shape[0] != n:
             raise GankitError(f"sample_labels has {labels.shape[0]} entries for {n} samples")
         accuracy = float((pred == labels).mean())
@@ -177,7 +185,10 @@ def score_samples(
         nn_train = real_train.subset(pick)
     else:
         nn_train = real_train
-    _say(progress, f"{extractor.identity} features of {len(samples)} samples, {len(real_test)} test and {len(nn_train)} training images")
+    _say(
+        progress,
+        f"{extractor.identity} features of {len(samples)} samples, {len(real_test)} test and {len(nn_train)} training images",
+    )
     f_s, p_s = extractor(samples)
     f_te, p_te = extractor(real_test.images)
     f_tr, _ = extractor(nn_train.images)
@@ -203,8 +214,13 @@ def score_samples(
     else:
         out["fd"] = frechet_distance(*feature_stats(f_s), ref_stats.mu, ref_stats.sigma)
     if save_ref_stats is not None:
-        write_ref_stats(save_ref_stats, *feature_stats(f_te), protocol=extractor.protocol,
-                        features_id=extractor.identity, n=len(real_test))
+        write_ref_stats(
+            save_ref_stats,
+            *feature_stats(f_te),
+            protocol=extractor.protocol,
+            features_id=extractor.identity,
+            n=len(real_test),
+        )
         _say(progress, f"wrote the statistics of the {len(real_test)} real comparison images to {save_ref_stats}")
     out["kid_mean"], out["kid_std"] = kid(f_s, f_te, seed=seed)
     if p_s is not None and p_te is not None:
@@ -310,7 +326,9 @@ def memorisation_sheet(
     _check_images(samples, "samples")
     _check_images(images, "training images")
     if tuple(images.shape[1:]) != tuple(samples.shape[1:]):
-        raise GankitError(f"samples {tuple(samples.shape[1:])} and training images {tuple(images.shape[1:])} differ in shape")
+        raise GankitError(
+            f"samples {tuple(samples.shape[1:])} and training images {tuple(images.shape[1:])} differ in shape"
+        )
     shown = samples[:n]
     _, pix_idx = nearest_neighbours(shown, images, k)
     feat_idx = None
@@ -371,21 +389,43 @@ def format_table(results: dict[str, Any]) -> str:
     r = results
     acc = r.get("classifier_accuracy")
     rows = [
-        ("samples", f"{r.get('n_samples')} vs {r.get('n_real_test')} real test images ({r.get('n_real_train')} training)"),
-        ("features", f"{r.get('features_id')} ({r.get('features_dim')}-d" + (f", held-out accuracy {acc:.4f})" if acc is not None else ")")),
+        (
+            "samples",
+            f"{r.get('n_samples')} vs {r.get('n_real_test')} real test images ({r.get('n_real_train')} training)",
+        ),
+        (
+            "features",
+            f"{r.get('features_id')} ({r.get('features_dim')}-d"
+            + (f", held-out accuracy {acc:.4f})" if acc is not None else ")"),
+        ),
         ("protocol", f"{r.get('protocol')}: {r.get('resize')}"),
-        ("FD", _num(r.get("fd"), ".4f") + ("" if r.get("fd_reference") in (None, "images")
-                                           else f"   (against {r.get('fd_reference')})")),
+        (
+            "FD",
+            _num(r.get("fd"), ".4f")
+            + ("" if r.get("fd_reference") in (None, "images") else f"   (against {r.get('fd_reference')})"),
+        ),
         ("KID", f"{_num(r.get('kid_mean'), '.5f')} ± {_num(r.get('kid_std'), '.5f')}"),
-        ("IS", f"{_num(r.get('is_mean'), '.3f')} ± {_num(r.get('is_std'), '.3f')}   (real: {_num(r.get('is_real_mean'), '.3f')})"),
+        (
+            "IS",
+            f"{_num(r.get('is_mean'), '.3f')} ± {_num(r.get('is_std'), '.3f')}   (real: {_num(r.get('is_real_mean'), '.3f')})",
+        ),
         ("precision / recall", f"{_num(r.get('precision'), '.4f')} / {_num(r.get('recall'), '.4f')}"),
         ("density / coverage", f"{_num(r.get('density'), '.4f')} / {_num(r.get('coverage'), '.4f')}"),
-        ("Parzen log-likelihood", f"{_num(r.get('parzen_mean'), '.2f')} ± {_num(r.get('parzen_sem'), '.2f')}   (sigma {_num(r.get('parzen_sigma'), '.4f')})"),
+        (
+            "Parzen log-likelihood",
+            f"{_num(r.get('parzen_mean'), '.2f')} ± {_num(r.get('parzen_sem'), '.2f')}   (sigma {_num(r.get('parzen_sigma'), '.4f')})",
+        ),
         ("classes hit", f"{_num(r.get('classes_hit'), 'd')} / {_num(r.get('num_classes'), 'd')}"),
         ("KL(labels || uniform)", _num(r.get("label_kl_uniform"), ".4f")),
         ("label accuracy", _num(r.get("label_accuracy"), ".4f")),
-        ("NN distance, pixels", f"samples {_num(r.get('nn_pixel_samples'), '.4f')}   real {_num(r.get('nn_pixel_real'), '.4f')}"),
-        ("NN distance, features", f"samples {_num(r.get('nn_feature_samples'), '.4f')}   real {_num(r.get('nn_feature_real'), '.4f')}"),
+        (
+            "NN distance, pixels",
+            f"samples {_num(r.get('nn_pixel_samples'), '.4f')}   real {_num(r.get('nn_pixel_real'), '.4f')}",
+        ),
+        (
+            "NN distance, features",
+            f"samples {_num(r.get('nn_feature_samples'), '.4f')}   real {_num(r.get('nn_feature_real'), '.4f')}",
+        ),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

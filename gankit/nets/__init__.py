@@ -36,9 +36,11 @@ def is_discriminator(name: str) -> bool:
     """Whether network ``name`` of a builder's :data:`Nets` is a discriminator (by the naming rule above)."""
     return name.startswith("d")
 
+
 # The model.* keys each family reads; a spec's ``fields`` names its whole section.
-GAN_FIELDS = frozenset({"name", "z_dim", "noise", "num_classes", "conditioning", "init", "spectral_norm_d",
-                        "spectral_norm_g"})
+GAN_FIELDS = frozenset(
+    {"name", "z_dim", "noise", "num_classes", "conditioning", "init", "spectral_norm_d", "spectral_norm_g"}
+)
 LAYER_FIELDS = frozenset({"g_batchnorm", "d_batchnorm", "g_activation", "d_activation", "g_dropout", "d_dropout"})
 CONV_FIELDS = GAN_FIELDS | LAYER_FIELDS | {"g_channels", "d_channels", "max_channels"}
 MLP_FIELDS = GAN_FIELDS | LAYER_FIELDS | {"g_hidden", "d_hidden"}
@@ -93,10 +95,30 @@ def _check_dcgan(cfg: Config) -> None:
 
 @model("dcgan", family="gan", fields=DCGAN_FIELDS, check=_check_dcgan, non_square=True)
 def _dcgan(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> Nets:
-    g = DCGANGenerator(c.z_dim, shape, c.g_channels, c.max_channels, c.g_batchnorm, c.g_activation, c.g_dropout, c.num_classes,
-                       c.g_upsample, c.g_output, c.g_class_norm)
-    d = DCGANDiscriminator(shape, c.d_channels, c.max_channels, c.d_batchnorm, c.d_activation, c.d_dropout, c.num_classes,
-                           c.conditioning, c.d_mbstd)
+    g = DCGANGenerator(
+        c.z_dim,
+        shape,
+        c.g_channels,
+        c.max_channels,
+        c.g_batchnorm,
+        c.g_activation,
+        c.g_dropout,
+        c.num_classes,
+        c.g_upsample,
+        c.g_output,
+        c.g_class_norm,
+    )
+    d = DCGANDiscriminator(
+        shape,
+        c.d_channels,
+        c.max_channels,
+        c.d_batchnorm,
+        c.d_activation,
+        c.d_dropout,
+        c.num_classes,
+        c.conditioning,
+        c.d_mbstd,
+    )
     return {"g": g, "d": d}
 
 
@@ -105,7 +127,13 @@ def _dcgan(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) 
     family="gan",
     fields=MLP_FIELDS,
     non_square=True,  # flattened images: any height x width
-    defaults={"g_hidden": [256, 512, 1024], "d_hidden": [512, 256], "d_batchnorm": False, "g_activation": "leaky_relu", "init": "default"},
+    defaults={
+        "g_hidden": [256, 512, 1024],
+        "d_hidden": [512, 256],
+        "d_batchnorm": False,
+        "g_activation": "leaky_relu",
+        "init": "default",
+    },
 )
 def _mlp(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> Nets:
     g = MLPGenerator(c.z_dim, shape, c.g_hidden, c.g_batchnorm, c.g_activation, c.g_dropout, c.num_classes)

@@ -60,8 +60,11 @@ def first_format(module: nn.Module) -> torch.memory_format:
     """The memory format of a module's first 4-d parameter (its first conv's weight): channels_last or contiguous."""
     for p in module.parameters():
         if p.ndim == 4:
-            return torch.channels_last if not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last) \
+            return (
+                torch.channels_last
+                if not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
                 else torch.contiguous_format
+            )
     return torch.contiguous_format
 
 
@@ -72,9 +75,17 @@ class DenseTranspose2d(nn.ConvTranspose2d):
     Any other input shape falls back to the transposed conv."""
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
-        if x.ndim != 4 or x.shape[2] != 1 or x.shape[3] != 1 or output_size is not None or self.groups != 1 \
-                or self.stride != (1, 1) or self.padding != (0, 0) or self.output_padding != (0, 0) \
-                or self.dilation != (1, 1):
+        if (
+            x.ndim != 4
+            or x.shape[2] != 1
+            or x.shape[3] != 1
+            or output_size is not None
+            or self.groups != 1
+            or self.stride != (1, 1)
+            or self.padding != (0, 0)
+            or self.output_padding != (0, 0)
+            or self.dilation != (1, 1)
+        ):
             return super().forward(x, output_size)
         w, (cin, cout, kh, kw) = self.weight, self.weight.shape
         z = x.reshape(x.shape[0], cin)

@@ -36,8 +36,13 @@ class ResidualBlock(nn.Module):
         super().__init__()
         bias = norm != "batch"  # a bias right before batch norm is cancelled by its mean
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), _norm(norm, channels), nn.ReLU(True),
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), _norm(norm, channels),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=bias),
+            _norm(norm, channels),
+            nn.ReLU(True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, bias=bias),
+            _norm(norm, channels),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -49,21 +54,29 @@ class ResnetGenerator(nn.Module):
 
     Fully convolutional: a net trained on 64x64 crops translates larger images of sides divisible by 4."""
 
-    def __init__(self, in_channels: int, out_channels: int, channels: int = 64, blocks: int = 6,
-                 norm: str = "instance") -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, channels: int = 64, blocks: int = 6, norm: str = "instance"
+    ) -> None:
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         bias = norm != "batch"
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, channels, 7, bias=bias),
-                                   _norm(norm, channels), nn.ReLU(True)]
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(in_channels, channels, 7, bias=bias),
+            _norm(norm, channels),
+            nn.ReLU(True),
+        ]
         c = channels
         for _ in range(HALVINGS):
             layers += [nn.Conv2d(c, 2 * c, 3, 2, 1, bias=bias), _norm(norm, 2 * c), nn.ReLU(True)]
             c *= 2
         layers += [ResidualBlock(c, norm) for _ in range(blocks)]
         for _ in range(HALVINGS):
-            layers += [nn.ConvTranspose2d(c, c // 2, 3, 2, 1, output_padding=1, bias=bias), _norm(norm, c // 2),
-                       nn.ReLU(True)]
+            layers += [
+                nn.ConvTranspose2d(c, c // 2, 3, 2, 1, output_padding=1, bias=bias),
+                _norm(norm, c // 2),
+                nn.ReLU(True),
+            ]
             c //= 2
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(c, out_channels, 7), nn.Tanh()]
         self.net = nn.Sequential(*layers)
@@ -102,47 +115,80 @@ def _check_cyclegan(cfg: Config) -> None:
     size = cfg.data.image_size
     unit = 2**HALVINGS
     if size % unit:
-        raise GankitError(f"data.image_size={size}: the CycleGAN generator halves the image twice, so the size must be "
-                          f"a multiple of {unit}; try {max(unit, size // unit * unit)} or {(size // unit + 1) * unit}")
+        raise GankitError(
+            f"data.image_size={size}: the CycleGAN generator halves the image twice, so the size must be "
+            f"a multiple of {unit}; try {max(unit, size // unit * unit)} or {(size // unit + 1) * unit}"
+        )
     if cfg.model.g_blocks < 0:
-        raise GankitError(f"model.g_blocks={cfg.model.g_blocks}: use 0 or more residual blocks (the paper: 6 for "
-                          f"128x128, 9 for 256x256)")
+        raise GankitError(
+            f"model.g_blocks={cfg.model.g_blocks}: use 0 or more residual blocks (the paper: 6 for "
+            f"128x128, 9 for 256x256)"
+        )
     if cfg.model.pool_size < 0:
-        raise GankitError(f"model.pool_size={cfg.model.pool_size}: use 0 (D sees only the newest fakes) or a history "
-                          f"size such as the paper's 50")
+        raise GankitError(
+            f"model.pool_size={cfg.model.pool_size}: use 0 (D sees only the newest fakes) or a history "
+            f"size such as the paper's 50"
+        )
     if cfg.loss.cycle_weight < 0 or cfg.loss.identity_weight < 0:
-        raise GankitError(f"loss.cycle_weight and loss.identity_weight must be >= 0, got {cfg.loss.cycle_weight} and "
-                          f"{cfg.loss.identity_weight}")
+        raise GankitError(
+            f"loss.cycle_weight and loss.identity_weight must be >= 0, got {cfg.loss.cycle_weight} and "
+            f"{cfg.loss.identity_weight}"
+        )
     if cfg.train.d_steps != 1:
-        raise GankitError(f"train.d_steps={cfg.train.d_steps}: CycleGAN updates its Gs and Ds once per batch; set it to 1")
+        raise GankitError(
+            f"train.d_steps={cfg.train.d_steps}: CycleGAN updates its Gs and Ds once per batch; set it to 1"
+        )
     if cfg.train.augment != "none" or cfg.loss.r1_gamma or cfg.train.ema_half_life:
-        raise GankitError("train.augment, loss.r1_gamma and train.ema_half_life are for GANs; CycleGAN does not use "
-                          "them: set train.augment=none, loss.r1_gamma=0 and train.ema_half_life=0")
+        raise GankitError(
+            "train.augment, loss.r1_gamma and train.ema_half_life are for GANs; CycleGAN does not use "
+            "them: set train.augment=none, loss.r1_gamma=0 and train.ema_half_life=0"
+        )
     patch_specs(cfg.model.patch)
     if patch_output_size(size, cfg.model.patch) < 1:
-        raise GankitError(f"model.patch={cfg.model.patch} needs images larger than data.image_size={size}; use a "
-                          f"smaller patch (16 or 1) or a larger image size")
+        raise GankitError(
+            f"model.patch={cfg.model.patch} needs images larger than data.image_size={size}; use a "
+            f"smaller patch (16 or 1) or a larger image size"
+        )
     if cfg.data.name not in UNPAIRED_SETS:
-        raise GankitError(f"model cyclegan translates between two unpaired image domains, but data set "
-                          f"'{cfg.data.name}' is not one; use one of: {', '.join(sorted(UNPAIRED_SETS))}")
+        raise GankitError(
+            f"model cyclegan translates between two unpaired image domains, but data set "
+            f"'{cfg.data.name}' is not one; use one of: {', '.join(sorted(UNPAIRED_SETS))}"
+        )
 
 
 @model(
     "cyclegan",
     check=_check_cyclegan,
     family="cyclegan",
-    fields=frozenset({"name", "init", "spectral_norm_d", "spectral_norm_g", "g_channels", "d_channels", "max_channels",
-                      "norm", "patch", "g_blocks", "pool_size"}),
+    fields=frozenset(
+        {
+            "name",
+            "init",
+            "spectral_norm_d",
+            "spectral_norm_g",
+            "g_channels",
+            "d_channels",
+            "max_channels",
+            "norm",
+            "patch",
+            "g_blocks",
+            "pool_size",
+        }
+    ),
     default_data="sketch_unpaired",  # the embedded unpaired set, for `gankit train --model cyclegan` without data
     defaults={"init": "dcgan", "norm": "instance", "max_channels": 512, "g_blocks": 6},
 )
 def _cyclegan(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> dict[str, nn.Module]:
     """``shape``: (C, H, W) of both domains' images (the unpaired readers give both domains the same channels)."""
     ch = shape[0]
-    g = CycleGenerators(ResnetGenerator(ch, ch, c.g_channels, c.g_blocks, c.norm),
-                        ResnetGenerator(ch, ch, c.g_channels, c.g_blocks, c.norm))
-    d = CycleDiscriminators(PatchDiscriminator(ch, c.d_channels, c.patch, c.norm, c.max_channels),
-                            PatchDiscriminator(ch, c.d_channels, c.patch, c.norm, c.max_channels))
+    g = CycleGenerators(
+        ResnetGenerator(ch, ch, c.g_channels, c.g_blocks, c.norm),
+        ResnetGenerator(ch, ch, c.g_channels, c.g_blocks, c.norm),
+    )
+    d = CycleDiscriminators(
+        PatchDiscriminator(ch, c.d_channels, c.patch, c.norm, c.max_channels),
+        PatchDiscriminator(ch, c.d_channels, c.patch, c.norm, c.max_channels),
+    )
     # Both generators train as the run's "g" and both discriminators as its "d": one Adam per side, lr_g/lr_d and
     # --init-parts g,d as for the other families.
     return {"g": g, "d": d}

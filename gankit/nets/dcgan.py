@@ -19,8 +19,15 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..core.errors import GankitError
-from .blocks import (ClassBatchNorm2d, DenseTranspose2d, LabelConditioning, MinibatchStd, activation, first_format,
-                     with_label)
+from .blocks import (
+    ClassBatchNorm2d,
+    DenseTranspose2d,
+    LabelConditioning,
+    MinibatchStd,
+    activation,
+    first_format,
+    with_label,
+)
 
 
 SIDES = (16, 32, 64, 128, 256)  # the powers of two a DCGAN side may have
@@ -47,7 +54,8 @@ def plan_hw(height: int, width: int) -> tuple[int | tuple[int, int], int]:
     if height not in SIDES or width not in SIDES:
         raise GankitError(
             f"data.image_size={width} (width) x data.image_height={height}: a non-square DCGAN needs both sides powers "
-            f"of two from 16 to 256 (e.g. image_size={_nearest(width)}, image_height={_nearest(height)})")
+            f"of two from 16 to 256 (e.g. image_size={_nearest(width)}, image_height={_nearest(height)})"
+        )
     n = min(height, width).bit_length() - 1 - 2
     return (height >> n, width >> n), n
 
@@ -84,7 +92,9 @@ class DCGANGenerator(nn.Module):
         layers: list[nn.Module] = [DenseTranspose2d(z_dim + num_classes, w[0], base, 1, 0, bias=not batchnorm)]
         for i in range(n):
             if batchnorm:
-                layers.append(ClassBatchNorm2d(w[i], num_classes) if class_norm and num_classes else nn.BatchNorm2d(w[i]))
+                layers.append(
+                    ClassBatchNorm2d(w[i], num_classes) if class_norm and num_classes else nn.BatchNorm2d(w[i])
+                )
             layers.append(activation(act))
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))

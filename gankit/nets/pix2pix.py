@@ -241,8 +241,10 @@ def _check_pix2pix(cfg: Config) -> None:
     if cfg.train.d_steps != 1:
         raise GankitError(f"train.d_steps={cfg.train.d_steps}: pix2pix updates D and G once per batch; set it to 1")
     if cfg.train.augment != "none" or cfg.loss.r1_gamma:
-        raise GankitError("train.augment and loss.r1_gamma are for GANs; pix2pix's D sees (input, output) pairs whose "
-                          "geometry must match: set train.augment=none and loss.r1_gamma=0 (data.jitter/flip augment pairs)")
+        raise GankitError(
+            "train.augment and loss.r1_gamma are for GANs; pix2pix's D sees (input, output) pairs whose "
+            "geometry must match: set train.augment=none and loss.r1_gamma=0 (data.jitter/flip augment pairs)"
+        )
     unet_depth(size)
     patch_specs(cfg.model.patch)
     if patch_output_size(min(size, cfg.data.image_height or size), cfg.model.patch) < 1:
@@ -268,8 +270,20 @@ def _check_pix2pix(cfg: Config) -> None:
     check=_check_pix2pix,
     family="pix2pix",
     non_square=True,
-    fields=frozenset({"name", "init", "spectral_norm_d", "spectral_norm_g", "g_channels", "d_channels", "max_channels",
-                      "norm", "patch", "g_dropout"}),
+    fields=frozenset(
+        {
+            "name",
+            "init",
+            "spectral_norm_d",
+            "spectral_norm_g",
+            "g_channels",
+            "d_channels",
+            "max_channels",
+            "norm",
+            "patch",
+            "g_dropout",
+        }
+    ),
     default_data="sketch",  # the embedded paired set, for `gankit train --model pix2pix` without a data argument
     defaults={"init": "dcgan", "g_dropout": 0.5, "max_channels": 512, "norm": "batch"},
 )

@@ -226,8 +226,15 @@ def _size_check(name: str, multiple: int) -> Callable[[Config], None]:
     fields=CONV_FIELDS,
     check=_size_check("dcgan-tf", 4),
     non_square=True,
-    defaults={"g_activation": "leaky_relu_0.3", "d_activation": "leaky_relu_0.3", "g_batchnorm": True,
-              "d_batchnorm": False, "d_dropout": 0.3, "g_channels": 64, "d_channels": 64},
+    defaults={
+        "g_activation": "leaky_relu_0.3",
+        "d_activation": "leaky_relu_0.3",
+        "g_batchnorm": True,
+        "d_batchnorm": False,
+        "d_dropout": 0.3,
+        "g_channels": 64,
+        "d_channels": 64,
+    },
     # Trained contiguous: its 5x5 (transposed) convolutions gain little or lose from channels_last on the CPU. Report
     # 004's step, gankit channels_last vs contiguous, 1 thread, process CPU time (BENCHMARKS.md, issue 30): AVX-512
     # Xeon 232 vs 227 img/s, the same Xeon limited to AVX2 148 vs 154; on an AMD EPYC (issue 30) the plain step
@@ -238,10 +245,22 @@ def _dcgan_tf(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 
     """Report 004 (TensorFlow DCGAN tutorial): G Dense 7*7*256 -> ConvT5 128 s1 -> 64 s2 -> C s2; D Conv5 64, 128 s2."""
     g_w = widths(c.g_channels, 3, c.max_channels)[::-1]  # 256, 128, 64
     d_w = widths(c.d_channels, 2, c.max_channels)  # 64, 128
-    g = DenseConvGenerator(c.z_dim, shape, g_w[0], [(g_w[1], 1), (g_w[2], 2), (shape[0], 2)], 5, "transpose",
-                           c.g_batchnorm, c.g_activation, c.g_dropout, True, c.num_classes)
-    d = ConvDenseDiscriminator(shape, [(w, 2) for w in d_w], 5, c.d_batchnorm, c.d_activation, c.d_dropout,
-                               c.num_classes, c.conditioning)
+    g = DenseConvGenerator(
+        c.z_dim,
+        shape,
+        g_w[0],
+        [(g_w[1], 1), (g_w[2], 2), (shape[0], 2)],
+        5,
+        "transpose",
+        c.g_batchnorm,
+        c.g_activation,
+        c.g_dropout,
+        True,
+        c.num_classes,
+    )
+    d = ConvDenseDiscriminator(
+        shape, [(w, 2) for w in d_w], 5, c.d_batchnorm, c.d_activation, c.d_dropout, c.num_classes, c.conditioning
+    )
     return {"g": g, "d": d}
 
 
@@ -251,18 +270,38 @@ def _dcgan_tf(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 
     fields=CONV_FIELDS,
     check=_size_check("dcgan-3conv", 4),
     non_square=True,
-    defaults={"g_activation": "leaky_relu", "d_activation": "leaky_relu", "g_batchnorm": True, "d_batchnorm": True,
-              "g_dropout": 0.5, "d_dropout": 0.0, "g_channels": 64, "d_channels": 64},
+    defaults={
+        "g_activation": "leaky_relu",
+        "d_activation": "leaky_relu",
+        "g_batchnorm": True,
+        "d_batchnorm": True,
+        "g_dropout": 0.5,
+        "d_dropout": 0.0,
+        "g_channels": 64,
+        "d_channels": 64,
+    },
 )
 def _dcgan_3conv(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> Nets:
     """Report 002 (TensorFlow DCGAN): G Dense 7*7*256 -> ConvT5 128 s2 -> 64 s2 -> dropout -> C s1;
     D Conv5 64/128/256 s2 -> Dense."""
     g_w = widths(c.g_channels, 3, c.max_channels)[::-1]  # 256, 128, 64
     d_w = widths(c.d_channels, 3, c.max_channels)  # 64, 128, 256
-    g = DenseConvGenerator(c.z_dim, shape, g_w[0], [(g_w[1], 2), (g_w[2], 2), (shape[0], 1)], 5, "transpose",
-                           c.g_batchnorm, c.g_activation, c.g_dropout, False, c.num_classes)
-    d = ConvDenseDiscriminator(shape, [(w, 2) for w in d_w], 5, c.d_batchnorm, c.d_activation, c.d_dropout,
-                               c.num_classes, c.conditioning)
+    g = DenseConvGenerator(
+        c.z_dim,
+        shape,
+        g_w[0],
+        [(g_w[1], 2), (g_w[2], 2), (shape[0], 1)],
+        5,
+        "transpose",
+        c.g_batchnorm,
+        c.g_activation,
+        c.g_dropout,
+        False,
+        c.num_classes,
+    )
+    d = ConvDenseDiscriminator(
+        shape, [(w, 2) for w in d_w], 5, c.d_batchnorm, c.d_activation, c.d_dropout, c.num_classes, c.conditioning
+    )
     return {"g": g, "d": d}
 
 
@@ -272,17 +311,44 @@ def _dcgan_3conv(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int
     fields=CONV_FIELDS,
     check=_size_check("dcgan-upsample", 4),
     non_square=True,
-    defaults={"g_activation": "leaky_relu", "d_activation": "leaky_relu", "g_batchnorm": False, "d_batchnorm": False,
-              "g_dropout": 0.25, "d_dropout": 0.25, "g_channels": 64, "d_channels": 64},
+    defaults={
+        "g_activation": "leaky_relu",
+        "d_activation": "leaky_relu",
+        "g_batchnorm": False,
+        "d_batchnorm": False,
+        "g_dropout": 0.25,
+        "d_dropout": 0.25,
+        "g_channels": 64,
+        "d_channels": 64,
+    },
 )
 def _dcgan_upsample(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> Nets:
     """Report 002 (Keras DCGAN): G Dense -> [up x2, Conv3, Conv3] x 2 (the last conv makes the image); D mirrors it."""
     g_w = widths(c.g_channels, 3, c.max_channels)[::-1]  # 256, 128, 64
     d_w = widths(c.d_channels, 2, c.max_channels)  # 64, 128
-    g = DenseConvGenerator(c.z_dim, shape, g_w[0], [(g_w[1], 2), (g_w[1], 1), (g_w[2], 2), (shape[0], 1)], 3,
-                           "nearest", c.g_batchnorm, c.g_activation, c.g_dropout, True, c.num_classes)
-    d = ConvDenseDiscriminator(shape, [(d_w[0], 1), (d_w[0], 2), (d_w[1], 1), (d_w[1], 2)], 3, c.d_batchnorm,
-                               c.d_activation, c.d_dropout, c.num_classes, c.conditioning)
+    g = DenseConvGenerator(
+        c.z_dim,
+        shape,
+        g_w[0],
+        [(g_w[1], 2), (g_w[1], 1), (g_w[2], 2), (shape[0], 1)],
+        3,
+        "nearest",
+        c.g_batchnorm,
+        c.g_activation,
+        c.g_dropout,
+        True,
+        c.num_classes,
+    )
+    d = ConvDenseDiscriminator(
+        shape,
+        [(d_w[0], 1), (d_w[0], 2), (d_w[1], 1), (d_w[1], 2)],
+        3,
+        c.d_batchnorm,
+        c.d_activation,
+        c.d_dropout,
+        c.num_classes,
+        c.conditioning,
+    )
     return {"g": g, "d": d}
 
 
@@ -292,8 +358,15 @@ def _dcgan_upsample(c: ModelConfig, shape: tuple[int, int, int], cond_channels: 
     non_square=True,
     # Maxout D has no BatchNorm option: d_batchnorm is fixed off (so WGAN-GP needs no flag) and not the user's to set.
     fields=GAN_FIELDS | {"g_hidden", "d_hidden", "g_batchnorm", "g_activation", "g_dropout", "d_dropout"},
-    defaults={"g_hidden": [1200, 1200], "d_hidden": [240, 240], "g_batchnorm": False, "g_activation": "relu",
-              "d_dropout": 0.5, "init": "default", "d_batchnorm": False},
+    defaults={
+        "g_hidden": [1200, 1200],
+        "d_hidden": [240, 240],
+        "g_batchnorm": False,
+        "g_activation": "relu",
+        "d_dropout": 0.5,
+        "init": "default",
+        "d_batchnorm": False,
+    },
 )
 def _mlp_maxout(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> Nets:
     """Report 003 (the 2014 paper's MNIST nets): G ReLU MLP 1200-1200 -> tanh; D maxout 240x5, 240x5 with dropout."""

@@ -11,23 +11,85 @@ The names below are the ones ``gankit.report`` has always exported; new code may
 
 from __future__ import annotations
 
-from .html import (CSS, SCRIPT, cards, data_uri, duration, esc, fmt, img, md_escape, page, stepper, table,
-                   value_text)
-from .page import (BASELINES, MAX_FRAMES, METRIC_LABELS, interpolation_uri, render, run_section, runs_section,
-                   tensor_uri, write_report)
-from .runs import (QUIET_KEYS, SPREAD_KEYS, RunData, SeedGroup, best_step, config_diff, default_config,
-                   differing_keys, eval_protocol, images_per_s, protocol_warnings, read_run, read_run_data,
-                   report_run_dirs, same_value, seed_groups, seed_scores, spread_table)
+from .html import CSS, SCRIPT, cards, data_uri, duration, esc, fmt, img, md_escape, page, stepper, table, value_text
+from .page import (
+    BASELINES,
+    MAX_FRAMES,
+    METRIC_LABELS,
+    interpolation_uri,
+    render,
+    run_section,
+    runs_section,
+    tensor_uri,
+    write_report,
+)
+from .runs import (
+    QUIET_KEYS,
+    SPREAD_KEYS,
+    RunData,
+    SeedGroup,
+    best_step,
+    config_diff,
+    default_config,
+    differing_keys,
+    eval_protocol,
+    images_per_s,
+    protocol_warnings,
+    read_run,
+    read_run_data,
+    report_run_dirs,
+    same_value,
+    seed_groups,
+    seed_scores,
+    spread_table,
+)
 from .svg import PALETTE, nice_ticks, svg_chart
 
 # The old private names, for code written against the single-file report.py (branches in flight import them).
 _cards, _fmt, _nice_ticks, _duration, _stepper, _value = cards, fmt, nice_ticks, duration, stepper, value_text
 
 __all__ = [
-    "BASELINES", "CSS", "MAX_FRAMES", "METRIC_LABELS", "PALETTE", "QUIET_KEYS", "SCRIPT", "SPREAD_KEYS", "RunData",
-    "SeedGroup", "best_step", "cards", "config_diff", "data_uri", "default_config", "differing_keys", "duration", "esc",
-    "eval_protocol", "fmt", "images_per_s", "img", "interpolation_uri", "md_escape", "nice_ticks", "page",
-    "protocol_warnings", "read_run", "read_run_data", "render", "report_run_dirs", "run_section", "runs_section",
-    "same_value", "seed_groups", "seed_scores", "spread_table", "stepper", "svg_chart", "table", "tensor_uri", "value_text",
+    "BASELINES",
+    "CSS",
+    "MAX_FRAMES",
+    "METRIC_LABELS",
+    "PALETTE",
+    "QUIET_KEYS",
+    "SCRIPT",
+    "SPREAD_KEYS",
+    "RunData",
+    "SeedGroup",
+    "best_step",
+    "cards",
+    "config_diff",
+    "data_uri",
+    "default_config",
+    "differing_keys",
+    "duration",
+    "esc",
+    "eval_protocol",
+    "fmt",
+    "images_per_s",
+    "img",
+    "interpolation_uri",
+    "md_escape",
+    "nice_ticks",
+    "page",
+    "protocol_warnings",
+    "read_run",
+    "read_run_data",
+    "render",
+    "report_run_dirs",
+    "run_section",
+    "runs_section",
+    "same_value",
+    "seed_groups",
+    "seed_scores",
+    "spread_table",
+    "stepper",
+    "svg_chart",
+    "table",
+    "tensor_uri",
+    "value_text",
     "write_report",
 ]

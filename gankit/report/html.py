@@ -134,16 +134,19 @@ document.querySelectorAll('.stepper').forEach(function (box) {
 });
 """
 
+
 def _csp() -> str:
     digest = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
-    return (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{digest}'; "
-            "base-uri 'none'; form-action 'none'")
+    return (
+        f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'sha256-{digest}'; "
+        "base-uri 'none'; form-action 'none'"
+    )
 
 
 def page(title: str, body: str) -> str:
     """A whole HTML document: ``title`` (escaped here) and ``body`` (HTML, escaped by whoever built it)."""
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{esc(_csp())}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<link rel="icon" href="data:,">'
@@ -160,24 +163,32 @@ def _num_cell(v: Any) -> str:
     if isinstance(v, bool) or v is None:
         return f"<td>{esc('' if v is None else str(v).lower())}</td>"
     if isinstance(v, (int, float)):
-        return f'<td class="num" data-v="{esc(repr(float(v)))}">{esc(fmt(float(v)) if isinstance(v, float) else v)}</td>'
+        return (
+            f'<td class="num" data-v="{esc(repr(float(v)))}">{esc(fmt(float(v)) if isinstance(v, float) else v)}</td>'
+        )
     return f"<td>{esc(value_text(v))}</td>"
 
 
 def table(head: list[str], rows: list[list[Any]], sortable: bool = False, cls: str = "") -> str:
     """An HTML table (escaped); numbers right-aligned and sortable as numbers."""
     classes = " ".join(c for c in (cls, "sortable" if sortable else "") if c)
-    th = "".join(f"<th scope=\"col\">{esc(h)}</th>" for h in head)
+    th = "".join(f'<th scope="col">{esc(h)}</th>' for h in head)
     body = "".join("<tr>" + "".join(_num_cell(c) for c in r) + "</tr>" for r in rows)
-    return (f'<div class="scroll"><table{f" class={chr(34)}{classes}{chr(34)}" if classes else ""}>'
-            f"<thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>")
+    return (
+        f'<div class="scroll"><table{f" class={chr(34)}{classes}{chr(34)}" if classes else ""}>'
+        f"<thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>"
+    )
 
 
 def cards(items: list[tuple[str, Any]]) -> str:
     """(label, value) pairs as a grid of small cards, value large; pairs whose value is None or '' are left out."""
-    return '<div class="cards">' + "".join(
-        f'<div class="card"><b>{esc(v)}</b><span>{esc(k)}</span></div>' for k, v in items if v not in (None, "")
-    ) + "</div>"
+    return (
+        '<div class="cards">'
+        + "".join(
+            f'<div class="card"><b>{esc(v)}</b><span>{esc(k)}</span></div>' for k, v in items if v not in (None, "")
+        )
+        + "</div>"
+    )
 
 
 def data_uri(path: Path) -> str:
@@ -197,10 +208,14 @@ def stepper(frames: list[tuple[int, list[tuple[str, str]]]], caption: str) -> st
     last = len(frames) - 1
     figs = []
     for i, (step, pics) in enumerate(frames):
-        inner = "".join(f"<figure>{img(uri, f'{cap}, step {step}')}<figcaption>{esc(cap)}</figcaption></figure>"
-                        for uri, cap in pics)
+        inner = "".join(
+            f"<figure>{img(uri, f'{cap}, step {step}')}<figcaption>{esc(cap)}</figcaption></figure>"
+            for uri, cap in pics
+        )
         figs.append(f'<div class="frames" data-frame="{i}"{"" if i == last else " hidden"}>{inner}</div>')
-    return (f'<div class="stepper"><div class="slider"><label for="step-slider">step</label>'
-            f'<input id="step-slider" type="range" min="0" max="{last}" value="{last}" step="1" '
-            f'data-steps="{esc(steps)}" aria-label="training step"><output>{esc(frames[-1][0])}</output></div>'
-            f'{"".join(figs)}<p class="note">{esc(caption)}</p></div>')
+    return (
+        f'<div class="stepper"><div class="slider"><label for="step-slider">step</label>'
+        f'<input id="step-slider" type="range" min="0" max="{last}" value="{last}" step="1" '
+        f'data-steps="{esc(steps)}" aria-label="training step"><output>{esc(frames[-1][0])}</output></div>'
+        f'{"".join(figs)}<p class="note">{esc(caption)}</p></div>'
+    )

@@ -110,9 +110,17 @@ def read_run(run_dir: str | Path, say: Callable[[str], Any] | None = None) -> Ru
     grids = sorted((s, p) for p in (d / "samples").glob("step-*.png") if (s := _step_of(p)) is not None)
     classes = {s: p for p in (d / "samples").glob("classes-*.png") if (s := _step_of(p)) is not None}
     mem = d / "memorisation.png"
-    return RunData(d, flatten(read_yaml(d / "config.yaml")), _json_file(d / "run.json", say),
-                   _json_file(d / "summary.json", say), read_jsonl(d / "metrics.jsonl"),
-                   _json_file(d / "metrics.json", say), grids, classes, mem if mem.is_file() else None)
+    return RunData(
+        d,
+        flatten(read_yaml(d / "config.yaml")),
+        _json_file(d / "run.json", say),
+        _json_file(d / "summary.json", say),
+        read_jsonl(d / "metrics.jsonl"),
+        _json_file(d / "metrics.json", say),
+        grids,
+        classes,
+        mem if mem.is_file() else None,
+    )
 
 
 def read_run_data(run_dir: str | Path) -> RunData:
@@ -183,8 +191,14 @@ def differing_keys(configs: list[dict[str, Any]], ignore: frozenset[str] | set[s
     from ..config.schema import NOT_IDENTITY
 
     keys = sorted({k for cfg in configs for k in cfg})
-    return [k for k in keys if k not in NOT_IDENTITY and k not in QUIET_KEYS and k not in ignore
-            and len({value_key(cfg.get(k)) for cfg in configs}) > 1]
+    return [
+        k
+        for k in keys
+        if k not in NOT_IDENTITY
+        and k not in QUIET_KEYS
+        and k not in ignore
+        and len({value_key(cfg.get(k)) for cfg in configs}) > 1
+    ]
 
 
 def default_config(model: str | None = None, data: str | None = None) -> dict[str, Any]:
@@ -202,8 +216,11 @@ def default_config(model: str | None = None, data: str | None = None) -> dict[st
 
 def config_diff(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """key -> (value, default) for the keys whose value is not the default (watching options left out)."""
-    return {k: (v, defaults.get(k)) for k, v in sorted(config.items())
-            if k not in QUIET_KEYS and not same_value(v, defaults.get(k))}
+    return {
+        k: (v, defaults.get(k))
+        for k, v in sorted(config.items())
+        if k not in QUIET_KEYS and not same_value(v, defaults.get(k))
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -243,8 +260,13 @@ def eval_protocol(metrics: dict[str, Any]) -> str | None:
     split and FD reference. None for a run that was not evaluated."""
     if not metrics or metrics.get("fd") is None:
         return None
-    shown = {"features": "{}", "protocol": "protocol {}", "n_samples": "N {}", "split": "split {}",
-             "features_id": "features {}"}
+    shown = {
+        "features": "{}",
+        "protocol": "protocol {}",
+        "n_samples": "N {}",
+        "split": "split {}",
+        "features_id": "features {}",
+    }
     parts = [fmt.format(metrics[k]) for k, fmt in shown.items() if metrics.get(k) is not None]
     if metrics.get("protocol") is None:
         parts.insert(1, "protocol unrecorded")
@@ -265,8 +287,20 @@ def protocol_warnings(protocols: list[str | None]) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------------------
 # runs that differ only by the seed
 
-SPREAD_KEYS = ("fd", "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "parzen_mean",
-               "label_accuracy", "l1", "psnr", "ssim")  # metrics.json numbers shown as mean ± std over seeds
+SPREAD_KEYS = (
+    "fd",
+    "kid_mean",
+    "is_mean",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "parzen_mean",
+    "label_accuracy",
+    "l1",
+    "psnr",
+    "ssim",
+)  # metrics.json numbers shown as mean ± std over seeds
 
 
 @dataclass
@@ -316,14 +350,21 @@ def seed_scores(runs: list[RunData]) -> list[dict[str, float]]:
     """Per run, the scores :func:`seed_groups` spreads: the last value of every eval/* key any run logged, and the
     finite numbers of metrics.json among SPREAD_KEYS."""
     eval_keys = sorted({k for r in runs for row in r.rows for k in row if k.startswith("eval/")})
-    return [{**{k: v for k in eval_keys if isinstance(v := last_value(r.rows, k), (int, float))},
-             **{k: r.metric_numbers[k] for k in SPREAD_KEYS if k in r.metric_numbers}} for r in runs]
+    return [
+        {
+            **{k: v for k in eval_keys if isinstance(v := last_value(r.rows, k), (int, float))},
+            **{k: r.metric_numbers[k] for k in SPREAD_KEYS if k in r.metric_numbers},
+        }
+        for r in runs
+    ]
 
 
 def spread_table(groups: list[SeedGroup], seeds: list[list[Any]]) -> tuple[list[str], list[list[Any]]]:
     """(head, rows) of mean ± std per seed group, one column per score any group has."""
     keys = sorted({k for g in groups for k in g.stats}, key=lambda k: (not k.startswith("eval/"), k))
     head = ["runs differing only by seed", "seeds", *keys]
-    rows = [[g.label, ", ".join(map(str, s)), *[SeedGroup.cell(g.stats.get(k)) for k in keys]]
-            for g, s in zip(groups, seeds)]
+    rows = [
+        [g.label, ", ".join(map(str, s)), *[SeedGroup.cell(g.stats.get(k)) for k in keys]]
+        for g, s in zip(groups, seeds)
+    ]
     return head, rows

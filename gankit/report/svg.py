@@ -35,8 +35,14 @@ def log_ticks(lo: float, hi: float) -> list[tuple[float, str]]:
     return out or [(lo, fmt(10**lo))]
 
 
-def svg_chart(series: list[tuple[str, list[tuple[float, float]]]], title: str, xlabel: str = "step",
-              marks: list[tuple[float, str]] | None = None, dots: bool = False, log_y: bool = False) -> str:
+def svg_chart(
+    series: list[tuple[str, list[tuple[float, float]]]],
+    title: str,
+    xlabel: str = "step",
+    marks: list[tuple[float, str]] | None = None,
+    dots: bool = False,
+    log_y: bool = False,
+) -> str:
     """A line chart as inline SVG: ``series`` of (label, [(x, y), ...]); ``marks`` are dashed vertical lines
     (x, label), e.g. the best step. ``log_y``: a logarithmic y axis (values <= 0 are left out). Scales with its
     container (viewBox); labels are escaped."""
@@ -60,11 +66,15 @@ def svg_chart(series: list[tuple[str, list[tuple[float, float]]]], title: str, x
     def sy(y: float) -> float:
         return T + (y1 - y) / (y1 - y0) * (H - T - B)
 
-    out = [f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{esc(title)}">',
-           f'<text x="{W / 2}" y="18" text-anchor="middle" class="title">{esc(title)}</text>']
-    for t, label in (log_ticks(y0, y1) if log_y else [(t, fmt(t)) for t in nice_ticks(y0, y1)]):
-        out.append(f'<line x1="{L}" x2="{W - R}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" class="grid"/>'
-                   f'<text x="{L - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{esc(label)}</text>')
+    out = [
+        f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{esc(title)}">',
+        f'<text x="{W / 2}" y="18" text-anchor="middle" class="title">{esc(title)}</text>',
+    ]
+    for t, label in log_ticks(y0, y1) if log_y else [(t, fmt(t)) for t in nice_ticks(y0, y1)]:
+        out.append(
+            f'<line x1="{L}" x2="{W - R}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" class="grid"/>'
+            f'<text x="{L - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{esc(label)}</text>'
+        )
     if log_y:
         out.append(f'<text x="{L + 4}" y="{T + 12}" class="marklabel">log scale</text>')
     integer_x = all(float(x).is_integer() for x in xs)  # steps: no tick at step 99.5
@@ -76,21 +86,30 @@ def svg_chart(series: list[tuple[str, list[tuple[float, float]]]], title: str, x
     out.append(f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" class="frame"/>')
     for x, label in marks or []:
         right = sx(x) > (L + W - R) / 2  # the label goes on the side with room
-        out.append(f'<line x1="{sx(x):.1f}" x2="{sx(x):.1f}" y1="{T}" y2="{H - B}" class="mark"/>'
-                   f'<text x="{sx(x) + (-4 if right else 4):.1f}" y="{T + 14}" class="marklabel" '
-                   f'text-anchor="{"end" if right else "start"}">{esc(label)}</text>')
+        out.append(
+            f'<line x1="{sx(x):.1f}" x2="{sx(x):.1f}" y1="{T}" y2="{H - B}" class="mark"/>'
+            f'<text x="{sx(x) + (-4 if right else 4):.1f}" y="{T + 14}" class="marklabel" '
+            f'text-anchor="{"end" if right else "start"}">{esc(label)}</text>'
+        )
     for i, (label, s) in enumerate(series):
         colour = PALETTE[i % len(PALETTE)]
         good = [(x, y) for x, y in s if math.isfinite(y) and (y > 0 or not log_y)]
         if not good:
             continue
         path = " ".join(f"{sx(x):.1f},{sy(ty(y)):.1f}" for x, y in good)
-        out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.5">'
-                   f'<title>{esc(label)}</title></polyline>')
+        out.append(
+            f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.5">'
+            f"<title>{esc(label)}</title></polyline>"
+        )
         if dots or len(good) == 1:
-            out += [f'<circle cx="{sx(x):.1f}" cy="{sy(ty(y)):.1f}" r="3" fill="{colour}"><title>{esc(label)}: step '
-                    f'{esc(fmt(x))}, {esc(fmt(y))}</title></circle>' for x, y in good]
+            out += [
+                f'<circle cx="{sx(x):.1f}" cy="{sy(ty(y)):.1f}" r="3" fill="{colour}"><title>{esc(label)}: step '
+                f"{esc(fmt(x))}, {esc(fmt(y))}</title></circle>"
+                for x, y in good
+            ]
     out.append("</svg>")
-    legend = "".join(f'<span><i style="background:{PALETTE[i % len(PALETTE)]}"></i>{esc(label)}</span>'
-                     for i, (label, _) in enumerate(series))
+    legend = "".join(
+        f'<span><i style="background:{PALETTE[i % len(PALETTE)]}"></i>{esc(label)}</span>'
+        for i, (label, _) in enumerate(series)
+    )
     return f'<figure class="plot">{"".join(out)}<figcaption class="legend">{legend}</figcaption></figure>'

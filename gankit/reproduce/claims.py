@@ -148,24 +148,32 @@ def _run_list(raw: dict[str, Any], key: str, where: str, runs: Any, what: str) -
 
 def _run_name(value: Any, runs: dict[str, RunSpec], where: str) -> str:
     if value not in runs:
-        raise GankitError(f"{where}: run '{value}' is not defined under runs:{closest(str(value), list(runs))}; "
-                          f"defined: {', '.join(runs)}")
+        raise GankitError(
+            f"{where}: run '{value}' is not defined under runs:{closest(str(value), list(runs))}; "
+            f"defined: {', '.join(runs)}"
+        )
     return str(value)
 
 
 def _check(raw: Any, runs: dict[str, RunSpec], where: str) -> Check:
     kind = _need(raw, "kind", where, str)
     if kind not in CHECK_FIELDS:
-        raise GankitError(f"{where}.kind: unknown check kind '{kind}'{closest(kind, list(CHECK_FIELDS))}; "
-                          f"choose one of: {', '.join(CHECK_FIELDS)}")
+        raise GankitError(
+            f"{where}.kind: unknown check kind '{kind}'{closest(kind, list(CHECK_FIELDS))}; "
+            f"choose one of: {', '.join(CHECK_FIELDS)}"
+        )
     allowed = CHECK_FIELDS[kind] | OPTIONAL_CHECK_FIELDS.get(kind, set()) | {"kind"}
     extra = sorted(set(raw) - allowed)
     if extra:
-        raise GankitError(f"{where}: unknown field '{extra[0]}' for a {kind} check; allowed: {', '.join(sorted(allowed))}")
+        raise GankitError(
+            f"{where}: unknown field '{extra[0]}' for a {kind} check; allowed: {', '.join(sorted(allowed))}"
+        )
     metric = _need(raw, "metric", where, str)
     if metric not in METRICS:
-        raise GankitError(f"{where}.metric: unknown metric '{metric}'{closest(metric, METRICS.names())}; "
-                          f"choose one of: {', '.join(METRICS.names())}")
+        raise GankitError(
+            f"{where}.metric: unknown metric '{metric}'{closest(metric, METRICS.names())}; "
+            f"choose one of: {', '.join(METRICS.names())}"
+        )
     fields = {k: v for k, v in raw.items() if k not in ("kind", "metric")}
     if kind == "rank":
         _run_list(raw, "order", where, runs, "a ranking")
@@ -186,7 +194,9 @@ def _check(raw: Any, runs: dict[str, RunSpec], where: str) -> Check:
         _need(raw, "value", where, (int, float))
         req = raw.get("requires") or {}
         if not isinstance(req, dict) or set(req) - REQUIRES_KEYS:
-            raise GankitError(f"{where}.requires: expected a mapping with keys among {', '.join(sorted(REQUIRES_KEYS))}")
+            raise GankitError(
+                f"{where}.requires: expected a mapping with keys among {', '.join(sorted(REQUIRES_KEYS))}"
+            )
     return Check(kind, metric, fields)
 
 
@@ -213,7 +223,11 @@ def parse_claims(data: Any, path: Path) -> ReportClaims:
             raise GankitError(f"{w}.set: expected a mapping of config keys to values")
         runs[str(name)] = RunSpec(str(name), config, dict(sets), float(frac))
     seeds = _need(data, "seeds", where, list)
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or len(set(seeds)) < len(seeds):
+    if (
+        not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        or len(set(seeds)) < len(seeds)
+    ):
         raise GankitError(f"{where}: seeds must be a list of distinct integers")
     claims: list[Claim] = []
     for i, raw in enumerate(_need(data, "claims", where, list)):
@@ -221,14 +235,33 @@ def parse_claims(data: Any, path: Path) -> ReportClaims:
         cid = _need(raw, "id", w, str)
         if any(c.id == cid for c in claims):
             raise GankitError(f"{w}.id: '{cid}' is used twice")
-        claims.append(Claim(cid, _need(raw, "section", w, str), _need(raw, "quote", w, str).strip(),
-                            _need(raw, "their", w, str).strip(), _check(_need(raw, "check", w, dict), runs, f"{w}.check")))
-    unchecked = [Uncheckable(_need(u, "section", f"{where}: not_checkable[{i}]", str),
-                             _need(u, "quote", f"{where}: not_checkable[{i}]", str).strip(),
-                             _need(u, "why", f"{where}: not_checkable[{i}]", str).strip())
-                 for i, u in enumerate(data.get("not_checkable") or [])]
-    return ReportClaims(str(_need(data, "report", where, str)), _need(data, "title", where, str),
-                        _need(data, "source", where, str), runs, list(seeds), claims, unchecked, path)
+        claims.append(
+            Claim(
+                cid,
+                _need(raw, "section", w, str),
+                _need(raw, "quote", w, str).strip(),
+                _need(raw, "their", w, str).strip(),
+                _check(_need(raw, "check", w, dict), runs, f"{w}.check"),
+            )
+        )
+    unchecked = [
+        Uncheckable(
+            _need(u, "section", f"{where}: not_checkable[{i}]", str),
+            _need(u, "quote", f"{where}: not_checkable[{i}]", str).strip(),
+            _need(u, "why", f"{where}: not_checkable[{i}]", str).strip(),
+        )
+        for i, u in enumerate(data.get("not_checkable") or [])
+    ]
+    return ReportClaims(
+        str(_need(data, "report", where, str)),
+        _need(data, "title", where, str),
+        _need(data, "source", where, str),
+        runs,
+        list(seeds),
+        claims,
+        unchecked,
+        path,
+    )
 
 
 def report_ids() -> list[str]:
@@ -245,6 +278,8 @@ def load_claims(report: str | Path) -> ReportClaims:
         rid = str(report).zfill(3) if str(report).isdigit() else str(report)
         p = CLAIMS_DIR / f"{rid}.yaml"
         if not p.is_file():
-            raise GankitError(f"unknown report '{report}'; choose one of: {', '.join(report_ids())} "
-                              f"(`gankit reproduce --list` names their claims)")
+            raise GankitError(
+                f"unknown report '{report}'; choose one of: {', '.join(report_ids())} "
+                f"(`gankit reproduce --list` names their claims)"
+            )
     return parse_claims(load_yaml_file(p, what="claims file"), p)

@@ -96,11 +96,15 @@ class Stopwatch:
         """This call's figures so far plus ``facts`` (workers, threads, cores used, runs unfinished)."""
         self._sample()
         me, kids = cpu_seconds()
-        return {"started": self.started, "wall_s": round(time.monotonic() - self.wall0, 2),
-                "cpu_s": round(me - self.cpu0[0] + kids - self.cpu0[1], 2),
-                "cpu_workers_s": round(kids - self.cpu0[1], 2),
-                "load_mean": round(sum(self.loads) / len(self.loads), 2) if self.loads else None,
-                "load_max": round(max(self.loads), 2) if self.loads else None, **facts}
+        return {
+            "started": self.started,
+            "wall_s": round(time.monotonic() - self.wall0, 2),
+            "cpu_s": round(me - self.cpu0[0] + kids - self.cpu0[1], 2),
+            "cpu_workers_s": round(kids - self.cpu0[1], 2),
+            "load_mean": round(sum(self.loads) / len(self.loads), 2) if self.loads else None,
+            "load_max": round(max(self.loads), 2) if self.loads else None,
+            **facts,
+        }
 
 
 @contextmanager
@@ -154,9 +158,14 @@ def summarize(calls: list[dict[str, Any]]) -> dict[str, Any]:
     idle = sum(float(c.get("cpu_s", 0.0)) / max(1, int(c.get("cores", 1))) for c in calls)
     loads = [(float(c["wall_s"]), float(c["load_mean"])) for c in calls if c.get("load_mean") is not None]
     weight = sum(w for w, _ in loads)
-    return {"cpu_s": round(cpu, 1), "wall_s": round(wall, 1), "idle_estimate_s": round(idle, 1),
-            "cores": sorted({int(c.get("cores", 1)) for c in calls}), "n_calls": len(calls),
-            "load_mean": round(sum(w * v for w, v in loads) / weight, 1) if weight > 0 else None}
+    return {
+        "cpu_s": round(cpu, 1),
+        "wall_s": round(wall, 1),
+        "idle_estimate_s": round(idle, 1),
+        "cores": sorted({int(c.get("cores", 1)) for c in calls}),
+        "n_calls": len(calls),
+        "load_mean": round(sum(w * v for w, v in loads) / weight, 1) if weight > 0 else None,
+    }
 
 
 def describe(summary: dict[str, Any]) -> str:
@@ -167,6 +176,8 @@ def describe(summary: dict[str, Any]) -> str:
     machine = f"an idle {cores[0]}-core machine" if len(cores) == 1 else "an idle machine with those cores"
     load = f" at load {summary['load_mean']:g}" if summary["load_mean"] is not None else ""
     idle = summary["idle_estimate_s"] / 60
-    return (f"{summary['cpu_s'] / 60:.1f} CPU-minutes; about {idle:.{1 if idle < 10 else 0}f} minutes on {machine} "
-            f"(an estimate: CPU time / {'/'.join(map(str, cores))} cores used); {summary['wall_s'] / 60:.1f} minutes "
-            f"wall here{load} over {summary['n_calls']} call{'s' if summary['n_calls'] > 1 else ''}")
+    return (
+        f"{summary['cpu_s'] / 60:.1f} CPU-minutes; about {idle:.{1 if idle < 10 else 0}f} minutes on {machine} "
+        f"(an estimate: CPU time / {'/'.join(map(str, cores))} cores used); {summary['wall_s'] / 60:.1f} minutes "
+        f"wall here{load} over {summary['n_calls']} call{'s' if summary['n_calls'] > 1 else ''}"
+    )

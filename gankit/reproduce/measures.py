@@ -52,7 +52,7 @@ def nn_ratio(ev: dict[str, Any], rows: Rows) -> float | None:
 
 def _second_half(rows: Rows, key: str) -> list[float]:
     xs = [float(r[key]) for r in rows if isinstance(r.get(key), (int, float)) and "step" in r]
-    return xs[len(xs) // 2:]
+    return xs[len(xs) // 2 :]
 
 
 def _std(xs: list[float]) -> float | None:
@@ -85,24 +85,42 @@ def d_gap(ev: dict[str, Any], rows: Rows) -> float | None:
     def sig(x: float) -> float:
         return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
-    return sum(sig(a) - sig(b) for a, b in zip(real[n - k:n], fake[n - k:n])) / k
+    return sum(sig(a) - sig(b) for a, b in zip(real[n - k : n], fake[n - k : n])) / k
 
 
-METRICS.add("fd", MetricSpec("FD", True, "Fréchet distance to the held-out reference, classifier features",
-                             _eval_key("fd")))
+METRICS.add(
+    "fd", MetricSpec("FD", True, "Fréchet distance to the held-out reference, classifier features", _eval_key("fd"))
+)
 METRICS.add("class_share", MetricSpec("class share", False, class_share.__doc__ or "", class_share))
-METRICS.add("classes_hit", MetricSpec("classes hit", False, "classes predicted for at least one sample",
-                                      _eval_key("classes_hit")))
-METRICS.add("label_accuracy", MetricSpec("label accuracy", False,
-                                         "share of a conditional G's samples classified as the class asked for",
-                                         _eval_key("label_accuracy")))
-METRICS.add("parzen_ll", MetricSpec("Parzen log-likelihood", False,
-                                    "Parzen-window log-likelihood of the held-out images, nats per image (2014 protocol)",
-                                    _eval_key("parzen_mean")))
-METRICS.add("coverage", MetricSpec("coverage", False, "share of real neighbourhoods holding a sample (k=5)",
-                                   _eval_key("coverage")))
-METRICS.add("recall", MetricSpec("recall", False, "share of real images on the samples' manifold (k=3)",
-                                 _eval_key("recall")))
+METRICS.add(
+    "classes_hit",
+    MetricSpec("classes hit", False, "classes predicted for at least one sample", _eval_key("classes_hit")),
+)
+METRICS.add(
+    "label_accuracy",
+    MetricSpec(
+        "label accuracy",
+        False,
+        "share of a conditional G's samples classified as the class asked for",
+        _eval_key("label_accuracy"),
+    ),
+)
+METRICS.add(
+    "parzen_ll",
+    MetricSpec(
+        "Parzen log-likelihood",
+        False,
+        "Parzen-window log-likelihood of the held-out images, nats per image (2014 protocol)",
+        _eval_key("parzen_mean"),
+    ),
+)
+METRICS.add(
+    "coverage",
+    MetricSpec("coverage", False, "share of real neighbourhoods holding a sample (k=5)", _eval_key("coverage")),
+)
+METRICS.add(
+    "recall", MetricSpec("recall", False, "share of real images on the samples' manifold (k=3)", _eval_key("recall"))
+)
 METRICS.add("nn_ratio", MetricSpec("NN distance ratio", False, nn_ratio.__doc__ or "", nn_ratio))
 METRICS.add("d_real_loss_std", MetricSpec("D real-loss std", True, d_real_loss_std.__doc__ or "", d_real_loss_std))
 METRICS.add("d_gap", MetricSpec("D real-fake gap", True, d_gap.__doc__ or "", d_gap))

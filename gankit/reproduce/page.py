@@ -31,8 +31,10 @@ def _fmt(v: Any) -> str:
 
 def measured_text(result: dict[str, Any]) -> str:
     """``run mean ± spread; ...`` for one claim (the page's summary and BENCHMARKS.md's table)."""
-    parts = [f"{run} {_fmt(n['mean'])}" + (f" ± {_fmt(n['spread'])}" if n["spread"] is not None else "")
-             for run, n in result["numbers"].items()]
+    parts = [
+        f"{run} {_fmt(n['mean'])}" + (f" ± {_fmt(n['spread'])}" if n["spread"] is not None else "")
+        for run, n in result["numbers"].items()
+    ]
     return "; ".join(parts)
 
 
@@ -62,26 +64,32 @@ def _numbers_table(result: dict[str, Any], seeds: list[int], runs_cfg: dict[str,
 
 
 def claim_section(out: Path, claims: ReportClaims, plan: dict[str, Any], r: dict[str, Any]) -> str:
-    runs_cfg = {name: spec.config + (" " + ", ".join(f"{k}={v}" for k, v in spec.overrides.items())
-                                    if spec.overrides else "")
-                + (f" (stopped at {spec.budget_fraction:g} of the budget)" if spec.budget_fraction < 1 else "")
-                for name, spec in claims.runs.items()}
+    runs_cfg = {
+        name: spec.config
+        + (" " + ", ".join(f"{k}={v}" for k, v in spec.overrides.items()) if spec.overrides else "")
+        + (f" (stopped at {spec.budget_fraction:g} of the budget)" if spec.budget_fraction < 1 else "")
+        for name, spec in claims.runs.items()
+    }
     grids = []
     for run in r["numbers"]:
         p = _last_grid(out, plan, run)
         if p is not None:
-            grids.append(f'<figure><img src="{esc(data_uri(p))}" alt="{esc(run)}: last samples">'
-                         f"<figcaption>{esc(run)} (seed {claims.seeds[0]}), {esc(p.stem)}</figcaption></figure>")
+            grids.append(
+                f'<figure><img src="{esc(data_uri(p))}" alt="{esc(run)}: last samples">'
+                f"<figcaption>{esc(run)} (seed {claims.seeds[0]}), {esc(p.stem)}</figcaption></figure>"
+            )
     pairs = ""
     if r["pairs"]:
-        pairs = table(["compared", "with", "gap (claimed direction +)", "seed spread", "outcome"],
-                      [[p["better"], p["worse"], p["gap"], p["spread"], p["outcome"]] for p in r["pairs"]])
+        pairs = table(
+            ["compared", "with", "gap (claimed direction +)", "seed spread", "outcome"],
+            [[p["better"], p["worse"], p["gap"], p["spread"], p["outcome"]] for p in r["pairs"]],
+        )
     return (
         f'<section class="claim" id="{esc(r["id"])}"><h3>{_badge(r["verdict"])} {esc(r["id"])}</h3>'
         f'<div class="side"><div><p class="note">{esc(r["section"])}</p><blockquote>{esc(r["quote"])}</blockquote>'
         f'<p class="note">The report shows: {esc(r["their"])}</p></div>'
-        f'<div><p><b>Check:</b> {esc(r["check"])}</p>{_numbers_table(r, claims.seeds, runs_cfg)}'
-        f'<p><b>{esc(r["verdict"])}</b>: {esc(r["reason"])}</p>{pairs}</div></div>'
+        f"<div><p><b>Check:</b> {esc(r['check'])}</p>{_numbers_table(r, claims.seeds, runs_cfg)}"
+        f"<p><b>{esc(r['verdict'])}</b>: {esc(r['reason'])}</p>{pairs}</div></div>"
         f'<div class="grids">{"".join(grids)}</div></section>'
     )
 
@@ -90,53 +98,118 @@ def cost_of(out: Path, plan: dict[str, Any]) -> dict[str, Any]:
     """claims.json's "cost": the totals over every call, the calls, and each run's training and evaluation seconds."""
     calls = read_calls(out)
     runs = {j["name"]: read_job_cost(out / "runs" / j["name"]) for j in plan["jobs"]}
-    return {**summarize(calls), "summary": describe(summarize(calls)), "calls": calls,
-            "runs": {name: c for name, c in runs.items() if c}}
+    return {
+        **summarize(calls),
+        "summary": describe(summarize(calls)),
+        "calls": calls,
+        "runs": {name: c for name, c in runs.items() if c},
+    }
 
 
 def cost_section(cost: dict[str, Any], plan: dict[str, Any]) -> str:
     steps = {j["name"]: j["overrides"].get("train.steps", "") for j in plan["jobs"]}
-    rows = [[name, steps.get(name, ""), c.get("train_cpu_s"), c.get("train_wall_s"), c.get("eval_cpu_s"),
-             c.get("eval_wall_s")] for name, c in cost["runs"].items()]
-    calls = [[c.get("started"), c.get("workers"), c.get("threads"), c.get("cores"), c.get("cpu_s"),
-              c.get("cpu_workers_s"), c.get("classifier_cpu_s"), c.get("wall_s"), c.get("load_mean")]
-             for c in cost["calls"]]
+    rows = [
+        [
+            name,
+            steps.get(name, ""),
+            c.get("train_cpu_s"),
+            c.get("train_wall_s"),
+            c.get("eval_cpu_s"),
+            c.get("eval_wall_s"),
+        ]
+        for name, c in cost["runs"].items()
+    ]
+    calls = [
+        [
+            c.get("started"),
+            c.get("workers"),
+            c.get("threads"),
+            c.get("cores"),
+            c.get("cpu_s"),
+            c.get("cpu_workers_s"),
+            c.get("classifier_cpu_s"),
+            c.get("wall_s"),
+            c.get("load_mean"),
+        ]
+        for c in cost["calls"]
+    ]
     return (
         f'<h2 id="cost">Cost</h2><p><b>{esc(cost["summary"])}</b>.</p>'
         '<p class="note">CPU time is user + system seconds of this command and of its worker processes, all threads; '
         "it barely depends on how busy the machine was, wall time does. The idle estimate divides each call's CPU "
         "time by the cores it used (workers x threads), so it is low by the stretches that keep one core busy.</p>"
-        + (table(["call started (UTC)", "workers", "threads each", "cores used", "CPU s", "of which workers",
-                  "evaluation classifier CPU s", "wall s", "mean load"], calls) if calls else "")
-        + (table(["run", "steps", "training CPU s", "training wall s", "evaluation CPU s", "evaluation wall s"],
-                 rows, sortable=True) if rows else "")
+        + (
+            table(
+                [
+                    "call started (UTC)",
+                    "workers",
+                    "threads each",
+                    "cores used",
+                    "CPU s",
+                    "of which workers",
+                    "evaluation classifier CPU s",
+                    "wall s",
+                    "mean load",
+                ],
+                calls,
+            )
+            if calls
+            else ""
+        )
+        + (
+            table(
+                ["run", "steps", "training CPU s", "training wall s", "evaluation CPU s", "evaluation wall s"],
+                rows,
+                sortable=True,
+            )
+            if rows
+            else ""
+        )
     )
 
 
-def render(out: Path, claims: ReportClaims, plan: dict[str, Any], results: list[dict[str, Any]],
-           unfinished: list[str], cost: dict[str, Any] | None = None) -> str:
+def render(
+    out: Path,
+    claims: ReportClaims,
+    plan: dict[str, Any],
+    results: list[dict[str, Any]],
+    unfinished: list[str],
+    cost: dict[str, Any] | None = None,
+) -> str:
     counts = {v: sum(r["verdict"] == v for r in results) for v in (HOLDS, FAILS, UNDECIDED)}
-    summary = table(["claim", "section", "verdict", "check", "measured (mean ± seed spread)"],
-                    [[r["id"], r["section"], r["verdict"], r["check"], measured_text(r)] for r in results],
-                    sortable=True)
+    summary = table(
+        ["claim", "section", "verdict", "check", "measured (mean ± seed spread)"],
+        [[r["id"], r["section"], r["verdict"], r["check"], measured_text(r)] for r in results],
+        sortable=True,
+    )
     data_notes = "".join(f"<li>{esc(n)}</li>" for n in plan["data"].values())
     setup = (
         f"<p><b>Budget {esc(plan['budget'])}</b>: {esc(plan['budget_description'])}. Seeds "
         f"{esc(', '.join(str(s) for s in claims.seeds))}; every run scored with `gankit eval`'s classifier features "
         f"against the same held-out reference per data set ({esc(plan['eval_n'])} samples).</p>"
         + (f"<ul>{data_notes}</ul>" if data_notes else "")
-        + (f"<p><b>Cost:</b> {esc(cost['summary'])} (the calls and each run's seconds: "
-           f'<a href="#cost">Cost</a>).</p>' if cost is not None else "")
+        + (
+            f'<p><b>Cost:</b> {esc(cost["summary"])} (the calls and each run\'s seconds: <a href="#cost">Cost</a>).</p>'
+            if cost is not None
+            else ""
+        )
         + f'<p class="note">Machine: {esc(environment_note())}. Run folders: <span class="path">{esc(out / "runs")}</span></p>'
-        + (f'<p><b>Not finished:</b> {esc(", ".join(unfinished))} (run the same command again to continue)</p>'
-           if unfinished else "")
+        + (
+            f"<p><b>Not finished:</b> {esc(', '.join(unfinished))} (run the same command again to continue)</p>"
+            if unfinished
+            else ""
+        )
     )
-    rules = ("<p class=\"note\">A ranking is decided only where the gap between the runs' seed means exceeds the seed "
-             "spread (max - min over seeds, the larger of the two runs'); a threshold holds when every seed meets it "
-             "and fails when none does. 'Not decided at this budget' is a result too: more steps or seeds may decide "
-             "it.</p>")
-    unchecked = table(["section", "quote", "why no measurement speaks to it"],
-                      [[u.section, u.quote, u.why] for u in claims.not_checkable])
+    rules = (
+        '<p class="note">A ranking is decided only where the gap between the runs\' seed means exceeds the seed '
+        "spread (max - min over seeds, the larger of the two runs'); a threshold holds when every seed meets it "
+        "and fails when none does. 'Not decided at this budget' is a result too: more steps or seeds may decide "
+        "it.</p>"
+    )
+    unchecked = table(
+        ["section", "quote", "why no measurement speaks to it"],
+        [[u.section, u.quote, u.why] for u in claims.not_checkable],
+    )
     body = (
         f"{CSS}<h1>Report {esc(claims.report)}: {esc(claims.title)}</h1>"
         f'<p class="note">Claims from <span class="path">{esc(claims.source)}</span>, checked by '
@@ -150,17 +223,28 @@ def render(out: Path, claims: ReportClaims, plan: dict[str, Any], results: list[
     return page(f"gankit reproduce {claims.report}", body)
 
 
-def write_outputs(out: Path, claims: ReportClaims, plan: dict[str, Any], results: list[dict[str, Any]],
-                  unfinished: list[str]) -> dict[str, Any]:
+def write_outputs(
+    out: Path, claims: ReportClaims, plan: dict[str, Any], results: list[dict[str, Any]], unfinished: list[str]
+) -> dict[str, Any]:
     """Write both; returns the cost (claims.json's "cost")."""
     cost = cost_of(out, plan)
-    write_json(out / "claims.json", {
-        "report": claims.report, "title": claims.title, "budget": plan["budget"], "seeds": claims.seeds,
-        "data": plan["data"], "unfinished": unfinished, "cost": cost,
-        "claims": [{k: r[k] for k in ("id", "quote", "section", "their", "check", "verdict", "reason", "numbers",
-                                      "pairs")} for r in results],
-        "not_checkable": [{"section": u.section, "quote": u.quote, "why": u.why} for u in claims.not_checkable],
-    })
+    write_json(
+        out / "claims.json",
+        {
+            "report": claims.report,
+            "title": claims.title,
+            "budget": plan["budget"],
+            "seeds": claims.seeds,
+            "data": plan["data"],
+            "unfinished": unfinished,
+            "cost": cost,
+            "claims": [
+                {k: r[k] for k in ("id", "quote", "section", "their", "check", "verdict", "reason", "numbers", "pairs")}
+                for r in results
+            ],
+            "not_checkable": [{"section": u.section, "quote": u.quote, "why": u.why} for u in claims.not_checkable],
+        },
+    )
     atomic_write_bytes(out / "report.html", render(out, claims, plan, results, unfinished, cost).encode())
     return cost
 
@@ -173,5 +257,7 @@ def environment_note() -> str:
 
     from ..workers import usable_cores
 
-    return (f"{platform.machine()} {platform.system()}, {usable_cores()} usable cores, torch {torch.__version__} "
-            f"({torch.backends.cpu.get_cpu_capability()}), {os.cpu_count()} CPUs on the machine")
+    return (
+        f"{platform.machine()} {platform.system()}, {usable_cores()} usable cores, torch {torch.__version__} "
+        f"({torch.backends.cpu.get_cpu_capability()}), {os.cpu_count()} CPUs on the machine"
+    )

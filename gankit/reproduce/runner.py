@@ -50,16 +50,46 @@ class Budget:
 
 
 BUDGETS: Registry[Budget] = Registry("budget", Budget)
-BUDGETS.add("smoke", Budget("a test of the machinery: embedded digits for every data set, 16x16, 3 steps, 96 "
-                            "samples scored; its verdicts say nothing about the reports", 3, 16, 16, 96,
-                            digits_everywhere=True, batch_cap=16, log_every=1, holdout=100))
-BUDGETS.add("quick", Budget("300 generator updates per run at 28x28 (colour sets 32x32), the configs' batch sizes, "
-                            "2,000 samples scored (measured: 3 to 16 CPU-minutes per report for 003, 004, 002 and 001, "
-                            "about 2 to 8 minutes each on an idle 2-core machine with --workers 2; 000 about 61, 31 "
-                            "minutes; the page's Cost section says what this one took)", 300, 28, 32, 2000,
-                            digits_for_mnist=True, log_every=5))
-BUDGETS.add("report", Budget("each config's own budget (the report's epochs or iterations) and image size, "
-                             "10,000 samples scored", None, None, None, 10000))
+BUDGETS.add(
+    "smoke",
+    Budget(
+        "a test of the machinery: embedded digits for every data set, 16x16, 3 steps, 96 "
+        "samples scored; its verdicts say nothing about the reports",
+        3,
+        16,
+        16,
+        96,
+        digits_everywhere=True,
+        batch_cap=16,
+        log_every=1,
+        holdout=100,
+    ),
+)
+BUDGETS.add(
+    "quick",
+    Budget(
+        "300 generator updates per run at 28x28 (colour sets 32x32), the configs' batch sizes, "
+        "2,000 samples scored (measured: 3 to 16 CPU-minutes per report for 003, 004, 002 and 001, "
+        "about 2 to 8 minutes each on an idle 2-core machine with --workers 2; 000 about 61, 31 "
+        "minutes; the page's Cost section says what this one took)",
+        300,
+        28,
+        32,
+        2000,
+        digits_for_mnist=True,
+        log_every=5,
+    ),
+)
+BUDGETS.add(
+    "report",
+    Budget(
+        "each config's own budget (the report's epochs or iterations) and image size, 10,000 samples scored",
+        None,
+        None,
+        None,
+        10000,
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -86,14 +116,18 @@ def _probe(cfg: DataConfig) -> str | None:
         return str(e)
 
 
-def choose_data(name: str, channels: int, budget: Budget, data_dirs: dict[str, str], download: bool) -> DataChoice | str:
+def choose_data(
+    name: str, channels: int, budget: Budget, data_dirs: dict[str, str], download: bool
+) -> DataChoice | str:
     """How the runs on data set ``name`` get their images at ``budget``, or a one-line reason they cannot."""
     from ..data import DATASETS, load_dataset
 
     size = budget.colour_size if channels == 3 else budget.gray_size
     sized = {"data.image_size": size} if size else {}
     if budget.digits_everywhere:
-        return DataChoice({"data.name": "digits", **sized}, f"{name}: the embedded digits stand in (smoke budget)", "digits")
+        return DataChoice(
+            {"data.name": "digits", **sized}, f"{name}: the embedded digits stand in (smoke budget)", "digits"
+        )
     spec = DATASETS.get(name)
     if spec.embedded:
         return DataChoice(sized, "", name)
@@ -104,9 +138,12 @@ def choose_data(name: str, channels: int, budget: Budget, data_dirs: dict[str, s
         if why is None:
             return DataChoice({"data.dir": folder, **sized}, f"{name}: read from {folder}", name)
         if _probe(replace(base, split="test")) is None and name != "folder":
-            return DataChoice({"data.dir": folder, "data.split": "test", "data.holdout": budget.holdout, **sized},
-                              f"{name}: only the test files are in {folder}; trained on all but a fixed "
-                              f"{budget.holdout} of them, which are the evaluation reference", name)
+            return DataChoice(
+                {"data.dir": folder, "data.split": "test", "data.holdout": budget.holdout, **sized},
+                f"{name}: only the test files are in {folder}; trained on all but a fixed "
+                f"{budget.holdout} of them, which are the evaluation reference",
+                name,
+            )
         return why
     if name == "folder":
         return f"{name}: pass --data-dir folder=DIR (an image folder; e.g. the 102 flowers' jpg/)"
@@ -117,16 +154,25 @@ def choose_data(name: str, channels: int, budget: Budget, data_dirs: dict[str, s
         load_dataset(replace(base, split="test", download=True))
         return DataChoice(sized, f"{name}: downloaded into the cache", name)
     if budget.digits_for_mnist and name == "mnist":
-        return DataChoice({"data.name": "digits", **sized},
-                          "mnist: no MNIST files here, so scikit-learn's embedded 8x8 digits (upscaled) stand in "
-                          "for MNIST digits; pass --data-dir mnist=DIR for the real thing", "digits")
+        return DataChoice(
+            {"data.name": "digits", **sized},
+            "mnist: no MNIST files here, so scikit-learn's embedded 8x8 digits (upscaled) stand in "
+            "for MNIST digits; pass --data-dir mnist=DIR for the real thing",
+            "digits",
+        )
     why = _probe(base)
-    return (f"{why} (pass --data-dir {name}=DIR with the files, or --download)" if why
-            else f"{name}: not readable")  # pragma: no cover
+    return (
+        f"{why} (pass --data-dir {name}=DIR with the files, or --download)" if why else f"{name}: not readable"
+    )  # pragma: no cover
 
 
-def plan_jobs(claims: ReportClaims, budget_name: str, data_dirs: dict[str, str] | None = None,
-              download: bool = False, skip_missing: bool = False) -> dict[str, Any]:
+def plan_jobs(
+    claims: ReportClaims,
+    budget_name: str,
+    data_dirs: dict[str, str] | None = None,
+    download: bool = False,
+    skip_missing: bool = False,
+) -> dict[str, Any]:
     """The plan written to DIR/reproduce.json: one job per (used run, seed) with every config override, and the
     data choices. Raises GankitError naming every missing data set's files when one cannot be reached, unless
     ``skip_missing``: then the runs on it are left out (``plan["missing"]``) and their claims are not decided."""
@@ -156,8 +202,14 @@ def plan_jobs(claims: ReportClaims, budget_name: str, data_dirs: dict[str, str] 
         over: dict[str, Any] = {**run.overrides, **choice.overrides, "train.progress": False}
         if budget.steps is not None:
             steps = max(1, round(budget.steps * run.budget_fraction))
-            over.update({"train.steps": steps, "train.epochs": 0, "train.max_minutes": 0,
-                         "train.sample_every": max(steps // 10, min(steps, 10))})  # ~10 grids, not one a step
+            over.update(
+                {
+                    "train.steps": steps,
+                    "train.epochs": 0,
+                    "train.max_minutes": 0,
+                    "train.sample_every": max(steps // 10, min(steps, 10)),
+                }
+            )  # ~10 grids, not one a step
         elif run.budget_fraction < 1:
             if cfg.train.steps:
                 over.update({"train.steps": max(1, round(cfg.train.steps * run.budget_fraction))})
@@ -170,13 +222,28 @@ def plan_jobs(claims: ReportClaims, budget_name: str, data_dirs: dict[str, str] 
         for seed in claims.seeds:
             job_over = {**over, "seed": seed}
             resolve(file=run.config_path, overrides=job_over)  # a bad override fails here, before anything trains
-            jobs.append({"name": f"{run_name}-seed{seed}", "run": run_name, "seed": seed,
-                         "config": run.config, "overrides": job_over, "data": choice.used})
+            jobs.append(
+                {
+                    "name": f"{run_name}-seed{seed}",
+                    "run": run_name,
+                    "seed": seed,
+                    "config": run.config,
+                    "overrides": job_over,
+                    "data": choice.used,
+                }
+            )
     if missing and not skip_missing:
         raise GankitError(f"report {claims.report} needs data that is not here: {'; '.join(missing)}")
-    return {"version": PLAN_VERSION, "report": claims.report, "budget": budget_name, "eval_n": budget.eval_n,
-            "budget_description": budget.description, "data": {k: v.note for k, v in choices.items() if v.note},
-            "missing": skipped, "jobs": jobs}
+    return {
+        "version": PLAN_VERSION,
+        "report": claims.report,
+        "budget": budget_name,
+        "eval_n": budget.eval_n,
+        "budget_description": budget.description,
+        "data": {k: v.note for k, v in choices.items() if v.note},
+        "missing": skipped,
+        "jobs": jobs,
+    }
 
 
 def open_out_dir(out: Path, plan: dict[str, Any]) -> None:
@@ -193,19 +260,28 @@ def open_out_dir(out: Path, plan: dict[str, Any]) -> None:
         except (json.JSONDecodeError, KeyError, TypeError):
             raise GankitError(f"{marker} is damaged; choose another --out (nothing was changed)") from None
         if key != (plan["report"], plan["budget"]):
-            raise GankitError(f"--out {out} holds report {key[0]} at budget {key[1]}, not report {plan['report']} at "
-                              f"{plan['budget']}; choose another --out (nothing was changed)")
+            raise GankitError(
+                f"--out {out} holds report {key[0]} at budget {key[1]}, not report {plan['report']} at "
+                f"{plan['budget']}; choose another --out (nothing was changed)"
+            )
         for job in plan["jobs"]:
             was = old_jobs.get(job["name"])
             if was is not None and was["overrides"] != job["overrides"] and (out / "runs" / job["name"]).exists():
-                diff = sorted(k for k in set(was["overrides"]) | set(job["overrides"])
-                              if was["overrides"].get(k) != job["overrides"].get(k))
-                raise GankitError(f"--out {out}: run {job['name']} was started with other settings ({diff[0]}: "
-                                  f"{was['overrides'].get(diff[0])!r} -> {job['overrides'].get(diff[0])!r}); use the "
-                                  f"same --data-dir, or another --out (nothing was changed)")
+                diff = sorted(
+                    k
+                    for k in set(was["overrides"]) | set(job["overrides"])
+                    if was["overrides"].get(k) != job["overrides"].get(k)
+                )
+                raise GankitError(
+                    f"--out {out}: run {job['name']} was started with other settings ({diff[0]}: "
+                    f"{was['overrides'].get(diff[0])!r} -> {job['overrides'].get(diff[0])!r}); use the "
+                    f"same --data-dir, or another --out (nothing was changed)"
+                )
     elif out.is_dir() and any(out.iterdir()):
-        raise GankitError(f"--out {out} already holds files that are not a gankit reproduction; choose an empty or new "
-                          f"folder (nothing was changed)")
+        raise GankitError(
+            f"--out {out} already holds files that are not a gankit reproduction; choose an empty or new "
+            f"folder (nothing was changed)"
+        )
     out.mkdir(parents=True, exist_ok=True)
     write_json(marker, plan)
 
@@ -313,8 +389,9 @@ def _worker(index: int, threads: int, out: str) -> int:
     return 0
 
 
-def run_all(out: Path, workers: int, threads: int, say: Callable[[str], None],
-            facts: dict[str, Any] | None = None) -> int | None:
+def run_all(
+    out: Path, workers: int, threads: int, say: Callable[[str], None], facts: dict[str, Any] | None = None
+) -> int | None:
     """Every unfinished job of DIR's plan, in this process (workers <= 1) or in ``workers`` processes. Returns the
     signal that stopped the workers, or None. ``facts`` (when given) receives what the cost record needs: the
     workers started, their threads, the cores that makes, and the CPU seconds the evaluation classifiers took."""
@@ -368,8 +445,9 @@ def _warm_classifiers(plan: dict[str, Any], say: Callable[[str], None]) -> None:
     seen: set[str] = set()
     for job in plan["jobs"]:
         cfg = resolve(file=_config_path(job), overrides=job["overrides"])
-        key = json.dumps([cfg.data.name, cfg.data.dir, cfg.data.split, cfg.data.holdout, cfg.data.image_size,
-                          cfg.data.channels])
+        key = json.dumps(
+            [cfg.data.name, cfg.data.dir, cfg.data.split, cfg.data.holdout, cfg.data.image_size, cfg.data.channels]
+        )
         if key in seen:
             continue
         seen.add(key)
@@ -417,8 +495,12 @@ def _requirements_unmet(requires: dict[str, Any], plan: dict[str, Any], run: str
     if not jobs:
         return ["the run was not planned"]
     cfg = resolve(file=_config_path(jobs[0]), overrides=jobs[0]["overrides"])
-    facts = {"data": cfg.data.name, "image_size": cfg.data.image_size, "budget": plan["budget"],
-             "min_samples": plan["eval_n"]}
+    facts = {
+        "data": cfg.data.name,
+        "image_size": cfg.data.image_size,
+        "budget": plan["budget"],
+        "min_samples": plan["eval_n"],
+    }
     unmet = []
     for key, want in requires.items():
         have = facts[key]
@@ -452,23 +534,48 @@ def judge(claims: ReportClaims, plan: dict[str, Any], measured: Measured) -> lis
             v = same(series, f["runs"], float(f.get("tolerance", 0.1)), spec.label)
         else:
             unmet = _requirements_unmet(f.get("requires") or {}, plan, f["run"])
-            v = (Verdict(UNDECIDED, "the report's number holds only for " + ", ".join(unmet) + " at this budget")
-                 if unmet else threshold(series[f["run"]], f["op"], float(f["value"]), spec.label))
+            v = (
+                Verdict(UNDECIDED, "the report's number holds only for " + ", ".join(unmet) + " at this budget")
+                if unmet
+                else threshold(series[f["run"]], f["op"], float(f["value"]), spec.label)
+            )
         numbers = {}
         for r in runs:
             xs = [x for x in series[r] if x is not None]
-            numbers[r] = {"seeds": dict(zip((str(s) for s in claims.seeds), series[r])),
-                          "mean": sum(xs) / len(xs) if xs else None,
-                          "spread": (max(xs) - min(xs)) if len(xs) > 1 else None}
-        results.append({"id": claim.id, "section": claim.section, "quote": claim.quote, "their": claim.their,
-                        "check": c.describe(), "metric": c.metric, "lower_is_better": spec.lower_is_better,
-                        "verdict": v.verdict, "reason": v.reason, "pairs": v.pairs, "numbers": numbers})
+            numbers[r] = {
+                "seeds": dict(zip((str(s) for s in claims.seeds), series[r])),
+                "mean": sum(xs) / len(xs) if xs else None,
+                "spread": (max(xs) - min(xs)) if len(xs) > 1 else None,
+            }
+        results.append(
+            {
+                "id": claim.id,
+                "section": claim.section,
+                "quote": claim.quote,
+                "their": claim.their,
+                "check": c.describe(),
+                "metric": c.metric,
+                "lower_is_better": spec.lower_is_better,
+                "verdict": v.verdict,
+                "reason": v.reason,
+                "pairs": v.pairs,
+                "numbers": numbers,
+            }
+        )
     return results
 
 
-def reproduce(claims: ReportClaims, budget: str, out: Path, workers: int = 1, threads: int = 0,
-              data_dirs: dict[str, str] | None = None, download: bool = False, skip_missing: bool = False,
-              say: Callable[[str], None] = print) -> dict[str, Any]:
+def reproduce(
+    claims: ReportClaims,
+    budget: str,
+    out: Path,
+    workers: int = 1,
+    threads: int = 0,
+    data_dirs: dict[str, str] | None = None,
+    download: bool = False,
+    skip_missing: bool = False,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Plan, run what is unfinished, judge, and write DIR/claims.json and DIR/report.html. Returns
     ``{"results", "plan", "stopped", "unfinished", "cost"}``; the call's CPU and wall time are added to DIR/cost.json."""
     from .page import write_outputs

@@ -44,16 +44,26 @@ def spread(xs: Sequence[float]) -> float:
     return max(xs) - min(xs) if xs else 0.0
 
 
-def compare_pair(better: Sequence[float | None], worse: Sequence[float | None], lower_is_better: bool) -> dict[str, Any]:
+def compare_pair(
+    better: Sequence[float | None], worse: Sequence[float | None], lower_is_better: bool
+) -> dict[str, Any]:
     """Is run ``better`` better than run ``worse``? ``outcome``: HOLDS / FAILS / UNDECIDED, with the gap of the means
     (positive = in the claimed direction), the seed spread and the seeds used."""
     a, b = _finite(better), _finite(worse)
     if len(a) < MIN_SEEDS or len(b) < MIN_SEEDS:
-        return {"gap": None, "spread": None, "outcome": UNDECIDED,
-                "why": f"needs >= {MIN_SEEDS} seeds with a finite value per run (got {len(a)} and {len(b)})"}
+        return {
+            "gap": None,
+            "spread": None,
+            "outcome": UNDECIDED,
+            "why": f"needs >= {MIN_SEEDS} seeds with a finite value per run (got {len(a)} and {len(b)})",
+        }
     if len(a) < len(better) or len(b) < len(worse):  # as threshold does: a seed that diverged or is missing
-        return {"gap": None, "spread": None, "outcome": UNDECIDED,  # would otherwise drop out of the ranking
-                "why": "a seed has no finite value (diverged or not measured); the ranking is left undecided"}
+        return {
+            "gap": None,
+            "spread": None,
+            "outcome": UNDECIDED,  # would otherwise drop out of the ranking
+            "why": "a seed has no finite value (diverged or not measured); the ranking is left undecided",
+        }
     gap = (mean(b) - mean(a)) if lower_is_better else (mean(a) - mean(b))
     sp = max(spread(a), spread(b))
     if gap > sp:
@@ -62,8 +72,7 @@ def compare_pair(better: Sequence[float | None], worse: Sequence[float | None], 
         outcome = FAILS
     else:
         outcome = UNDECIDED
-    return {"gap": gap, "spread": sp, "outcome": outcome,
-            "why": f"gap {gap:+.4g} vs seed spread {sp:.4g}"}
+    return {"gap": gap, "spread": sp, "outcome": outcome, "why": f"gap {gap:+.4g} vs seed spread {sp:.4g}"}
 
 
 def _combine(pairs: list[dict[str, Any]], what: str) -> Verdict:
@@ -71,7 +80,9 @@ def _combine(pairs: list[dict[str, Any]], what: str) -> Verdict:
     undecided = [p for p in pairs if p["outcome"] == UNDECIDED]
     if fails:
         p = fails[0]
-        return Verdict(FAILS, f"{p['worse']} beats {p['better']} on {what} by more than the seed spread ({p['why']})", pairs)
+        return Verdict(
+            FAILS, f"{p['worse']} beats {p['better']} on {what} by more than the seed spread ({p['why']})", pairs
+        )
     if undecided:
         p = undecided[0]
         return Verdict(UNDECIDED, f"{p['better']} vs {p['worse']} on {what}: {p['why']}", pairs)
@@ -80,15 +91,20 @@ def _combine(pairs: list[dict[str, Any]], what: str) -> Verdict:
 
 def rank(values: Values, order: Sequence[str], lower_is_better: bool, what: str = "the metric") -> Verdict:
     """The claim "order[0] is better than order[1], which is better than order[2], ..."."""
-    pairs = [{"better": x, "worse": y, **compare_pair(values[x], values[y], lower_is_better)}
-             for x, y in itertools.pairwise(order)]
+    pairs = [
+        {"better": x, "worse": y, **compare_pair(values[x], values[y], lower_is_better)}
+        for x, y in itertools.pairwise(order)
+    ]
     return _combine(pairs, what)
 
 
 def best(values: Values, winner: str, among: Sequence[str], lower_is_better: bool, what: str = "the metric") -> Verdict:
     """The claim "``winner`` is the best of ``among``": it must beat each other run beyond the seed spread."""
-    pairs = [{"better": winner, "worse": y, **compare_pair(values[winner], values[y], lower_is_better)}
-             for y in among if y != winner]
+    pairs = [
+        {"better": winner, "worse": y, **compare_pair(values[winner], values[y], lower_is_better)}
+        for y in among
+        if y != winner
+    ]
     return _combine(pairs, what)
 
 
@@ -97,18 +113,33 @@ def same(values: Values, runs: Sequence[str], tolerance: float = 0.1, what: str 
     spread and more than ``tolerance`` times the larger mean's size; holds when no pair does."""
     pairs = []
     for i, x in enumerate(runs):
-        for y in runs[i + 1:]:
+        for y in runs[i + 1 :]:
             a, b = _finite(values[x]), _finite(values[y])
             if len(a) < MIN_SEEDS or len(b) < MIN_SEEDS or len(a) < len(values[x]) or len(b) < len(values[y]):
-                pairs.append({"better": x, "worse": y, "gap": None, "spread": None, "outcome": UNDECIDED,
-                              "why": f"needs >= {MIN_SEEDS} seeds per run"})
+                pairs.append(
+                    {
+                        "better": x,
+                        "worse": y,
+                        "gap": None,
+                        "spread": None,
+                        "outcome": UNDECIDED,
+                        "why": f"needs >= {MIN_SEEDS} seeds per run",
+                    }
+                )
                 continue
             gap = abs(mean(a) - mean(b))
             sp = max(spread(a), spread(b))
             allowed = max(sp, tolerance * max(abs(mean(a)), abs(mean(b))))
-            pairs.append({"better": x, "worse": y, "gap": gap, "spread": sp,
-                          "outcome": FAILS if gap > allowed else HOLDS,
-                          "why": f"|gap| {gap:.4g} vs allowed {allowed:.4g} (spread {sp:.4g}, {tolerance:.0%} of size)"})
+            pairs.append(
+                {
+                    "better": x,
+                    "worse": y,
+                    "gap": gap,
+                    "spread": sp,
+                    "outcome": FAILS if gap > allowed else HOLDS,
+                    "why": f"|gap| {gap:.4g} vs allowed {allowed:.4g} (spread {sp:.4g}, {tolerance:.0%} of size)",
+                }
+            )
     bad = [p for p in pairs if p["outcome"] == FAILS]
     if bad:
         p = bad[0]

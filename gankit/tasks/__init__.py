@@ -25,8 +25,19 @@ for _m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
 from .gan import TrainedGenerator  # noqa: E402  (the public inference types, re-exported)
 from .pix2pix import Translator  # noqa: E402
 
-__all__ = ["TASKS", "FamilyTask", "Task", "TaskSpec", "TrainedGenerator", "TrainedRun", "Translator", "family_of",
-           "family_of_run", "load", "task_of"]
+__all__ = [
+    "TASKS",
+    "FamilyTask",
+    "Task",
+    "TaskSpec",
+    "TrainedGenerator",
+    "TrainedRun",
+    "Translator",
+    "family_of",
+    "family_of_run",
+    "load",
+    "task_of",
+]
 
 T = TypeVar("T")
 
@@ -67,7 +78,9 @@ def load(run_dir: str | Path, which: str = "latest", want: type[T] | None = None
         spec = task_of(cfg)
         out = spec.load(ck, TrainedRun(cfg, meta, ck.step, run_dir))
     except (KeyError, TypeError, ValueError) as e:
-        raise GankitError(f"checkpoint {ck.path}/state.json is damaged or incomplete ({type(e).__name__}: {e})") from None
+        raise GankitError(
+            f"checkpoint {ck.path}/state.json is damaged or incomplete ({type(e).__name__}: {e})"
+        ) from None
     if want is not None and not isinstance(out, want):
         raise GankitError(f"run {run_dir} trains '{cfg.model.name}' ({family_of(cfg)}): use `{spec.use}`")
     return out

@@ -42,8 +42,9 @@ class TemplateTask(FamilyTask):
     def __init__(self, cfg: Config, data: ImageData, device: torch.device, val: ImageData | None = None) -> None:
         # Refuse what this family cannot train before anything is built: one line, naming the key.
         if cfg.train.accumulate > 1:
-            raise GankitError(f"train.accumulate={cfg.train.accumulate}: family {FAMILY} has no gradient accumulation; "
-                              f"set it to 1")
+            raise GankitError(
+                f"train.accumulate={cfg.train.accumulate}: family {FAMILY} has no gradient accumulation; set it to 1"
+            )
         self.image_shape = data.shape  # (C, H, W) of what the family makes: run.json's image_shape
         nets = build_models(cfg.model, self.image_shape)  # {"g": G, "d": D}: any names; "d..." are discriminators
         super().__init__(cfg, device, nets, channels_last=cfg.train.channels_last)
@@ -113,9 +114,18 @@ def _build_nets(c: Any, shape: tuple[int, int, int], cond_channels: int = 0) -> 
 
 def register() -> None:
     """Register the family and its model. A real family does this at module level, when gankit imports it."""
-    TASKS.add(FAMILY, TaskSpec(
-        build=TemplateTask, split_validation=holdout_only, load=load_template, evaluate=_evaluate,
-        use="gankit.load", next_steps=lambda run_dir: [f"the run: {Path(run_dir)}"],
-        best_metric=TemplateTask.best_metric, preview_title="Samples over training", preview_caption="fixed noise",
-    ))
+    TASKS.add(
+        FAMILY,
+        TaskSpec(
+            build=TemplateTask,
+            split_validation=holdout_only,
+            load=load_template,
+            evaluate=_evaluate,
+            use="gankit.load",
+            next_steps=lambda run_dir: [f"the run: {Path(run_dir)}"],
+            best_metric=TemplateTask.best_metric,
+            preview_title="Samples over training",
+            preview_caption="fixed noise",
+        ),
+    )
     MODELS.add(MODEL, ModelSpec(build=_build_nets, family=FAMILY, fields=DCGAN_FIELDS))

@@ -71,7 +71,9 @@ def memory_format_for(on: bool, *nets: nn.Module) -> torch.memory_format:
     return torch.channels_last
 
 
-def set_requires_grad(m: nn.Module, flag: bool, frozen: frozenset[nn.Parameter] | set[nn.Parameter] = frozenset()) -> None:
+def set_requires_grad(
+    m: nn.Module, flag: bool, frozen: frozenset[nn.Parameter] | set[nn.Parameter] = frozenset()
+) -> None:
     """requires_grad of every parameter of ``m``; those in ``frozen`` (train.freeze_d) stay off."""
     for p in m.parameters():
         p.requires_grad_(flag and p not in frozen)
@@ -104,14 +106,20 @@ class EMA:
     STANDING_BATCHES = 8
     STANDING_BATCH = 256
 
-    def __init__(self, g: nn.Module, half_life_kimg: float, batch_size: int,
-                 draw: Callable[[int, torch.Generator], tuple[Any, ...]]) -> None:
+    def __init__(
+        self,
+        g: nn.Module,
+        half_life_kimg: float,
+        batch_size: int,
+        draw: Callable[[int, torch.Generator], tuple[Any, ...]],
+    ) -> None:
         self.model = copy.deepcopy(g).eval()
         set_requires_grad(self.model, False)
         self.beta = 0.5 ** (batch_size / (half_life_kimg * 1000.0))
         self.draw = draw  # (n, generator) -> G's positional inputs for n images, on the model's device
-        self.norms = [m for m in self.model.modules()
-                      if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+        self.norms = [
+            m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+        ]
         self.stale = bool(self.norms)
 
     @torch.no_grad()
@@ -161,9 +169,12 @@ class FamilyTask:
         for m in nets.values():
             m.to(device)
         self.memory_format = memory_format_for(channels_last, *nets.values())  # before the optimizers
-        self.opts = {name: build_optimizer(m.parameters(), cfg.optim,
-                                           cfg.optim.lr_d if is_discriminator(name) else cfg.optim.lr_g)
-                     for name, m in nets.items()}
+        self.opts = {
+            name: build_optimizer(
+                m.parameters(), cfg.optim, cfg.optim.lr_d if is_discriminator(name) else cfg.optim.lr_g
+            )
+            for name, m in nets.items()
+        }
         # Mixed precision (a loss scaler per optimizer under fp16) and compiled forwards.
         self.prec = Precision(cfg.train.precision, device, self.opts, cfg.train.compile)
         self.fwd = {name: self.prec.compiled(m) for name, m in nets.items()}

@@ -130,8 +130,10 @@ def split_domains(cfg: Config, data: ImageData, say: Any) -> tuple[ImageData, Im
         except GankitError:
             counts = [len(domain_mask(data, d)) for d in (0, 1)]
             n = [max(1, min(VAL_FRACTION_MAX, c // 10)) for c in counts]
-            say(f"note: data '{cfg.data.name}' has no val split; validating on a fixed random {n[0]} A and {n[1]} B "
-                f"images (set data.holdout to choose how many)")
+            say(
+                f"note: data '{cfg.data.name}' has no val split; validating on a fixed random {n[0]} A and {n[1]} B "
+                f"images (set data.holdout to choose how many)"
+            )
             return _hold_out(data, n)
     if cfg.data.holdout:
         return _hold_out(data, [cfg.data.holdout] * 2)
@@ -143,8 +145,9 @@ def _hold_out(data: ImageData, n: list[int]) -> tuple[ImageData, ImageData]:
     for d in (0, 1):
         rows = domain_mask(data, d)
         if not 0 < n[d] < len(rows):
-            raise GankitError(f"data.holdout={n[d]} must leave images of domain {DOMAINS[d]} on both sides (it has "
-                              f"{len(rows)})")
+            raise GankitError(
+                f"data.holdout={n[d]} must leave images of domain {DOMAINS[d]} on both sides (it has {len(rows)})"
+            )
         perm = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(d))]
         keep.append(perm[: len(rows) - n[d]])
         held.append(perm[len(rows) - n[d] :])
@@ -177,19 +180,25 @@ class CycleGANTask:
             raise GankitError(f"model {cfg.model.name} needs unpaired data (domains A and B); '{data.name}' is not")
         loss = LOSSES.get(cfg.loss.name)
         if loss.gradient_penalty or loss.weight_clip:
-            raise GankitError(f"loss.name={cfg.loss.name} is not supported by cyclegan; use lsgan (the paper's), "
-                              f"non_saturating or hinge")
+            raise GankitError(
+                f"loss.name={cfg.loss.name} is not supported by cyclegan; use lsgan (the paper's), "
+                f"non_saturating or hinge"
+            )
         if cfg.train.accumulate > 1 or cfg.train.freeze_d:
-            raise GankitError(f"train.accumulate and train.freeze_d are not supported by {cfg.model.name} (GAN "
-                              f"models only); set them to 1 and 0 (--init-from works)")
+            raise GankitError(
+                f"train.accumulate and train.freeze_d are not supported by {cfg.model.name} (GAN "
+                f"models only); set them to 1 and 0 (--init-from works)"
+            )
         self.cfg, self.device, self.loss = cfg, device, loss
         self.image_shape = data.shape
         bs = cfg.train.batch_size
         rows = [domain_mask(data, d) for d in (0, 1)]
         for d in (0, 1):
             if len(rows[d]) < bs:
-                raise GankitError(f"train.batch_size={bs} is larger than domain {DOMAINS[d]} ({len(rows[d])} "
-                                  f"training images); lower it")
+                raise GankitError(
+                    f"train.batch_size={bs} is larger than domain {DOMAINS[d]} ({len(rows[d])} "
+                    f"training images); lower it"
+                )
         self.streams = [DomainStream(rows[d], bs, cfg.seed, d) for d in (0, 1)]
         nets = build_models(cfg.model, self.image_shape, self.image_shape[0])
         self.g, self.d = nets["g"], nets["d"]
@@ -263,12 +272,18 @@ class CycleGANTask:
             whole = self.pools[domain].query(_global(fake.detach().float(), bs), gen)  # the same on every process
             shown.append(ddp.shard(whole).contiguous(memory_format=self.memory_format))
         with self.prec.autocast():
-            loss_d = (self.loss.d(self.d_b(b), self.d_b(shown[0]), cfg.loss.label_smoothing)
-                      + self.loss.d(self.d_a(a), self.d_a(shown[1]), cfg.loss.label_smoothing))
+            loss_d = self.loss.d(self.d_b(b), self.d_b(shown[0]), cfg.loss.label_smoothing) + self.loss.d(
+                self.d_a(a), self.d_a(shown[1]), cfg.loss.label_smoothing
+            )
         self.opt_d.zero_grad(set_to_none=True)
         self.prec.backward_step(loss_d, "d", self.opt_d, lambda: ddp.sync_grads(self.d, share))
-        return {"loss/d": loss_d.detach(), "loss/g": loss_g.detach(), "loss/g_gan": gan.detach(),
-                "cycle": cyc.detach(), "identity": idt.detach()}
+        return {
+            "loss/d": loss_d.detach(),
+            "loss/g": loss_g.detach(),
+            "loss/g_gan": gan.detach(),
+            "cycle": cyc.detach(),
+            "identity": idt.detach(),
+        }
 
     @torch.no_grad()
     def preview(self) -> dict[str, tuple[Tensor, int]]:
@@ -317,8 +332,9 @@ def pixel_extractor() -> Any:
 
 
 @torch.no_grad()
-def score_translations(g_ab: nn.Module, g_ba: nn.Module, real_a: Tensor, real_b: Tensor, extractor: Any,
-                       batch: int = 32) -> dict[str, Any]:
+def score_translations(
+    g_ab: nn.Module, g_ba: nn.Module, real_a: Tensor, real_b: Tensor, extractor: Any, batch: int = 32
+) -> dict[str, Any]:
     """real_a (N_A, C, H, W) and real_b (N_B, C, H, W) uint8 -> {"fd_ab": FD of G_AB(A) vs B, "fd_ba": FD of
     G_BA(B) vs A (in ``extractor``'s features, on the uint8 translations), "cycle_l1_a": mean |G_BA(G_AB(a)) - a|,
     "cycle_l1_b" likewise (in [-1, 1] units), "n_a", "n_b"}."""
@@ -330,8 +346,11 @@ def score_translations(g_ab: nn.Module, g_ba: nn.Module, real_a: Tensor, real_b:
         out[f"cycle_l1_{key}"] = float(cycle_loss(rec, x))
         # FD needs two images on each side for a covariance
         fd_key = "fd_ab" if key == "a" else "fd_ba"
-        out[fd_key] = (frechet_fd(extractor(to_uint8(y))[0], extractor(other)[0])
-                       if min(len(real), len(other)) >= 2 else float("nan"))
+        out[fd_key] = (
+            frechet_fd(extractor(to_uint8(y))[0], extractor(other)[0])
+            if min(len(real), len(other)) >= 2
+            else float("nan")
+        )
     return out
 
 
@@ -367,8 +386,16 @@ def load_cycle_translator(ck: Checkpoint, run: TrainedRun) -> CycleTranslator:
     return CycleTranslator(g.ab, run.config, shape[0], shape, run.step, run.run_dir, reverse=g.ba)  # type: ignore[arg-type]
 
 
-def evaluate_cycle(tr: CycleTranslator, cfg: Config, *, features: str, split: str | None, inception_path: str | None,
-                   progress: bool, **_: Any) -> dict[str, Any]:
+def evaluate_cycle(
+    tr: CycleTranslator,
+    cfg: Config,
+    *,
+    features: str,
+    split: str | None,
+    inception_path: str | None,
+    progress: bool,
+    **_: Any,
+) -> dict[str, Any]:
     """`gankit eval` of a CycleGAN run: FD of A -> B translations against the real B images (and B -> A against A)
     and the cycle L1 of each domain, on the images training validated on, or on ``split``. Features: pixels,
     inception, or classifier (a classifier of the two domains, trained on the run's training images)."""
@@ -380,26 +407,38 @@ def evaluate_cycle(tr: CycleTranslator, cfg: Config, *, features: str, split: st
     else:  # exactly the images training validated on
         train, held = split_domains(cfg, train, lambda m: None)
         if held is None:
-            raise GankitError(f"run {tr.run_dir} trained on split '{cfg.data.split}' without held-out images; pass "
-                              f"--split with another split")
+            raise GankitError(
+                f"run {tr.run_dir} trained on split '{cfg.data.split}' without held-out images; pass "
+                f"--split with another split"
+            )
         val = held
     ab = tr.toward("AtoB")
     ext = build_extractor(features, train, inception_path, None, progress)
     res = score_translations(ab.g, ab.reverse, val.images[domain_mask(val, 0)], val.images[domain_mask(val, 1)], ext)
-    res.update(run=str(tr.run_dir), step=tr.step, split=split or "val", features=ext.name,
-               features_id=ext.identity)
+    res.update(run=str(tr.run_dir), step=tr.step, split=split or "val", features=ext.name, features_id=ext.identity)
     return res
 
 
 def _next_steps(run_dir: Path) -> list[str]:
-    return [f"translate: gankit translate {run_dir} IMAGE_OR_FOLDER --out DIR [--direction BtoA]   "
-            f"scores: gankit eval {run_dir}"]
+    return [
+        f"translate: gankit translate {run_dir} IMAGE_OR_FOLDER --out DIR [--direction BtoA]   "
+        f"scores: gankit eval {run_dir}"
+    ]
 
 
-TASKS.add("cyclegan", TaskSpec(
-    build=CycleGANTask, split_validation=split_domains, load=load_cycle_translator, evaluate=evaluate_cycle,
-    use="gankit translate", next_steps=_next_steps, validate_with_previews=True, best_metric=CycleGANTask.best_metric,
-    preview_title="A | A→B | A→B→A | B | B→A | B→A→B over training",
-    preview_caption="each row: a validation A image, its translation to B and back; a B image, to A and back",
-    validation_title="FD (pixel features) of translations vs the real target domain, and cycle L1",
-))
+TASKS.add(
+    "cyclegan",
+    TaskSpec(
+        build=CycleGANTask,
+        split_validation=split_domains,
+        load=load_cycle_translator,
+        evaluate=evaluate_cycle,
+        use="gankit translate",
+        next_steps=_next_steps,
+        validate_with_previews=True,
+        best_metric=CycleGANTask.best_metric,
+        preview_title="A | A→B | A→B→A | B | B→A | B→A→B over training",
+        preview_caption="each row: a validation A image, its translation to B and back; a B image, to A and back",
+        validation_title="FD (pixel features) of translations vs the real target domain, and cycle L1",
+    ),
+)

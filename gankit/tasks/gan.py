@@ -23,15 +23,26 @@ from ..training.checkpoint import Checkpoint, load_module
 from ..training.finetune import frozen_parameters
 from .base import EMA, TASKS, FamilyTask, TaskSpec, TrainedRun, eval_mode, is_conv, memory_format_for, set_requires_grad
 
-__all__ = ["EMA", "GANTask", "TrainedGenerator", "class_sequence", "generate", "is_conv", "memory_format_for",
-           "micro_batches", "set_requires_grad"]
+__all__ = [
+    "EMA",
+    "GANTask",
+    "TrainedGenerator",
+    "class_sequence",
+    "generate",
+    "is_conv",
+    "memory_format_for",
+    "micro_batches",
+    "set_requires_grad",
+]
 
 PREVIEW = 64  # images in the fixed-noise grid
 EVAL_N = 2000  # samples and real images for the training-time FD
 EVAL_MIN_HELD = 500  # held-out images needed to use them (not training images) as the FD reference
 
 
-def micro_batches(real: Tensor, y: Tensor | None, z: Tensor, n: int) -> list[tuple[Tensor, Tensor | None, Tensor, float]]:
+def micro_batches(
+    real: Tensor, y: Tensor | None, z: Tensor, n: int
+) -> list[tuple[Tensor, Tensor | None, Tensor, float]]:
     """(real, labels, noise, weight) for each of ``n`` micro-batches of one batch (train.accumulate); weight is the
     micro-batch's share of the batch, so that the weighted mean losses sum to the batch's mean loss. ``n`` 1: the
     batch itself with weight 1. A process's shard smaller than ``n`` gives one micro-batch per image."""
@@ -86,7 +97,9 @@ class GANTask(FamilyTask):
         m = cfg.model
         if m.num_classes:
             if data.num_classes == 0 or bool((data.labels < 0).any()):
-                raise GankitError(f"model.num_classes={m.num_classes} needs labelled data; data '{data.name}' has no labels")
+                raise GankitError(
+                    f"model.num_classes={m.num_classes} needs labelled data; data '{data.name}' has no labels"
+                )
             if m.num_classes < data.num_classes:
                 raise GankitError(
                     f"model.num_classes={m.num_classes} but data '{data.name}' has {data.num_classes} classes; "
@@ -106,8 +119,9 @@ class GANTask(FamilyTask):
         if cfg.train.ema_half_life > 0:
             self.ema = EMA(self.g, cfg.train.ema_half_life, cfg.train.batch_size, self._standing_noise)
         # Augmentation of D's inputs (DiffAugment policy or ADA); its own generator, so the noise stream is unchanged.
-        self.augment = build_augment(cfg.train.augment, seed=cfg.seed + 4242, target=cfg.train.ada_target,
-                                     speed_kimg=cfg.train.ada_kimg)
+        self.augment = build_augment(
+            cfg.train.augment, seed=cfg.seed + 4242, target=cfg.train.ada_target, speed_kimg=cfg.train.ada_kimg
+        )
         if self.augment is not None and ddp.world_size() > 1:
             # Each process augments its rows of the global batch with draws made for the whole batch (one generator
             # state everywhere), and ADA's statistic is summed over processes: p is the same on every process.
@@ -117,8 +131,10 @@ class GANTask(FamilyTask):
         # fine-tuning (train.freeze_d): D's first layers keep the weights they were initialised with
         self.frozen_d = frozenset(frozen_parameters(self.d, cfg.train.freeze_d)) if cfg.train.freeze_d else frozenset()
         if cfg.train.accumulate > 1 and self.augment is not None:
-            raise GankitError(f"train.accumulate={cfg.train.accumulate} with train.augment={cfg.train.augment!r} is "
-                              f"not supported yet (augmentation draws per call); use one of them")
+            raise GankitError(
+                f"train.accumulate={cfg.train.accumulate} with train.augment={cfg.train.augment!r} is "
+                f"not supported yet (augmentation draws per call); use one of them"
+            )
         # The latent noise of each step: the whole global batch from this generator (the same on every process),
         # each process keeping its shard, so N processes use the noise one process would.
         self.z_gen = torch.Generator(device=device).manual_seed(cfg.seed + 31337)
@@ -332,9 +348,15 @@ class TrainedGenerator:
         conditional = self.num_classes > 0
         z = self.noise(2, seed=0)
         inputs = (z, torch.arange(2) % self.num_classes) if conditional else (z,)
-        meta = {"family": "gan", "kind": "gan",  # kind: the key exports of older gankit carry
-                "image_shape": list(self.image_shape), "z_dim": self.config.model.z_dim,
-                "noise": self.config.model.noise, "num_classes": self.num_classes, "class_names": self.class_names}
+        meta = {
+            "family": "gan",
+            "kind": "gan",  # kind: the key exports of older gankit carry
+            "image_shape": list(self.image_shape),
+            "z_dim": self.config.model.z_dim,
+            "noise": self.config.model.noise,
+            "num_classes": self.num_classes,
+            "class_names": self.class_names,
+        }
         return ConditionalSampler(self.g, conditional), inputs, ["z", "labels"] if conditional else ["z"], meta
 
 
@@ -354,18 +376,38 @@ def load_generator(ck: Checkpoint, run: TrainedRun) -> TrainedGenerator:
     """G of a run (the EMA copy when the run kept one) from one of its checkpoints."""
     shape = tuple(run.meta.get("image_shape", ()))
     if len(shape) != 3:
-        raise GankitError(f"run {run.run_dir}: its checkpoint does not record the image shape; it was not written by gankit train")
+        raise GankitError(
+            f"run {run.run_dir}: its checkpoint does not record the image shape; it was not written by gankit train"
+        )
     g = build_models(run.config.model, shape)["g"]  # type: ignore[arg-type]
     load_module(g, ck.tensors["ema" if "ema" in ck.tensors else "g"], "generator", ck)
     g.eval()
-    return TrainedGenerator(g, run.config, shape, list(run.meta.get("class_names", [])), run.step, run.run_dir,  # type: ignore[arg-type]
-                            [int(c) for c in run.meta.get("class_counts", [])])
+    return TrainedGenerator(
+        g,
+        run.config,
+        shape,
+        list(run.meta.get("class_names", [])),
+        run.step,
+        run.run_dir,  # type: ignore[arg-type]
+        [int(c) for c in run.meta.get("class_counts", [])],
+    )
 
 
 def evaluate_generator(
-    gen: TrainedGenerator, cfg: Config, *, n: int, features: str, split: str | None, inception_path: str | None, parzen: bool,
-    seed: int, progress: bool, protocol: str | None = None, ref_stats: Any = None,
-    save_ref_stats: str | Path | None = None, **_: Any,
+    gen: TrainedGenerator,
+    cfg: Config,
+    *,
+    n: int,
+    features: str,
+    split: str | None,
+    inception_path: str | None,
+    parzen: bool,
+    seed: int,
+    progress: bool,
+    protocol: str | None = None,
+    ref_stats: Any = None,
+    save_ref_stats: str | Path | None = None,
+    **_: Any,
 ) -> dict[str, Any]:
     """`gankit eval` of a GAN run: n samples against the run's held-out or test images; writes memorisation.png."""
     from ..metrics import score_samples
@@ -373,9 +415,21 @@ def evaluate_generator(
     train, test = reference_data(cfg, split)
     labels = gen.labels(n) if gen.num_classes else None
     samples = to_uint8(gen.generate(gen.noise(n, seed), labels))
-    res = score_samples(samples, test, train, features=features, inception_path=inception_path, sample_labels=labels,
-                   parzen=parzen, seed=seed, progress=progress, sheet_path=gen.run_dir / "memorisation.png",
-                   protocol=protocol, ref_stats=ref_stats, save_ref_stats=save_ref_stats)
+    res = score_samples(
+        samples,
+        test,
+        train,
+        features=features,
+        inception_path=inception_path,
+        sample_labels=labels,
+        parzen=parzen,
+        seed=seed,
+        progress=progress,
+        sheet_path=gen.run_dir / "memorisation.png",
+        protocol=protocol,
+        ref_stats=ref_stats,
+        save_ref_stats=save_ref_stats,
+    )
     res.update(run=str(gen.run_dir), step=gen.step, split=split or ("holdout" if cfg.data.holdout else "test"))
     return res
 
@@ -384,10 +438,20 @@ def _next_steps(run_dir: Path) -> list[str]:
     return [f"more samples: gankit sample {run_dir} --n 64 --out grid.png   scores: gankit eval {run_dir}"]
 
 
-TASKS.add("gan", TaskSpec(
-    scores_samples=True,
-    build=GANTask, split_validation=holdout_only, load=load_generator, evaluate=evaluate_generator,
-    use="gankit sample", next_steps=_next_steps, best_metric=GANTask.best_metric,
-    preview_title="Samples over training", preview_caption="fixed noise",
-    validation_title="Training-time FD (train.eval_every)", latent_interpolation=True,
-))
+TASKS.add(
+    "gan",
+    TaskSpec(
+        scores_samples=True,
+        build=GANTask,
+        split_validation=holdout_only,
+        load=load_generator,
+        evaluate=evaluate_generator,
+        use="gankit sample",
+        next_steps=_next_steps,
+        best_metric=GANTask.best_metric,
+        preview_title="Samples over training",
+        preview_caption="fixed noise",
+        validation_title="Training-time FD (train.eval_every)",
+        latent_interpolation=True,
+    ),
+)

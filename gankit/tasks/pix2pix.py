@@ -47,10 +47,14 @@ class Pix2PixTask(FamilyTask):
             raise GankitError(f"model {cfg.model.name} needs paired data; '{data.name}' has no targets")
         loss = LOSSES.get(cfg.loss.name)
         if loss.gradient_penalty or loss.weight_clip:
-            raise GankitError(f"loss.name={cfg.loss.name} is not supported by pix2pix; use non_saturating, lsgan or hinge")
+            raise GankitError(
+                f"loss.name={cfg.loss.name} is not supported by pix2pix; use non_saturating, lsgan or hinge"
+            )
         if cfg.train.accumulate > 1 or cfg.train.freeze_d:
-            raise GankitError(f"train.accumulate and train.freeze_d are not supported by {cfg.model.name} yet (GAN "
-                              f"models only); set them to 1 and 0 (--init-from works)")
+            raise GankitError(
+                f"train.accumulate and train.freeze_d are not supported by {cfg.model.name} yet (GAN "
+                f"models only); set them to 1 and 0 (--init-from works)"
+            )
         self.loss = loss
         self.in_channels = data.images.shape[1]
         self.image_shape = tuple(data.targets.shape[1:])
@@ -79,8 +83,9 @@ class Pix2PixTask(FamilyTask):
         a, b = to_float(a8), to_float(b8)
         if cfg.data.jitter or cfg.data.flip:
             # Seeded by (seed, batch position, rank): deterministic and resumable without saving generator state.
-            gen = torch.Generator(device=a.device).manual_seed(cfg.seed * 1_000_003 + batcher.epoch * 100_003
-                                                               + batcher.pos + 7_919_000 * self.rank)
+            gen = torch.Generator(device=a.device).manual_seed(
+                cfg.seed * 1_000_003 + batcher.epoch * 100_003 + batcher.pos + 7_919_000 * self.rank
+            )
             load = self.load_size if cfg.data.jitter else cfg.data.image_size
             a, b = augment_pairs(a, b, load, cfg.data.flip, gen)
         a, b = a.contiguous(memory_format=self.memory_format), b.contiguous(memory_format=self.memory_format)
@@ -102,7 +107,12 @@ class Pix2PixTask(FamilyTask):
             loss_g = loss_gan + cfg.loss.l1_weight * l1
         self.opt_g.zero_grad(set_to_none=True)
         self.update("g", loss_g)
-        return {"loss/d": loss_d.detach(), "loss/g": loss_g.detach(), "loss/g_gan": loss_gan.detach(), "l1": l1.detach()}
+        return {
+            "loss/d": loss_d.detach(),
+            "loss/g": loss_g.detach(),
+            "loss/g_gan": loss_gan.detach(),
+            "l1": l1.detach(),
+        }
 
     @torch.no_grad()
     def preview(self) -> dict[str, tuple[Tensor, int]]:
@@ -151,17 +161,23 @@ class Translator:
     def toward(self, direction: str) -> "Translator":
         """The translator for ``direction`` (`gankit translate --direction`): a pix2pix G translates one way only."""
         if direction != "AtoB":
-            raise GankitError(f"--direction {direction}: run {self.run_dir} is a {self.config.model.name} run, which "
-                              f"translates one way only (its inputs to its targets); train with --set "
-                              f"data.direction=BtoA for the other way (--direction is for cyclegan runs)")
+            raise GankitError(
+                f"--direction {direction}: run {self.run_dir} is a {self.config.model.name} run, which "
+                f"translates one way only (its inputs to its targets); train with --set "
+                f"data.direction=BtoA for the other way (--direction is for cyclegan runs)"
+            )
         return self
 
     def export_parts(self) -> tuple[nn.Module, tuple[Tensor, ...], list[str], dict[str, Any]]:
         """(module, example inputs of batch 2, input names, metadata) for gankit.export."""
         _, h, w = self.image_shape
         example = torch.rand(2, self.in_channels, h, w, generator=torch.Generator().manual_seed(0)) * 2 - 1
-        meta = {"family": "pix2pix", "kind": "pix2pix",  # kind: the key exports of older gankit carry
-                "image_shape": list(self.image_shape), "input_shape": [self.in_channels, h, w]}
+        meta = {
+            "family": "pix2pix",
+            "kind": "pix2pix",  # kind: the key exports of older gankit carry
+            "image_shape": list(self.image_shape),
+            "input_shape": [self.in_channels, h, w],
+        }
         return self.g, (example,), ["inputs"], meta
 
 
@@ -175,7 +191,14 @@ def load_translator(ck: Checkpoint, run: TrainedRun) -> Translator:
 
 
 def evaluate_translator(
-    tr: Translator, cfg: Config, *, features: str, split: str | None, inception_path: str | None, progress: bool, **_: Any
+    tr: Translator,
+    cfg: Config,
+    *,
+    features: str,
+    split: str | None,
+    inception_path: str | None,
+    progress: bool,
+    **_: Any,
 ) -> dict[str, Any]:
     """`gankit eval` of a pix2pix run: L1/PSNR/SSIM (and FD with image features) on the pairs training validated on,
     or on ``split``."""
@@ -198,10 +221,19 @@ def _next_steps(run_dir: Path) -> list[str]:
     return [f"translate: gankit translate {run_dir} IMAGE_OR_FOLDER --out DIR   scores: gankit eval {run_dir}"]
 
 
-TASKS.add("pix2pix", TaskSpec(
-    build=Pix2PixTask, split_validation=holdout_or_val, load=load_translator, evaluate=evaluate_translator,
-    use="gankit translate", next_steps=_next_steps, validate_with_previews=True, best_metric=Pix2PixTask.best_metric,
-    preview_title="Input | output | target over training",
-    preview_caption="each row: input | output | target (validation pairs)",
-    validation_title="L1, PSNR, SSIM on the validation pairs",
-))
+TASKS.add(
+    "pix2pix",
+    TaskSpec(
+        build=Pix2PixTask,
+        split_validation=holdout_or_val,
+        load=load_translator,
+        evaluate=evaluate_translator,
+        use="gankit translate",
+        next_steps=_next_steps,
+        validate_with_previews=True,
+        best_metric=Pix2PixTask.best_metric,
+        preview_title="Input | output | target over training",
+        preview_caption="each row: input | output | target (validation pairs)",
+        validation_title="L1, PSNR, SSIM on the validation pairs",
+    ),
+)

@@ -155,8 +155,10 @@ def save(
         for key, t in tdict.items():
             if not all_finite(t):
                 # A checkpoint is what a rollback or a resume trusts; never store a diverged model as one.
-                raise DivergedError(f"not saving checkpoint {name}: {stem} tensor '{key}' holds NaN or Inf; the "
-                                    f"earlier checkpoints in {ckpt_dir} are untouched")
+                raise DivergedError(
+                    f"not saving checkpoint {name}: {stem} tensor '{key}' holds NaN or Inf; the "
+                    f"earlier checkpoints in {ckpt_dir} are untouched"
+                )
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     tmp = ckpt_dir / f".tmp-{name}-{os.getpid()}"
     path = tmp
@@ -203,8 +205,9 @@ def _install(ckpt_dir: Path, tmp: Path, name: str, move_latest: bool) -> Path:
     return final
 
 
-def alias(ckpt_dir: Path, src: str, name: str, move_latest: bool = True, hashes: bool = True,
-          copy: bool = False) -> Path:
+def alias(
+    ckpt_dir: Path, src: str, name: str, move_latest: bool = True, hashes: bool = True, copy: bool = False
+) -> Path:
     """Make checkpoint ``name`` hold exactly what ``src`` holds, without serialising the state again. By default by
     hard links (no second copy on disk: ``best`` following a numbered checkpoint costs nothing); ``copy=True`` writes
     independent files, verified against their hashes, so that damage to one name's files (a disk error, a stray
@@ -251,6 +254,7 @@ def tidy(ckpt_dir: Path) -> None:
     """Clean up after a killed save: put back a checkpoint that was moved aside (a kill between save()'s two
     renames), drop leftover copies and temp folders/files of processes that are gone. Files of a live process
     (this one, or another that holds them right now) are never touched."""
+
     def gone(pid: int | None) -> bool:
         return pid is not None and pid != os.getpid() and not pid_alive(pid)
 
@@ -276,7 +280,9 @@ def prune(ckpt_dir: Path, keep_last: int, protect: set[str] = frozenset()) -> No
     clean up what killed saves left behind."""
     tidy(ckpt_dir)
     protect = {*protect, latest_name(ckpt_dir)}  # after a resume from an older checkpoint, `latest` is not the newest N
-    steps = sorted((p for p in ckpt_dir.iterdir() if STEP_RE.match(p.name)), key=lambda p: int(STEP_RE.match(p.name)[1]))
+    steps = sorted(
+        (p for p in ckpt_dir.iterdir() if STEP_RE.match(p.name)), key=lambda p: int(STEP_RE.match(p.name)[1])
+    )
     for p in steps[: max(0, len(steps) - keep_last)]:
         if p.name not in protect:
             shutil.rmtree(p, ignore_errors=True)
@@ -304,7 +310,11 @@ def verify(folder: Path, hashes: bool = True) -> dict[str, Any]:
             f"this gankit {_version()} reads format {FORMAT}: use the gankit version that wrote it"
         )
     files = state["files"]
-    if not isinstance(files, dict) or not isinstance(state.get("step"), int) or not isinstance(state.get("config"), dict):
+    if (
+        not isinstance(files, dict)
+        or not isinstance(state.get("step"), int)
+        or not isinstance(state.get("config"), dict)
+    ):
         raise GankitError(f"checkpoint {folder}/state.json is damaged (bad 'files', 'step' or 'config')")
     for fname, meta in files.items():
         # Only plain file names inside the folder: a crafted state.json must not point the loader elsewhere.
@@ -351,7 +361,9 @@ def read(folder: Path) -> Checkpoint:
         if _identity(folder) != before:  # pruned or saved anew mid-read: what looked damaged may not be
             raise Vanished(f"checkpoint {folder} was removed or replaced while being read") from None
         if isinstance(e, FileNotFoundError):
-            raise GankitError(f"checkpoint {folder}: {Path(e.filename or '?').name} disappeared while being read") from None
+            raise GankitError(
+                f"checkpoint {folder}: {Path(e.filename or '?').name} disappeared while being read"
+            ) from None
         raise
     if _identity(folder) != before:
         raise Vanished(f"checkpoint {folder} was replaced while being read")
@@ -389,8 +401,9 @@ def load_latest(ckpt_dir: Path, say=print) -> Checkpoint:
     a last line says which checkpoint is used instead. A checkpoint that a running training removes while it is read
     (pruned after a newer save) is no damage: the folder is listed again and the newest one now there is read."""
     if not candidates(ckpt_dir):
-        raise GankitError(f"{ckpt_dir.parent} has no checkpoints (it was stopped before its first save); delete it "
-                          f"and train again")
+        raise GankitError(
+            f"{ckpt_dir.parent} has no checkpoints (it was stopped before its first save); delete it and train again"
+        )
     errors: list[str] = []
     tried: set[Path] = set()
     replaced: dict[Path, int] = {}
@@ -413,8 +426,10 @@ def load_latest(ckpt_dir: Path, say=print) -> Checkpoint:
             continue
         if errors:
             untrained = " - an untrained model" if ck.step == 0 else ""
-            say(f"warning: using checkpoint {folder.name} (step {ck.step}{untrained}) of {ckpt_dir}: the "
-                f"{len(errors)} tried before it are damaged")
+            say(
+                f"warning: using checkpoint {folder.name} (step {ck.step}{untrained}) of {ckpt_dir}: the "
+                f"{len(errors)} tried before it are damaged"
+            )
         return ck
     if not errors:
         raise GankitError(f"{ckpt_dir.parent} has no checkpoints left (they were removed while being read); try again")
@@ -462,7 +477,9 @@ def load_module(
         diff = [f"{k} {saved[k]!r} vs {built[k]!r}" for k in built or {} if k in saved and saved[k] != built[k]]
         if diff:
             detail = f"model.{', model.'.join(diff)} (checkpoint vs this config)"
-        ours = f"this config builds '{built.get('name')}' (z_dim {built.get('z_dim')})" if built else "the one built here"
+        ours = (
+            f"this config builds '{built.get('name')}' (z_dim {built.get('z_dim')})" if built else "the one built here"
+        )
         raise GankitError(
             f"checkpoint {ck.path} holds a different {what}: saved by gankit {ck.state.get('gankit_version')} for model "
             f"'{saved.get('name')}' (z_dim {saved.get('z_dim')}), {ours}: {detail}"
@@ -510,8 +527,16 @@ class Checkpointer:
     """Saves and restores everything a run needs to continue exactly: the task's modules, optimizers and extra
     state, the data position, every RNG, and the loop's state. Writes nothing on ranks other than 0."""
 
-    def __init__(self, ckpt_dir: Path, task: Checkpointable, batcher: Resumable, config: dict[str, Any],
-                 meta: dict[str, Any], keep_last: int, active: bool = True) -> None:
+    def __init__(
+        self,
+        ckpt_dir: Path,
+        task: Checkpointable,
+        batcher: Resumable,
+        config: dict[str, Any],
+        meta: dict[str, Any],
+        keep_last: int,
+        active: bool = True,
+    ) -> None:
         self.dir, self.task, self.batcher = ckpt_dir, task, batcher
         self.config, self.meta, self.keep_last, self.active = config, meta, keep_last, active
         self.last_written: str | None = None  # the checkpoint this process wrote (and hashed) last
@@ -527,8 +552,13 @@ class Checkpointer:
             tensors[f"optim_{k}"] = t
             optim_plain[k] = plain
         state = {
-            "config": self.config, "meta": self.meta, "step": loop_state["step"], "epoch": self.batcher.progress,
-            "data": self.batcher.state_dict(), "rng": rng_state(), "optim": optim_plain,
+            "config": self.config,
+            "meta": self.meta,
+            "step": loop_state["step"],
+            "epoch": self.batcher.progress,
+            "data": self.batcher.state_dict(),
+            "rng": rng_state(),
+            "optim": optim_plain,
             **{k: v for k, v in loop_state.items() if k != "step"},
         }
         extra = self.task.extra_state()
@@ -558,14 +588,17 @@ class Checkpointer:
             raise GankitError(
                 f"checkpoint {ck.path} was trained with optim.name={saved!r} but the run's config.yaml now says "
                 f"{ours!r}; a run resumes with the optimizer it was trained with: set optim.name back to {saved!r} in "
-                f"{self.dir.parent / 'config.yaml'} (or start a new run from that config)")
+                f"{self.dir.parent / 'config.yaml'} (or start a new run from that config)"
+            )
 
     def restore(self, ck: Checkpoint, built: dict[str, Any] | None = None) -> None:
         """Put models, optimizers, task state, data position and RNGs back exactly as they were at ``ck``.
         ``built``: the model section of the config the modules were built from (for mismatch messages)."""
         for name, module in self.task.modules.items():
             if name not in ck.tensors:
-                raise GankitError(f"checkpoint {ck.path} has no '{name}' weights; it was saved by a different model/config")
+                raise GankitError(
+                    f"checkpoint {ck.path} has no '{name}' weights; it was saved by a different model/config"
+                )
             load_module(module, ck.tensors[name], name, ck, built)
         self._check_optimizer(ck)
         try:
@@ -575,12 +608,16 @@ class Checkpointer:
                 try:
                     opt.load_state_dict(sd)
                 except (ValueError, KeyError) as e:
-                    raise GankitError(f"checkpoint {ck.path}: optimizer '{name}' does not match this config ({e}); "
-                                      f"a run resumes with the optimizer it was trained with") from None
+                    raise GankitError(
+                        f"checkpoint {ck.path}: optimizer '{name}' does not match this config ({e}); "
+                        f"a run resumes with the optimizer it was trained with"
+                    ) from None
                 match_layouts(opt)
             self.task.load_extra_state(ck.state.get("task", {}))
             self.batcher.load_state_dict(ck.state["data"])
             set_rng_state(ck.state["rng"])
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as e:
             # state.json is not hashed (it holds the hashes); a damaged or hand-edited one ends up here.
-            raise GankitError(f"checkpoint {ck.path}/state.json is damaged or incomplete ({type(e).__name__}: {e})") from None
+            raise GankitError(
+                f"checkpoint {ck.path}/state.json is damaged or incomplete ({type(e).__name__}: {e})"
+            ) from None

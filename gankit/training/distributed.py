@@ -107,8 +107,10 @@ def start(device: torch.device, timeout_minutes: float) -> torch.device:
     if device.type == "cuda":
         local = int(os.environ.get("LOCAL_RANK", "0"))
         if local >= torch.cuda.device_count():
-            raise GankitError(f"LOCAL_RANK={local} but this machine has {torch.cuda.device_count()} GPUs; "
-                              f"use --nproc {torch.cuda.device_count()} or fewer")
+            raise GankitError(
+                f"LOCAL_RANK={local} but this machine has {torch.cuda.device_count()} GPUs; "
+                f"use --nproc {torch.cuda.device_count()} or fewer"
+            )
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
         backend = "nccl"
@@ -143,8 +145,10 @@ def _collective(what: str, fn: Callable[[], T]) -> T:
         return fn()
     except (RuntimeError, dist.DistBackendError) as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise PeerFailed(f"rank {rank()}: another process of this run failed or timed out during {what} ({first}); "
-                         f"see the first error above") from None
+        raise PeerFailed(
+            f"rank {rank()}: another process of this run failed or timed out during {what} ({first}); "
+            f"see the first error above"
+        ) from None
 
 
 def barrier() -> None:
@@ -292,8 +296,10 @@ def check_same(modules: dict[str, nn.Module], where: str, state: dict[str, Any] 
     for r, other in enumerate(got):
         diff = (other.cpu() != sums.cpu()).nonzero()
         if len(diff):
-            raise GankitError(f"at {where}: {names[int(diff[0])]} differs between rank {rank()} and rank {r} "
-                              f"(the processes of this run diverged; report this with the config)")
+            raise GankitError(
+                f"at {where}: {names[int(diff[0])]} differs between rank {rank()} and rank {r} "
+                f"(the processes of this run diverged; report this with the config)"
+            )
 
 
 def agree(outputs: dict[str, Tensor], signum: int | None, global_batch: int) -> tuple[dict[str, Tensor], int | None]:
@@ -310,8 +316,14 @@ def agree(outputs: dict[str, Tensor], signum: int | None, global_batch: int) -> 
     flags = torch.zeros(2, device=dev)
     if signum in (signal.SIGTERM, signal.SIGINT):
         flags[0 if signum == signal.SIGTERM else 1].fill_(1.0)
-    vec = torch.cat([torch.stack([outputs[k].detach().float().reshape(()).to(dev) * w for k in keys]) if keys
-                     else torch.zeros(0, device=dev), flags])
+    vec = torch.cat(
+        [
+            torch.stack([outputs[k].detach().float().reshape(()).to(dev) * w for k in keys])
+            if keys
+            else torch.zeros(0, device=dev),
+            flags,
+        ]
+    )
     all_reduce(vec)
     host = vec.cpu()
     term, intr = float(host[-2]), float(host[-1])
@@ -346,14 +358,38 @@ def reseed(seed: int, step: int) -> None:
 def convert_sync_bn(modules: dict[str, nn.Module], device: torch.device) -> None:
     """train.sync_bn: BatchNorm -> SyncBatchNorm (statistics over the global batch) in the trained modules."""
     if device.type != "cuda":
-        raise GankitError("train.sync_bn=true needs CUDA (SyncBatchNorm runs on NCCL; PyTorch has none for gloo/CPU); "
-                          "set train.sync_bn=false")
+        raise GankitError(
+            "train.sync_bn=true needs CUDA (SyncBatchNorm runs on NCCL; PyTorch has none for gloo/CPU); "
+            "set train.sync_bn=false"
+        )
     for m in modules.values():
         nn.SyncBatchNorm.convert_sync_batchnorm(m)  # children are replaced in place; the Parameters are kept
 
 
 __all__ = [
-    "PeerFailed", "active", "agree", "all_reduce", "any_rank", "barrier", "broadcast_modules", "check_same",
-    "convert_sync_bn", "from_main", "is_main", "launched", "main_first", "next_shard", "rank", "reseed", "restarted", "share",
-    "shard", "shard_start", "start", "stop", "sync_buffers", "sync_grads", "world_size",
+    "PeerFailed",
+    "active",
+    "agree",
+    "all_reduce",
+    "any_rank",
+    "barrier",
+    "broadcast_modules",
+    "check_same",
+    "convert_sync_bn",
+    "from_main",
+    "is_main",
+    "launched",
+    "main_first",
+    "next_shard",
+    "rank",
+    "reseed",
+    "restarted",
+    "share",
+    "shard",
+    "shard_start",
+    "start",
+    "stop",
+    "sync_buffers",
+    "sync_grads",
+    "world_size",
 ]

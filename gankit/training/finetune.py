@@ -36,8 +36,10 @@ def resolve_source(path: str | Path) -> Path:
     if not p.is_dir():
         raise GankitError(f"--init-from {path}: no such run folder")
     if not ckdir.is_dir():
-        raise GankitError(f"--init-from {path}: not a gankit run (no checkpoints/ folder) nor a checkpoint (no "
-                          f"state.json); give a run folder made by gankit train")
+        raise GankitError(
+            f"--init-from {path}: not a gankit run (no checkpoints/ folder) nor a checkpoint (no "
+            f"state.json); give a run folder made by gankit train"
+        )
     found = candidates(ckdir)
     final = [c for c in found if c.name == "final"]
     for c in final + [c for c in found if c.name != "final"]:
@@ -62,18 +64,24 @@ def check_compatible(ck: Checkpoint, family: str, model: dict[str, Any], image_s
     where = f"--init-from {ck.path}"
     src_family = src_meta.get("family", src_meta.get("recipe", family))  # "recipe": runs of older gankit
     if src_family != family or src_cfg.get("name", model["name"]) != model["name"]:
-        raise GankitError(f"{where}: that run trained model '{src_cfg.get('name')}', this run builds "
-                          f"'{model['name']}'; fine-tune with --model {src_cfg.get('name')}")
+        raise GankitError(
+            f"{where}: that run trained model '{src_cfg.get('name')}', this run builds "
+            f"'{model['name']}'; fine-tune with --model {src_cfg.get('name')}"
+        )
     src_k, k = int(src_cfg.get("num_classes", 0) or 0), int(model.get("num_classes", 0) or 0)
     if src_k != k:
         kind = lambda n: f"conditional ({n} classes)" if n else "unconditional"  # noqa: E731
-        raise GankitError(f"{where}: that run's model is {kind(src_k)}, this run's is {kind(k)}; its class "
-                          f"embedding cannot carry over: set model.num_classes={src_k} (with labelled data) or start "
-                          f"from a run of the same kind")
+        raise GankitError(
+            f"{where}: that run's model is {kind(src_k)}, this run's is {kind(k)}; its class "
+            f"embedding cannot carry over: set model.num_classes={src_k} (with labelled data) or start "
+            f"from a run of the same kind"
+        )
     shape = src_meta.get("image_shape")
     if isinstance(shape, list) and len(shape) == 3 and len(image_shape) == 3 and shape[0] != image_shape[0]:
-        raise GankitError(f"{where}: that run made {shape[0]}-channel images, this data has {image_shape[0]}; set "
-                          f"data.channels={shape[0]} so the images are converted")
+        raise GankitError(
+            f"{where}: that run made {shape[0]}-channel images, this data has {image_shape[0]}; set "
+            f"data.channels={shape[0]} so the images are converted"
+        )
 
 
 def check_shapes(module: nn.Module, tensors: dict[str, torch.Tensor], part: str, where: str) -> None:
@@ -82,11 +90,15 @@ def check_shapes(module: nn.Module, tensors: dict[str, torch.Tensor], part: str,
     own = module.state_dict()
     for key, t in own.items():
         if key not in tensors:
-            raise GankitError(f"{where}: {part} tensor '{key}' is missing there; the models differ (another "
-                              f"architecture or model.* setting)")
+            raise GankitError(
+                f"{where}: {part} tensor '{key}' is missing there; the models differ (another "
+                f"architecture or model.* setting)"
+            )
         if tuple(tensors[key].shape) != tuple(t.shape):
-            raise GankitError(f"{where}: {part} tensor '{key}' is {tuple(tensors[key].shape)} there, "
-                              f"{tuple(t.shape)} here; set the model.* keys and data.image_size of that run")
+            raise GankitError(
+                f"{where}: {part} tensor '{key}' is {tuple(tensors[key].shape)} there, "
+                f"{tuple(t.shape)} here; set the model.* keys and data.image_size of that run"
+            )
     extra = [k for k in tensors if k not in own]
     if extra:
         raise GankitError(f"{where}: {part} tensor '{extra[0]}' there has no counterpart here; the models differ")
@@ -96,13 +108,22 @@ def parse_parts(parts: tuple[str, ...], names: tuple[str, ...] = PARTS) -> tuple
     """``parts`` without repeats, each one of ``names`` (the task's networks, and 'ema'); else a one-line error."""
     bad = [p for p in parts if p not in names]
     if bad or not parts:
-        raise GankitError(f"train.init_parts: {bad[0] if bad else 'nothing'} is not a part; name some of "
-                          f"{', '.join(names)} (e.g. --init-parts {','.join(names[:2])})")
+        raise GankitError(
+            f"train.init_parts: {bad[0] if bad else 'nothing'} is not a part; name some of "
+            f"{', '.join(names)} (e.g. --init-parts {','.join(names[:2])})"
+        )
     return tuple(dict.fromkeys(parts))
 
 
-def apply_init(modules: dict[str, nn.Module], source: str, parts: tuple[str, ...], family: str,
-               model: dict[str, Any], image_shape: tuple[int, ...], say: Callable[[str], None]) -> dict[str, Any]:
+def apply_init(
+    modules: dict[str, nn.Module],
+    source: str,
+    parts: tuple[str, ...],
+    family: str,
+    model: dict[str, Any],
+    image_shape: tuple[int, ...],
+    say: Callable[[str], None],
+) -> dict[str, Any]:
     """Copy the weights of ``parts`` from checkpoint ``source`` into ``modules`` (the task's, in place). Every check
     runs before the first tensor is copied. Returns the origin for run.json.
 
@@ -127,10 +148,15 @@ def apply_init(modules: dict[str, nn.Module], source: str, parts: tuple[str, ...
         if "ema" in modules and "ema" not in parts and "g" in parts:
             modules["ema"].load_state_dict(modules["g"].state_dict(), strict=True)
     tensors = {p: ck.state["files"].get(f"{src}.safetensors", {}).get("sha256") for p, src in plan}
-    origin = {"checkpoint": str(folder), "run": str(folder.parent.parent), "step": ck.step,
-              "parts": [p for p, _ in plan], "sha256": tensors,
-              "model": ck.state.get("config", {}).get("model", {}).get("name"),
-              "data": ck.state.get("config", {}).get("data", {}).get("name")}
+    origin = {
+        "checkpoint": str(folder),
+        "run": str(folder.parent.parent),
+        "step": ck.step,
+        "parts": [p for p, _ in plan],
+        "sha256": tensors,
+        "model": ck.state.get("config", {}).get("model", {}).get("name"),
+        "data": ck.state.get("config", {}).get("data", {}).get("name"),
+    }
     say(f"initialised {', '.join(p for p, _ in plan)} from {folder} (step {ck.step}); optimizer and step start fresh")
     return origin
 
@@ -142,8 +168,12 @@ def weight_layers(d: nn.Module) -> list[list[nn.Module]]:
     for m in d.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             groups.append([m])
-        elif isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
-                            nn.GroupNorm, nn.LayerNorm)) and groups:
+        elif (
+            isinstance(
+                m, (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.GroupNorm, nn.LayerNorm)
+            )
+            and groups
+        ):
             groups[-1].append(m)
     return groups
 
@@ -153,6 +183,8 @@ def frozen_parameters(d: nn.Module, n: int) -> list[nn.Parameter]:
     layer (the score) always trains."""
     groups = weight_layers(d)
     if n >= len(groups):
-        raise GankitError(f"train.freeze_d={n}: this D has {len(groups)} layers with weights; freeze at most "
-                          f"{len(groups) - 1} (its last layer must train)")
+        raise GankitError(
+            f"train.freeze_d={n}: this D has {len(groups)} layers with weights; freeze at most "
+            f"{len(groups) - 1} (its last layer must train)"
+        )
     return [p for group in groups[:n] for m in group for p in m.parameters()]  # with spectral norm's

@@ -71,8 +71,10 @@ def pick_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise GankitError(f"train.device={name!r} but CUDA is not available here; use train.device=cpu")
     if dev.type == "mps" and not _mps_available():
-        raise GankitError(f"train.device={name!r} but this PyTorch has no usable MPS (Apple GPU) backend here; use "
-                          f"train.device=cpu (or auto)")
+        raise GankitError(
+            f"train.device={name!r} but this PyTorch has no usable MPS (Apple GPU) backend here; use "
+            f"train.device=cpu (or auto)"
+        )
     if dev.type not in ("cpu", "cuda", "mps"):
         raise GankitError(f"train.device={name!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
     return dev
@@ -105,8 +107,10 @@ def set_up(cfg: Config, run: RunDir, resume: bool, data: ImageData | None, devic
     # Per process; by default the machine's cores are split between the processes torchrun started on it.
     cores = usable_cores()
     if cfg.train.threads > 2 * cores:  # oversubscribed threads wait on each other: steps get many times slower
-        run.say(f"warning: train.threads={cfg.train.threads} is more than twice the {cores} cores this process may "
-                f"use, which makes every step slower; use --threads {cores} (or 0 for that default)")
+        run.say(
+            f"warning: train.threads={cfg.train.threads} is more than twice the {cores} cores this process may "
+            f"use, which makes every step slower; use --threads {cores} (or 0 for that default)"
+        )
     torch.set_num_threads(cfg.train.threads or max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     device = device if device is not None else pick_device(cfg.train.device)  # cuda:LOCAL_RANK under torchrun
     configure_backends(device, cfg.train.tf32)
@@ -122,19 +126,30 @@ def set_up(cfg: Config, run: RunDir, resume: bool, data: ImageData | None, devic
     family = family_of(cfg)
     origin = None
     if cfg.train.init_from and not resume:  # a resumed run's weights come from its own checkpoint
-        origin = apply_init(task.modules, cfg.train.init_from, cfg.train.init_parts, family, to_dict(cfg.model),
-                            shape, run.say)
+        origin = apply_init(
+            task.modules, cfg.train.init_from, cfg.train.init_parts, family, to_dict(cfg.model), shape, run.say
+        )
     if cfg.train.sync_bn:
         ddp.convert_sync_bn({k: m for k, m in task.modules.items() if k != "ema"}, device)
     ddp.broadcast_modules(task.modules)  # identical start even if a seed-dependent init differed
     batcher = Batcher(data, cfg.train.batch_size, cfg.seed, device)
     budget = Budget(cfg, batcher.batches_per_epoch)
     if budget.steps is None and not cfg.train.max_minutes:
-        raise GankitError("no training budget: set train.steps, train.epochs or train.max_minutes (--steps/--epochs/--max-minutes)")
-    meta = {"image_shape": list(shape), "input_channels": int(data.images.shape[1]), "num_images": len(data),
-            "class_names": data.class_names, "class_counts": data.class_counts(),
-            "family": family, "recipe": family, "device": str(device),  # recipe: the key older gankit reads
-            "threads": torch.get_num_threads(), "world_size": ddp.world_size()}
+        raise GankitError(
+            "no training budget: set train.steps, train.epochs or train.max_minutes (--steps/--epochs/--max-minutes)"
+        )
+    meta = {
+        "image_shape": list(shape),
+        "input_channels": int(data.images.shape[1]),
+        "num_images": len(data),
+        "class_names": data.class_names,
+        "class_counts": data.class_counts(),
+        "family": family,
+        "recipe": family,
+        "device": str(device),  # recipe: the key older gankit reads
+        "threads": torch.get_num_threads(),
+        "world_size": ddp.world_size(),
+    }
     if origin is not None:
         meta["init_from"] = origin
     ckpt = Checkpointer(run.checkpoints, task, batcher, cfg.to_dict(), meta, cfg.train.keep_last, run.active)
@@ -148,8 +163,10 @@ def set_up(cfg: Config, run: RunDir, resume: bool, data: ImageData | None, devic
         state = TrainState.from_json(ck.step, ck.state)
         was = ck.state.get("meta", {}).get("world_size", 1)
         if was != ddp.world_size():
-            run.say(f"the run was trained on {was} process(es), continues on {ddp.world_size()} (the global batch "
-                    f"train.batch_size={cfg.train.batch_size} is unchanged)")
+            run.say(
+                f"the run was trained on {was} process(es), continues on {ddp.world_size()} (the global batch "
+                f"train.batch_size={cfg.train.batch_size} is unchanged)"
+            )
         # Rows logged after this checkpoint describe steps that are about to be redone (exactly); drop them, and
         # any line a kill cut short, so the log reads as one run.
         run.trim_metrics(state.step)
@@ -162,8 +179,13 @@ def set_up(cfg: Config, run: RunDir, resume: bool, data: ImageData | None, devic
 ScoresCallback = Callable[[int, dict[str, float], bool], None]
 
 
-def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None = None,
-          data: ImageData | None = None, on_scores: ScoresCallback | None = None) -> Run:
+def train(
+    cfg: Config,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    data: ImageData | None = None,
+    on_scores: ScoresCallback | None = None,
+) -> Run:
     """Train per ``cfg`` into run folder ``out`` (or continue the run in ``resume``). Returns a :class:`Run`.
 
     ``on_scores(step, scores, final)`` is called after every validation (``train.eval_every``) with the "eval/..."
@@ -182,8 +204,14 @@ def train(cfg: Config, out: str | Path | None = None, resume: str | Path | None 
             ddp.stop()  # also on errors: the other ranks then fail fast instead of waiting for a collective
 
 
-def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data: ImageData | None,
-           device: torch.device, on_scores: ScoresCallback | None) -> Run:
+def _train(
+    cfg: Config,
+    out: str | Path | None,
+    resume: str | Path | None,
+    data: ImageData | None,
+    device: torch.device,
+    on_scores: ScoresCallback | None,
+) -> Run:
     """The loop as its named parts (:class:`TrainingLoop`): open the run; step, then roll back or log a row and do
     the step's side work, until a signal, the caller or the budget stops it; finish (or save and raise Interrupted)."""
     run, setup = open_run(cfg, out, resume, data, device)
@@ -207,21 +235,28 @@ def _train(cfg: Config, out: str | Path | None, resume: str | Path | None, data:
         loop.close()
 
 
-def open_run(cfg: Config, out: str | Path | None, resume: str | Path | None, data: ImageData | None,
-             device: torch.device) -> tuple[RunDir, Setup]:
+def open_run(
+    cfg: Config, out: str | Path | None, resume: str | Path | None, data: ImageData | None, device: torch.device
+) -> tuple[RunDir, Setup]:
     """The run folder every rank agrees on (a new one, or the run to resume), locked by this process, and the
     set-up in it; the folder is closed again (its lock given back) if the set-up fails."""
     if resume is None and out is not None and ddp.restarted() and candidates(Path(out) / "checkpoints"):
         resume = out  # torchrun restarted the group after a failure: continue from the newest checkpoint
     # Every rank must agree on the folder (a default name holds the time) and on whether it may be used.
-    root = ddp.from_main(lambda: resume if resume is not None else out if out is not None
-                         else default_run_dir(cfg.model.name, cfg.data.name), "the run folder")
+    root = ddp.from_main(
+        lambda: (
+            resume if resume is not None else out if out is not None else default_run_dir(cfg.model.name, cfg.data.name)
+        ),
+        "the run folder",
+    )
     run = RunDir(root, ddp.rank(), reserved=resume is None and out is None)
     if resume is None:
         ddp.from_main(run.check_new, "the run folder check")
     else:  # a Python caller's Config may differ from the run's own in more than a budget: refused before any write
-        ddp.from_main(lambda: refuse_resume_change(load_run_config(Path(root)).to_dict(), cfg.to_dict(), root),
-                      "the resumed run's config check")
+        ddp.from_main(
+            lambda: refuse_resume_change(load_run_config(Path(root)).to_dict(), cfg.to_dict(), root),
+            "the resumed run's config check",
+        )
     # One writer per run folder, taken before anything is written (a new run's folder is made here); close() gives
     # it back, and removes a new folder that a failed set-up left empty.
     run.lock()
@@ -245,14 +280,30 @@ class TrainingLoop:
         self.state = setup.state
         self.paces = Paces.of(train_cfg, self.batcher.batches_per_epoch, setup.device.type)
         self.shows = RunOutputs(run, train_cfg.tensorboard)
-        self.side = SideWork(task=self.task, spec=setup.spec, ckpt=self.ckpt, state=self.state,
-                             best=BestKeeper(*self.task.best_metric, self.state.best_value), shows=self.shows,
-                             progress=lambda: self.batcher.progress, sample_every=train_cfg.sample_every,
-                             eval_every=train_cfg.eval_every, preview_seconds=train_cfg.preview_seconds, seed=cfg.seed,
-                             pace_clock=self.budget.now)
+        self.side = SideWork(
+            task=self.task,
+            spec=setup.spec,
+            ckpt=self.ckpt,
+            state=self.state,
+            best=BestKeeper(*self.task.best_metric, self.state.best_value),
+            shows=self.shows,
+            progress=lambda: self.batcher.progress,
+            sample_every=train_cfg.sample_every,
+            eval_every=train_cfg.eval_every,
+            preview_seconds=train_cfg.preview_seconds,
+            seed=cfg.seed,
+            pace_clock=self.budget.now,
+        )
         self.monitor = Monitor(enabled=LOSSES.get(cfg.loss.name).floor_zero)
-        self.bar = tqdm(total=self.budget.steps, initial=self.state.step, unit="step", dynamic_ncols=True, leave=True,
-                        disable=not (train_cfg.progress and run.active), desc=run.root.name[-28:])
+        self.bar = tqdm(
+            total=self.budget.steps,
+            initial=self.state.step,
+            unit="step",
+            dynamic_ncols=True,
+            leave=True,
+            disable=not (train_cfg.progress and run.active),
+            desc=run.root.name[-28:],
+        )
         self.last_log = (time.monotonic(), self.state.step)  # (time, step) of the last row, for images/s
         self.wall_start = time.monotonic()  # wall clock of the budget's start (the budget may run on CPU time)
         self.last_row: dict[str, float] = {}  # the newest metrics row (summary.json's "last")
@@ -314,16 +365,20 @@ class TrainingLoop:
         else DivergedError, the checkpoints untouched."""
         train_cfg, state, step = self.cfg.train, self.state, self.state.step
         if train_cfg.on_nan != "rollback" or state.rollbacks >= train_cfg.nan_max_rollbacks:
-            raise DivergedError(f"training diverged at step {step}: {what}; the last good checkpoint in "
-                                f"{self.run.checkpoints} is untouched (try a lower learning rate or --set "
-                                f"train.on_nan=rollback)")
+            raise DivergedError(
+                f"training diverged at step {step}: {what}; the last good checkpoint in "
+                f"{self.run.checkpoints} is untouched (try a lower learning rate or --set "
+                f"train.on_nan=rollback)"
+            )
         checkpoint = ddp.from_main(lambda: self.ckpt.latest(say=self.run.say), "the checkpoint")
         self.ckpt.restore(checkpoint)
         ddp.reseed(self.cfg.seed, checkpoint.step)
         state.step, state.rollbacks = checkpoint.step, state.rollbacks + 1
         state.lr_scale *= train_cfg.nan_lr_factor
-        self.run.say(f"warning: {what} at step {step}; rolled back to step {checkpoint.step}, learning rates "
-                     f"x{state.lr_scale:g} (rollback {state.rollbacks} of {train_cfg.nan_max_rollbacks})")
+        self.run.say(
+            f"warning: {what} at step {step}; rolled back to step {checkpoint.step}, learning rates "
+            f"x{state.lr_scale:g} (rollback {state.rollbacks} of {train_cfg.nan_max_rollbacks})"
+        )
         self.run.trim_metrics(state.step)  # the abandoned steps' rows would plot twice
         self.shows.event(state.step, "rollback", lr_scale=state.lr_scale)
 
@@ -339,8 +394,9 @@ class TrainingLoop:
             if warning := self.monitor.update(step, self.last_row):
                 self.run.say(warning)
                 self.shows.event(step, "d_collapse")
-            self.bar.set_postfix(progress_postfix(self.last_row, images_per_s, self.budget.minutes_left()),
-                                 refresh=False)
+            self.bar.set_postfix(
+                progress_postfix(self.last_row, images_per_s, self.budget.minutes_left()), refresh=False
+            )
         self.bar.update(1)
 
     def side_work(self, due: Due) -> None:
@@ -390,12 +446,20 @@ class TrainingLoop:
         # both the last numbered checkpoint and `final` with it (loading falls back from one to the other).
         side.alias("final", f"step-{step:07d}", copy=True)
         side.plots(gif=True)
-        self.run.summary({"step": step, "epoch": round(self.batcher.progress, 4), "stopped_by": self.stopped_by,
-                          "seconds": round(time.monotonic() - self.wall_start, 1),
-                          **({"cpu_seconds": round(self.budget.elapsed(), 1)} if self.cfg.train.clock == "cpu" else {}),
-                          "last": self.last_row,
-                          "rollbacks": self.state.rollbacks, "d_collapse_at_step": self.monitor.collapsed_at,
-                          **side.clock.summary(), **({"stop_note": self.stop_note} if self.stop_note else {})})
+        self.run.summary(
+            {
+                "step": step,
+                "epoch": round(self.batcher.progress, 4),
+                "stopped_by": self.stopped_by,
+                "seconds": round(time.monotonic() - self.wall_start, 1),
+                **({"cpu_seconds": round(self.budget.elapsed(), 1)} if self.cfg.train.clock == "cpu" else {}),
+                "last": self.last_row,
+                "rollbacks": self.state.rollbacks,
+                "d_collapse_at_step": self.monitor.collapsed_at,
+                **side.clock.summary(),
+                **({"stop_note": self.stop_note} if self.stop_note else {}),
+            }
+        )
         self.shows.report()
         return Run(self.run.root, step, self.batcher.progress, self.stopped_by, self.last_row, side.last_scores[1])
 

@@ -147,8 +147,10 @@ class Monitor:
         if self.collapsed_at is None and len(self.d) == self.window:
             if max(self.d) < 1e-3 and self.g[-1] > self.g[0]:
                 self.collapsed_at = step
-                return (f"warning: discriminator collapse at step {step}: D loss < 1e-3 for {self.window} log intervals "
-                        f"while G loss grows ({self.g[0]:.3g} -> {self.g[-1]:.3g}); G gets no useful gradient")
+                return (
+                    f"warning: discriminator collapse at step {step}: D loss < 1e-3 for {self.window} log intervals "
+                    f"while G loss grows ({self.g[0]:.3g} -> {self.g[-1]:.3g}); G gets no useful gradient"
+                )
         return None
 
 

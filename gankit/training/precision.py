@@ -54,8 +54,9 @@ def check_precision(name: str, device: torch.device) -> None:
 class Precision:
     """Autocast, per-optimizer loss scaling (fp16) and compiled forwards for one task's step."""
 
-    def __init__(self, precision: str, device: torch.device, optimizers: dict[str, torch.optim.Optimizer],
-                 compile: bool = False) -> None:
+    def __init__(
+        self, precision: str, device: torch.device, optimizers: dict[str, torch.optim.Optimizer], compile: bool = False
+    ) -> None:
         check_precision(precision, device)
         self.name, self.device, self.compile = precision, device, compile
         self.dtype = DTYPES[precision]
@@ -68,8 +69,9 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
-    def backward_step(self, loss: torch.Tensor, name: str, opt: torch.optim.Optimizer,
-                      before_step: Callable[[], None] | None = None) -> None:
+    def backward_step(
+        self, loss: torch.Tensor, name: str, opt: torch.optim.Optimizer, before_step: Callable[[], None] | None = None
+    ) -> None:
         """backward() then opt.step(), through the optimizer's loss scaler under fp16 (the caller zeroes grads).
         ``before_step`` runs on the true (unscaled) gradients just before the step: the all-reduce of several
         processes, so every rank's scaler sees the same gradients and skips or steps alike."""

@@ -66,7 +66,9 @@ def load_run_config(run_dir: Path) -> Config:
     if not run_dir.exists():
         raise GankitError(f"run folder {run_dir} does not exist")
     if not is_run_dir(run_dir):
-        raise GankitError(f"{run_dir} is not a gankit run folder (no config.yaml and checkpoints/); pass the --out of a `gankit train`")
+        raise GankitError(
+            f"{run_dir} is not a gankit run folder (no config.yaml and checkpoints/); pass the --out of a `gankit train`"
+        )
     return Config.from_dict(read_yaml(run_dir / "config.yaml"), where="config")
 
 
@@ -124,8 +126,9 @@ class RunDir:
         if self.reserved and self.root not in self._made:
             self._made.insert(0, self.root)  # removed again by unlock() if nothing was written into it
         self.root.mkdir(parents=True, exist_ok=True)
-        mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                           "started": datetime.now().isoformat(timespec="seconds")}).encode()
+        mine = json.dumps(
+            {"pid": os.getpid(), "host": socket.gethostname(), "started": datetime.now().isoformat(timespec="seconds")}
+        ).encode()
         for _ in range(2):  # the second try follows taking over a stale lock
             try:
                 fd = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -157,13 +160,17 @@ class RunDir:
             # Written by a process killed between creating and filling it (or by hand): stale once it is old.
             if time.time() - self.lock_file.stat().st_mtime > 10:
                 return raw
-            raise GankitError(f"run folder {self.root} is being opened by another process ({self.lock_file} was just "
-                              f"created); try again in a moment") from None
+            raise GankitError(
+                f"run folder {self.root} is being opened by another process ({self.lock_file} was just "
+                f"created); try again in a moment"
+            ) from None
         if host == socket.gethostname() and not pid_alive(pid):
             return raw
         since = f", since {holder['started']}" if isinstance(holder.get("started"), str) else ""
-        raise GankitError(f"run folder {self.root} is in use by another gankit train (PID {pid} on host {host}{since}); "
-                          f"wait for it to finish or stop it (if that process is gone, delete {self.lock_file})")
+        raise GankitError(
+            f"run folder {self.root} is in use by another gankit train (PID {pid} on host {host}{since}); "
+            f"wait for it to finish or stop it (if that process is gone, delete {self.lock_file})"
+        )
 
     def unlock(self) -> None:
         """Give the lock back (only the one this process wrote); remove a folder lock() made that stayed empty."""

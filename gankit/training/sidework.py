@@ -54,18 +54,27 @@ class Paces:
     def of(cls, t: TrainConfig, batches_per_epoch: int, device_type: str) -> "Paces":
         # A finiteness check reads the scalars on the host: free on the CPU, a sync on accelerators (so there only
         # at log steps, where the row reads them anyway).
-        return cls(log_every=t.log_every, sample_every=t.sample_every or max(1, batches_per_epoch // t.d_steps),
-                   eval_every=t.eval_every, checkpoint_every=t.checkpoint_every,
-                   check_every_step=device_type == "cpu")
+        return cls(
+            log_every=t.log_every,
+            sample_every=t.sample_every or max(1, batches_per_epoch // t.d_steps),
+            eval_every=t.eval_every,
+            checkpoint_every=t.checkpoint_every,
+            check_every_step=device_type == "cpu",
+        )
 
     def due(self, step: int) -> Due:
         """The side work owed after step ``step`` (1 for the first step; the last step of a run is this too: the
         end of a run adds what is missing, :meth:`gankit.training.loop.TrainingLoop.finish`)."""
         checkpoint = step % self.checkpoint_every == 0
-        return Due(check_outputs=self.check_every_step or step % self.log_every == 0, check_weights=checkpoint,
-                   log=step % self.log_every == 0 or step == 1, preview=step % self.sample_every == 0,
-                   validate=bool(self.eval_every) and step % self.eval_every == 0, checkpoint=checkpoint,
-                   plots=checkpoint)
+        return Due(
+            check_outputs=self.check_every_step or step % self.log_every == 0,
+            check_weights=checkpoint,
+            log=step % self.log_every == 0 or step == 1,
+            preview=step % self.sample_every == 0,
+            validate=bool(self.eval_every) and step % self.eval_every == 0,
+            checkpoint=checkpoint,
+            plots=checkpoint,
+        )
 
 
 class Throttle:
@@ -122,19 +131,36 @@ class SideClock:
     def summary(self) -> dict[str, object]:
         total = self.clock() - self.start
         side = max(0.0, total - self.step_seconds)
-        return {"wall_seconds": round(total, 3), "step_seconds": round(self.step_seconds, 3),
-                "side_seconds": round(side, 3), "side_share": round(side / total, 4) if total > 0 else 0.0,
-                "first_step_seconds": None if self.first_step is None else round(self.first_step, 3),
-                "side_parts": {k: round(v, 3) for k, v in sorted(self.parts.items())}}
+        return {
+            "wall_seconds": round(total, 3),
+            "step_seconds": round(self.step_seconds, 3),
+            "side_seconds": round(side, 3),
+            "side_share": round(side / total, 4) if total > 0 else 0.0,
+            "first_step_seconds": None if self.first_step is None else round(self.first_step, 3),
+            "side_parts": {k: round(v, 3) for k, v in sorted(self.parts.items())},
+        }
 
 
 class SideWork:
     """The work beside the training step — checkpoints, validation, previews, plots — each timed by a SideClock,
     previews and plots paced by wall time. Only what is shown depends on the pacing; what trains never does."""
 
-    def __init__(self, *, task: Any, spec: Any, ckpt: Any, state: Any, best: Any, shows: Any, progress: Callable[[], float],
-                 sample_every: int, eval_every: int, preview_seconds: float, seed: int = 0,
-                 pace_clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        task: Any,
+        spec: Any,
+        ckpt: Any,
+        state: Any,
+        best: Any,
+        shows: Any,
+        progress: Callable[[], float],
+        sample_every: int,
+        eval_every: int,
+        preview_seconds: float,
+        seed: int = 0,
+        pace_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.task, self.spec, self.ckpt, self.state, self.best, self.shows = task, spec, ckpt, state, best, shows
         self.progress, self.eval_every, self.seed = progress, eval_every, seed
         self.clock = SideClock()  # wall time in the step vs side work, for summary.json

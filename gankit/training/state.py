@@ -20,5 +20,9 @@ class TrainState:
     def from_json(cls, step: int, d: dict[str, Any]) -> "TrainState":
         """From a checkpoint's state.json (older checkpoints lack the newer keys: their defaults apply)."""
         best = d.get("best_value")
-        return cls(step=int(step), lr_scale=float(d.get("lr_scale", 1.0)), rollbacks=int(d.get("rollbacks", 0)),
-                   best_value=None if best is None else float(best))
+        return cls(
+            step=int(step),
+            lr_scale=float(d.get("lr_scale", 1.0)),
+            rollbacks=int(d.get("rollbacks", 0)),
+            best_value=None if best is None else float(best),
+        )

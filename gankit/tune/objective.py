@@ -123,9 +123,14 @@ def _params(cfg: Any, folder: Path, steps: int) -> float:
 
 
 SECOND = {
-    "images_per_s": SecondObjective(SECOND_DIRECTIONS["images_per_s"], _images_per_s, "training images per second on the budget's clock "
-                                                               "(CPU seconds with --cpu-minutes), side work included"),
-    "params": SecondObjective(SECOND_DIRECTIONS["params"], _params, "parameters of the generator (what sampling costs)"),
+    "images_per_s": SecondObjective(
+        SECOND_DIRECTIONS["images_per_s"],
+        _images_per_s,
+        "training images per second on the budget's clock (CPU seconds with --cpu-minutes), side work included",
+    ),
+    "params": SecondObjective(
+        SECOND_DIRECTIONS["params"], _params, "parameters of the generator (what sampling costs)"
+    ),
 }
 
 
@@ -157,8 +162,13 @@ class Objective:
         resumed_from = None
         if resume:
             resumed_from = _step_of(latest_name(folder / "checkpoints"))
-        for k, v in {"folder": folder.name, "resumed_from_step": resumed_from, "error": None,
-                     "interrupted_at": None, "pruned_at": None}.items():
+        for k, v in {
+            "folder": folder.name,
+            "resumed_from_step": resumed_from,
+            "error": None,
+            "interrupted_at": None,
+            "pruned_at": None,
+        }.items():
             trial.set_user_attr(k, v)
         metric = self.spec.metric
 
@@ -171,8 +181,9 @@ class Objective:
                 return
             if trial.should_prune():
                 trial.set_user_attr("pruned_at", step)
-                raise StopTraining("pruned", f"pruned at step {step} by the study's {self.spec.pruner} pruner "
-                                             f"({metric} {value:.4g})")
+                raise StopTraining(
+                    "pruned", f"pruned at step {step} by the study's {self.spec.pruner} pruner ({metric} {value:.4g})"
+                )
 
         cpu0, wall0 = time.process_time(), time.monotonic()
         try:
@@ -261,9 +272,12 @@ def work(index: int, threads: int, spec_json: str) -> int:
     spec = StudySpec(**{k: v for k, v in json.loads(spec_json).items() if k != "fingerprint"})
     storage = open_storage(spec.storage, heartbeat=spec.heartbeat, retry=True)
     first = create_or_load(spec, storage)
-    study = optuna.load_study(study_name=spec.name, storage=storage,
-                              sampler=build_sampler(spec, index, len(first.get_trials(deepcopy=False))),
-                              pruner=build_pruner(spec))
+    study = optuna.load_study(
+        study_name=spec.name,
+        storage=storage,
+        sampler=build_sampler(spec, index, len(first.get_trials(deepcopy=False))),
+        pruner=build_pruner(spec),
+    )
     objective = Objective(spec, threads)
     target = target_of(spec)
     while True:

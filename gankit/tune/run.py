@@ -13,8 +13,17 @@ from typing import Any, Callable
 
 from ..core.errors import GankitError
 from .space import check_space, read_space, space_json
-from .study import (RequeueOnce, StudySpec, check_writable, create_or_load, default_storage, need_optuna, open_storage,
-                    prepare_sqlite, redact)
+from .study import (
+    RequeueOnce,
+    StudySpec,
+    check_writable,
+    create_or_load,
+    default_storage,
+    need_optuna,
+    open_storage,
+    prepare_sqlite,
+    redact,
+)
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
 PRUNERS = ("median", "hyperband", "none")
@@ -49,13 +58,19 @@ def reference_of(cfg: Any, say: Callable[[str], None]) -> tuple[dict[str, Any], 
     holdout = cfg.data.holdout or choose_holdout(len(data))
     train, held = holdout_split(data, holdout)
     kind = "classifier" if data.num_classes else "pixels"
-    say(f"tune: scoring every trial by FD against {len(held)} held-out images in the features of a {kind} "
-        f"network trained on the other {len(train)} (trained once, cached)")
+    say(
+        f"tune: scoring every trial by FD against {len(held)} held-out images in the features of a {kind} "
+        f"network trained on the other {len(train)} (trained once, cached)"
+    )
     ext = build_extractor(kind, train, progress=False)
     ref = "held-out images" if len(held) >= EVAL_MIN_HELD else "training images (too few held out for a reference)"
-    return {"holdout": holdout, "reference_images": ref, "reference_sha256":
-            hashlib.sha256(held.images.numpy().tobytes()).hexdigest()[:16], "extractor": ext.identity,
-            "train_images": len(train)}, holdout
+    return {
+        "holdout": holdout,
+        "reference_images": ref,
+        "reference_sha256": hashlib.sha256(held.images.numpy().tobytes()).hexdigest()[:16],
+        "extractor": ext.identity,
+        "train_images": len(train),
+    }, holdout
 
 
 def eval_cadence(flags: dict[str, Any], given: int | None) -> int:
@@ -72,11 +87,27 @@ def eval_cadence(flags: dict[str, Any], given: int | None) -> int:
     return max(50, int(round(100 * minutes))) if minutes else 250
 
 
-def run_tune(config: str | None, space_file: str | None, params: list[str], flags: dict[str, Any], *, out: str | None,
-             trials: int, workers: int, threads: int, sampler: str, pruner: str, seed: int, storage: str | None,
-             study_name: str | None, eval_every: int | None, heartbeat: int, best_seeds: int = 0,
-             objective: str = "score",
-             say: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> int:
+def run_tune(
+    config: str | None,
+    space_file: str | None,
+    params: list[str],
+    flags: dict[str, Any],
+    *,
+    out: str | None,
+    trials: int,
+    workers: int,
+    threads: int,
+    sampler: str,
+    pruner: str,
+    seed: int,
+    storage: str | None,
+    study_name: str | None,
+    eval_every: int | None,
+    heartbeat: int,
+    best_seeds: int = 0,
+    objective: str = "score",
+    say: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
+) -> int:
     """The whole command; returns the exit code (0, or 130/143 when stopped by a signal)."""
     need_optuna()
     from ..config.layering import resolve
@@ -92,12 +123,16 @@ def run_tune(config: str | None, space_file: str | None, params: list[str], flag
     if heartbeat < 1:
         raise GankitError(f"--heartbeat {heartbeat}: give seconds between a trial's heartbeats (1 or more)")
     if best_seeds < 0:
-        raise GankitError(f"--best-seeds {best_seeds}: give the number of extra seeds to train the best trial on (0 or more)")
+        raise GankitError(
+            f"--best-seeds {best_seeds}: give the number of extra seeds to train the best trial on (0 or more)"
+        )
     if sampler == "cmaes":
         try:
             import cmaes  # noqa: F401
         except ModuleNotFoundError:
-            raise GankitError("--sampler cmaes needs the cmaes package: pip install cmaes (or use --sampler tpe)") from None
+            raise GankitError(
+                "--sampler cmaes needs the cmaes package: pip install cmaes (or use --sampler tpe)"
+            ) from None
     space = read_space(space_file, params)
     base = lambda extra: resolve(file=config, overrides={**flags, **extra})  # noqa: E731
     cfg0 = base({})
@@ -116,15 +151,31 @@ def run_tune(config: str | None, space_file: str | None, params: list[str], flag
     metric, direction = task_of(cfg0).best_metric
     objectives = parse_objectives(objective, metric)
     if len(objectives) > 1 and pruner not in (None, "none"):
-        raise GankitError(f"--pruner {pruner} with --objective {objective}: Optuna does not prune multi-objective "
-                          f"studies; leave out --pruner (or search one objective)")
+        raise GankitError(
+            f"--pruner {pruner} with --objective {objective}: Optuna does not prune multi-objective "
+            f"studies; leave out --pruner (or search one objective)"
+        )
     pruner = pruner or ("median" if len(objectives) == 1 else "none")
     tune_keys: dict[str, Any] = {"train.eval_every": every, "train.checkpoint_every": every, "train.progress": False}
-    spec = StudySpec(name=study_name or folder.resolve().name, folder=str(folder.resolve()), storage=url,
-                     config=str(Path(config).resolve()) if config else None, flags=flags, space=space_json(space),
-                     tune_keys=tune_keys, metric=metric, direction="minimize" if direction == "min" else "maximize",
-                     sampler=sampler, pruner=pruner, seed=seed, trials=trials, heartbeat=heartbeat,
-                     reference={"metric": metric}, resolved_base=cfg0.to_dict(), objectives=objectives)
+    spec = StudySpec(
+        name=study_name or folder.resolve().name,
+        folder=str(folder.resolve()),
+        storage=url,
+        config=str(Path(config).resolve()) if config else None,
+        flags=flags,
+        space=space_json(space),
+        tune_keys=tune_keys,
+        metric=metric,
+        direction="minimize" if direction == "min" else "maximize",
+        sampler=sampler,
+        pruner=pruner,
+        seed=seed,
+        trials=trials,
+        heartbeat=heartbeat,
+        reference={"metric": metric},
+        resolved_base=cfg0.to_dict(),
+        objectives=objectives,
+    )
     optuna = need_optuna()
     study = create_or_load(spec, store)  # another search under this name is refused before any work
     if task_of(cfg0).split_validation is holdout_only:  # it validates only on data.holdout: choose one, fixed
@@ -137,17 +188,26 @@ def run_tune(config: str | None, space_file: str | None, params: list[str], flag
     optuna.storages.fail_stale_trials(study)  # a previous run's dead worker: its trial is retried now
     target = target_of(spec)
     c = count(study.get_trials(deepcopy=False))
-    say(f"tune: study {spec.name!r} in {redact(url)}: {c.done} of {target} trials done; {workers} worker(s), "
+    say(
+        f"tune: study {spec.name!r} in {redact(url)}: {c.done} of {target} trials done; {workers} worker(s), "
         f"sampler {sampler}, pruner {pruner}, {metric} every {every} steps ({'lower' if direction == 'min' else 'higher'} "
-        f"is better)")
+        f"is better)"
+    )
     ticker = Progress(study, target, metric, say)
     spec_json = json.dumps({**asdict(spec)})
     exits, stopped = run_workers(workers, work, (spec_json,), threads=threads, tick=ticker.tick)
     ticker.tick(force=True)
     for e in exits:
         if e.exitcode not in (0, 130, 143) and not (stopped and e.exitcode in (-2, -15)):
-            say(f"tune: {e.describe()}" + ("; its trial is retried from its last checkpoint by the other workers "
-                                           "or the next run of this command" if e.killed else ""))
+            say(
+                f"tune: {e.describe()}"
+                + (
+                    "; its trial is retried from its last checkpoint by the other workers "
+                    "or the next run of this command"
+                    if e.killed
+                    else ""
+                )
+            )
     from .report import write_study_outputs
 
     files = write_study_outputs(spec.root, study)
@@ -158,8 +218,10 @@ def run_tune(config: str | None, space_file: str | None, params: list[str], flag
         say(f"tune: stopped by a signal with {c.done} of {target} trials done; run the same command to continue")
         return 128 + stopped
     if c.done >= target and not c.complete:
-        say(f"tune: none of the {c.done} trials completed (each failed or was pruned; see the lines above and "
-            f"{spec.root / 'report.html'}); no best.yaml")
+        say(
+            f"tune: none of the {c.done} trials completed (each failed or was pruned; see the lines above and "
+            f"{spec.root / 'report.html'}); no best.yaml"
+        )
         return 1
     if c.done < target:
         if any(e.exitcode == 2 for e in exits):  # a trial met bad input; its worker said which in one line
@@ -182,9 +244,11 @@ def rerun_best(spec: StudySpec, study: Any, k: int, workers: int, threads: int, 
         raise GankitError(f"study {spec.name!r} has no completed trial to run on more seeds")
     runs = seed_runs(spec, best.number, dict(best.params), k)
     todo = [r for r in runs if not finished(Path(r["folder"]))]
-    say(f"tune: the best trial ({best.number}, {spec.metric} {score_of(best):.4g}) on {k} seed(s) the search did not "
+    say(
+        f"tune: the best trial ({best.number}, {spec.metric} {score_of(best):.4g}) on {k} seed(s) the search did not "
         f"train ({', '.join(str(r['seed']) for r in runs)}): {len(runs) - len(todo)} done, {len(todo)} to train in "
-        f"{Path(spec.folder) / 'best-seeds'}")
+        f"{Path(spec.folder) / 'best-seeds'}"
+    )
     exits: list[Any] = []
     stopped = None
     if todo:
@@ -197,17 +261,23 @@ def rerun_best(spec: StudySpec, study: Any, k: int, workers: int, threads: int, 
                 say(f"tune: best trial on more seeds: {now}/{len(runs)} done")
                 shown[0] = now
 
-        exits, stopped = run_workers(n, seed_work, (json.dumps(asdict(spec)), json.dumps(todo), n), threads=threads,
-                                     tick=tick)
+        exits, stopped = run_workers(
+            n, seed_work, (json.dumps(asdict(spec)), json.dumps(todo), n), threads=threads, tick=tick
+        )
     write_study_outputs(spec.root, study)
     rows = seed_scores(spec.root, best.number, spec.metric)
     for r in rows:
-        say(f"tune: seed {r['seed']}: {spec.metric} " + ("-" if r["score"] is None else f"{r['score']:.4g}")
-            + f" ({r['folder']})")
+        say(
+            f"tune: seed {r['seed']}: {spec.metric} "
+            + ("-" if r["score"] is None else f"{r['score']:.4g}")
+            + f" ({r['folder']})"
+        )
     stat = spread(rows, spec.metric)
     if stat is not None:
-        say(f"tune: the best trial's recipe on {stat[2]} new seeds: {spec.metric} {stat[0]:.4g} ± {stat[1]:.2g} "
-            f"(n={stat[2]}; the trial itself: {score_of(best):.4g})")
+        say(
+            f"tune: the best trial's recipe on {stat[2]} new seeds: {spec.metric} {stat[0]:.4g} ± {stat[1]:.2g} "
+            f"(n={stat[2]}; the trial itself: {score_of(best):.4g})"
+        )
     if stopped:
         say("tune: stopped by a signal; run the same command to continue the seeds")
         return 128 + stopped
@@ -227,8 +297,10 @@ def parse_objectives(text: str, metric: str) -> list[str]:
     short = metric.split("/")[-1]
     names = [n.strip() for n in text.split(",")]
     if names[0] not in ("score", "fd", metric, short) or len(names) > 2 or (len(names) == 2 and names[1] not in SECOND):
-        raise GankitError(f"--objective {text}: give the score ({short}), optionally with one of "
-                          f"{', '.join(SECOND)} after a comma, e.g. --objective {short},params")
+        raise GankitError(
+            f"--objective {text}: give the score ({short}), optionally with one of "
+            f"{', '.join(SECOND)} after a comma, e.g. --objective {short},params"
+        )
     if names[0] == "fd" and short != "fd":
         raise GankitError(f"--objective {text}: this model is scored by {metric}, not FD; use --objective {short}")
     return ["score", *names[1:]]
@@ -276,9 +348,12 @@ class Progress:
             pick = best_trial(self.study)  # with two objectives: the Pareto front's best score
         except Exception:  # noqa: BLE001 - a busy database: the next tick reads it
             return
-        line = (f"tune: {c.done}/{self.target} done ({c.complete} complete, {c.pruned} pruned, {c.errors} failed), "
-                f"{c.running} running" + (f", {c.waiting} queued" if c.waiting else "")
-                + (f"; best {self.metric} {score_of(pick):.4g} (trial {pick.number})" if pick else ""))
+        line = (
+            f"tune: {c.done}/{self.target} done ({c.complete} complete, {c.pruned} pruned, {c.errors} failed), "
+            f"{c.running} running"
+            + (f", {c.waiting} queued" if c.waiting else "")
+            + (f"; best {self.metric} {score_of(pick):.4g} (trial {pick.number})" if pick else "")
+        )
         if line != self.last:
             self.say(f"{line}  [{_clock(time.monotonic() - self.t0)}]")
             self.last = line

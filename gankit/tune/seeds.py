@@ -24,8 +24,10 @@ SEEDS_DIR = "best-seeds"
 def seed_runs(spec: StudySpec, trial: int, params: dict[str, Any], k: int) -> list[dict[str, Any]]:
     """The K runs of trial ``trial``'s parameters: seed and folder of each (JSON-able, for the worker processes)."""
     seeds = [spec.seed + 1 + i for i in range(k)]
-    return [{"seed": s, "folder": str(spec.root / SEEDS_DIR / f"trial-{trial:04d}-seed-{s}"), "params": params}
-            for s in seeds]
+    return [
+        {"seed": s, "folder": str(spec.root / SEEDS_DIR / f"trial-{trial:04d}-seed-{s}"), "params": params}
+        for s in seeds
+    ]
 
 
 def finished(folder: Path) -> bool:
@@ -70,8 +72,15 @@ def seed_scores(root: Path, trial: int, metric: str) -> list[dict[str, Any]]:
         score = None
         if run.summary:  # finished: its last score is the end-of-budget one, as for a trial
             score = next((row[metric] for row in reversed(run.rows) if isinstance(row.get(metric), (int, float))), None)
-        rows.append({"seed": run.config.get("seed"), "folder": folder, "steps": run.summary.get("step"),
-                     "score": score, "config": run.config})
+        rows.append(
+            {
+                "seed": run.config.get("seed"),
+                "folder": folder,
+                "steps": run.summary.get("step"),
+                "score": score,
+                "config": run.config,
+            }
+        )
     return sorted(rows, key=lambda r: (r["seed"] is None, r["seed"]))
 
 

@@ -63,8 +63,10 @@ class Dist:
             return list(self.choices)
         if self.kind == "int":
             return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
-        raise GankitError(f"--sampler grid needs a finite set of values, but {key} is {self.describe()}; "
-                          f"write it as choice(...) or int(lo, hi, step), or use --sampler tpe")
+        raise GankitError(
+            f"--sampler grid needs a finite set of values, but {key} is {self.describe()}; "
+            f"write it as choice(...) or int(lo, hi, step), or use --sampler tpe"
+        )
 
 
 Space = dict[str, Dist]
@@ -106,8 +108,10 @@ def parse_dist(key: str, value: Any) -> Dist:
     if isinstance(value, list):
         return _choice(key, [v for v in value], f"{value!r}")
     if not isinstance(value, str) or not (m := _CALL.match(value)):
-        raise GankitError(f"{key}: {value!r} is not a distribution; write loguniform(lo, hi), uniform(lo, hi), "
-                          f"int(lo, hi[, step]) or choice(a, b, ...)")
+        raise GankitError(
+            f"{key}: {value!r} is not a distribution; write loguniform(lo, hi), uniform(lo, hi), "
+            f"int(lo, hi[, step]) or choice(a, b, ...)"
+        )
     kind, inner = m.group(1), m.group(2)
     call = f"{kind}({inner.strip()})"
     if kind not in KINDS:
@@ -119,8 +123,10 @@ def parse_dist(key: str, value: Any) -> Dist:
         return _choice(key, [parse_set(f"{key}={a}")[1] for a in args], call)
     want = (2, 3) if kind == "int" else (2,)
     if len(args) not in want:
-        raise GankitError(f"{key}: {call} takes {' or '.join(map(str, want))} numbers (low, high"
-                          f"{'[, step]' if kind == 'int' else ''})")
+        raise GankitError(
+            f"{key}: {call} takes {' or '.join(map(str, want))} numbers (low, high"
+            f"{'[, step]' if kind == 'int' else ''})"
+        )
     nums = [_number(a, key, call) for a in args]
     low, high = nums[0], nums[1]
     if not low < high:
@@ -144,8 +150,9 @@ def _choice(key: str, values: list[Any], call: str) -> Dist:
         raise GankitError(f"{key}: {call}: a value is repeated; list each value once")
     for v in values:
         if not (v is None or isinstance(v, (bool, int, float, str))):
-            raise GankitError(f"{key}: {call}: {v!r} is not a single value (Optuna choices are numbers, "
-                              f"strings, booleans or null)")
+            raise GankitError(
+                f"{key}: {call}: {v!r} is not a single value (Optuna choices are numbers, strings, booleans or null)"
+            )
     return Dist("choice", choices=tuple(_plain(v) for v in values))
 
 
@@ -201,8 +208,10 @@ def check_space(space: Space, resolve_with: Any) -> None:
     for an unknown key, a key the model does not read, or a bad value) so a bad space fails before any trial."""
     for key, dist in space.items():
         if key in ("seed",) or key.startswith(("train.steps", "train.epochs", "train.max_minutes", "train.clock")):
-            raise GankitError(f"space key {key}: the budget and seed are the same for every trial; "
-                              f"set them with --steps/--max-minutes/--cpu-minutes and --seed")
+            raise GankitError(
+                f"space key {key}: the budget and seed are the same for every trial; "
+                f"set them with --steps/--max-minutes/--cpu-minutes and --seed"
+            )
         for value in dist.probes():
             try:
                 resolve_with({key: value})

@@ -34,7 +34,9 @@ def need_optuna() -> Any:
     try:
         import optuna
     except ModuleNotFoundError:
-        raise GankitError("gankit tune needs Optuna: pip install 'gankit[tune]' (or pip install optuna==5.1.0)") from None
+        raise GankitError(
+            "gankit tune needs Optuna: pip install 'gankit[tune]' (or pip install optuna==5.1.0)"
+        ) from None
     import warnings
 
     # gankit prints its own progress line and says itself why a trial stopped (Optuna would add a traceback to a
@@ -45,7 +47,9 @@ def need_optuna() -> Any:
     return optuna
 
 
-CLAIMS_TABLE = "gankit_requeued"  # (study name, trial number) of every failed trial queued again, in the study's database
+CLAIMS_TABLE = (
+    "gankit_requeued"  # (study name, trial number) of every failed trial queued again, in the study's database
+)
 
 
 class RequeueOnce:
@@ -74,8 +78,10 @@ def claim_requeue(engine: Any, study_name: str, number: int) -> bool:
     """True for exactly one caller per (study, trial number), in any number of processes on one database."""
     import sqlalchemy
 
-    ddl = (f"CREATE TABLE IF NOT EXISTS {CLAIMS_TABLE} (study_name VARCHAR(512) NOT NULL, trial_number INTEGER "
-           f"NOT NULL, PRIMARY KEY (study_name, trial_number))")
+    ddl = (
+        f"CREATE TABLE IF NOT EXISTS {CLAIMS_TABLE} (study_name VARCHAR(512) NOT NULL, trial_number INTEGER "
+        f"NOT NULL, PRIMARY KEY (study_name, trial_number))"
+    )
     try:
         with engine.begin() as con:
             con.execute(sqlalchemy.text(ddl))
@@ -83,8 +89,10 @@ def claim_requeue(engine: Any, study_name: str, number: int) -> bool:
         pass
     try:
         with engine.begin() as con:
-            con.execute(sqlalchemy.text(f"INSERT INTO {CLAIMS_TABLE} (study_name, trial_number) VALUES (:s, :n)"),
-                        {"s": study_name, "n": number})
+            con.execute(
+                sqlalchemy.text(f"INSERT INTO {CLAIMS_TABLE} (study_name, trial_number) VALUES (:s, :n)"),
+                {"s": study_name, "n": number},
+            )
     except sqlalchemy.exc.IntegrityError:
         return False
     return True
@@ -124,8 +132,13 @@ class StudySpec:
         # machines and runs of one study; what a trial trains and its budget may not.
         side = (RESUME_MAY_CHANGE - {*BUDGET_KEYS, "train.clock"}) | {"train.device", "data.dir", "data.cache_dir"}
         config = {k: v for k, v in flatten(self.resolved_base).items() if k not in side}
-        core = {"config": config, "space": self.space, "tune_keys": own,
-                "metric": self.metric, "direction": self.direction}
+        core = {
+            "config": config,
+            "space": self.space,
+            "tune_keys": own,
+            "metric": self.metric,
+            "direction": self.direction,
+        }
         if len(self.objectives) > 1:  # (single-objective studies keep the fingerprint they had before this option)
             core["objectives"] = self.objectives
         return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -133,8 +146,10 @@ class StudySpec:
     resolved_base: dict[str, Any] = field(default_factory=dict)  # the base config resolved, for the fingerprint
 
     def save(self) -> None:
-        write_json(Path(self.folder) / SPEC_FILE, {**asdict(self), "storage": redact(self.storage),
-                                                   "fingerprint": self.fingerprint()})
+        write_json(
+            Path(self.folder) / SPEC_FILE,
+            {**asdict(self), "storage": redact(self.storage), "fingerprint": self.fingerprint()},
+        )
 
     @property
     def root(self) -> Path:
@@ -155,7 +170,7 @@ def prepare_sqlite(url: str) -> None:
     not block the workers' writes, and concurrent writers wait on the busy timeout instead of failing."""
     if not url.startswith("sqlite:///"):
         return
-    path = Path(url[len("sqlite:///"):])
+    path = Path(url[len("sqlite:///") :])
     try:
         con = sqlite3.connect(path, timeout=SQLITE_TIMEOUT_S)
         try:
@@ -188,12 +203,16 @@ def open_storage(url: str, heartbeat: int | None = None, retry: bool = False) ->
         requeue.engine = storage.engine
         return storage
     except ImportError:  # Optuna re-raises the missing driver as an ImportError of its own
-        raise GankitError(f"--storage {redact(url)}: the database driver is not installed; for PostgreSQL: pip install "
-                          f"'gankit[tune-postgres]' (psycopg 3, binary)") from None
+        raise GankitError(
+            f"--storage {redact(url)}: the database driver is not installed; for PostgreSQL: pip install "
+            f"'gankit[tune-postgres]' (psycopg 3, binary)"
+        ) from None
     except Exception as e:  # sqlalchemy's OperationalError/ArgumentError: a server that is down, a wrong password
         first = str(getattr(e, "orig", None) or e).strip().splitlines()
-        raise GankitError(f"--storage {redact(url)}: cannot open the study storage: "
-                          f"{first[0] if first else type(e).__name__} (check the host, port, user and password)") from None
+        raise GankitError(
+            f"--storage {redact(url)}: cannot open the study storage: "
+            f"{first[0] if first else type(e).__name__} (check the host, port, user and password)"
+        ) from None
 
 
 def check_writable(folder: Path) -> None:
@@ -215,8 +234,9 @@ def create_or_load(spec: StudySpec, storage: Any, sampler: Any = None, pruner: A
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
     except KeyError:
         try:
-            study = optuna.create_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner,
-                                        directions=spec.directions)
+            study = optuna.create_study(
+                study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner, directions=spec.directions
+            )
             study.set_user_attr(FINGERPRINT_ATTR, fp)
         except optuna.exceptions.DuplicatedStudyError:  # another machine created it a moment ago
             study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
@@ -228,7 +248,9 @@ def create_or_load(spec: StudySpec, storage: Any, sampler: Any = None, pruner: A
 
         time.sleep(0.1)
     if have != fp:
-        raise GankitError(f"study {spec.name!r} in {redact(spec.storage)} was made with another config or space "
-                          f"(fingerprint {have} here {fp}); give another --study-name or --out, or the same "
-                          f"config, flags and space as before")
+        raise GankitError(
+            f"study {spec.name!r} in {redact(spec.storage)} was made with another config or space "
+            f"(fingerprint {have} here {fp}); give another --study-name or --out, or the same "
+            f"config, flags and space as before"
+        )
     return study

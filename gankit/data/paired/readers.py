@@ -40,7 +40,9 @@ _LAYOUT_HINT = (
 
 def _images_in(folder: Path) -> list[Path]:
     return sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
     )
 
 
@@ -154,8 +156,9 @@ def _decode(path: Path, channels: int, source: BinaryIO | None = None) -> Image.
     return im
 
 
-def _side(img: Image.Image, size: int | tuple[int, int], path: Path, what: str,
-          fit: tuple[str, int] = ("stretch", 0)) -> np.ndarray:
+def _side(
+    img: Image.Image, size: int | tuple[int, int], path: Path, what: str, fit: tuple[str, int] = ("stretch", 0)
+) -> np.ndarray:
     """One side of a pair fitted to size x size, or (width, height), per ``fit`` = (data.resize, data.pad_value);
     (H, W) for 'L', (H, W, 3) for 'RGB', uint8. Both sides of a pair have the same size, so they stay aligned."""
     w, h = img.size
@@ -184,7 +187,9 @@ def _stack(sides: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).contiguous()
 
 
-def _split_halves(path: Path, size: int | tuple[int, int], channels: int, fit: tuple[str, int] = ("stretch", 0)) -> tuple[np.ndarray, np.ndarray]:
+def _split_halves(
+    path: Path, size: int | tuple[int, int], channels: int, fit: tuple[str, int] = ("stretch", 0)
+) -> tuple[np.ndarray, np.ndarray]:
     """A side-by-side file -> (A = left half, B = right half), each resized to size x size."""
     img = _decode(path, channels)
     w, h = img.size
@@ -198,11 +203,14 @@ def _split_halves(path: Path, size: int | tuple[int, int], channels: int, fit: t
     return a, b
 
 
-def _read_pair(pair: tuple[Path, Path], size: int | tuple[int, int], channels: int,
-               fit: tuple[str, int] = ("stretch", 0)) -> tuple[np.ndarray, np.ndarray]:
+def _read_pair(
+    pair: tuple[Path, Path], size: int | tuple[int, int], channels: int, fit: tuple[str, int] = ("stretch", 0)
+) -> tuple[np.ndarray, np.ndarray]:
     pa, pb = pair
-    return (_side(_decode(pa, channels), size, pa, "image A", fit),
-            _side(_decode(pb, channels), size, pb, "image B", fit))
+    return (
+        _side(_decode(pa, channels), size, pa, "image A", fit),
+        _side(_decode(pb, channels), size, pb, "image B", fit),
+    )
 
 
 def _finish(a: torch.Tensor, b: torch.Tensor, name: str, cfg: DataConfig) -> ImageData:
@@ -215,7 +223,12 @@ def _finish(a: torch.Tensor, b: torch.Tensor, name: str, cfg: DataConfig) -> Ima
 # each: 41.5 s against 37.0 s) and no faster at 256x256 (BENCHMARKS.md, issue 10); `--set train.channels_last=true`
 # still turns it on.
 @dataset(
-    "paired", paired=True, own_resize=True, channels=3, default_epochs=100, distinct_val=True,
+    "paired",
+    paired=True,
+    own_resize=True,
+    channels=3,
+    default_epochs=100,
+    distinct_val=True,
     defaults={"model.name": "pix2pix", "data.image_size": 128, "train.batch_size": 4, "train.channels_last": False},
 )
 def load_paired(cfg: DataConfig) -> ImageData:
@@ -249,7 +262,9 @@ def load_paired(cfg: DataConfig) -> ImageData:
             items = [(a, b) for a, b in _pair_files(*src) if guard.claim_file(a)]
             where = f"{src[0]} and {src[1]}"
         if not items:
-            raise GankitError(f"{where}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); put the '{cfg.split}' pairs there")
+            raise GankitError(
+                f"{where}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}); put the '{cfg.split}' pairs there"
+            )
         if cfg.limit:  # load_dataset keeps the first `limit` anyway; decoding the rest would be wasted
             items = items[: max(cfg.limit - len(a_sides), 0)]
         read = _split_halves if isinstance(src, Path) else _read_pair

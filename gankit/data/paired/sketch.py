@@ -72,16 +72,29 @@ def sketch_boxes(split: str, shapes: list[tuple[int, int]]) -> list[tuple[int, i
 def _sketch_crops(photos: list[np.ndarray], boxes: list[tuple[int, int, int, int]], size: int) -> np.ndarray:
     """Colour crops (n, size, size, 3) uint8, resized (bicubic) from the boxes of :func:`sketch_boxes`."""
     pil = [Image.fromarray(p) for p in photos]
-    return np.stack([
-        np.asarray(pil[k].resize((size, size), Image.Resampling.BICUBIC, box=(x, y, x + s, y + s)), np.uint8)
-        for k, x, y, s in boxes
-    ])
+    return np.stack(
+        [
+            np.asarray(pil[k].resize((size, size), Image.Resampling.BICUBIC, box=(x, y, x + s, y + s)), np.uint8)
+            for k, x, y, s in boxes
+        ]
+    )
 
 
 @dataset(
-    "sketch", paired=True, own_resize=True, channels=3, input_channels=1, embedded=True, default_epochs=60,
-    defaults={"data.image_size": 64, "train.batch_size": 8, "model.g_channels": 32, "model.d_channels": 32,
-              "train.channels_last": False},
+    "sketch",
+    paired=True,
+    own_resize=True,
+    channels=3,
+    input_channels=1,
+    embedded=True,
+    default_epochs=60,
+    defaults={
+        "data.image_size": 64,
+        "train.batch_size": 8,
+        "model.g_channels": 32,
+        "model.d_channels": 32,
+        "train.channels_last": False,
+    },
 )
 def load_sketch(cfg: DataConfig) -> ImageData:
     """The embedded pix2pix default: pencil sketch (1 channel) -> colour crop (3 channels), no network, no cache.

@@ -25,14 +25,44 @@ from .base import FEATURES, Builder, FeatureExtractor, build_extractor, cache_ro
 from .classifier import ClassifierFeatures, classifier_key
 from .classifier_net import NORM_IMAGES, ClassifierTraining, DomainClassifier, fit_normalisation, input_size
 from .classifier_training import _lr_schedule, one_thread, train_classifier, translate
-from .inception import (INCEPTION_FILE, INCEPTION_MAX_BYTES, INCEPTION_SHA256, INCEPTION_URL, InceptionFeatures,
-                        check_torchscript, load_torchscript, resolve_inception, torchscript_problem)
+from .inception import (
+    INCEPTION_FILE,
+    INCEPTION_MAX_BYTES,
+    INCEPTION_SHA256,
+    INCEPTION_URL,
+    InceptionFeatures,
+    check_torchscript,
+    load_torchscript,
+    resolve_inception,
+    torchscript_problem,
+)
 from .pixels import PixelFeatures
 
 __all__ = [
-    "FEATURES", "INCEPTION_FILE", "INCEPTION_MAX_BYTES", "INCEPTION_SHA256", "INCEPTION_URL", "NORM_IMAGES", "Builder",
-    "ClassifierFeatures", "ClassifierTraining", "DomainClassifier", "FeatureExtractor", "InceptionFeatures",
-    "PixelFeatures", "build_extractor", "cache_root", "check_torchscript", "classifier_key", "fit_normalisation",
-    "input_size", "load_torchscript", "one_thread", "resolve_inception", "torchscript_problem", "train_classifier",
-    "translate", "_lr_schedule",
+    "FEATURES",
+    "INCEPTION_FILE",
+    "INCEPTION_MAX_BYTES",
+    "INCEPTION_SHA256",
+    "INCEPTION_URL",
+    "NORM_IMAGES",
+    "Builder",
+    "ClassifierFeatures",
+    "ClassifierTraining",
+    "DomainClassifier",
+    "FeatureExtractor",
+    "InceptionFeatures",
+    "PixelFeatures",
+    "build_extractor",
+    "cache_root",
+    "check_torchscript",
+    "classifier_key",
+    "fit_normalisation",
+    "input_size",
+    "load_torchscript",
+    "one_thread",
+    "resolve_inception",
+    "torchscript_problem",
+    "train_classifier",
+    "translate",
+    "_lr_schedule",
 ]

@@ -54,8 +54,14 @@ class FeatureExtractor(ABC):
 
     def info(self) -> dict[str, Any]:
         """JSON-ready description for results files."""
-        return {"name": self.name, "identity": self.identity, "dim": self.dim, "num_classes": self.num_classes,
-                "protocol": self.protocol, "resize": self.resize}
+        return {
+            "name": self.name,
+            "identity": self.identity,
+            "dim": self.dim,
+            "num_classes": self.num_classes,
+            "protocol": self.protocol,
+            "resize": self.resize,
+        }
 
 
 # A builder takes the labelled training data (None when the extractor needs none) and where to find or keep weights.
@@ -78,7 +84,10 @@ def build_extractor(
         return builder(train=train, inception_path=inception_path, cache_dir=cache_dir, progress=progress)
     PROTOCOLS.get(protocol)  # an unknown name is a one-line error before any network is loaded
     if name != "inception":
-        raise GankitError(f"--protocol {protocol} names how images reach the Inception network; use it with "
-                          f"--features inception (the {name} features have a resize of their own)")
-    return builder(train=train, inception_path=inception_path, cache_dir=cache_dir, progress=progress,
-                   protocol=protocol)
+        raise GankitError(
+            f"--protocol {protocol} names how images reach the Inception network; use it with "
+            f"--features inception (the {name} features have a resize of their own)"
+        )
+    return builder(
+        train=train, inception_path=inception_path, cache_dir=cache_dir, progress=progress, protocol=protocol
+    )

@@ -64,7 +64,9 @@ class ClassifierFeatures(FeatureExtractor):
         folder = cache_root(cache_dir) / "classifiers" / key
         if (folder / "classifier.json").is_file() and (folder / "model.safetensors").is_file():
             meta = json.loads((folder / "classifier.json").read_text())
-            net = DomainClassifier(meta["in_channels"], meta["num_classes"], recipe.width, recipe.feature_dim, recipe.batchnorm)
+            net = DomainClassifier(
+                meta["in_channels"], meta["num_classes"], recipe.width, recipe.feature_dim, recipe.batchnorm
+            )
             net.load_state_dict(load_file(str(folder / "model.safetensors")))
             _say(progress, f"classifier features: loaded {folder} (held-out accuracy {meta['accuracy']:.4f})")
             return cls(net, meta)
@@ -82,14 +84,19 @@ class ClassifierFeatures(FeatureExtractor):
             for f in tmp.iterdir():
                 f.unlink()
             tmp.rmdir()
-        _say(progress, f"classifier features: trained in {meta['seconds']:.1f}s, held-out accuracy {meta['accuracy']:.4f}; cached in {folder}")
+        _say(
+            progress,
+            f"classifier features: trained in {meta['seconds']:.1f}s, held-out accuracy {meta['accuracy']:.4f}; cached in {folder}",
+        )
         return cls(net, meta)
 
     def logits_and_features(self, images: torch.Tensor, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 images (N, C, H, W) -> logits (N, K), features (N, D)."""
         feats, logits = [], []
         for i in range(0, images.shape[0], batch_size):
-            f, lg = self.net.features_and_logits(to_float(_prepare(images[i : i + batch_size], self.in_channels, self.size)))
+            f, lg = self.net.features_and_logits(
+                to_float(_prepare(images[i : i + batch_size], self.in_channels, self.size))
+            )
             feats.append(f)
             logits.append(lg)
         if not feats:

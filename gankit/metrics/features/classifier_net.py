@@ -72,13 +72,15 @@ class DomainClassifier(nn.Module):
         super().__init__()
         chans = [in_channels, width, 2 * width, 4 * width]
         strides = [1, 2, 2]  # the first at full resolution: strokes and edges
-        self.convs = nn.ModuleList([
-            nn.Sequential(
-                nn.Conv2d(c_in, c_out, 3, stride=s, padding=1, bias=not batchnorm),
-                nn.BatchNorm2d(c_out) if batchnorm else nn.Identity(),
-            )
-            for c_in, c_out, s in zip(chans[:-1], chans[1:], strides)
-        ])
+        self.convs = nn.ModuleList(
+            [
+                nn.Sequential(
+                    nn.Conv2d(c_in, c_out, 3, stride=s, padding=1, bias=not batchnorm),
+                    nn.BatchNorm2d(c_out) if batchnorm else nn.Identity(),
+                )
+                for c_in, c_out, s in zip(chans[:-1], chans[1:], strides)
+            ]
+        )
         self.fc = nn.Linear(4 * width * self.grid**2, feature_dim)
         self.head = nn.Linear(feature_dim, num_classes)
         self.block_dims = [width, 2 * width, 4 * width, feature_dim]
@@ -118,8 +120,12 @@ def fit_normalisation(
     block's mean goes to 0 and its total variance to D times its share (``first_share`` for the first block, 1 for the
     others) over the sum of the shares. A constant block is only centred."""
     with torch.inference_mode():
-        raw = torch.cat([torch.cat(net.blocks(to_float(images[i : i + batch_size]))[0], dim=1)
-                         for i in range(0, len(images), batch_size)]).double()
+        raw = torch.cat(
+            [
+                torch.cat(net.blocks(to_float(images[i : i + batch_size]))[0], dim=1)
+                for i in range(0, len(images), batch_size)
+            ]
+        ).double()
     shift = raw.mean(0)
     scale = torch.ones_like(shift)
     shares = [first_share] + [1.0] * (len(net.block_dims) - 1)

@@ -18,8 +18,15 @@ from tqdm import tqdm
 from ...core.errors import GankitError
 from ...data.base import ImageData, to_float
 from .base import _say
-from .classifier_net import (DEFAULT_RECIPE, NORM_IMAGES, ClassifierTraining, DomainClassifier, _prepare,
-                             fit_normalisation, input_size)
+from .classifier_net import (
+    DEFAULT_RECIPE,
+    NORM_IMAGES,
+    ClassifierTraining,
+    DomainClassifier,
+    _prepare,
+    fit_normalisation,
+    input_size,
+)
 
 
 def _lr_schedule(recipe: ClassifierTraining, total_steps: int) -> Callable[[int], float]:
@@ -74,7 +81,9 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _train_classifier(data: ImageData, recipe: ClassifierTraining, progress: bool) -> tuple[DomainClassifier, dict[str, Any]]:
+def _train_classifier(
+    data: ImageData, recipe: ClassifierTraining, progress: bool
+) -> tuple[DomainClassifier, dict[str, Any]]:
     labels = data.labels.to(torch.int64)
     if len(data) < 10 or bool((labels < 0).any()):
         raise GankitError(
@@ -100,11 +109,22 @@ def _train_classifier(data: ImageData, recipe: ClassifierTraining, progress: boo
     steps_per_epoch = -(-len(x_train) // recipe.batch_size)
     lr_at = _lr_schedule(recipe, recipe.epochs * steps_per_epoch)
     shift = int(round(recipe.translate * size))  # pixels
-    _say(progress, f"classifier features: training a classifier on {len(x_train)} labelled images of '{data.name}' "
-                   f"({recipe.epochs} epochs; once, then cached)")
+    _say(
+        progress,
+        f"classifier features: training a classifier on {len(x_train)} labelled images of '{data.name}' "
+        f"({recipe.epochs} epochs; once, then cached)",
+    )
     # The first evaluation of a data set spends a minute or two here: a bar says so instead of a silent wait.
-    bar = tqdm(total=recipe.epochs * steps_per_epoch, desc="classifier", unit="batch", file=sys.stderr,
-               disable=not progress, dynamic_ncols=True, mininterval=1.0, leave=False)
+    bar = tqdm(
+        total=recipe.epochs * steps_per_epoch,
+        desc="classifier",
+        unit="batch",
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+        mininterval=1.0,
+        leave=False,
+    )
     net.train()
     step = 0
     with torch.enable_grad():

@@ -96,8 +96,10 @@ def load_torchscript(raw: bytes, where: str, expected: str) -> torch.jit.ScriptM
             return torch.jit.load(io.BytesIO(raw), map_location="cpu").eval()
     except Exception:  # noqa: BLE001 - PyTorch's reader fails in many ways on a damaged archive; its text says nothing
         version = torch.__version__.split("+")[0]
-        raise GankitError(f"{where} is not a TorchScript file PyTorch {version} can load (a damaged archive, or one "
-                          f"saved by an incompatible version); expected {expected}") from None
+        raise GankitError(
+            f"{where} is not a TorchScript file PyTorch {version} can load (a damaged archive, or one "
+            f"saved by an incompatible version); expected {expected}"
+        ) from None
 
 
 class InceptionFeatures(FeatureExtractor):
@@ -121,7 +123,9 @@ class InceptionFeatures(FeatureExtractor):
             raw = f.read()  # ~100 MB, read once: hashed and loaded from the same bytes
         self.sha256 = hashlib.sha256(raw).hexdigest()  # recorded in the identity, so results name the exact file
         if INCEPTION_SHA256 is not None and self.sha256 != INCEPTION_SHA256:
-            raise GankitError(f"{self.path}: SHA256 {self.sha256} is not that of {INCEPTION_FILE}; download it again from {INCEPTION_URL}")
+            raise GankitError(
+                f"{self.path}: SHA256 {self.sha256} is not that of {INCEPTION_FILE}; download it again from {INCEPTION_URL}"
+            )
         self.model = load_torchscript(raw, f"--inception {self.path}", f"{INCEPTION_FILE} from {INCEPTION_URL}")
         weight = getattr(getattr(self.model, "output", None), "weight", None)
         self._head = weight.detach().double() if isinstance(weight, torch.Tensor) else None  # (K, F)
