@@ -3,9 +3,11 @@
     python benchmarks/golden.py OUT_DIR            # record
     python benchmarks/golden.py OUT_DIR --compare OLD_DIR
 
-Runs (CLI, 1 thread): a DCGAN (200 steps on digits), a conditional GAN, a WGAN-GP and a pix2pix run; records their
-metrics.jsonl values (without wall-clock fields), `gankit sample --seed 0` arrays, `gankit translate` outputs and the
-final checkpoint weights. `gankit eval` JSON is recorded too (its numbers depend on the feature extractor's version).
+Runs (CLI, 1 thread): a DCGAN (200 steps on digits), a conditional GAN, a WGAN-GP, a pix2pix and a CycleGAN run (a
+tiny one on 48 images of the embedded unpaired set; its image pool fills after two steps, so later steps swap fakes);
+records their metrics.jsonl values (without wall-clock fields), `gankit sample --seed 0` arrays, `gankit translate`
+outputs (CycleGAN: both directions) and the final checkpoint weights (CycleGAN's include the pools). `gankit eval`
+JSON is recorded too (its numbers depend on the feature extractor's version).
 """
 
 from __future__ import annotations
@@ -31,7 +33,21 @@ RUNS = {
         "model.d_batchnorm=false",
     ],
     "pix2pix": ["--model", "pix2pix", "--steps", "20", "--set", "train.batch_size=4", "--set", "data.image_size=32"],
+    "cyclegan": [
+        "--model",
+        "cyclegan",
+        "--steps",
+        "12",
+        *("--set", "data.image_size=16", "--set", "data.limit=48", "--set", "train.batch_size=2"),
+        *("--set", "model.g_channels=4", "--set", "model.d_channels=4", "--set", "model.g_blocks=1"),
+        *("--set", "model.patch=16", "--set", "model.pool_size=3", "--set", "train.sample_every=6"),
+    ],
 }
+# The translation families: `gankit translate` of the run's own preview grids, once per direction listed (None: the
+# command's default, recorded under the key the pix2pix case always had).
+TRANSLATE: dict[str, list[str | None]] = {"pix2pix": [None], "cyclegan": ["AtoB", "BtoA"]}
+# `gankit eval` of these runs besides the DCGAN's (pixel features: no extractor to train)
+EVAL = {"cyclegan": ["--features", "pixels"]}
 VOLATILE = {"time", "images_per_s", "seconds"}
 
 
@@ -54,12 +70,15 @@ def record(out: Path) -> dict:
         res[f"{name}/metrics"] = [{k: v for k, v in r.items() if k not in VOLATILE} for r in rows]
         for f in sorted((run / "checkpoints" / "final").glob("*.safetensors")):
             res[f"{name}/final/{f.name}"] = digest(f)
-        if name == "pix2pix":
-            tr = out / f"{name}-translate"
-            if not tr.exists():
-                gk("translate", str(run), str(run / "samples"), "--out", str(tr))
-            for f in sorted(tr.glob("*.png")):
-                res[f"{name}/translate/{f.name}"] = digest(f)
+        if name in TRANSLATE:
+            for direction in TRANSLATE[name]:
+                tag = "translate" if direction is None else f"translate-{direction}"
+                tr = out / f"{name}-{tag}"
+                if not tr.exists():
+                    how = [] if direction is None else ["--direction", direction]
+                    gk("translate", str(run), str(run / "samples"), "--out", str(tr), *how)
+                for f in sorted(tr.glob("*.png")):
+                    res[f"{name}/{tag}/{f.name}"] = digest(f)
         else:
             npy = out / f"{name}-sample.npy"
             if not npy.exists():
@@ -69,6 +88,11 @@ def record(out: Path) -> dict:
     if not ev.exists():
         gk("eval", str(out / "dcgan"), "--n", "500", "--split", "test", "--no-parzen", "--out", str(ev))
     res["dcgan/eval"] = {k: v for k, v in json.loads(ev.read_text()).items() if k not in ("run", "seconds")}
+    for name, flags in EVAL.items():
+        ev = out / f"eval-{name}.json"
+        if not ev.exists():
+            gk("eval", str(out / name), *flags, "--out", str(ev))
+        res[f"{name}/eval"] = {k: v for k, v in json.loads(ev.read_text()).items() if k not in ("run", "seconds")}
     (out / "golden.json").write_text(json.dumps(res, indent=1, sort_keys=True))
     return res
 
