@@ -45,9 +45,6 @@ from .runs import (
 )
 from .svg import PALETTE, nice_ticks, svg_chart
 
-# The old private names, for code written against the single-file report.py (branches in flight import them).
-_cards, _fmt, _nice_ticks, _duration, _stepper, _value = cards, fmt, nice_ticks, duration, stepper, value_text
-
 __all__ = [
     "BASELINES",
     "CSS",
