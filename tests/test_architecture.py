@@ -229,3 +229,65 @@ def test_the_family_check_finds_family_tests() -> None:
         assert _family_tests(ast.parse(src), fams, models), src
     for src in ('"""A docstring that says gan."""', "x = cfg.model.name", "ok = data.labels is None"):
         assert not _family_tests(ast.parse(src), fams, models), src
+
+
+# What a family's step leaves to FamilyTask (gankit/tasks/base.py): this process's share of the data and of what is
+# drawn for the whole batch, the gradient all-reduce, loss scaling and the optimizer step. A family calls
+# self.batch / self.gather / self.rows / self.whole / self.backward / self.update instead.
+PLUMBING = {"next_shard", "shard", "unshard", "share", "sync_grads"}  # of gankit.training.distributed
+PRECISION_STEPS = {"backward", "step", "backward_step"}  # of the task's Precision (self.prec)
+
+
+def _plumbing(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, what) for each place a family module does the base class's plumbing itself."""
+    aliases: set[str] = set()
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
+            if mod == "torch.distributed" or mod.endswith("training.distributed"):
+                found += [(node.lineno, f"imports {a.name} from {mod}") for a in node.names if a.name in PLUMBING]
+            if mod == "torch" or mod.endswith("training"):
+                aliases |= {a.asname or a.name for a in node.names if a.name == "distributed"}
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.endswith("distributed"):
+                    found.append((node.lineno, f"imports {a.name}"))
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        v = node.value
+        if node.attr in PLUMBING and isinstance(v, ast.Name) and v.id in aliases:
+            found.append((node.lineno, f"calls the distributed helper {node.attr}"))
+        if node.attr in PRECISION_STEPS and isinstance(v, ast.Attribute) and v.attr == "prec":
+            found.append((node.lineno, f"calls prec.{node.attr} (use self.backward / self.update)"))
+    return found
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in (ROOT / "tasks").glob("*.py") if p.name not in ("base.py", "__init__.py")),
+    ids=lambda p: p.name,
+)
+def test_a_family_step_is_plain_pytorch(path: Path) -> None:
+    """Sharding, gradient sync and precision are the base class's: a family (and the template new ones copy) runs
+    the same step on one process or many without calling them."""
+    found = _plumbing(ast.parse(path.read_text()))
+    assert not found, f"tasks/{path.name}:{found[0][0]} {found[0][1]}"
+
+
+def test_the_plumbing_check_finds_plumbing() -> None:
+    for src in (
+        "from ..training import distributed as ddp\nx = ddp.shard(z)",
+        "from ..training.distributed import sync_grads",
+        "import torch.distributed as dist",
+        "self.prec.backward_step(loss, 'g', opt)",
+        "self.prec.step('d', opt)",
+    ):
+        assert _plumbing(ast.parse(src)), src
+    for src in (
+        "from ..training import distributed as ddp\nn = ddp.world_size()",
+        "self.update('g', loss)\nwith self.prec.autocast(): pass",
+        "x = self.rows(z)",
+    ):
+        assert not _plumbing(ast.parse(src)), src

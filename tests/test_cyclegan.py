@@ -148,6 +148,19 @@ def test_resume_is_exact(run, tmp_path):
     assert loss(straight) == loss(part)
 
 
+def test_fp16_resumes_exactly_with_a_scaler_per_optimizer(tmp_path):
+    """Under fp16 each optimizer (both generators, both discriminators) scales its loss through the base class's
+    update, with a loss scaler of its own that checkpoints carry: a resume is exact."""
+    fp16 = {"train.precision": "fp16", "train.checkpoint_every": 1}
+    straight = gankit.train(_cfg(**fp16, **{"train.steps": 2}), out=str(tmp_path / "straight")).dir
+    part = gankit.train(_cfg(**fp16, **{"train.steps": 1}), out=str(tmp_path / "part")).dir
+    gankit.train(_cfg(**fp16, **{"train.steps": 2}), resume=str(part))
+    a, b = _tensors(straight), _tensors(part)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    state = json.loads((straight / "checkpoints" / "final" / "state.json").read_text())
+    assert set(state["task"]["scalers"]) == {"g", "d"}
+
+
 def test_run_outputs_translate_eval_export_report(run, tmp_path, capsys):
     meta = json.loads((run / "run.json").read_text())
     assert meta["recipe"] == "cyclegan" and meta["class_counts"] == [24, 24]

@@ -1,11 +1,11 @@
 """Network architectures and the model registry.
 
 A model name maps to a :class:`ModelSpec`: a builder of its named networks (any number of generators and
-discriminators: ``{"g": G, "d": D}`` for a GAN, ``{"g_ab": ..., "g_ba": ..., "d_a": ..., "d_b": ...}`` for a
-CycleGAN), the task (model family) that trains it, the
-``model.*`` keys it reads — its own typed section of the config: a key it does not read is an error when a user sets
-it — its own defaults, and a check of the whole config. Builders take explicit arguments from the config's model
-section, never the whole config.
+discriminators, each trained by an optimizer of its own: ``{"g": G, "d": D}`` for a GAN; CycleGAN's ``"g"`` holds
+both its generators and ``"d"`` both its discriminators, one optimizer each, as in the paper), the task (model
+family) that trains it, the ``model.*`` keys it reads — its own typed section of the config: a key it does not read
+is an error when a user sets it — its own defaults, and a check of the whole config. Builders take explicit arguments
+from the config's model section, never the whole config.
 """
 
 from __future__ import annotations

@@ -8,10 +8,11 @@ by ``gankit eval`` and which validation data it trains against. Nothing outside 
 in ``gankit.nets``) asks which family a run is. docs/adding-a-family.md says how to add one.
 
 The base class keeps a family's ``step`` plain single-process PyTorch: :meth:`FamilyTask.batch` gives this process's
-rows of the global batch, :meth:`FamilyTask.rows` its rows of a tensor drawn for the whole batch, and
-:meth:`FamilyTask.update` steps one network's optimizer through the precision policy (loss scaling) and the
-gradient all-reduce of several processes. Under one process those are ``batcher.next()``, the tensor itself and
-``opt.step()``.
+rows of the global batch (:meth:`FamilyTask.gather` those of a batch the family picks itself), :meth:`FamilyTask.rows`
+its rows of a tensor drawn for the whole batch (:meth:`FamilyTask.whole` the way back), and :meth:`FamilyTask.update`
+steps one network's optimizer through the precision policy (loss scaling) and the gradient all-reduce of several
+processes. Under one process those are ``batcher.next()``, ``batcher.gather(indices)``, the tensor itself (twice)
+and ``opt.step()``.
 """
 
 from __future__ import annotations
@@ -159,14 +160,29 @@ class FamilyTask:
     ``channels_last``) to that memory format, and gets an optimizer under the same name, at ``optim.lr_d`` for a
     discriminator and ``optim.lr_g`` otherwise. ``self.fwd[name]`` is the network's forward pass for the step
     (compiled with train.compile); ``self.nets[name]`` stays the plain module (checkpoints, previews, penalties).
-    A task that keeps an average of a generator sets ``self.ema`` (an :class:`EMA`); it is saved as ``ema``."""
+    A network may hold several (two generators trained by one optimizer): :meth:`compiled` gives the forward pass
+    of each part. A task that keeps an average of a generator sets ``self.ema`` (an :class:`EMA`); it is saved as
+    ``ema``. ``kept``: modules that are training state but not trained (a history of fakes, say), by name: moved to
+    ``device`` and saved and restored with every checkpoint, with no optimizer; their floating buffers are averaged
+    across processes after each step, like BatchNorm statistics (keep exact values in integer buffers)."""
 
     best_metric: tuple[str, str]
 
-    def __init__(self, cfg: Config, device: torch.device, nets: Nets, *, channels_last: bool) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        device: torch.device,
+        nets: Nets,
+        *,
+        channels_last: bool,
+        kept: dict[str, nn.Module] | None = None,
+    ) -> None:
         self.cfg, self.device = cfg, device
         self.nets = nets
-        for m in nets.values():
+        self.kept = dict(kept or {})
+        if clash := set(self.kept) & {*nets, "ema"}:
+            raise ValueError(f"kept module names {sorted(clash)} are taken by networks (or the EMA)")
+        for m in (*nets.values(), *self.kept.values()):
             m.to(device)
         self.memory_format = memory_format_for(channels_last, *nets.values())  # before the optimizers
         self.opts = {
@@ -186,7 +202,7 @@ class FamilyTask:
         mods = dict(self.nets)
         if self.ema is not None:
             mods["ema"] = self.ema.model
-        return mods
+        return {**mods, **self.kept}
 
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -211,16 +227,32 @@ class FamilyTask:
     def validate(self) -> dict[str, float]:
         return {}
 
+    def compiled(self, part: nn.Module) -> Callable[..., Any]:
+        """The forward pass of ``part``, a sub-module of one of ``self.nets`` (one of the generators a network holds),
+        compiled with train.compile as ``self.fwd`` is; ``part`` itself otherwise."""
+        return self.prec.compiled(part)
+
     # -- the step's plumbing: one process or several look the same to the family ---------------------------------
     def batch(self, batcher: Batcher) -> tuple[Tensor, Tensor, Tensor | None]:
         """This process's rows of the next global batch (all of it under one process): what ``Batcher.next()``
         returns, (images, labels, targets or None) as uint8/long on the device."""
         return ddp.next_shard(batcher)
 
+    def gather(self, batcher: Batcher, indices: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """This process's rows of a global batch the family picks itself: ``indices`` (B,) rows of the training data,
+        the same on every process (from a generator they hold alike). Returns what :meth:`batch` does. The loop's
+        position in the data moves only with :meth:`batch` (or ``batcher.next_indices()``)."""
+        return batcher.gather(self.rows(indices))
+
     def rows(self, t: Tensor) -> Tensor:
         """This process's rows of ``t``, drawn for the whole global batch (noise from a generator that every process
         holds alike): N processes use the numbers one process would."""
         return ddp.shard(t)
+
+    def whole(self, t: Tensor) -> Tensor:
+        """The way back from :meth:`rows`: the whole global batch (``train.batch_size`` rows) on every process, from
+        each process's rows ``t`` (B_r, ...). Exact (no arithmetic on the values). Under one process ``t`` itself."""
+        return ddp.unshard(t, self.cfg.train.batch_size)
 
     @property
     def rank(self) -> int:

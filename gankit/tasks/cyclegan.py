@@ -6,7 +6,12 @@ The data is one :class:`ImageData` whose labels are the domain (gankit/data/unpa
 over both domains together (an epoch is a pass over N_A + N_B images at one batch per step); each step draws its A
 batch and its B batch from two streams of their own, pure functions of the step's index (the loop batcher's
 position), so the data order needs no state beyond the loop's and a resume is exact. The pools are training state:
-they are the "pool" module of every checkpoint.
+they are the "pool" module of every checkpoint (a module the base class keeps, untrained).
+
+The step is plain single-process PyTorch on :class:`~gankit.tasks.base.FamilyTask`: this process's rows of each
+domain's batch come from ``self.gather``, the pools see the whole global batch of fakes through ``self.whole`` (so
+their draws are the same on every process) and D is shown this process's rows of it (``self.rows``); ``self.update``
+steps each optimizer (loss scaling, the gradient all-reduce of several processes).
 """
 
 from __future__ import annotations
@@ -27,12 +32,8 @@ from ..data.unpaired import DOMAINS, domain_mask
 from ..losses import LOSSES
 from ..metrics.fd import fd as frechet_fd
 from ..nets import build_models
-from ..optim import build_optimizer
-from ..training import distributed as ddp
 from ..training.checkpoint import Checkpoint, load_module
-from ..training.precision import Precision
-from .base import TASKS, TaskSpec, TrainedRun
-from .gan import memory_format_for, set_requires_grad
+from .base import TASKS, FamilyTask, TaskSpec, TrainedRun, set_requires_grad
 from .pix2pix import Translator, translate
 
 SHEET_ROWS = 8  # validation images of each domain on the preview sheet
@@ -159,22 +160,11 @@ def _spread(rows: Tensor, n: int) -> Tensor:
     return rows if len(rows) <= n else rows[torch.linspace(0, len(rows) - 1, n).round().long()]
 
 
-def _global(x: Tensor, global_batch: int) -> Tensor:
-    """The whole global batch of a per-process tensor (B_r, ...) on every process (an all-gather done as a sum of
-    zero-padded copies, which is exact). One process: ``x`` itself."""
-    if not ddp.active():
-        return x
-    full = torch.zeros((global_batch, *x.shape[1:]), dtype=x.dtype, device=x.device)
-    start = ddp.shard_start(global_batch)
-    full[start : start + x.shape[0]] = x
-    return ddp.all_reduce(full)
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # training
 
 
-class CycleGANTask:
+class CycleGANTask(FamilyTask):
     def __init__(self, cfg: Config, data: ImageData, device: torch.device, val: ImageData | None = None) -> None:
         if data.class_names != list(DOMAINS):
             raise GankitError(f"model {cfg.model.name} needs unpaired data (domains A and B); '{data.name}' is not")
@@ -189,7 +179,7 @@ class CycleGANTask:
                 f"train.accumulate and train.freeze_d are not supported by {cfg.model.name} (GAN "
                 f"models only); set them to 1 and 0 (--init-from works)"
             )
-        self.cfg, self.device, self.loss = cfg, device, loss
+        self.loss = loss
         self.image_shape = data.shape
         bs = cfg.train.batch_size
         rows = [domain_mask(data, d) for d in (0, 1)]
@@ -200,31 +190,19 @@ class CycleGANTask:
                     f"training images); lower it"
                 )
         self.streams = [DomainStream(rows[d], bs, cfg.seed, d) for d in (0, 1)]
+        # "g" holds both generators and "d" both discriminators: one optimizer steps both Gs, as in the paper.
         nets = build_models(cfg.model, self.image_shape, self.image_shape[0])
-        self.g, self.d = nets["g"], nets["d"]
         # pools[0] holds fakes of domain A (shown to D_A), pools[1] those of B
         self.pools = nn.ModuleList([ImagePool(cfg.model.pool_size, self.image_shape) for _ in (0, 1)])
-        for m in (self.g, self.d, self.pools):
-            m.to(device)
-        self.memory_format = memory_format_for(cfg.train.channels_last, self.g, self.d)  # before the optimizers
-        self.opt_g = build_optimizer(self.g.parameters(), cfg.optim, cfg.optim.lr_g)  # both Gs, as the paper
-        self.opt_d = build_optimizer(self.d.parameters(), cfg.optim, cfg.optim.lr_d)
-        self.prec = Precision(cfg.train.precision, device, self.optimizers, cfg.train.compile)
-        self.g_ab, self.g_ba = self.prec.compiled(self.g.ab), self.prec.compiled(self.g.ba)
-        self.d_a, self.d_b = self.prec.compiled(self.d.a), self.prec.compiled(self.d.b)
+        super().__init__(cfg, device, nets, channels_last=cfg.train.channels_last, kept={"pool": self.pools})
+        self.g, self.d = nets["g"], nets["d"]
+        self.g_ab, self.g_ba = self.compiled(self.g.ab), self.compiled(self.g.ba)
+        self.d_a, self.d_b = self.compiled(self.d.a), self.compiled(self.d.b)
         self.val = val if val is not None and len(val) else None
         src = self.val if self.val is not None else data
         self.val_rows = [_spread(domain_mask(src, d), VAL_N) for d in (0, 1)]
         self.val_images = [src.images[r] for r in self.val_rows]  # uint8, CPU
         self.sheet = [to_float(x[:SHEET_ROWS]).to(device) for x in self.val_images]
-
-    @property
-    def modules(self) -> dict[str, nn.Module]:
-        return {"g": self.g, "d": self.d, "pool": self.pools}
-
-    @property
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"g": self.opt_g, "d": self.opt_d}
 
     @property
     def sampler(self) -> nn.Module:
@@ -234,16 +212,14 @@ class CycleGANTask:
         return 2 * self.cfg.train.batch_size  # a batch of A and a batch of B
 
     def _batch(self, batcher: Batcher, k: int, domain: int) -> Tensor:
-        rows = ddp.shard(self.streams[domain].indices(k))  # this process's part of the global batch
-        return to_float(batcher.gather(rows)[0]).contiguous(memory_format=self.memory_format)
+        images, _, _ = self.gather(batcher, self.streams[domain].indices(k))  # this process's rows
+        return to_float(images).contiguous(memory_format=self.memory_format)
 
     def step(self, batcher: Batcher, t: float) -> dict[str, Tensor]:
         cfg = self.cfg
-        bs = cfg.train.batch_size
         k = batcher.epoch * batcher.batches_per_epoch + batcher.pos  # this step's index: the steps taken so far
         batcher.next_indices()  # the loop's position (epochs over both domains) moves one batch, as in every family
-        a, b = self._batch(batcher, k, 0), self._batch(batcher, k, 1)  # (B_r, C, H, W) each
-        share = a.shape[0] / bs  # this process's weight in the global batch's mean loss
+        a, b = self._batch(batcher, k, 0), self._batch(batcher, k, 1)  # (B, C, H, W) each, this process's rows
         self.g.train()
         self.d.train()
         lam, lam_idt = cfg.loss.cycle_weight, cfg.loss.cycle_weight * cfg.loss.identity_weight
@@ -261,22 +237,23 @@ class CycleGANTask:
             if lam_idt > 0:
                 idt = identity_loss(self.g_ab(b), b) + identity_loss(self.g_ba(a), a)
                 loss_g = loss_g + lam_idt * idt
-        self.opt_g.zero_grad(set_to_none=True)
-        self.prec.backward_step(loss_g, "g", self.opt_g, lambda: ddp.sync_grads(self.g, share))
+        self.opts["g"].zero_grad(set_to_none=True)
+        self.update("g", loss_g)
 
-        # D: real images against fakes from the pools (the history of G's outputs, the newest among them).
+        # D: real images against fakes from the pools (the history of G's outputs, the newest among them). A pool
+        # sees the whole batch of fakes, so its draws and contents are those of one process.
         set_requires_grad(self.d, True)
         shown = []
         for domain, fake in ((1, fake_b), (0, fake_a)):
             gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + k) * 2 + domain)
-            whole = self.pools[domain].query(_global(fake.detach().float(), bs), gen)  # the same on every process
-            shown.append(ddp.shard(whole).contiguous(memory_format=self.memory_format))
+            whole = self.pools[domain].query(self.whole(fake.detach().float()), gen)
+            shown.append(self.rows(whole).contiguous(memory_format=self.memory_format))
         with self.prec.autocast():
             loss_d = self.loss.d(self.d_b(b), self.d_b(shown[0]), cfg.loss.label_smoothing) + self.loss.d(
                 self.d_a(a), self.d_a(shown[1]), cfg.loss.label_smoothing
             )
-        self.opt_d.zero_grad(set_to_none=True)
-        self.prec.backward_step(loss_d, "d", self.opt_d, lambda: ddp.sync_grads(self.d, share))
+        self.opts["d"].zero_grad(set_to_none=True)
+        self.update("d", loss_d)
         return {
             "loss/d": loss_d.detach(),
             "loss/g": loss_g.detach(),
@@ -309,16 +286,8 @@ class CycleGANTask:
         res = score_translations(self.g.ab, self.g.ba, *self.val_images, pixel_extractor())
         return {f"eval/{k}": float(res[k]) for k in ("fd_ab", "fd_ba", "cycle_l1_a", "cycle_l1_b")}
 
-    def settle(self) -> None:
-        pass  # no tensors derived from others
-
-    def extra_state(self) -> dict[str, Any]:
-        """The fp16 loss scalers (the data streams and the pools' draws are seeded by the step's index)."""
-        scalers = self.prec.state_dict()
-        return {"scalers": scalers} if scalers else {}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.prec.load_state_dict(state.get("scalers", {}))
+    # Checkpoints: the base class saves the networks, the pools and the fp16 loss scalers; nothing else is state
+    # (the data streams and the pools' draws are seeded by the step's index).
 
 
 # ---------------------------------------------------------------------------------------------------------------------

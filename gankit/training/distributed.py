@@ -184,6 +184,18 @@ def shard(t: Tensor) -> Tensor:
     return torch.tensor_split(t, world_size())[rank()]
 
 
+def unshard(t: Tensor, global_batch: int) -> Tensor:
+    """The inverse of :func:`shard`: every rank's rows ``t`` (n_r, ...) put together into the whole global batch
+    (global_batch, ...), on every rank. An all-gather done as one all-reduce of zero-padded copies: each row is
+    added to zeros only, so it arrives bit for bit (a -0.0 arrives as 0.0)."""
+    if not active():
+        return t
+    full = torch.zeros((global_batch, *t.shape[1:]), dtype=t.dtype, device=t.device)
+    start = shard_start(global_batch)
+    full[start : start + t.shape[0]] = t
+    return all_reduce(full)
+
+
 def next_shard(batcher: Any) -> tuple[Tensor, Tensor, Tensor | None]:
     """This rank's part of the next global batch: ``batcher.next_indices()`` (the same on every rank), cut by
     :func:`gankit.data.shard_indices`, and only those rows gathered. Returns what ``Batcher.next()`` returns."""
@@ -391,5 +403,6 @@ __all__ = [
     "stop",
     "sync_buffers",
     "sync_grads",
+    "unshard",
     "world_size",
 ]

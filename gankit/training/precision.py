@@ -1,11 +1,15 @@
 """How a task's step uses the hardware: mixed precision (``train.precision``), compiled forward passes
 (``train.compile``) and the CUDA backend switches (``train.tf32``, cuDNN autotuning).
 
-A task builds one :class:`Precision` and routes its step through it::
+Every task has one :class:`Precision` (``FamilyTask.prec``, built by the base class) and routes its step through it::
 
-    with prec.autocast():                 # forward passes and losses
+    with self.prec.autocast():            # forward passes and losses
         loss_d = ...
-    prec.backward_step(loss_d, "d", opt_d)  # (scaled) backward, unscale, skip-on-inf, step, scale update
+    self.update("d", loss_d)              # FamilyTask.update: (scaled) backward, unscale, the gradient all-reduce
+                                          # of several processes, skip-on-inf, step, scale update
+
+:meth:`Precision.backward` and :meth:`Precision.step` are what ``FamilyTask.backward`` and ``FamilyTask.update`` call;
+a family's step calls those, never these.
 
 Penalties on input gradients (WGAN-GP, R1) turn autocast off and take the gradient of unscaled fp32 scores
 (gankit.losses), so neither half precision nor a loss scale enters them: the classic NaN source of mixed precision
@@ -69,15 +73,6 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
-    def backward_step(
-        self, loss: torch.Tensor, name: str, opt: torch.optim.Optimizer, before_step: Callable[[], None] | None = None
-    ) -> None:
-        """backward() then opt.step(), through the optimizer's loss scaler under fp16 (the caller zeroes grads).
-        ``before_step`` runs on the true (unscaled) gradients just before the step: the all-reduce of several
-        processes, so every rank's scaler sees the same gradients and skips or steps alike."""
-        self.backward(loss, name)
-        self.step(name, opt, before_step)
-
     def backward(self, loss: torch.Tensor, name: str) -> None:
         """backward() of one loss (scaled under fp16); several calls before :meth:`step` sum their gradients
         (gradient accumulation, train.accumulate)."""
@@ -86,7 +81,8 @@ class Precision:
 
     def step(self, name: str, opt: torch.optim.Optimizer, before_step: Callable[[], None] | None = None) -> None:
         """opt.step() on the gradients summed since the caller zeroed them (unscaled first, skipped on Inf/NaN
-        under fp16)."""
+        under fp16). ``before_step`` runs on the true (unscaled) gradients just before the step: the all-reduce of
+        several processes, so every rank's scaler sees the same gradients and skips or steps alike."""
         scaler = self.scalers.get(name)
         if scaler is None:
             if before_step is not None:
