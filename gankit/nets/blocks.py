@@ -70,8 +70,9 @@ def first_format(module: nn.Module) -> torch.memory_format:
 
 class DenseTranspose2d(nn.ConvTranspose2d):
     """DCGAN's first G layer, a transposed conv from a 1x1 input (z) to a k x k map, computed as the matrix product it
-    is. Parameters, state dict and results are nn.ConvTranspose2d's; on the CPU oneDNN ran the conv form 2.3-3x
-    slower and copied the weight to another layout on every call (BENCHMARKS.md, "Time to quality", fifth round).
+    is. Parameters, state dict and results are nn.ConvTranspose2d's; on the CPU oneDNN runs the conv form several
+    times slower and copies the weight to another layout on every call (docs/notes/time-to-quality-round-5.md,
+    "A faster DCGAN step, same results").
     Any other input shape falls back to the transposed conv."""
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:

@@ -235,10 +235,9 @@ def _size_check(name: str, multiple: int) -> Callable[[Config], None]:
         "g_channels": 64,
         "d_channels": 64,
     },
-    # Trained contiguous: its 5x5 (transposed) convolutions gain little or lose from channels_last on the CPU. Report
-    # 004's step, gankit channels_last vs contiguous, 1 thread, process CPU time (BENCHMARKS.md, issue 30): AVX-512
-    # Xeon 232 vs 227 img/s, the same Xeon limited to AVX2 148 vs 154; on an AMD EPYC (issue 30) the plain step
-    # ran 142 img/s channels_last against 232 contiguous. `--set train.channels_last=true` still turns it on.
+    # Trained contiguous: its 5x5 (transposed) convolutions gain little from channels_last on the CPU with AVX-512
+    # and lose with AVX2 or on an AMD EPYC (docs/notes/against-plain.md, "Where gankit was slower than plain, and
+    # what changed"). `--set train.channels_last=true` still turns it on.
     train_defaults={"channels_last": False},
 )
 def _dcgan_tf(c: ModelConfig, shape: tuple[int, int, int], cond_channels: int = 0) -> Nets:

@@ -99,10 +99,10 @@ class EMA:
     stylegan2-ada): after ``half_life_kimg * 1000`` images the old weights count half.
 
     BatchNorm statistics are not averaged: the running statistics of the live G belong to other weights, and the
-    average sampled with them scored FD 1,186 where its own statistics scored 582 (DCGAN on MNIST after 429 steps,
-    half-life 10k images; BENCHMARKS.md "Time to quality"). So :meth:`ready` recomputes them from the average's own
-    outputs before it is used or saved ("standing statistics", as BigGAN does): a few batches of inputs from a fixed
-    seed, so the result depends only on the weights and a resumed run saves the same tensors."""
+    average sampled with them scored a far worse FD than with its own statistics
+    (docs/notes/time-to-quality-round-2.md, "EMA of G, once fixed"). So :meth:`ready` recomputes them from the
+    average's own outputs before it is used or saved ("standing statistics", as BigGAN does): a few batches of inputs
+    from a fixed seed, so the result depends only on the weights and a resumed run saves the same tensors."""
 
     STANDING_BATCHES = 8
     STANDING_BATCH = 256

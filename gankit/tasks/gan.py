@@ -64,9 +64,10 @@ def class_sequence(counts: list[int], n: int) -> Tensor:
     to the lower class). Equal counts give the classes in turn, 0, 1, ..., K-1, 0, ...
 
     Why proportions: a conditional G models p(x | y), and the data's p(x) is the mix over p(y). Samples with every
-    class equally often are not samples of the data's distribution; on MNIST (class 1 is 11.5 % of the images, class 5
-    9.0 %) they scored a classifier FD 0-14 % higher than the same Gs' samples in proportion (BENCHMARKS.md, "Time
-    to quality", fifth round)."""
+    class equally often are not samples of the data's distribution, and on MNIST, whose classes are not equally
+    frequent, they scored a worse classifier FD than the same Gs' samples in proportion
+    (docs/notes/time-to-quality-round-5.md, "A conditional G's samples now follow the training images' class
+    proportions")."""
     c = torch.tensor(counts, dtype=torch.float64)
     if n <= 0:
         return torch.zeros(0, dtype=torch.long)

@@ -219,9 +219,9 @@ def _finish(a: torch.Tensor, b: torch.Tensor, name: str, cfg: DataConfig) -> Ima
     return ImageData(a, torch.full((a.shape[0],), -1, dtype=torch.int64), name, [], targets=b)
 
 
-# Paired sets train pix2pix contiguous: channels_last measured 10 % slower at 64x64 (200 steps, 2 threads, 2 rounds
-# each: 41.5 s against 37.0 s) and no faster at 256x256 (BENCHMARKS.md, issue 10); `--set train.channels_last=true`
-# still turns it on.
+# Paired sets train pix2pix contiguous: channels_last was slower at 64x64 and no faster at 256x256
+# (docs/notes/pix2pix-sketch.md, "Re-run after the speed work"; docs/notes/speed-and-side-work.md, "channels_last for
+# pix2pix"); `--set train.channels_last=true` still turns it on.
 @dataset(
     "paired",
     paired=True,

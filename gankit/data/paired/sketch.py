@@ -33,9 +33,11 @@ def sketch_of(rgb: np.ndarray) -> np.ndarray:
     so a crop looks the same at every image size."""
     sigma = rgb.shape[1] / 32
     out = np.empty(rgb.shape[:3], np.uint8)
-    for i, im in enumerate(rgb):  # per image: small arrays stay in cache, ~3x faster than whole-batch numpy
+    # Per image: small arrays stay in cache, faster than whole-batch numpy (docs/notes/code-comments.md).
+    for i, im in enumerate(rgb):
         g = Image.fromarray(im).convert("L")  # ITU-R 601 luma
-        # Pillow's Gaussian (three box blurs) costs the same at any sigma; scipy's exact one is ~10x slower at 256 px.
+        # Pillow's Gaussian (three box blurs) costs the same at any sigma, where scipy's exact one grows with it and
+        # was much slower at 256 px (docs/notes/code-comments.md).
         blurred = np.asarray(ImageOps.invert(g).filter(ImageFilter.GaussianBlur(sigma)), np.float32)
         denom = np.maximum(255.0 - blurred, 0.255)  # 255 * (1 - blur(1 - gray))
         dodge = np.minimum(np.asarray(g, np.float32) / denom, 1.0)

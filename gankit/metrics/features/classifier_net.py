@@ -23,7 +23,8 @@ class ClassifierTraining:
     """
 
     version: str = "3"  # 3: BatchNorm, one-cycle AdamW, shifted training images (2: native resolution, multi-layer
-    # features, trained 5 epochs at lr 1e-3, 94-96 % on MNIST; 1: resized to 32, last layer only)
+    # features, trained 5 epochs at lr 1e-3; 1: resized to 32, last layer only). Accuracies of each:
+    # docs/notes/fd-sees-blur.md.
     max_size: int = 64  # larger images are shrunk to this; smaller ones are used at their own size, never enlarged
     width: int = 32  # channels of the first conv; doubled by each of the next two
     feature_dim: int = 128  # the penultimate layer
@@ -61,7 +62,8 @@ class DomainClassifier(nn.Module):
     a set share of the total variance D there (by default each block D / 5, the first 2 D / 5): a layer weighs what
     its share says in FD whatever its width, and the features have unit variance on average, the scale KID's
     polynomial kernel assumes. The first block gets twice the share because a well-trained network's deeper layers
-    learn to ignore blur too (recipe 3's, trained to 98.9 %, keep much less of it than recipe 2's at 96 %).
+    learn to ignore blur too: recipe 3's, trained to a higher accuracy, keep much less of it than recipe 2's
+    (docs/notes/fd-sees-blur.md, "Recipe 3").
     """
 
     grid = 4  # the last conv's map is average-pooled to grid x grid before the penultimate layer

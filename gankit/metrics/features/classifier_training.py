@@ -64,8 +64,9 @@ def train_classifier(
     """Train the domain classifier on labelled ``data`` with ``recipe``; returns the network (eval mode, features
     normalised on its training images) and its metadata (held-out accuracy, sizes, recipe). Shows a progress bar on
     stderr when ``progress``. Trains on one thread, so the weights (and every FD they score) are the same whatever
-    thread count the caller runs with: oneDNN splits a convolution's sums by thread, and 1 and 2 threads gave 98.75 %
-    and 98.38 % on MNIST. The cache key does not hold a thread count, so this is what makes the cache sound. The
+    thread count the caller runs with: oneDNN splits a convolution's sums by thread, and 1 and 2 threads trained
+    classifiers of different accuracies on MNIST (docs/notes/code-comments.md). The cache key does not hold a thread
+    count, so this is what makes the cache sound. The
     caller's thread count and global RNG state are left untouched."""
     with one_thread():
         return _train_classifier(data, recipe, progress)
