@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -157,3 +158,20 @@ def test_gankit_config_alone_finds_the_families_keys_when_a_config_is_read() -> 
         "print(light, cfg.model.g_blocks, cfg.loss.l1_weight, Config().model.pool_size)\n"
     )
     assert out == "True 9 1.0 50"
+
+
+def test_a_tune_space_checks_family_keys_against_the_schema() -> None:
+    from gankit.tune.space import check_space, read_space
+
+    def check(model: str, *params: str) -> None:
+        base = {"model.name": model, "train.steps": 1}
+        check_space(read_space(None, list(params)), lambda extra: resolve(overrides={**base, **extra}))
+
+    check("cyclegan", "model.g_blocks=int(1, 3)", "loss.cycle_weight=uniform(1, 10)", "model.norm=choice(batch, none)")
+    for model, param, needle in [
+        ("cyclegan", "model.g_blokcs=int(1, 3)", "unknown config key 'model.g_blokcs' (did you mean 'g_blocks'?)"),
+        ("cyclegan", "model.pool_size=int(-1, 3)", "model.pool_size=-1"),
+        ("dcgan", "model.g_blocks=int(1, 3)", "model.g_blocks is not a setting of model 'dcgan'"),
+    ]:
+        with pytest.raises(GankitError, match=re.escape(needle)):
+            check(model, param)
