@@ -175,3 +175,12 @@ def test_a_tune_space_checks_family_keys_against_the_schema() -> None:
     ]:
         with pytest.raises(GankitError, match=re.escape(needle)):
             check(model, param)
+
+
+def test_gankit_list_names_the_families_own_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    from gankit.cli import main
+
+    assert main(["list"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("families' own config keys: "))
+    assert "cyclegan: model.g_blocks, model.pool_size, loss.cycle_weight, loss.identity_weight" in line
+    assert "pix2pix: model.norm, model.patch, loss.l1_weight" in line
