@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import pickle
@@ -56,7 +57,7 @@ def test_a_section_holds_family_keys_like_fields() -> None:
     assert m == ModelConfig(name="cyclegan", g_blocks=9, norm="instance") and m != ModelConfig(name="cyclegan")
     assert hash(m) == hash(ModelConfig(name="cyclegan", g_blocks=9, norm="instance"))
     assert "g_blocks=9" in repr(m)
-    assert pickle.loads(pickle.dumps(m)) == m  # spawned workers get configs pickled
+    assert pickle.loads(pickle.dumps(m)) == m and copy.deepcopy(m) == m  # spawned workers get configs pickled
     with pytest.raises(dataclasses.FrozenInstanceError):
         m.g_blocks = 3  # type: ignore[misc]
     with pytest.raises(TypeError, match="unexpected keyword argument 'g_blockz'"):

@@ -16,9 +16,9 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 
 from ..core.errors import GankitError
