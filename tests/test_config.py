@@ -121,7 +121,7 @@ def test_a_model_key_the_model_does_not_read_is_an_error() -> None:
     assert _resolve(overrides={"model.name": "mlp", "model.g_hidden": [16]}).model.g_hidden == (16,)
 
 
-@pytest.mark.parametrize("model", ["dcgan", "mlp", "pix2pix"])
+@pytest.mark.parametrize("model", ["dcgan", "mlp", "pix2pix", "cyclegan"])
 def test_a_saved_run_config_re_runs(tmp_path, model) -> None:
     """config.yaml lists every model key (other models' keys at their defaults): `gankit train RUN/config.yaml` must
     accept it and give the same config; a non-default value for a key the model does not read is still refused."""
