@@ -6,8 +6,18 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .config.schema import Config  # noqa: E402
+from .config.schema import FAMILY_KEYS, Config  # noqa: E402
 from .core.errors import GankitError  # noqa: E402
+
+
+def _import_families() -> None:
+    """Import every model family (gankit/tasks/*.py), so that the config keys they declare are known."""
+    from . import tasks  # noqa: F401
+
+
+# The config schema imports no family; it calls this the first time a family's keys are needed (reading a config,
+# listing its keys), so `from gankit.config import Config` stays light until then.
+FAMILY_KEYS.discover_with(_import_families)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .training.loop import Run

@@ -121,7 +121,7 @@ def test_a_model_key_the_model_does_not_read_is_an_error() -> None:
     assert _resolve(overrides={"model.name": "mlp", "model.g_hidden": [16]}).model.g_hidden == (16,)
 
 
-@pytest.mark.parametrize("model", ["dcgan", "mlp", "pix2pix"])
+@pytest.mark.parametrize("model", ["dcgan", "mlp", "pix2pix", "cyclegan"])
 def test_a_saved_run_config_re_runs(tmp_path, model) -> None:
     """config.yaml lists every model key (other models' keys at their defaults): `gankit train RUN/config.yaml` must
     accept it and give the same config; a non-default value for a key the model does not read is still refused."""
@@ -140,3 +140,14 @@ def test_a_saved_run_config_re_runs(tmp_path, model) -> None:
     path.write_text(yaml.safe_dump(saved))
     with pytest.raises(GankitError, match=f"model.{other} is not a setting of model '{model}'"):
         resolve(file=path)
+
+
+def test_resume_config_refuses_a_change_and_leaves_the_saved_dict_alone() -> None:
+    """resume_config once layered the overrides into the saved config's own sections, so the change it checks for
+    was in both and passed (the training loop's own check caught it later)."""
+    from gankit.config.layering import resume_config
+
+    saved = resolve(overrides={"train.steps": 3}).to_dict()
+    with pytest.raises(GankitError, match=r"model.z_dim: 100 -> 7"):
+        resume_config(saved, {"model.z_dim": 7})
+    assert saved["model"]["z_dim"] == 100

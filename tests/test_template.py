@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from gankit.config.layering import resolve
+from gankit.config.schema import FAMILY_KEYS, dump_yaml
+from gankit.core.errors import GankitError
 from gankit.nets import MODELS
 from gankit.tasks import TASKS, load
 from gankit.tasks import _template as template
@@ -16,9 +18,10 @@ from gankit.training.loop import train
 
 @pytest.fixture
 def registered(monkeypatch):
-    """The template family and its model in the registries for one test (taken out again after it)."""
+    """The template family, its model and its config keys in the registries for one test (taken out again after)."""
     monkeypatch.setattr(TASKS, "_items", dict(TASKS._items))
     monkeypatch.setattr(MODELS, "_items", dict(MODELS._items))
+    monkeypatch.setattr(FAMILY_KEYS, "_items", dict(FAMILY_KEYS._items))
     template.register()
     assert template.FAMILY in TASKS and MODELS.get(template.MODEL).family == template.FAMILY
     yield
@@ -26,6 +29,26 @@ def registered(monkeypatch):
 
 def test_template_is_not_a_family_users_see() -> None:
     assert template.FAMILY not in TASKS and template.MODEL not in MODELS
+    with pytest.raises(GankitError, match="unknown config key 'loss.template_g_weight'"):
+        resolve(overrides={"loss.template_g_weight": 0.5})
+
+
+def test_template_family_declares_its_own_config_key(registered, tmp_path, tiny_overrides) -> None:
+    """The family's key, declared in its own module: a default, set through the config, type-checked, checked by
+    the family, read by its step, saved in config.yaml and read back from it."""
+    base = {**tiny_overrides, "model.name": template.MODEL, "train.steps": 1}
+    assert resolve(overrides=base).loss.template_g_weight == 1.0
+    with pytest.raises(GankitError, match="loss.template_g_weight: expected float"):
+        resolve(overrides={**base, "loss.template_g_weight": "big"})
+    with pytest.raises(GankitError, match="loss.template_g_weight must be >= 0, got -1.0"):
+        resolve(overrides={**base, "loss.template_g_weight": -1})
+    cfg = resolve(overrides={**base, "loss.template_g_weight": 0})
+    assert cfg.loss.template_g_weight == 0.0
+    run = train(cfg, out=tmp_path / "run")
+    assert run.metrics["loss/g"] == 0.0  # the step read the key: G's loss scaled to nothing
+    saved = (run.dir / "config.yaml").read_text()
+    assert "template_g_weight: 0.0" in saved and saved.endswith(dump_yaml(cfg))
+    assert resolve(file=run.dir / "config.yaml") == cfg
 
 
 def test_template_family_trains_two_steps_and_resumes(registered, tmp_path, tiny_overrides) -> None:

@@ -19,8 +19,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     from ..nets import MODELS
     from ..optim import OPTIMIZERS
 
+    from ..config.schema import FAMILY_KEYS, SECTIONS
+
     for title, reg in [("data sets", DATASETS), ("models", MODELS), ("losses", LOSSES), ("optimizers", OPTIMIZERS)]:
         print(f"{title}: {', '.join(reg.names())}")
+    # Keys a family declares beside its task, which gankit/config/schema.py does not list.
+    own: dict[str, list[str]] = {}
+    for section in SECTIONS:
+        for name, key in FAMILY_KEYS.section(section).items():
+            own.setdefault(key.family, []).append(f"{section}.{name}")
+    if own:
+        print("families' own config keys: " + "; ".join(f"{f}: {', '.join(k)}" for f, k in sorted(own.items())))
     for title, files in (
         ("shipped configs", shipped_configs()),
         ("search spaces (gankit tune --space)", shipped_configs(spaces=True)),
@@ -33,5 +42,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    ls = sub.add_parser("list", help="list data sets, models, losses, optimizers and shipped configs")
+    ls = sub.add_parser(
+        "list", help="list data sets, models, losses, optimizers, the families' own config keys and shipped configs"
+    )
     ls.set_defaults(func=cmd_list)

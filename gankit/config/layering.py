@@ -7,6 +7,7 @@ the registries (it asks them for names, defaults and checks); :mod:`.schema` bel
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,7 @@ def check_model_keys(model_name: str, keys: set[str]) -> None:
 def resume_config(saved: dict[str, Any], overrides: dict[str, Any], run_dir: Any = "RUN") -> Config:
     """A run's saved config with command-line overrides on top; validated. Only a budget or a side setting may
     change (:data:`~gankit.config.schema.RESUME_MAY_CHANGE`): anything else is a one-line error naming the key."""
-    layered = deep_merge({}, saved)
+    layered = copy.deepcopy(saved)  # not deep_merge({}, saved): its sections are saved's own, which set_dotted edits
     for key, value in overrides.items():
         set_dotted(layered, key, value)
     cfg = Config.from_dict(layered)

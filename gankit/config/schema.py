@@ -4,6 +4,10 @@ A run's configuration is built in layers — dataclass defaults, then the chosen
 file, then command-line flags and ``--set a.b=value`` overrides — and validated once, up front. Anything unknown or
 ill-typed is a one-line :class:`GankitError` naming the key. The resolved config is saved as ``config.yaml`` in every
 run folder, and a run can be rebuilt from it alone.
+
+The ``model`` and ``loss`` sections hold the keys every family shares; a model family declares its own keys beside
+its task (:func:`family_config`), and they join those sections: ``model.g_blocks`` is CycleGAN's, declared in
+gankit/tasks/cyclegan.py. This module imports no family (see :class:`FamilyKeys`).
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 
 from ..core.errors import GankitError
 from ..core.registry import closest
@@ -48,8 +53,173 @@ class DataConfig:
     flip: bool = True
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# keys a model family declares beside its task
+
+
 @dataclass(frozen=True)
-class ModelConfig:
+class FamilyKey:
+    """One config key a model family declares in its own module (CycleGAN's ``model.g_blocks``, pix2pix's
+    ``loss.l1_weight``) rather than in the shared sections below; it is set, type-checked, saved and loaded like the
+    shared keys. ``declared_by`` is the family's section dataclass (see :func:`family_config`)."""
+
+    section: str  # "model" or "loss": the sections families extend
+    name: str
+    type: Any  # as the shared keys' annotations: int, float, bool, str, Literal[...], tuple[T, ...], T | None
+    default: Any
+    family: str  # the family that declares it (a key of gankit.tasks.TASKS)
+    declared_by: type
+
+
+class FamilyKeys:
+    """The keys model families declare, in the order they were declared (the order config.yaml lists them).
+
+    Families declare their keys when gankit imports them (``gankit/tasks/*.py``, found automatically). This module
+    imports no family: gankit/__init__.py hands :meth:`discover_with` the function that imports them, and it runs
+    the first time the keys are asked for, so ``from gankit.config import Config`` stays light (no torch) until a
+    config holding a family's key is read."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str], FamilyKey] = {}
+        self._discover: Callable[[], None] | None = None
+
+    def discover_with(self, fn: Callable[[], None]) -> None:
+        self._discover = fn
+
+    def _discovered(self) -> None:
+        fn, self._discover = self._discover, None  # once; a call made while the families import does not recurse
+        if fn is not None:
+            try:
+                fn()
+            except BaseException:
+                self._discover = fn
+                raise
+
+    def add(self, section: str, cls: type, family: str) -> None:
+        """Declare every field of dataclass ``cls`` as a key of ``section`` owned by ``family``. A key that is
+        already a shared key or another family's is a bug in that family, refused when it is imported."""
+        shared = SECTIONS[section]
+        hints = typing.get_type_hints(cls)
+        keys = []
+        for f in dataclasses.fields(cls):
+            if f.default is dataclasses.MISSING:
+                raise TypeError(f"{cls.__name__}.{f.name}: a family's config key needs a default")
+            if f.name in shared.__dataclass_fields__:
+                raise ValueError(f"{section}.{f.name} of family '{family}' is a shared key of {shared.__name__}")
+            if (section, f.name) in self._items:
+                owner = self._items[(section, f.name)].family
+                raise ValueError(f"{section}.{f.name} of family '{family}' is declared already by family '{owner}'")
+            keys.append(FamilyKey(section, f.name, hints[f.name], f.default, family, cls))
+        self._items.update({(k.section, k.name): k for k in keys})
+
+    def section(self, section: str) -> dict[str, FamilyKey]:
+        """The declared keys of ``section`` by name, in declaration order (the families are imported first)."""
+        self._discovered()
+        return {name: k for (sec, name), k in self._items.items() if sec == section}
+
+    def get(self, section: str, name: str) -> FamilyKey | None:
+        if (section, name) not in self._items:
+            self._discovered()
+        return self._items.get((section, name))
+
+    def declarations(self) -> Iterator[tuple[str, type]]:
+        """(section, the family's dataclass) for each declared section, in declaration order."""
+        self._discovered()
+        seen: dict[tuple[str, type], None] = {}
+        for k in self._items.values():
+            seen.setdefault((k.section, k.declared_by))
+        return iter(seen)
+
+
+FAMILY_KEYS = FamilyKeys()
+
+
+def family_config(section: str, *, family: str) -> Callable[[type], type]:
+    """Class decorator: a model family's own ``model.*`` or ``loss.*`` keys, as a frozen dataclass of typed fields
+    with defaults (and comments) like the shared sections, declared next to the family's task::
+
+        @family_config("model", family="cyclegan")
+        @dataclass(frozen=True)
+        class CycleGANModel:
+            g_blocks: int = 6  # residual blocks of each generator
+
+    ``cfg.model.g_blocks`` then reads it, ``--set model.g_blocks=9`` sets it (and, for a model key, the model must
+    list it in its ``ModelSpec.fields``), and config.yaml saves it. An optional ``check(self)`` method refuses bad
+    values of the section's own keys with a one-line GankitError; it runs with the other value checks on every
+    config, on an instance holding the config's values (as :func:`family_section` builds it)."""
+
+    def deco(cls: type) -> type:
+        if not dataclasses.is_dataclass(cls):
+            raise TypeError(f"family_config: {cls.__name__} must be a dataclass")
+        FAMILY_KEYS.add(section, cls, family)
+        return cls
+
+    return deco
+
+
+def family_section(cls: type, values: Any) -> Any:
+    """The family dataclass ``cls`` holding the values that section ``values`` (``cfg.model``, ``cfg.loss``) has for
+    its keys: a typed view of a family's own keys."""
+    return cls(**{f.name: getattr(values, f.name) for f in dataclasses.fields(cls)})
+
+
+class _Extensible:
+    """A config section that model families extend with keys of their own (``model``, ``loss``). Its dataclass
+    fields are the keys every family shares; a family's keys (:func:`family_config`) are held beside them and behave
+    the same way: keyword arguments, attributes (``cfg.model.g_blocks``), equality, hashing, repr, to_dict/from_dict
+    and YAML. A value never given is the declared default, read when it is asked for."""
+
+    SECTION: ClassVar[str]
+
+    def __init__(self, **values: Any) -> None:
+        cls = type(self)
+        fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
+        own = {k: v for k, v in values.items() if k not in fields}
+        for k in own:
+            if FAMILY_KEYS.get(cls.SECTION, k) is None:
+                raise TypeError(f"{cls.__name__}() got an unexpected keyword argument {k!r}")
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+            object.__setattr__(self, f.name, values[f.name] if f.name in values else default)
+        object.__setattr__(self, "_family_values", own)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names that are not shared fields: a family's key.
+        if not name.startswith("__"):
+            own = self.__dict__.get("_family_values", {})
+            if name in own:
+                return own[name]
+            key = FAMILY_KEYS.get(type(self).SECTION, name)
+            if key is not None:
+                return key.default
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def items(self) -> list[tuple[str, Any]]:
+        """(key, value) of every key: the shared ones, then the families' in declaration order."""
+        own = self.__dict__.get("_family_values", {})
+        shared = [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)]  # type: ignore[arg-type]
+        declared = FAMILY_KEYS.section(type(self).SECTION)
+        return shared + [(n, own.get(n, k.default)) for n, k in declared.items()]
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.items() == other.items()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.items()))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.items())})"
+
+
+@dataclass(frozen=True, init=False, repr=False, eq=False)
+class ModelConfig(_Extensible):
+    """The keys every family may read (and the GAN family's own: it came first); a family's own keys are declared
+    beside it with :func:`family_config` (gankit/tasks/pix2pix.py: ``norm``, ``patch``; gankit/tasks/cyclegan.py:
+    ``g_blocks``, ``pool_size``). Which keys a model reads is its ``ModelSpec.fields``."""
+
+    SECTION = "model"
     name: str = "dcgan"
     z_dim: int = 100
     noise: Literal["normal", "uniform"] = "normal"  # uniform is U[-1, 1]
@@ -75,26 +245,24 @@ class ModelConfig:
     init: Literal["dcgan", "default"] = "dcgan"
     spectral_norm_d: bool = False
     spectral_norm_g: bool = False
-    # image-to-image models
-    norm: Literal["batch", "instance", "none"] = "batch"
-    patch: int = 70  # PatchGAN receptive field: 1, 16, 70 or 286
-    # CycleGAN (unpaired translation)
-    g_blocks: int = 6  # residual blocks of each generator (the paper: 6 for 128x128, 9 for 256x256)
-    pool_size: int = 50  # earlier fakes each D also sees (the paper's image history); 0 = only the newest
 
 
-@dataclass(frozen=True)
-class LossConfig:
+@dataclass(frozen=True, init=False, repr=False, eq=False)
+class LossConfig(_Extensible):
+    """The loss keys every family may read; a family's own weights are declared beside it (:func:`family_config`)."""
+
+    SECTION = "loss"
     name: str = "non_saturating"
     gp_weight: float = 10.0  # WGAN-GP lambda
     clip: float = 0.01  # WGAN weight clipping c
     label_smoothing: float = 0.0  # one-sided: real targets become 1 - label_smoothing
     instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed to 0 over training
-    l1_weight: float = 100.0  # pix2pix lambda
-    cycle_weight: float = 10.0  # CycleGAN lambda: weight of the cycle-consistency L1 (A -> B -> A and B -> A -> B)
-    identity_weight: float = 0.5  # CycleGAN: identity L1 (G_AB(b) ~ b, G_BA(a) ~ a), in units of cycle_weight
     r1_gamma: float = 0.0  # R1 penalty on real images, (gamma / 2) * E||grad D(x)||^2 (0 = off); any GAN loss
     r1_every: int = 16  # lazy R1: computed every N-th D update, weighted by N (1 = every update)
+
+
+# The sections families extend with keys of their own.
+SECTIONS: dict[str, type[_Extensible]] = {"model": ModelConfig, "loss": LossConfig}
 
 
 @dataclass(frozen=True)
@@ -186,6 +354,8 @@ class Config:
 
 
 def to_dict(obj: Any) -> Any:
+    if isinstance(obj, _Extensible):
+        return {k: to_dict(v) for k, v in obj.items()}
     if dataclasses.is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, tuple):
@@ -271,14 +441,24 @@ def from_dict(cls: type, d: dict[str, Any], where: str = "config") -> Any:
     """Build dataclass ``cls`` from ``d``; an unknown key or wrong type is a one-line error naming the key."""
     if not isinstance(d, dict):
         raise GankitError(f"{where}: expected a mapping, got {d!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    hints = key_types(cls)
+    names = list(hints)
     prefix = "" if where == "config" else where + "."
     for key in d:
         if key not in names:
             raise GankitError(f"unknown config key '{prefix}{key}'{closest(str(key), names)}")
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in d.items()}
     return cls(**kwargs)
+
+
+def key_types(cls: type) -> dict[str, Any]:
+    """Every key of dataclass ``cls`` and its type: its fields, then (for ``model`` and ``loss``) the keys the
+    families declare."""
+    hints = typing.get_type_hints(cls)
+    out = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    if issubclass(cls, _Extensible):
+        out.update({name: k.type for name, k in FAMILY_KEYS.section(cls.SECTION).items()})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -389,7 +569,6 @@ def check_values(cfg: Config) -> None:
         "loss.clip": cfg.loss.clip,
         "loss.label_smoothing": cfg.loss.label_smoothing,
         "loss.instance_noise": cfg.loss.instance_noise,
-        "loss.l1_weight": cfg.loss.l1_weight,
         "data.limit": cfg.data.limit,
         "data.holdout": cfg.data.holdout,
     }
@@ -451,6 +630,11 @@ def check_values(cfg: Config) -> None:
         )
     if not 0 < cfg.train.nan_lr_factor < 1:
         raise GankitError(f"train.nan_lr_factor must be in (0, 1), got {cfg.train.nan_lr_factor}")
+    # The families' own keys: each declared section's check, on its values in this config.
+    for section, cls in FAMILY_KEYS.declarations():
+        check = getattr(cls, "check", None)
+        if check is not None:
+            check(family_section(cls, getattr(cfg, section)))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -119,21 +119,6 @@ def _check_cyclegan(cfg: Config) -> None:
             f"data.image_size={size}: the CycleGAN generator halves the image twice, so the size must be "
             f"a multiple of {unit}; try {max(unit, size // unit * unit)} or {(size // unit + 1) * unit}"
         )
-    if cfg.model.g_blocks < 0:
-        raise GankitError(
-            f"model.g_blocks={cfg.model.g_blocks}: use 0 or more residual blocks (the paper: 6 for "
-            f"128x128, 9 for 256x256)"
-        )
-    if cfg.model.pool_size < 0:
-        raise GankitError(
-            f"model.pool_size={cfg.model.pool_size}: use 0 (D sees only the newest fakes) or a history "
-            f"size such as the paper's 50"
-        )
-    if cfg.loss.cycle_weight < 0 or cfg.loss.identity_weight < 0:
-        raise GankitError(
-            f"loss.cycle_weight and loss.identity_weight must be >= 0, got {cfg.loss.cycle_weight} and "
-            f"{cfg.loss.identity_weight}"
-        )
     if cfg.train.d_steps != 1:
         raise GankitError(
             f"train.d_steps={cfg.train.d_steps}: CycleGAN updates its Gs and Ds once per batch; set it to 1"

@@ -1,6 +1,6 @@
 """A template model family, to copy: ``cp gankit/tasks/_template.py gankit/tasks/<family>.py``, rename ``FAMILY``
-and the classes, write your step, and move the two ``*.add`` calls of :func:`register` to module level (a family
-registers itself when gankit imports it). docs/adding-a-family.md walks through it.
+and the classes, write your step, and move what :func:`register` does to module level (a family registers itself,
+and declares its config keys, when gankit imports it). docs/adding-a-family.md walks through it.
 
 This file is not a family users can pick: gankit imports every module of ``gankit/tasks/`` except those whose name
 starts with "_", so it is never registered unless a caller runs :func:`register` (tests/test_template.py does,
@@ -12,13 +12,14 @@ step - so that every line left is contract, not method.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..config.schema import Config
+from ..config.schema import Config, family_config
 from ..core.errors import GankitError
 from ..data.base import Batcher, ImageData, to_float
 from ..data.splits import holdout_only
@@ -30,6 +31,21 @@ from .base import TASKS, FamilyTask, TaskSpec, TrainedRun, eval_mode, set_requir
 FAMILY = "template"  # the family's name: run.json's "family", the TASKS key its models point at
 MODEL = "template-dcgan"  # a model of the family: what `--model` names
 PREVIEW = 16
+
+
+@dataclass(frozen=True)
+class TemplateLoss:
+    """The family's own ``loss.*`` keys (``model.*`` keys are declared the same way, with ``"model"``; a model lists
+    the ones it reads in its ``ModelSpec.fields``). Typed fields with defaults, as in gankit/config/schema.py; the
+    step reads them as ``cfg.loss.<key>``, users set them as ``--set loss.<key>=...``, and config.yaml saves them.
+    A real family declares them at module level: ``@family_config("loss", family=FAMILY)`` above the class."""
+
+    template_g_weight: float = 1.0  # scales G's loss (0: G does not learn); an example of a family's own key
+
+    def check(self) -> None:
+        """Bad values of these keys: one line naming the key (runs with the other value checks, on every config)."""
+        if self.template_g_weight < 0:
+            raise GankitError(f"loss.template_g_weight must be >= 0, got {self.template_g_weight}")
 
 
 class TemplateTask(FamilyTask):
@@ -72,7 +88,7 @@ class TemplateTask(FamilyTask):
         self.update("d", loss_d)
         set_requires_grad(d, False)  # G's update: no gradients for D's weights
         with self.prec.autocast():
-            loss_g = self.loss.g(self.fwd["d"](fake, None))
+            loss_g = self.loss.g(self.fwd["d"](fake, None)) * cfg.loss.template_g_weight  # the family's own key
         self.opts["g"].zero_grad(set_to_none=True)
         self.update("g", loss_g)
         return {"loss/d": loss_d.detach(), "loss/g": loss_g.detach()}  # stable keys: metrics.jsonl's columns
@@ -113,7 +129,9 @@ def _build_nets(c: Any, shape: tuple[int, int, int], cond_channels: int = 0) -> 
 
 
 def register() -> None:
-    """Register the family and its model. A real family does this at module level, when gankit imports it."""
+    """Declare the family's config keys, register the family and its model. A real family does this at module
+    level, when gankit imports it."""
+    family_config("loss", family=FAMILY)(TemplateLoss)
     TASKS.add(
         FAMILY,
         TaskSpec(

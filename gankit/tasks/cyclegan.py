@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..config.schema import Config
+from ..config.schema import Config, family_config
 from ..core.errors import GankitError
 from ..data import load_dataset
 from ..data.base import Batcher, ImageData, to_float, to_uint8
@@ -39,6 +39,44 @@ from .pix2pix import Translator, translate
 SHEET_ROWS = 8  # validation images of each domain on the preview sheet
 VAL_N = 50  # validation images of each domain scored during training (fixed, evenly spread); `gankit eval` scores all
 VAL_FRACTION_MAX = 50  # without a val split: a fixed random 10% of each domain, at most this many, is held out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the family's own config keys (beside the shared ones of gankit/config/schema.py; model.norm and model.patch are
+# pix2pix's, whose networks CycleGAN's reuse)
+
+
+@family_config("model", family="cyclegan")
+@dataclass(frozen=True)
+class CycleGANModel:
+    g_blocks: int = 6  # residual blocks of each generator (the paper: 6 for 128x128, 9 for 256x256)
+    pool_size: int = 50  # earlier fakes each D also sees (the paper's image history); 0 = only the newest
+
+    def check(self) -> None:
+        if self.g_blocks < 0:
+            raise GankitError(
+                f"model.g_blocks={self.g_blocks}: use 0 or more residual blocks (the paper: 6 for 128x128, 9 for "
+                f"256x256)"
+            )
+        if self.pool_size < 0:
+            raise GankitError(
+                f"model.pool_size={self.pool_size}: use 0 (D sees only the newest fakes) or a history size such "
+                f"as the paper's 50"
+            )
+
+
+@family_config("loss", family="cyclegan")
+@dataclass(frozen=True)
+class CycleGANLoss:
+    cycle_weight: float = 10.0  # CycleGAN lambda: weight of the cycle-consistency L1 (A -> B -> A and B -> A -> B)
+    identity_weight: float = 0.5  # identity L1 (G_AB(b) ~ b, G_BA(a) ~ a), in units of cycle_weight
+
+    def check(self) -> None:
+        if self.cycle_weight < 0 or self.identity_weight < 0:
+            raise GankitError(
+                f"loss.cycle_weight and loss.identity_weight must be >= 0, got {self.cycle_weight} and "
+                f"{self.identity_weight}"
+            )
 
 
 # ---------------------------------------------------------------------------------------------------------------------

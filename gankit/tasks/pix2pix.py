@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..config.schema import Config
+from ..config.schema import Config, family_config
 from ..core.errors import GankitError
 from ..data import load_dataset
 from ..data.base import Batcher, ImageData, to_float, to_uint8
@@ -26,6 +26,29 @@ from .base import TASKS, FamilyTask, TaskSpec, TrainedRun, eval_mode, set_requir
 
 SHEET_ROWS = 8  # validation pairs on each epoch's input | output | target sheet
 VAL_PAIRS = 32  # validation pairs scored during training (a fixed, evenly spread subset); `gankit eval` scores all
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the family's own config keys (beside the shared ones of gankit/config/schema.py)
+
+
+@family_config("model", family="pix2pix")
+@dataclass(frozen=True)
+class Pix2PixModel:
+    """``model.*`` keys of image-to-image models (their networks: gankit/nets/pix2pix.py; CycleGAN's read them too)."""
+
+    norm: Literal["batch", "instance", "none"] = "batch"
+    patch: int = 70  # PatchGAN receptive field: 1, 16, 70 or 286
+
+
+@family_config("loss", family="pix2pix")
+@dataclass(frozen=True)
+class Pix2PixLoss:
+    l1_weight: float = 100.0  # pix2pix lambda
+
+    def check(self) -> None:
+        if self.l1_weight < 0:
+            raise GankitError(f"loss.l1_weight must be >= 0, got {self.l1_weight}")
 
 
 def as_rgb(x: Tensor, channels: int) -> Tensor:
