@@ -115,3 +115,27 @@ def test_dcgan_tf_trains_contiguous_unless_asked():
     task = GANTask(cfg, A.fake_data(cfg, 8), torch.device("cpu"))
     assert task.memory_format == torch.contiguous_format
     assert all(p.is_contiguous() for p in task.d.parameters())
+
+
+def test_profile_sides_prints_both_op_tables_and_refuses_an_unknown_row():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    script = str(ROOT / "benchmarks/profile_sides.py")
+    small = ["--set", "train.batch_size=4", "--set", "model.g_channels=4", "--set", "model.d_channels=4"]
+    res = subprocess.run(
+        [sys.executable, script, "recommended/mnist", "--steps", "1", "--rows", "5", *small],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    plain, gankit = res.stdout.split("==== plain")[1].split("==== gankit")
+    assert re.search(r"^plain: [\d.]+ img/s wall, [\d.]+ img/s CPU time", res.stdout, re.M)
+    assert re.search(r"^gankit: [\d.]+ img/s wall", res.stdout, re.M)
+    assert "aten::" in plain and "aten::" in gankit  # each side's own op table
+    bad = subprocess.run(
+        [sys.executable, script, "reports/no-such-row"], capture_output=True, text=True, env=env, check=False
+    )
+    assert bad.returncode == 2 and bad.stdout.startswith("gankit: error: no row 'reports/no-such-row'")
+    assert bad.stdout.count("\n") == 1
