@@ -72,11 +72,16 @@ def run_name(point: dict[str, Any]) -> str:
 # sweep
 
 
+def config_files(configs: list[str] | str | Path | None) -> list[str | None]:
+    """The config file axis: one file, several, or [None] for the built-in defaults."""
+    files = [configs] if configs is None or isinstance(configs, (str, Path)) else list(configs)
+    return [str(f) if f else None for f in files] or [None]
+
+
 def plan(configs: list[str] | str | None, grid: dict[str, list[Any]], base: dict[str, Any]) -> list[PlannedRun]:
     """Every (config file, grid point) pair as a run, named by its file's stem (when there are several) and its
     point; numbered ``000-`` ... when two names would be the same."""
-    files: list[str | None] = [configs] if configs is None or isinstance(configs, (str, Path)) else list(configs)
-    files = files or [None]
+    files = config_files(configs)
     if not grid and len(files) < 2:
         raise GankitError("sweep needs a --grid KEY=V1,V2 (e.g. --grid optim.name=adam,sgd) or two or more configs")
     overlap = sorted(set(base) & set(grid))
@@ -89,7 +94,7 @@ def plan(configs: list[str] | str | None, grid: dict[str, list[Any]], base: dict
     ]
     if len(set(names)) < len(names):  # the same config twice, or two points alike once made safe
         names = [f"{i:03d}-{n}" for i, n in enumerate(names)]
-    return [PlannedRun(n, str(f) if f else None, {**base, **p}) for n, (f, p) in zip(names, pairs)]
+    return [PlannedRun(n, f, {**base, **p}) for n, (f, p) in zip(names, pairs)]
 
 
 def run_sweep(
@@ -135,13 +140,12 @@ def run_sweep(
 
     out.mkdir(parents=True, exist_ok=True)
     ledger = out / SWEEP_FILE
-    files = [str(f) if f else None for f in ([configs] if configs is None or isinstance(configs, str) else configs)]
 
     def start(data: dict[str, Any]) -> None:
         """sweep.json for this call: what an earlier call said of each run carried over (done, from its folder)."""
         before = {r["name"]: r for r in data.get("runs", [])}
         data.clear()
-        data.update(configs=files or [None], overrides=base, grid=grid, runs=[])
+        data.update(configs=config_files(configs), overrides=base, grid=grid, runs=[])
         for run in runs:
             point = {k: run.overrides[k] for k in grid}
             entry = {"name": run.name, "dir": run.name, "config": run.config, "overrides": point}
