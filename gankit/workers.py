@@ -74,11 +74,11 @@ def _stop_if_orphaned(parent: int) -> None:
 def _entry(target: Callable[..., int | None], index: int, threads: int, parent: int, args: tuple[Any, ...]) -> None:
     os.setpgid(0, 0)  # a terminal's Ctrl-C reaches the parent only; it passes the signal on once
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    import torch
+    try:  # (a Ctrl-C passed on while the worker still imports torch ends it quietly too, not with a traceback)
+        import torch
 
-    torch.set_num_threads(threads)
-    threading.Thread(target=_stop_if_orphaned, args=(parent,), daemon=True).start()
-    try:
+        torch.set_num_threads(threads)
+        threading.Thread(target=_stop_if_orphaned, args=(parent,), daemon=True).start()
         code = target(index, threads, *args)
     except KeyboardInterrupt:
         code = 130

@@ -185,3 +185,89 @@ def test_sweep_takes_the_data_flags() -> None:
             "test",
             5,
         )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the grid is tune's; the runs go on tune's workers
+
+
+def test_a_sweep_grid_is_the_grid_tune_walks():
+    """`sweep --grid K=a,b` expands to the points `tune --sampler grid --param 'K=choice(a,b)'` runs: the same
+    expansion, and the same set as Optuna's GridSampler visits."""
+    optuna = pytest.importorskip("optuna", reason="optuna is not installed (pip install 'gankit[tune]')")
+    from gankit.tune.objective import suggest
+    from gankit.tune.space import grid_of, grid_points, read_space
+
+    grid = parse_grid(["optim.name=adam,sgd", "model.z_dim=4,8,16", "loss.name=hinge"])
+    space = read_space(
+        None, ["optim.name=choice(adam, sgd)", "model.z_dim=choice(4, 8, 16)", "loss.name=choice(hinge)"]
+    )
+    assert grid_of(space) == grid
+    points = grid_points(grid)
+    assert points[:2] == [  # first key slowest, as the run folders are numbered
+        {"optim.name": "adam", "model.z_dim": 4, "loss.name": "hinge"},
+        {"optim.name": "adam", "model.z_dim": 8, "loss.name": "hinge"},
+    ]
+    study = optuna.create_study(sampler=optuna.samplers.GridSampler(grid_of(space), seed=0))
+    study.optimize(lambda t: float(len({k: suggest(t, k, d) for k, d in space.items()})), n_trials=len(points))
+    key = lambda p: json.dumps(p, sort_keys=True)  # noqa: E731
+    assert sorted(map(key, (t.params for t in study.trials))) == sorted(map(key, points))
+
+
+@pytest.mark.slow
+def test_two_sweep_workers_survive_a_kill_and_a_rerun_skips_everything(tmp_path, tiny_overrides, capfd):
+    """`sweep --workers 2` with real worker processes, the threads split between them; one worker killed by SIGKILL
+    mid-run: its run is continued from its checkpoint by a new worker and the sweep completes; the same command again
+    trains nothing."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from gankit.config.layering import resolve
+    from gankit.workers import threads_per_worker
+
+    out = tmp_path / "sw"
+    tiny = {k: v for k, v in tiny_overrides.items() if k not in ("model.z_dim", "train.threads")}
+    argv = ["sweep", "--grid", "model.z_dim=4,8,12", "--workers", "2", "--steps", "24", "--out", str(out)]
+    argv += _sets({**tiny, "train.checkpoint_every": 6})
+    # The command runs in a thread of this process (what a terminal's Ctrl-C does is tests/test_workers.py's
+    # subject); its workers are real processes, and one of them is killed.
+    ended: dict[str, int] = {}
+    command = threading.Thread(target=lambda: ended.setdefault("rc", main(argv)), daemon=True)
+    command.start()
+    killed, t0 = None, time.monotonic()
+    while killed is None and time.monotonic() - t0 < 150 and command.is_alive():
+        for run in sorted(out.glob("model.z_dim=*")):
+            ck = run / "checkpoints"
+            latest = (ck / "latest").read_text().strip() if (ck / "latest").is_file() else ""
+            if latest >= "step-0000006" and not (ck / "final").exists() and (run / ".lock").exists():
+                try:
+                    pid = json.loads((run / ".lock").read_text())["pid"]
+                    assert pid != os.getpid()  # a worker process, never this one
+                    os.kill(pid, signal.SIGKILL)
+                except (OSError, ValueError, KeyError):
+                    continue
+                killed = run.name
+                break
+        time.sleep(0.02)
+    command.join(timeout=240)
+    text = capfd.readouterr().err  # (the workers' lines too: they write to this process's stderr)
+    assert killed is not None, text
+    assert ended.get("rc") == 0, text
+    assert "was killed by SIGKILL" in text and f"{killed}: resuming" in text, text
+    runs = json.loads((out / "sweep.json").read_text())["runs"]
+    assert [r["name"] for r in runs] == ["model.z_dim=4", "model.z_dim=8", "model.z_dim=12"]
+    assert [(r["status"], r["step"], r["stopped_by"]) for r in runs] == [("done", 24, "steps")] * 3, runs
+    for r in runs:  # each worker trained with its share of the cores (the killed run's retry may have had more)
+        if r["name"] != killed:
+            assert resolve(file=out / r["name"] / "config.yaml").train.threads == threads_per_worker(2)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*(r["name"] for r in runs), "sweep.json"])
+    metrics = [json.loads(line) for line in (out / killed / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "step" in m] == sorted({m["step"] for m in metrics if "step" in m})
+
+    stamps = {r["name"]: (out / r["name"] / "summary.json").stat().st_mtime_ns for r in runs}
+    assert main(argv) == 0  # the same command again: no worker starts when nothing is left
+    assert capfd.readouterr().err.count("finished, skipped") == 3
+    assert {n: (out / n / "summary.json").stat().st_mtime_ns for n in stamps} == stamps
+    assert json.loads((out / "sweep.json").read_text())["runs"] == runs

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..core.errors import DivergedError, GankitError, Interrupted, StopTraining
-from .space import Dist
+from .space import Dist, grid_of, grid_points
 from .study import SECOND_DIRECTIONS, StudySpec, create_or_load, need_optuna, open_storage
 
 
@@ -148,7 +148,7 @@ class Objective:
     def __call__(self, trial: Any) -> float:
         optuna = need_optuna()
         from ..training.checkpoint import latest_name
-        from ..training.loop import train
+        from .runs import train_in
 
         params = {k: suggest(trial, k, d) for k, d in self.space.items()}
         try:
@@ -187,7 +187,7 @@ class Objective:
 
         cpu0, wall0 = time.process_time(), time.monotonic()
         try:
-            run = train(cfg, out=None if resume else folder, resume=folder if resume else None, on_scores=on_scores)
+            run = train_in(cfg, folder, on_scores=on_scores)
         except (DivergedError, GankitError) as e:
             # The recipe diverged, or a sampled value is one the data or model cannot take (e.g. a batch larger than
             # the data): this trial failed and counts as done; the search carries on with other values.
@@ -231,10 +231,7 @@ def target_of(spec: StudySpec) -> int:
     """The trial count: --trials, at most the grid's size for a grid search."""
     if spec.sampler != "grid":
         return spec.trials
-    size = 1
-    for d in space_of(spec).values():
-        size *= len(d.grid_values(""))
-    return min(spec.trials, size)
+    return min(spec.trials, len(grid_points(grid_of(space_of(spec)))))
 
 
 def build_sampler(spec: StudySpec, worker: int, seen: int) -> Any:
@@ -247,7 +244,7 @@ def build_sampler(spec: StudySpec, worker: int, seen: int) -> Any:
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if spec.sampler == "grid":
-        return optuna.samplers.GridSampler({k: d.grid_values(k) for k, d in space_of(spec).items()}, seed=seed)
+        return optuna.samplers.GridSampler(grid_of(space_of(spec)), seed=seed)
     if spec.sampler == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed)
     raise ValueError(spec.sampler)

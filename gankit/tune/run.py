@@ -235,35 +235,24 @@ def run_tune(
 
 def rerun_best(spec: StudySpec, study: Any, k: int, workers: int, threads: int, say: Callable[[str], None]) -> int:
     """The best trial's parameters on ``k`` new seeds (gankit.tune.seeds), then the report again with their spread."""
-    from ..workers import run_workers
     from .report import best_trial, score_of, write_study_outputs
-    from .seeds import finished, seed_runs, seed_scores, seed_work, spread
+    from .runs import finished, train_runs
+    from .seeds import SEEDS_DIR, seed_runs, seed_scores, spread
 
     best = best_trial(study)
     if best is None:  # run_tune returns before this when no trial completed; a caller may not
         raise GankitError(f"study {spec.name!r} has no completed trial to run on more seeds")
     runs = seed_runs(spec, best.number, dict(best.params), k)
-    todo = [r for r in runs if not finished(Path(r["folder"]))]
+    root = spec.root / SEEDS_DIR
+    todo = [r for r in runs if not finished(root / r.name)]
     say(
         f"tune: the best trial ({best.number}, {spec.metric} {score_of(best):.4g}) on {k} seed(s) the search did not "
-        f"train ({', '.join(str(r['seed']) for r in runs)}): {len(runs) - len(todo)} done, {len(todo)} to train in "
-        f"{Path(spec.folder) / 'best-seeds'}"
+        f"train ({', '.join(str(r.overrides['seed']) for r in runs)}): {len(runs) - len(todo)} done, {len(todo)} to "
+        f"train in {root}"
     )
-    exits: list[Any] = []
-    stopped = None
-    if todo:
-        n = min(workers, len(todo))
-        shown = [len(runs) - len(todo)]
-
-        def tick() -> None:  # the progress line, when the count of finished seeds moves
-            now = sum(finished(Path(r["folder"])) for r in runs)
-            if now != shown[0]:
-                say(f"tune: best trial on more seeds: {now}/{len(runs)} done")
-                shown[0] = now
-
-        exits, stopped = run_workers(
-            n, seed_work, (json.dumps(asdict(spec)), json.dumps(todo), n), threads=threads, tick=tick
-        )
+    ended = None
+    if todo:  # in worker processes, as the trials were, whatever their number
+        ended = train_runs(root, runs, workers=min(workers, len(todo)), threads=threads, spawn=True, label="tune")
     write_study_outputs(spec.root, study)
     rows = seed_scores(spec.root, best.number, spec.metric)
     for r in rows:
@@ -278,12 +267,12 @@ def rerun_best(spec: StudySpec, study: Any, k: int, workers: int, threads: int, 
             f"tune: the best trial's recipe on {stat[2]} new seeds: {spec.metric} {stat[0]:.4g} ± {stat[1]:.2g} "
             f"(n={stat[2]}; the trial itself: {score_of(best):.4g})"
         )
-    if stopped:
+    if ended and ended.stopped:
         say("tune: stopped by a signal; run the same command to continue the seeds")
-        return 128 + stopped
-    if any(e.exitcode == 2 for e in exits):
+        return 128 + ended.stopped
+    if ended and ended.bad_input:
         return 2
-    if not all(finished(Path(r["folder"])) for r in runs):
+    if not all(finished(root / r.name) for r in runs):
         say("tune: not every seed finished; run the same command to continue")
         return 1
     return 0

@@ -10,53 +10,22 @@ checkpoints.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import DivergedError, GankitError, Interrupted
+from .runs import PlannedRun
 from .study import StudySpec
 
 SEEDS_DIR = "best-seeds"
 
 
-def seed_runs(spec: StudySpec, trial: int, params: dict[str, Any], k: int) -> list[dict[str, Any]]:
-    """The K runs of trial ``trial``'s parameters: seed and folder of each (JSON-able, for the worker processes)."""
-    seeds = [spec.seed + 1 + i for i in range(k)]
+def seed_runs(spec: StudySpec, trial: int, params: dict[str, Any], k: int) -> list[PlannedRun]:
+    """The K runs of trial ``trial``'s parameters, in STUDY/best-seeds: configured as the trial was (base file, flags,
+    its parameters, tune's own keys), on seeds the study's seed + 1 .. + K."""
     return [
-        {"seed": s, "folder": str(spec.root / SEEDS_DIR / f"trial-{trial:04d}-seed-{s}"), "params": params}
-        for s in seeds
+        PlannedRun(f"trial-{trial:04d}-seed-{s}", spec.config, {**spec.flags, **params, "seed": s, **spec.tune_keys})
+        for s in (spec.seed + 1 + i for i in range(k))
     ]
-
-
-def finished(folder: Path) -> bool:
-    return (folder / "summary.json").is_file()
-
-
-def seed_work(index: int, threads: int, spec_json: str, runs_json: str, workers: int) -> int:
-    """A worker (gankit.workers.run_workers target): train its share of the seed runs, one after another."""
-    from ..training.checkpoint import candidates
-    from ..training.loop import train
-    from .objective import trial_config
-
-    spec = StudySpec(**{k: v for k, v in json.loads(spec_json).items() if k != "fingerprint"})
-    for r in json.loads(runs_json)[index::workers]:
-        folder = Path(r["folder"])
-        if finished(folder):
-            continue
-        cfg = trial_config(spec, {**r["params"], "seed": r["seed"]}, threads)
-        resume = folder.is_dir() and bool(candidates(folder / "checkpoints"))
-        try:
-            train(cfg, out=None if resume else folder, resume=folder if resume else None)
-        except Interrupted:  # checkpointed; the same command continues it
-            return 130
-        except DivergedError as e:  # this seed's result: no score, said once; the other seeds go on
-            print(f"gankit: best trial on seed {r['seed']} diverged: {' '.join(str(e).split())}", file=sys.stderr)
-        except GankitError as e:
-            print(f"gankit: error: best trial on seed {r['seed']}: {' '.join(str(e).split())}", file=sys.stderr)
-            return 2
-    return 0
 
 
 def seed_scores(root: Path, trial: int, metric: str) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ The distributions become Optuna's (a module-level import of optuna is not needed
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -106,7 +107,7 @@ def _number(text: str, key: str, call: str) -> float:
 def parse_dist(key: str, value: Any) -> Dist:
     """One space entry -> a Dist (GankitError naming the key and what would fix it)."""
     if isinstance(value, list):
-        return _choice(key, [v for v in value], f"{value!r}")
+        return _choice(key, [v for v in value], f"{key}: {value!r}")
     if not isinstance(value, str) or not (m := _CALL.match(value)):
         raise GankitError(
             f"{key}: {value!r} is not a distribution; write loguniform(lo, hi), uniform(lo, hi), "
@@ -118,9 +119,7 @@ def parse_dist(key: str, value: Any) -> Dist:
         raise GankitError(f"{key}: unknown distribution {kind!r}; use one of {', '.join(KINDS)}")
     args = split_args(inner) if inner.strip() else []
     if kind == "choice":
-        if any(a == "" for a in args):
-            raise GankitError(f"{key}: {call} has an empty value; list the choices, e.g. choice(32, 64)")
-        return _choice(key, [parse_set(f"{key}={a}")[1] for a in args], call)
+        return choice_of(key, args, f"{key}: {call}")
     want = (2, 3) if kind == "int" else (2,)
     if len(args) not in want:
         raise GankitError(
@@ -143,23 +142,37 @@ def parse_dist(key: str, value: Any) -> Dist:
     return Dist(kind, low, high)
 
 
-def _choice(key: str, values: list[Any], call: str) -> Dist:
+def choice_of(key: str, texts: list[str], where: str, scalars: bool = True) -> Dist:
+    """A choice from its values as written (``["adam", "sgd"]``, ``["[64, 64]", "[128]"]``), each read as ``--set``
+    reads a value. ``scalars``: only numbers, strings, booleans and null (what Optuna stores as a choice); a sweep's
+    grid (`gankit sweep --grid`, never sampled by Optuna) may list YAML lists too. ``where`` starts every error."""
+    if any(t == "" for t in texts):
+        raise GankitError(f"{where}: a value is empty (two commas in a row, or one at an end); list each value once")
+    return _choice(key, [parse_set(f"{key}={t}")[1] for t in texts], where, scalars)
+
+
+def _choice(key: str, values: list[Any], where: str, scalars: bool = True) -> Dist:
     if not values:
-        raise GankitError(f"{key}: {call} is an empty choice; name at least one value, e.g. choice(32, 64)")
+        raise GankitError(f"{where} is an empty choice; name at least one value, e.g. choice(32, 64)")
     if len({json.dumps(v, sort_keys=True) for v in values}) < len(values):
-        raise GankitError(f"{key}: {call}: a value is repeated; list each value once")
+        raise GankitError(f"{where}: a value is repeated; list each value once")
     for v in values:
-        if not (v is None or isinstance(v, (bool, int, float, str))):
+        if scalars and not (v is None or isinstance(v, (bool, int, float, str))):
             raise GankitError(
-                f"{key}: {call}: {v!r} is not a single value (Optuna choices are numbers, strings, booleans or null)"
+                f"{where}: {v!r} is not a single value (Optuna choices are numbers, strings, booleans or null)"
             )
     return Dist("choice", choices=tuple(_plain(v) for v in values))
 
 
 def _plain(v: Any) -> Any:
-    """The YAML reader's int/float subclasses (they remember their text) as plain int/float for Optuna."""
+    """The YAML reader's int/float subclasses (they remember their text) as plain int/float for Optuna (a list, which
+    only a sweep's grid holds, item by item)."""
     if isinstance(v, bool) or v is None or isinstance(v, str):
         return v
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
     return int(v) if isinstance(v, int) else float(v)
 
 
@@ -217,6 +230,18 @@ def check_space(space: Space, resolve_with: Any) -> None:
                 resolve_with({key: value})
             except GankitError as e:
                 raise GankitError(f"space key {key}={fmt_value(value)} ({dist.describe()}): {e}") from None
+
+
+def grid_of(space: Space) -> dict[str, list[Any]]:
+    """What a grid search walks: each key's values (Dist.grid_values), in the space's order. Optuna's GridSampler
+    takes this for `gankit tune --sampler grid`, and `gankit sweep --grid` trains its points."""
+    return {k: d.grid_values(k) for k, d in space.items()}
+
+
+def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """The product of a grid, first key slowest: ``[{key: value, ...}, ...]``."""
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
 def space_json(space: Space) -> dict[str, Any]:
