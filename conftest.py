@@ -8,12 +8,16 @@ import tempfile
 
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 # Tests never touch the user's cache, the repository or the network-backed defaults: one fresh cache folder per test
 # session (classifiers trained for metrics are shared by the tests of that session).
 _CACHE = tempfile.TemporaryDirectory(prefix="gankit-test-cache-")
 os.environ["GANKIT_CACHE"] = _CACHE.name
 torch.set_num_threads(1)  # many tiny ops: one thread is faster and keeps results identical across runs
+# numpy's BLAS/OpenMP pools too (FD's covariances, the scorers' statistics): on a loaded 2-core machine their second
+# thread cost more CPU than the tiny work it shared (seen in tests/test_tune.py, third session).
+threadpool_limits(1)
 
 
 def _cpu_model() -> str:
