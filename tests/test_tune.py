@@ -277,6 +277,8 @@ def test_two_workers_on_sqlite_survive_a_kill_and_report(tiny: Path, tmp_path: P
         and cfg.model.g_channels == best.params["model.g_channels"]
     )
     assert cfg.data.holdout == 0 and cfg.train.steps == 24
+    # how often the search scored its trials (--eval-every 6) is not part of the recipe
+    assert cfg.train.eval_every == resolve(file=tiny).train.eval_every
     html = (study / "report.html").read_text()
     assert "st&lt;b&gt;&amp;&#x27;x" in html and EVIL not in html
     assert f'href="trial-{best.number:04d}/report.html"' in html or best.user_attrs["folder"] in html

@@ -437,8 +437,11 @@ def best_yaml(spec: dict[str, Any], best: Any) -> str:
     from ..core.yamlio import dump_yaml
     from ..nets import MODELS
 
-    # where the search ran (its threads, its device) is not part of the recipe: the machine that trains it decides
-    flags = {k: v for k, v in spec.get("flags", {}).items() if k not in ("train.threads", "train.device")}
+    # where the search ran (its threads, its device) is not part of the recipe: the machine that trains it decides.
+    # Nor is how often it scored trials (--eval-every lands in the flags too): a run of best.yaml would spend its
+    # budget on those evaluations, and at a CPU budget lose steps against the recipe it is compared with.
+    search_only = ("train.threads", "train.device", "train.eval_every", "train.checkpoint_every")
+    flags = {k: v for k, v in spec.get("flags", {}).items() if k not in search_only}
     cfg = resolve(file=spec.get("config"), overrides={**flags, **best.params})
     d = cfg.to_dict()
     # Only the keys the chosen model reads: the others are refused when the file is read back as a config.
