@@ -245,6 +245,12 @@ CONFIGS = {
     "unknown-model-flag": lambda tmp: (["--model", "dcgna"], "unknown model 'dcgna' (did you mean 'dcgan'?)"),
     "bad-set": lambda tmp: (["--set", "train.steps"], "expected key=value"),
     "negative-mbstd": lambda tmp: (["--set", "model.d_mbstd=-1"], "model.d_mbstd=-1: use 0 (off)"),
+    "negative-gp-weight": lambda tmp: (["--set", "loss.gp_weight=-1"], "loss.gp_weight must be >= 0, got -1.0"),
+    # pix2pix has no model.d_batchnorm: its own refusal, not the GAN's advice to set that key
+    "pix2pix-gradient-penalty": lambda tmp: (
+        ["--model", "pix2pix", "--set", "model.patch=16", "--set", "loss.name=wgan-gp"],
+        "loss.name=wgan-gp is not supported by pix2pix",
+    ),
 }
 
 DATA = {

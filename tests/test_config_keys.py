@@ -34,6 +34,14 @@ ROOT = Path(__file__).resolve().parent.parent
         ("model.norm", "pix2pix"),
         ("model.patch", "pix2pix"),
         ("loss.l1_weight", "pix2pix"),
+        ("model.z_dim", "gan"),
+        ("model.num_classes", "gan"),
+        ("model.g_hidden", "gan"),
+        ("model.d_batchnorm", "gan"),
+        ("model.d_mbstd", "gan"),
+        ("loss.gp_weight", "gan"),
+        ("loss.clip", "gan"),
+        ("loss.instance_noise", "gan"),
     ],
 )
 def test_the_families_own_keys_are_declared_by_them_not_in_the_schema(key: str, family: str) -> None:
@@ -105,12 +113,72 @@ def test_an_old_run_config_with_every_key_still_loads_and_resumes(tmp_path: Path
         resume_config(read_yaml(path), {"model.g_blocks": 4})
 
 
+def test_a_shared_model_key_is_read_by_more_than_one_family() -> None:
+    """What stays in ModelConfig is read by models of several families; a key one family alone reads is declared
+    by that family (gankit/tasks/<family>.py)."""
+    for f in dataclasses.fields(ModelConfig):
+        readers = {spec.family for _, spec in MODELS.items() if f.name in spec.fields}
+        assert len(readers) > 1, (f.name, readers)
+
+
+def test_the_gan_familys_keys_keep_their_checks() -> None:
+    base = {"train.steps": 1}
+    for overrides, needle in [
+        ({"model.z_dim": 0}, "model.z_dim must be > 0, got 0"),
+        ({"model.num_classes": -1}, "model.num_classes must be >= 0, got -1"),
+        ({"model.d_dropout": -0.5}, "model.d_dropout must be >= 0, got -0.5"),
+        ({"model.d_dropout": 1}, "model.d_dropout must be in [0, 1), got 1.0"),
+        ({"model.g_dropout": 1}, "model.g_dropout must be in [0, 1), got 1.0"),  # shared (pix2pix reads it)
+        ({"model.d_mbstd": -1}, "model.d_mbstd=-1: use 0 (off)"),
+        ({"loss.gp_weight": -1}, "loss.gp_weight must be >= 0, got -1.0"),
+        ({"loss.clip": -0.1}, "loss.clip must be >= 0, got -0.1"),
+        ({"loss.instance_noise": -1}, "loss.instance_noise must be >= 0, got -1.0"),
+        ({"model.noise": "gauss"}, "model.noise: expected 'normal' or 'uniform', got 'gauss'"),
+        ({"model.name": "pix2pix", "model.num_classes": 3}, "model.num_classes is not a setting of model 'pix2pix'"),
+    ]:
+        with pytest.raises(GankitError) as e:
+            resolve(overrides={**base, **overrides})
+        assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+# The model and loss keys in the order gankit wrote them to config.yaml when every GAN key was a field of the schema.
+OLD_MODEL_ORDER = (
+    "name z_dim noise num_classes conditioning g_channels d_channels max_channels g_upsample g_output g_class_norm "
+    "d_mbstd g_hidden d_hidden g_batchnorm d_batchnorm g_activation d_activation g_dropout d_dropout init "
+    "spectral_norm_d spectral_norm_g norm patch g_blocks pool_size"
+).split()
+OLD_LOSS_ORDER = (
+    "name gp_weight clip label_smoothing instance_noise r1_gamma r1_every l1_weight cycle_weight identity_weight"
+).split()
+
+
+def test_an_old_gan_run_config_still_loads_re_runs_and_resumes(tmp_path: Path) -> None:
+    cfg = resolve(overrides={"model.name": "mlp", "model.num_classes": 10, "loss.gp_weight": 5, "train.steps": 3})
+    new = cfg.to_dict()
+    old = {
+        **new,
+        "model": {k: new["model"][k] for k in OLD_MODEL_ORDER},
+        "loss": {k: new["loss"][k] for k in OLD_LOSS_ORDER},
+    }
+    assert set(old["model"]) == set(new["model"]) and set(old["loss"]) == set(new["loss"])  # no key left out
+    path = tmp_path / "config.yaml"
+    path.write_text(dump_plain_yaml(old))
+    assert path.read_text() != dump_yaml(cfg)
+    assert Config.from_dict(read_yaml(path)) == cfg
+    assert resolve(file=path) == cfg
+    assert resume_config(read_yaml(path), {"train.steps": 5}).train.steps == 5
+    with pytest.raises(GankitError, match=r"model.num_classes: 10 -> 3"):
+        resume_config(read_yaml(path), {"model.num_classes": 3})
+    with pytest.raises(GankitError, match=r"loss.gp_weight: 5.0 -> 1"):
+        resume_config(read_yaml(path), {"loss.gp_weight": 1})
+
+
 def test_declaring_a_key_twice_or_over_a_shared_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(FAMILY_KEYS, "_items", dict(FAMILY_KEYS._items))
 
     @dataclasses.dataclass(frozen=True)
     class Shadow:
-        z_dim: int = 3
+        g_channels: int = 3
 
     @dataclasses.dataclass(frozen=True)
     class Again:
@@ -120,7 +188,7 @@ def test_declaring_a_key_twice_or_over_a_shared_key_is_refused(monkeypatch: pyte
     class NoDefault:
         width: int
 
-    with pytest.raises(ValueError, match="model.z_dim of family 'x' is a shared key"):
+    with pytest.raises(ValueError, match="model.g_channels of family 'x' is a shared key"):
         family_config("model", family="x")(Shadow)
     with pytest.raises(ValueError, match="model.g_blocks of family 'x' is declared already by family 'cyclegan'"):
         family_config("model", family="x")(Again)
@@ -185,3 +253,4 @@ def test_gankit_list_names_the_families_own_keys(capsys: pytest.CaptureFixture[s
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("families' own config keys: "))
     assert "cyclegan: model.g_blocks, model.pool_size, loss.cycle_weight, loss.identity_weight" in line
     assert "pix2pix: model.norm, model.patch, loss.l1_weight" in line
+    assert "gan: model.z_dim, model.noise, model.num_classes," in line and "loss.instance_noise" in line

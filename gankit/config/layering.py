@@ -139,7 +139,9 @@ def validate(cfg: Config) -> None:
         raise GankitError(
             f"loss.label_smoothing has no meaning for loss '{cfg.loss.name}' (no target label); set it to 0"
         )
-    if loss.gradient_penalty and cfg.model.d_batchnorm:
+    # Only for models with a BatchNorm switch in D (the GAN family's model.d_batchnorm); pix2pix and CycleGAN
+    # refuse these losses themselves.
+    if loss.gradient_penalty and "d_batchnorm" in spec.fields and cfg.model.d_batchnorm:
         raise GankitError(
             f"loss '{cfg.loss.name}' penalises each sample's gradient, which BatchNorm in D mixes across the batch; "
             f"add --set model.d_batchnorm=false"

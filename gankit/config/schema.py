@@ -215,33 +215,18 @@ class _Extensible:
 
 @dataclass(frozen=True, init=False, repr=False, eq=False)
 class ModelConfig(_Extensible):
-    """The keys every family may read (and the GAN family's own: it came first); a family's own keys are declared
-    beside it with :func:`family_config` (gankit/tasks/pix2pix.py: ``norm``, ``patch``; gankit/tasks/cyclegan.py:
-    ``g_blocks``, ``pool_size``). Which keys a model reads is its ``ModelSpec.fields``."""
+    """The model keys that more than one family reads; a family's own keys are declared beside its task with
+    :func:`family_config` (gankit/tasks/gan.py: ``z_dim``, ``num_classes``, ``g_hidden``, ...; gankit/tasks/pix2pix.py:
+    ``norm``, ``patch``; gankit/tasks/cyclegan.py: ``g_blocks``, ``pool_size``). Which keys a model reads is its
+    ``ModelSpec.fields``."""
 
     SECTION = "model"
     name: str = "dcgan"
-    z_dim: int = 100
-    noise: Literal["normal", "uniform"] = "normal"  # uniform is U[-1, 1]
-    num_classes: int = 0  # > 0 makes a conditional GAN
-    conditioning: Literal["concat", "projection"] = "concat"
     # conv models: widths of the first D layer and last G layer; they double with depth up to max_channels
     g_channels: int = 64
     d_channels: int = 64
     max_channels: int = 1024
-    g_upsample: Literal["transpose", "nearest", "nearest_last"] = "transpose"  # dcgan G's stride-2 layers
-    g_output: Literal["tanh", "clamp"] = "tanh"  # dcgan G's last activation
-    g_class_norm: bool = False  # conditional dcgan G with BatchNorm: per-class BatchNorm scales and shifts as well
-    d_mbstd: int = 0  # dcgan D: minibatch standard deviation over groups of this many images (0 = off)
-    # MLP models
-    g_hidden: tuple[int, ...] = (256, 512, 1024)
-    d_hidden: tuple[int, ...] = (1024, 512, 256)
-    g_batchnorm: bool = True
-    d_batchnorm: bool = True
-    g_activation: str = "relu"
-    d_activation: str = "leaky_relu"
-    g_dropout: float = 0.0
-    d_dropout: float = 0.0
+    g_dropout: float = 0.0  # dropout in G's layers (pix2pix: in the U-Net's decoder)
     init: Literal["dcgan", "default"] = "dcgan"
     spectral_norm_d: bool = False
     spectral_norm_g: bool = False
@@ -249,15 +234,15 @@ class ModelConfig(_Extensible):
 
 @dataclass(frozen=True, init=False, repr=False, eq=False)
 class LossConfig(_Extensible):
-    """The loss keys every family may read; a family's own weights are declared beside it (:func:`family_config`)."""
+    """The loss keys more than one family reads; a family's own keys are declared beside it (:func:`family_config`;
+    the GAN family's ``gp_weight``, ``clip`` and ``instance_noise`` in gankit/tasks/gan.py)."""
 
     SECTION = "loss"
     name: str = "non_saturating"
-    gp_weight: float = 10.0  # WGAN-GP lambda
-    clip: float = 0.01  # WGAN weight clipping c
     label_smoothing: float = 0.0  # one-sided: real targets become 1 - label_smoothing
-    instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed to 0 over training
-    r1_gamma: float = 0.0  # R1 penalty on real images, (gamma / 2) * E||grad D(x)||^2 (0 = off); any GAN loss
+    # R1 penalty on real images, (gamma / 2) * E||grad D(x)||^2 (0 = off), with the GAN losses; pix2pix and CycleGAN
+    # refuse it (their checks read it)
+    r1_gamma: float = 0.0
     r1_every: int = 16  # lazy R1: computed every N-th D update, weighted by N (1 = every update)
 
 
@@ -540,7 +525,6 @@ def check_values(cfg: Config) -> None:
         "train.log_every": cfg.train.log_every,
         "train.checkpoint_every": cfg.train.checkpoint_every,
         "train.dist_timeout": cfg.train.dist_timeout,
-        "model.z_dim": cfg.model.z_dim,
         "model.g_channels": cfg.model.g_channels,
         "model.d_channels": cfg.model.d_channels,
         "data.image_size": cfg.data.image_size,
@@ -560,15 +544,10 @@ def check_values(cfg: Config) -> None:
         "train.ema_half_life": cfg.train.ema_half_life,
         "train.eval_every": cfg.train.eval_every,
         "train.threads": cfg.train.threads,
-        "model.num_classes": cfg.model.num_classes,
         "model.g_dropout": cfg.model.g_dropout,
-        "model.d_dropout": cfg.model.d_dropout,
         "optim.momentum": cfg.optim.momentum,
         "optim.weight_decay": cfg.optim.weight_decay,
-        "loss.gp_weight": cfg.loss.gp_weight,
-        "loss.clip": cfg.loss.clip,
         "loss.label_smoothing": cfg.loss.label_smoothing,
-        "loss.instance_noise": cfg.loss.instance_noise,
         "data.limit": cfg.data.limit,
         "data.holdout": cfg.data.holdout,
     }
@@ -577,7 +556,6 @@ def check_values(cfg: Config) -> None:
             raise GankitError(f"{key} must be >= 0, got {v}")
     for key, v in {
         "model.g_dropout": cfg.model.g_dropout,
-        "model.d_dropout": cfg.model.d_dropout,
         "loss.label_smoothing": cfg.loss.label_smoothing,
         "optim.beta1": cfg.optim.beta1,
         "optim.beta2": cfg.optim.beta2,

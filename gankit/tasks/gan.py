@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..config.schema import Config
+from ..config.schema import Config, family_config
 from ..core.errors import GankitError
 from ..data.base import Batcher, ImageData, to_float, to_uint8
 from ..data.splits import holdout_only, reference_data
@@ -25,6 +25,8 @@ from .base import EMA, TASKS, FamilyTask, TaskSpec, TrainedRun, eval_mode, is_co
 
 __all__ = [
     "EMA",
+    "GANLoss",
+    "GANModel",
     "GANTask",
     "TrainedGenerator",
     "class_sequence",
@@ -38,6 +40,62 @@ __all__ = [
 PREVIEW = 64  # images in the fixed-noise grid
 EVAL_N = 2000  # samples and real images for the training-time FD
 EVAL_MIN_HELD = 500  # held-out images needed to use them (not training images) as the FD reference
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the family's own config keys (beside the shared ones of gankit/config/schema.py; its models' builders in
+# gankit/nets/ list the ones each reads, and the template family's copy of the DCGAN reads them too)
+
+
+@family_config("model", family="gan")
+@dataclass(frozen=True)
+class GANModel:
+    """``model.*`` keys of the GAN family's networks (gankit/nets/dcgan.py, mlp.py, variants.py)."""
+
+    z_dim: int = 100
+    noise: Literal["normal", "uniform"] = "normal"  # uniform is U[-1, 1]
+    num_classes: int = 0  # > 0 makes a conditional GAN
+    conditioning: Literal["concat", "projection"] = "concat"
+    g_upsample: Literal["transpose", "nearest", "nearest_last"] = "transpose"  # dcgan G's stride-2 layers
+    g_output: Literal["tanh", "clamp"] = "tanh"  # dcgan G's last activation
+    g_class_norm: bool = False  # conditional dcgan G with BatchNorm: per-class BatchNorm scales and shifts as well
+    d_mbstd: int = 0  # dcgan D: minibatch standard deviation over groups of this many images (0 = off)
+    # MLP models
+    g_hidden: tuple[int, ...] = (256, 512, 1024)
+    d_hidden: tuple[int, ...] = (1024, 512, 256)
+    # layers of the DCGAN and MLP models (model.g_dropout is shared: pix2pix's U-Net reads it too)
+    g_batchnorm: bool = True
+    d_batchnorm: bool = True
+    g_activation: str = "relu"
+    d_activation: str = "leaky_relu"
+    d_dropout: float = 0.0
+
+    def check(self) -> None:
+        if not self.z_dim > 0:
+            raise GankitError(f"model.z_dim must be > 0, got {self.z_dim}")
+        if self.num_classes < 0:
+            raise GankitError(f"model.num_classes must be >= 0, got {self.num_classes}")
+        if self.d_dropout < 0:
+            raise GankitError(f"model.d_dropout must be >= 0, got {self.d_dropout}")
+        if not self.d_dropout < 1:
+            raise GankitError(f"model.d_dropout must be in [0, 1), got {self.d_dropout}")
+        if self.d_mbstd < 0:
+            raise GankitError(f"model.d_mbstd={self.d_mbstd}: use 0 (off) or a group size such as 4")
+
+
+@family_config("loss", family="gan")
+@dataclass(frozen=True)
+class GANLoss:
+    """``loss.*`` keys of the GAN step (:meth:`GANTask.step`)."""
+
+    gp_weight: float = 10.0  # WGAN-GP lambda
+    clip: float = 0.01  # WGAN weight clipping c
+    instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, annealed to 0 over training
+
+    def check(self) -> None:
+        for key, v in {"gp_weight": self.gp_weight, "clip": self.clip, "instance_noise": self.instance_noise}.items():
+            if v < 0:
+                raise GankitError(f"loss.{key} must be >= 0, got {v}")
 
 
 def micro_batches(
