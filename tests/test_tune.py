@@ -142,6 +142,24 @@ BAD = {
         ["--objective", "fd,speed", "--param", "optim.lr_g=loguniform(1e-4, 1e-3)"],
         "images_per_s, params",
     ),
+    "a base value outside the space": (
+        [
+            "--enqueue-base",
+            "--param",
+            "optim.lr_g=loguniform(1e-4, 1e-3)",
+            "--param",
+            "model.g_channels=choice(16, 32)",
+        ],
+        "model.g_channels=8 is outside the space's choice(16, 32)",
+    ),
+    "a base value off an int range's step": (
+        ["--enqueue-base", "--param", "model.g_channels=int(4, 16, 3)"],
+        "model.g_channels=8 is outside the space's int(4, 16, 3)",
+    ),
+    "the base queued into a grid": (
+        ["--enqueue-base", "--sampler", "grid", "--param", "model.g_channels=choice(8, 16)"],
+        "--enqueue-base with --sampler grid",
+    ),
     "unreachable server": (
         ["--param", "optim.lr_g=loguniform(1e-4, 1e-3)", "--storage", "postgresql://gankit:s3cret@127.0.0.1:9/none"],
         "cannot open the study storage",
@@ -494,6 +512,32 @@ def test_a_sampled_value_the_data_cannot_take_fails_that_trial_only(
     failed = [t for t in study.trials if t.state.name == "FAIL"]
     assert len(failed) == 2 and all("batch" in t.user_attrs["error"] for t in failed)
     assert not (out / "best.yaml").exists()
+
+
+def test_enqueue_base_trains_the_base_config_first_and_once(tiny: Path, tmp_path: Path, in_process_workers) -> None:
+    """--enqueue-base: trial 0 is the base config's own values of the space's keys, marked in the report; running the
+    command again (for more trials) does not queue it a second time; a base value outside the space is refused
+    before the existing study is touched."""
+    out = tmp_path / "study"
+    space = ["--param", "optim.lr_g=loguniform(1e-4, 1e-3)", "--param", "model.g_channels=choice(4, 8, 16)"]
+    args = ["tune", str(tiny), *space, "--enqueue-base", "--sampler", "random", "--pruner", "none"]
+    args += ["--steps", "2", "--eval-every", "2", "--threads", "1", "--no-progress", "--out", str(out)]
+    assert main([*args, "--trials", "1"]) == 0
+    base = resolve(file=str(tiny), overrides={}).to_dict()
+    trials = _load(out).trials
+    assert [t.params for t in trials] == [{"optim.lr_g": base["optim"]["lr_g"], "model.g_channels": 8}]
+    assert trials[0].user_attrs.get("base_config") is True
+    assert "<td>base config</td>" in (out / "report.html").read_text()
+
+    assert main([*args, "--trials", "2"]) == 0  # the same command for one more trial: sampled, not the base again
+    trials = _load(out).trials
+    assert len(trials) == 2 and trials[1].state.name == "COMPLETE"
+    assert [t.number for t in trials if t.user_attrs.get("base_config")] == [0]
+
+    spec = (out / "study.json").read_text()
+    outside = [a.replace("choice(4, 8, 16)", "choice(4, 16)") for a in args]
+    assert main([*outside, "--trials", "3"]) == 2
+    assert len(_load(out).trials) == 2 and (out / "study.json").read_text() == spec
 
 
 def test_a_worker_setting_does_not_change_the_study_but_a_budget_does() -> None:

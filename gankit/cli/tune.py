@@ -29,6 +29,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         heartbeat=args.heartbeat,
         best_seeds=args.best_seeds,
         objective=args.objective,
+        enqueue_base=args.enqueue_base,
     )
 
 
@@ -107,6 +108,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="K",
         help="then train the best trial's parameters on K "
         "seeds the search did not use, in STUDY/best-seeds/; the report shows their mean ± std (default 0)",
+    )
+    t.add_argument(
+        "--enqueue-base",
+        action="store_true",
+        help="first train the base config's own values of the space's keys, so the study shows whether any trial "
+        "beats the recipe it started from (queued once per study; refused with --sampler grid)",
     )
     add_data_flags(t, " of every trial")
     t.set_defaults(func=cmd_tune)

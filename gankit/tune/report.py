@@ -17,7 +17,7 @@ from ..core.errors import GankitError
 from ..core.io import atomic_write_bytes
 from ..report.html import cards, data_uri, esc, fmt, page
 from ..report.svg import PALETTE, nice_ticks, svg_chart
-from .study import SPEC_FILE, redact
+from .study import BASE_ATTR, SPEC_FILE, redact
 
 
 def _scatter(
@@ -131,6 +131,8 @@ def _trial_rows(study: Any, root: Path, columns: list[str]) -> str:
             note = (note + "; " if note else "") + (
                 f"retry of trial {t.system_attrs['retry_history'][-1]}, from step {ua.get('resumed_from_step')}"
             )
+        if ua.get(BASE_ATTR):  # queued by --enqueue-base: the recipe the search started from
+            note = (note + "; " if note else "") + "base config"
         if ua.get("interrupted_at"):
             note = (note + "; " if note else "") + "stopped by a signal"
         folder = ua.get("folder")

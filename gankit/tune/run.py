@@ -11,9 +11,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
+from ..config.schema import flatten
 from ..core.errors import GankitError
-from .space import check_space, read_space, space_json
+from .space import base_point, check_space, read_space, space_json
 from .study import (
+    BASE_ATTR,
     RequeueOnce,
     StudySpec,
     check_writable,
@@ -106,6 +108,7 @@ def run_tune(
     heartbeat: int,
     best_seeds: int = 0,
     objective: str = "score",
+    enqueue_base: bool = False,
     say: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
 ) -> int:
     """The whole command; returns the exit code (0, or 130/143 when stopped by a signal)."""
@@ -138,8 +141,14 @@ def run_tune(
     cfg0 = base({})
     check_space(space, base)
     if sampler == "grid":
+        if enqueue_base:  # GridSampler does not count a queued trial as its grid point, so it would train it twice
+            raise GankitError(
+                "--enqueue-base with --sampler grid: the grid trains every point, the base's too when the space "
+                "lists its values; leave out --enqueue-base"
+            )
         for k, d in space.items():
             d.grid_values(k)
+    start = base_point(space, flatten(cfg0.to_dict())) if enqueue_base else None  # checked before the study opens
     folder = Path(out) if out else default_folder(config, space_file)
     if folder.exists() and not folder.is_dir():
         raise GankitError(f"--out {folder} is a file; give a folder for the study")
@@ -186,6 +195,8 @@ def run_tune(
     spec.save()
     requeue_interrupted(study, store, say)
     optuna.storages.fail_stale_trials(study)  # a previous run's dead worker: its trial is retried now
+    if start is not None:
+        queue_base(study, start, say)
     target = target_of(spec)
     c = count(study.get_trials(deepcopy=False))
     say(
@@ -276,6 +287,17 @@ def rerun_best(spec: StudySpec, study: Any, k: int, workers: int, threads: int, 
         say("tune: not every seed finished; run the same command to continue")
         return 1
     return 0
+
+
+def queue_base(study: Any, params: dict[str, Any], say: Callable[[str], None]) -> None:
+    """Queue the base config's own values as the next trial, so the study measures the recipe it starts from; a study
+    that already holds a trial with these values (this command run before) is left as it is."""
+    before = len(study.get_trials(deepcopy=False))
+    study.enqueue_trial(params, user_attrs={BASE_ATTR: True}, skip_if_exists=True)
+    if len(study.get_trials(deepcopy=False)) > before:
+        say(
+            f"tune: queued the base config's values as the next trial: {', '.join(f'{k}={v}' for k, v in params.items())}"
+        )
 
 
 def parse_objectives(text: str, metric: str) -> list[str]:

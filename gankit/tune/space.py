@@ -58,6 +58,17 @@ class Dist:
             return [int(self.low), int(self.high)]
         return [self.low, self.high]
 
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is one this distribution can propose: a listed choice (True is not 1 here),
+        or a number within the range (on the step of an int range)."""
+        if self.kind == "choice":
+            return any(isinstance(value, bool) is isinstance(c, bool) and value == c for c in self.choices)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not self.low <= value <= self.high:
+            return False
+        if self.kind == "int":
+            return float(value).is_integer() and (int(value) - int(self.low)) % int(self.step or 1) == 0
+        return True
+
     def grid_values(self, key: str) -> list[Any]:
         """The values a grid search walks: the choices, or every step of an int range; continuous ranges have none."""
         if self.kind == "choice":
@@ -230,6 +241,25 @@ def check_space(space: Space, resolve_with: Any) -> None:
                 resolve_with({key: value})
             except GankitError as e:
                 raise GankitError(f"space key {key}={fmt_value(value)} ({dist.describe()}): {e}") from None
+
+
+def base_point(space: Space, values: dict[str, Any]) -> dict[str, Any]:
+    """The space's keys at the base config's own values (``values``: the resolved config, flattened), as Optuna's
+    params for ``study.enqueue_trial``; a value the space cannot propose is refused, naming the key, value and space
+    (Optuna would train it anyway and then treat the trial as outside the search)."""
+    point: dict[str, Any] = {}
+    for key, dist in space.items():
+        value = values.get(key)
+        if not dist.contains(value):
+            raise GankitError(
+                f"--enqueue-base: the base config's {key}={fmt_value(value)} is outside the space's "
+                f"{dist.describe()}; widen the space to include it, or leave out --enqueue-base"
+            )
+        if dist.kind == "choice":  # the listed value itself (1, not the config's 1.0): Optuna stores its index
+            point[key] = next(c for c in dist.choices if isinstance(value, bool) is isinstance(c, bool) and value == c)
+        else:
+            point[key] = int(value) if dist.kind == "int" else float(value)
+    return point
 
 
 def grid_of(space: Space) -> dict[str, list[Any]]:

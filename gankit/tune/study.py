@@ -22,6 +22,7 @@ from ..core.errors import GankitError
 from ..core.io import write_json
 
 FINGERPRINT_ATTR = "gankit:fingerprint"
+BASE_ATTR = "base_config"  # user attribute of the trial `gankit tune --enqueue-base` queued (the report marks it)
 SPEC_FILE = "study.json"
 DB_FILE = "study.db"
 # the optional second objectives (measured in gankit.tune.objective.SECOND) and which way is better
