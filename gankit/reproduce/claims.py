@@ -10,6 +10,7 @@ One YAML file per report, ``gankit/reproduce/claims/NNN.yaml`` (package data)::
       minimax: {config: 003-gan2014-mnist.yaml, set: {loss.name: minimax}}    # a sweep axis
       early: {config: 004-dcgan-mnist.yaml, budget_fraction: 0.1}            # the same run stopped early
     seeds: [0, 1]
+    budget_steps: {quick: 200}            # optional: this report's G updates per run at a budget, instead of its own
     claims:
       - id: keras-best
         section: "3. Results, DCGAN (Keras)"
@@ -22,6 +23,9 @@ One YAML file per report, ``gankit/reproduce/claims/NNN.yaml`` (package data)::
 Check kinds (see :mod:`.verdict`): ``rank`` (``order``: best first), ``best`` (``winner`` among ``among``), ``same``
 (``runs``, ``tolerance``), ``threshold`` (``run``, ``op`` >= or <=, ``value``, optional ``requires``: the data set,
 image size or budget under which the number means anything, e.g. the 2014 paper's Parzen figure).
+``budget_steps`` is for a report whose runs cost more per step than the others' (000's convolutional runs at
+batch 256), so that a budget still fits its time; every run of the report gets the same steps, so that rankings
+compare runs trained equally long, and the page and claims.json state the steps used.
 Every run must name a shipped config and every metric a registered one (:data:`.measures.METRICS`); anything else is
 a one-line error naming the file and the field.
 """
@@ -35,6 +39,7 @@ from typing import Any
 from ..core.errors import GankitError
 from ..core.registry import closest
 from ..core.yamlio import load_yaml_file
+from .budgets import BUDGETS
 from .measures import METRICS
 
 CLAIMS_DIR = Path(__file__).resolve().parent / "claims"
@@ -119,6 +124,7 @@ class ReportClaims:
     claims: list[Claim]
     not_checkable: list[Uncheckable]
     path: Path
+    budget_steps: dict[str, int] = field(default_factory=dict)  # budget name -> G updates per run, replacing its own
 
     def used_runs(self) -> list[str]:
         """Runs some claim reads, in the file's order (a run no claim reads is not trained)."""
@@ -200,6 +206,24 @@ def _check(raw: Any, runs: dict[str, RunSpec], where: str) -> Check:
     return Check(kind, metric, fields)
 
 
+def _budget_steps(raw: Any, where: str) -> dict[str, int]:
+    """``budget_steps``: budget name -> a positive number of G updates; only budgets that count steps."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise GankitError(f"{where}: budget_steps: expected a mapping of budget names to steps, e.g. {{quick: 200}}")
+    stepped = [n for n in BUDGETS.names() if BUDGETS.get(n).steps is not None]
+    for name, steps in raw.items():
+        if name not in stepped:
+            raise GankitError(
+                f"{where}: budget_steps.{name}: not a budget that counts steps{closest(str(name), stepped)}; "
+                f"choose among: {', '.join(stepped)}"
+            )
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise GankitError(f"{where}: budget_steps.{name}: expected a positive whole number, got {steps!r}")
+    return {str(k): int(v) for k, v in raw.items()}
+
+
 def parse_claims(data: Any, path: Path) -> ReportClaims:
     """Validate a claims file's content (see the module docstring); GankitError names the file and the field."""
     where = str(path)
@@ -261,6 +285,7 @@ def parse_claims(data: Any, path: Path) -> ReportClaims:
         claims,
         unchecked,
         path,
+        _budget_steps(data.get("budget_steps"), where),
     )
 
 

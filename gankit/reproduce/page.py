@@ -187,6 +187,7 @@ def render(
         f"<p><b>Budget {esc(plan['budget'])}</b>: {esc(plan['budget_description'])}. Seeds "
         f"{esc(', '.join(str(s) for s in claims.seeds))}; every run scored with `gankit eval`'s classifier features "
         f"against the same held-out reference per data set ({esc(plan['eval_n'])} samples).</p>"
+        f"<p><b>Image size and steps used</b>: {esc(plan['used'])}.</p>"
         + (f"<ul>{data_notes}</ul>" if data_notes else "")
         + (
             f'<p><b>Cost:</b> {esc(cost["summary"])} (the calls and each run\'s seconds: <a href="#cost">Cost</a>).</p>'
@@ -234,6 +235,11 @@ def write_outputs(
             "report": claims.report,
             "title": claims.title,
             "budget": plan["budget"],
+            "image_size_and_steps": plan["used"],
+            "runs": {
+                j["run"]: {"config": j["config"], "image_size": j["image_size"], "steps": j["steps"]}
+                for j in plan["jobs"]
+            },
             "seeds": claims.seeds,
             "data": plan["data"],
             "unfinished": unfinished,

@@ -24,7 +24,7 @@ from typing import Any
 from ..config.schema import DataConfig
 from ..core.errors import DivergedError, GankitError
 from ..core.io import read_jsonl, write_json
-from ..core.registry import Registry
+from .budgets import BUDGETS, Budget
 from .claims import ReportClaims
 from .cost import Stopwatch, add_call, job_clock, self_cpu_seconds
 from .measures import measure
@@ -33,63 +33,6 @@ from .verdict import UNDECIDED, Verdict, best, rank, same, threshold
 PLAN = "reproduce.json"
 EVAL_FILE = "reproduce-eval.json"
 PLAN_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Budget:
-    description: str
-    steps: int | None  # G updates per run; None = each config's own budget (epochs or steps)
-    gray_size: int | None  # image size of 1-channel data sets (None = the config's)
-    colour_size: int | None  # of colour data sets
-    eval_n: int  # samples scored per run
-    digits_everywhere: bool = False  # every data set replaced by the embedded digits (tests only)
-    digits_for_mnist: bool = False  # MNIST claims may use the embedded digits when no MNIST files are here
-    batch_cap: int = 0  # at most this batch size (0 = the config's)
-    log_every: int = 0  # 0 = the config's
-    holdout: int = 2000  # images kept aside for evaluation where only MNIST's t10k files are here
-
-
-BUDGETS: Registry[Budget] = Registry("budget", Budget)
-BUDGETS.add(
-    "smoke",
-    Budget(
-        "a test of the machinery: embedded digits for every data set, 16x16, 3 steps, 96 "
-        "samples scored; its verdicts say nothing about the reports",
-        3,
-        16,
-        16,
-        96,
-        digits_everywhere=True,
-        batch_cap=16,
-        log_every=1,
-        holdout=100,
-    ),
-)
-BUDGETS.add(
-    "quick",
-    Budget(
-        "300 generator updates per run at 28x28 (colour sets 32x32), the configs' batch sizes, "
-        "2,000 samples scored (measured: 3 to 16 CPU-minutes per report for 003, 004, 002 and 001, "
-        "about 2 to 8 minutes each on an idle 2-core machine with --workers 2; 000 about 61, 31 "
-        "minutes; the page's Cost section says what this one took)",
-        300,
-        28,
-        32,
-        2000,
-        digits_for_mnist=True,
-        log_every=5,
-    ),
-)
-BUDGETS.add(
-    "report",
-    Budget(
-        "each config's own budget (the report's epochs or iterations) and image size, 10,000 samples scored",
-        None,
-        None,
-        None,
-        10000,
-    ),
-)
 
 
 @dataclass(frozen=True)
@@ -201,7 +144,7 @@ def plan_jobs(
             continue
         over: dict[str, Any] = {**run.overrides, **choice.overrides, "train.progress": False}
         if budget.steps is not None:
-            steps = max(1, round(budget.steps * run.budget_fraction))
+            steps = max(1, round(claims.budget_steps.get(budget_name, budget.steps) * run.budget_fraction))
             over.update(
                 {
                     "train.steps": steps,
@@ -221,7 +164,8 @@ def plan_jobs(
             over["train.log_every"] = budget.log_every
         for seed in claims.seeds:
             job_over = {**over, "seed": seed}
-            resolve(file=run.config_path, overrides=job_over)  # a bad override fails here, before anything trains
+            # A bad override fails here, before anything trains; the resolved config says what the run will train.
+            job_cfg = resolve(file=run.config_path, overrides=job_over)
             jobs.append(
                 {
                     "name": f"{run_name}-seed{seed}",
@@ -230,6 +174,8 @@ def plan_jobs(
                     "config": run.config,
                     "overrides": job_over,
                     "data": choice.used,
+                    "image_size": job_cfg.data.image_size,
+                    "steps": job_cfg.train.steps or f"{job_cfg.train.epochs:g} epochs",
                 }
             )
     if missing and not skip_missing:
@@ -240,10 +186,35 @@ def plan_jobs(
         "budget": budget_name,
         "eval_n": budget.eval_n,
         "budget_description": budget.description,
+        "used": size_and_steps(jobs, claims, budget_name),
         "data": {k: v.note for k, v in choices.items() if v.note},
         "missing": skipped,
         "jobs": jobs,
     }
+
+
+def size_and_steps(jobs: list[dict[str, Any]], claims: ReportClaims, budget_name: str) -> str:
+    """The image size and steps the runs use, in words: the page's and claims.json's statement of them."""
+    groups: dict[tuple[Any, Any], list[str]] = {}
+    for j in jobs:
+        runs = groups.setdefault((j["image_size"], j["steps"]), [])
+        if j["run"] not in runs:
+            runs.append(j["run"])
+    if not groups:
+        return "no runs"
+    parts = []
+    for (size, steps), runs in groups.items():
+        count = f"{steps} generator updates" if isinstance(steps, int) else steps
+        who = "every run" if len(groups) == 1 else ", ".join(runs)
+        parts.append(f"{size}x{size}, {count} per run: {who}")
+    text = "; ".join(parts)
+    if budget_name in claims.budget_steps:
+        own = BUDGETS.get(budget_name).steps
+        text += (
+            f" (this report's claims file sets {claims.budget_steps[budget_name]} steps for the {budget_name} budget "
+            f"instead of its {own})"
+        )
+    return text
 
 
 def open_out_dir(out: Path, plan: dict[str, Any]) -> None:
