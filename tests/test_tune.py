@@ -583,7 +583,7 @@ def test_a_worker_setting_does_not_change_the_study_but_a_budget_does() -> None:
 RACE = """
 import sys, time
 from pathlib import Path
-from gankit.tune.run import requeue_interrupted
+from gankit.tune.run import queue_base, requeue_interrupted
 from gankit.tune.study import need_optuna, open_storage
 optuna = need_optuna()
 url, me, other = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
@@ -594,12 +594,14 @@ me.touch()
 while not other.exists():  # both processes start requeueing at the same moment
     time.sleep(0.001)
 requeue_interrupted(study, store, lambda m: None)
+queue_base(study, {"x": 0.5}, store, lambda m: None)  # both started with --enqueue-base
 """
 
 
 def test_two_processes_requeue_each_interrupted_trial_once(tmp_path: Path) -> None:
     """Two `gankit tune` processes starting on one SQLite study both find its interrupted trials; each trial is
-    queued again once (a claim in the database), not once per process."""
+    queued again once (a claim in the database), not once per process; with --enqueue-base both, the base config's
+    trial is queued once too."""
     from collections import Counter
 
     from gankit.tune.study import prepare_sqlite
@@ -626,7 +628,8 @@ def test_two_processes_requeue_each_interrupted_trial_once(tmp_path: Path) -> No
     trials = optuna.load_study(study_name="race", storage=url).trials
     queued = Counter(t.system_attrs["failed_trial"] for t in trials if "failed_trial" in t.system_attrs)
     assert queued == Counter(range(12)), queued  # each failed trial once
-    assert all(t.state.name == "WAITING" for t in trials[12:]) and len(trials) == 24
+    assert [t.system_attrs["fixed_params"] for t in trials if t.user_attrs.get("base_config")] == [{"x": 0.5}]
+    assert all(t.state.name == "WAITING" for t in trials[12:]) and len(trials) == 25
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -16,8 +16,10 @@ from ..core.errors import GankitError
 from .space import base_point, check_space, read_space, space_json
 from .study import (
     BASE_ATTR,
+    BASE_CLAIM,
     RequeueOnce,
     StudySpec,
+    claim_once,
     check_writable,
     create_or_load,
     default_storage,
@@ -196,7 +198,7 @@ def run_tune(
     requeue_interrupted(study, store, say)
     optuna.storages.fail_stale_trials(study)  # a previous run's dead worker: its trial is retried now
     if start is not None:
-        queue_base(study, start, say)
+        queue_base(study, start, store, say)
     target = target_of(spec)
     c = count(study.get_trials(deepcopy=False))
     say(
@@ -289,9 +291,14 @@ def rerun_best(spec: StudySpec, study: Any, k: int, workers: int, threads: int, 
     return 0
 
 
-def queue_base(study: Any, params: dict[str, Any], say: Callable[[str], None]) -> None:
+def queue_base(study: Any, params: dict[str, Any], storage: Any, say: Callable[[str], None]) -> None:
     """Queue the base config's own values as the next trial, so the study measures the recipe it starts from; a study
-    that already holds a trial with these values (this command run before) is left as it is."""
+    that already holds a trial with these values (this command run before) is left as it is.
+
+    Optuna's ``skip_if_exists`` looks, then queues: two processes starting at once would both queue it. A claim in
+    the study's database (as for requeues) lets one of them through."""
+    if not claim_once(storage.engine, study.study_name, BASE_CLAIM):
+        return  # another process of this study has queued it (or this command did, on an earlier run)
     before = len(study.get_trials(deepcopy=False))
     study.enqueue_trial(params, user_attrs={BASE_ATTR: True}, skip_if_exists=True)
     if len(study.get_trials(deepcopy=False)) > before:

@@ -51,6 +51,8 @@ def need_optuna() -> Any:
 CLAIMS_TABLE = (
     "gankit_requeued"  # (study name, trial number) of every failed trial queued again, in the study's database
 )
+# The claim number of the base config's trial (`gankit tune --enqueue-base`): no Optuna trial has a negative number
+BASE_CLAIM = -1
 
 
 class RequeueOnce:
@@ -69,14 +71,15 @@ class RequeueOnce:
 
     def __call__(self, study: Any, trial: Any) -> bool:
         """Queue ``trial`` again; False when another process has queued it (or is queueing it) already."""
-        if self.engine is not None and not claim_requeue(self.engine, study.study_name, trial.number):
+        if self.engine is not None and not claim_once(self.engine, study.study_name, trial.number):
             return False
         self.retry(study, trial)
         return True
 
 
-def claim_requeue(engine: Any, study_name: str, number: int) -> bool:
-    """True for exactly one caller per (study, trial number), in any number of processes on one database."""
+def claim_once(engine: Any, study_name: str, number: int) -> bool:
+    """True for exactly one caller per (study, number), in any number of processes on one database: a trial number
+    (its requeue), or :data:`BASE_CLAIM` (queueing the base config's trial)."""
     import sqlalchemy
 
     ddl = (
