@@ -223,8 +223,9 @@ def cifar_plan(cfg: DataConfig) -> CachePlan:
     )
 
 
-# gankit's recommended CIFAR-10 recipe beneath the user's config (configs/recommended/cifar10-32.yaml has the
-# measurements): a DCGAN of 32 channels, batch 32, an EMA of G, no augmentation: the lowest FD per 10 CPU-minutes found.
+# gankit's recommended CIFAR-10 recipe beneath the user's config (configs/recommended/cifar10-32.yaml spells it out):
+# a DCGAN of 32 channels, batch 32, an EMA of G, no augmentation: the lowest FD per 10 CPU-minutes found
+# (docs/notes/time-to-quality-round-9.md).
 @dataset(
     "cifar10",
     channels=3,

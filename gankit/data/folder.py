@@ -234,9 +234,9 @@ def folder_plan(cfg: DataConfig) -> CachePlan:
     return CachePlan("folder", "folder", folder, files, settings, nbytes, build)
 
 
-# gankit's recommended folder recipe beneath the user's config (configs/recommended/folder-64.yaml has the measurements):
+# gankit's recommended folder recipe beneath the user's config (configs/recommended/folder-64.yaml spells it out):
 # 64x64, a DCGAN of 8 channels (the most steps per CPU minute that still draw well), no augmentation (with ADA FD was
-# worse in 10 minutes, before and after its ops got faster).
+# worse in 10 minutes, before and after its ops got faster; docs/notes/time-to-quality-round-7.md).
 @dataset(
     "folder",
     own_resize=True,

@@ -301,9 +301,9 @@ def load_idx_dataset(name: str, cfg: DataConfig) -> ImageData:
 
 
 # gankit's recommended MNIST recipe beneath the user's config (configs/recommended/mnist-conditional.yaml spells it
-# out, with the measurements that chose it): MNIST has labels, so `--data mnist` trains the class-conditional DCGAN
-# (drawing classes in the training images' proportions when no class is asked for) at the native 28x28, with an
-# EMA of G: at the same CPU-minutes it reaches a far lower FD than the best unconditional recipe
+# out; the measurements that chose it are linked below): MNIST has labels, so `--data mnist` trains the
+# class-conditional DCGAN (drawing classes in the training images' proportions when no class is asked for) at the
+# native 28x28, with an EMA of G: at the same CPU-minutes it reaches a far lower FD than the best unconditional recipe
 # (configs/recommended/mnist.yaml, for unlabelled MNIST-like data). A narrow D (32 channels) and a G twice as wide
 # (cheaper steps than the 64-channel DCGAN's, and the wider G keeps improving where a 32-channel one levels off),
 # class-conditional BatchNorm in G, batch 32 and learning rates of 2e-4 each won their round at a CPU budget:
