@@ -76,8 +76,13 @@ def _entry(target: Callable[..., int | None], index: int, threads: int, parent: 
     os.environ["OMP_NUM_THREADS"] = str(threads)
     try:  # (a Ctrl-C passed on while the worker still imports torch ends it quietly too, not with a traceback)
         import torch
+        from tqdm import tqdm
 
         torch.set_num_threads(threads)
+        # tqdm's default lock holds a multiprocessing semaphore, registered with the parent's resource tracker; a
+        # worker killed by SIGKILL never releases it, and the tracker then warns of a "leaked semaphore" at the end
+        # of the command. A worker's bars are its own, so a thread lock is all they need.
+        tqdm.set_lock(threading.RLock())
         threading.Thread(target=_stop_if_orphaned, args=(parent,), daemon=True).start()
         code = target(index, threads, *args)
     except KeyboardInterrupt:

@@ -60,3 +60,34 @@ def test_sigint_to_the_parent_reaches_each_worker_once(tmp_path: Path) -> None:
     assert stopped == signal.SIGINT
     assert [(tmp_path / f"got{i}").read_text() for i in range(2)] == ["1", "1"]
     assert [e.exitcode for e in exits] == [130, 130]
+
+
+def _bar_then_killed(index: int, threads: int) -> int:
+    from tqdm import tqdm
+
+    tqdm(total=1, disable=True).close()  # a progress bar, as every training run makes one
+    os.kill(os.getpid(), signal.SIGKILL)
+    return 0
+
+
+KILLED = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from test_workers import _bar_then_killed
+from gankit.workers import run_workers
+exits, _ = run_workers(1, _bar_then_killed)
+print(exits[0].describe())
+"""
+
+
+def test_a_killed_worker_leaves_no_leaked_semaphore_warning() -> None:
+    """A `kill -9` of a worker that drew a progress bar: the command's stderr says nothing of leaked semaphores
+    (tqdm's default lock is a multiprocessing semaphore that the killed process never releases)."""
+    import subprocess
+    import sys
+
+    here = str(Path(__file__).parent)
+    out = subprocess.run([sys.executable, "-c", KILLED, here], capture_output=True, text=True, timeout=120, cwd=here)
+    assert out.returncode == 0, out.stderr
+    assert "killed by SIGKILL" in out.stdout
+    assert "leaked" not in out.stderr and "resource_tracker" not in out.stderr, out.stderr
