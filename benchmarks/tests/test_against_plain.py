@@ -21,6 +21,11 @@ import plain_steps  # noqa: E402
 from gankit.nets import build_models  # noqa: E402
 
 
+def _script(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A benchmark script run as a user runs it: its own process, output captured."""
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, check=False)
+
+
 def test_every_shipped_step_has_a_plain_twin_with_the_same_parameters():
     cases = A.distinct_cases()
     names = [c[0] for c in cases]
@@ -54,7 +59,7 @@ def test_device_script_runs_on_cpu_and_writes_the_table(tmp_path):
         "OUT": str(tmp_path),
         "PYTHONPATH": str(ROOT),
     }
-    res = subprocess.run(
+    res = _script(
         [
             "bash",
             str(ROOT / "benchmarks/device_speed.sh"),
@@ -71,11 +76,7 @@ def test_device_script_runs_on_cpu_and_writes_the_table(tmp_path):
             "--set",
             "model.d_channels=4",
         ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
+        env,
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert re.search(r"parameters G/D: plain ([\d,]+)/([\d,]+), gankit \1/\2; batch 4, 1 D update", res.stdout)
@@ -121,21 +122,12 @@ def test_profile_sides_prints_both_op_tables_and_refuses_an_unknown_row():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     script = str(ROOT / "benchmarks/profile_sides.py")
     small = ["--set", "train.batch_size=4", "--set", "model.g_channels=4", "--set", "model.d_channels=4"]
-    res = subprocess.run(
-        [sys.executable, script, "recommended/mnist", "--steps", "1", "--rows", "5", *small],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
+    res = _script([sys.executable, script, "recommended/mnist", "--steps", "1", "--rows", "5", *small], env)
     assert res.returncode == 0, res.stdout + res.stderr
     plain, gankit = res.stdout.split("==== plain")[1].split("==== gankit")
     assert re.search(r"^plain: [\d.]+ img/s wall, [\d.]+ img/s CPU time", res.stdout, re.M)
     assert re.search(r"^gankit: [\d.]+ img/s wall", res.stdout, re.M)
     assert "aten::" in plain and "aten::" in gankit  # each side's own op table
-    bad = subprocess.run(
-        [sys.executable, script, "reports/no-such-row"], capture_output=True, text=True, env=env, check=False
-    )
+    bad = _script([sys.executable, script, "reports/no-such-row"], env)
     assert bad.returncode == 2 and bad.stdout.startswith("gankit: error: no row 'reports/no-such-row'")
     assert bad.stdout.count("\n") == 1
